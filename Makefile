@@ -1,0 +1,82 @@
+# Two commands on a fresh machine: `make up` and `make test`. Both bootstrap what they
+# need (venv, Maven build, system packages) and cache it under .venv, .stamps and ~/.m2,
+# so a second run downloads nothing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+MVN := mvn -q -B -f hazelcast/pom.xml
+JARS := hazelcast/target/ratelimit-processor.jar hazelcast/target/lib/hazelcast.jar
+JAVA_SOURCES := $(shell find hazelcast/src/main -name '*.java') hazelcast/pom.xml
+
+.PHONY: up down status test lint unit java-test bootstrap build system-deps bench clean help
+
+help:
+	@echo "make up      start 3 Hazelcast members (bootstraps everything first)"
+	@echo "make down    stop everything the stack or the tests started"
+	@echo "make status  show what runs"
+	@echo "make test    lint, Java tests, then the whole Python suite on a real cluster"
+	@echo "make bench   in-process benchmark of the three strategies (needs make up)"
+
+bootstrap: $(STAMPS)/venv $(JARS) system-deps
+
+$(STAMPS)/venv: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11+"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@mkdir -p $(STAMPS) && touch $@
+
+build: $(JARS)
+
+$(JARS) &: $(JAVA_SOURCES)
+	@command -v java >/dev/null || { echo "error: java not found: install OpenJDK 17+ (apt-get install openjdk-17-jdk-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "error: mvn not found: install Maven (apt-get install maven)"; exit 1; }
+	$(MVN) package -DskipTests
+	@touch $(JARS)
+
+# nginx and Prometheus serve the replicas and metrics; installed from Debian when missing.
+system-deps:
+	@missing=""; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "error: missing$$missing: run 'sudo apt-get install$$missing'"; exit 1; \
+	  fi; \
+	fi
+
+up: bootstrap
+	$(PY) -m stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "nothing was running (no venv yet)"; fi
+
+status:
+	@if [ -x $(PY) ]; then $(PY) -m stack status; else echo "nothing is running (no venv yet)"; fi
+
+lint: $(STAMPS)/venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+java-test: $(JARS)
+	$(MVN) test
+
+unit: $(STAMPS)/venv
+	$(PY) -m pytest -m unit -q
+
+# The Python suite starts its own cluster (ports 5801-5803) and stops it at the end.
+test: bootstrap lint java-test
+	$(PY) -m pytest
+
+bench: $(STAMPS)/venv
+	$(PY) -m benchmarks.inprocess
+
+clean: down
+	rm -rf $(VENV) $(STAMPS) hazelcast/target .run .mypy_cache .ruff_cache .pytest_cache .hypothesis

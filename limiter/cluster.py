@@ -1,0 +1,97 @@
+"""The asyncio Hazelcast client, connected with bounded waits and reconnecting forever."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from hazelcast.asyncio import HazelcastClient
+from hazelcast.lifecycle import LifecycleState
+
+from limiter.errors import BackendUnavailable
+from limiter.settings import Settings
+
+__all__ = ["ClusterLink", "connect"]
+
+
+class ClusterLink:
+    """One client and whether it is connected right now.
+
+    The client starts asynchronously and retries its connection forever, so a cluster
+    that comes back is picked up without a restart; while it is away, operations fail at
+    once (ClientOfflineError) instead of queueing, and the caller's own timeout bounds
+    everything else.
+    """
+
+    def __init__(self, client: HazelcastClient) -> None:
+        self.client = client
+        self._connected = asyncio.Event()
+        client.lifecycle_service.add_listener(self._on_state)
+
+    def _on_state(self, state: str) -> None:
+        if state == LifecycleState.CONNECTED:
+            self._connected.set()
+        elif state in (
+            LifecycleState.DISCONNECTED,
+            LifecycleState.SHUTTING_DOWN,
+            LifecycleState.SHUTDOWN,
+        ):
+            self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        """Connected and holding the member list (which arrives just after connecting)."""
+        return self._connected.is_set() and bool(self.client.cluster_service.get_members())
+
+    async def wait_connected(self, timeout_seconds: float) -> None:
+        async def ready() -> None:
+            while not self.connected:
+                await self._connected.wait()
+                await asyncio.sleep(0.01)
+
+        try:
+            await asyncio.wait_for(ready(), timeout_seconds)
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"no connection to the Hazelcast cluster within {timeout_seconds}s"
+            ) from None
+
+    async def get_map(self, name: str) -> Any:
+        return await self.client.get_map(name)
+
+    async def close(self) -> None:
+        await self.client.shutdown()
+
+
+async def connect(settings: Settings, **client_config: Any) -> ClusterLink:
+    """Starts a client and waits up to ``connect_timeout_seconds`` for the cluster.
+
+    ``client_config`` adds or overrides client options (near caches, smart routing, ...).
+    On timeout the client is shut down and :class:`BackendUnavailable` raised.
+    """
+    config: dict[str, Any] = {
+        "cluster_name": settings.hazelcast_cluster_name,
+        "cluster_members": settings.member_addresses,
+        "async_start": True,
+        "reconnect_mode": 1,  # ReconnectMode.ASYNC: fail fast while reconnecting
+        "cluster_connect_timeout": -1,
+        "invocation_timeout": settings.decision_timeout_seconds + 1.0,
+        "statistics_enabled": False,
+        # The owner member waits for the sync backup and answers once. With acks sent
+        # straight to the client instead, a client not (yet) connected to the backup
+        # member misses the ack and stalls for the member's backup timeout (5 s).
+        "backup_ack_to_client_enabled": False,
+    }
+    config.update(client_config)
+    started = time.monotonic()
+    client = await HazelcastClient.create_and_start(**config)
+    link = ClusterLink(client)
+    if client._connection_manager.initialized_on_cluster():  # connected before the listener
+        link._on_state(LifecycleState.CONNECTED)
+    try:
+        await link.wait_connected(settings.connect_timeout_seconds - (time.monotonic() - started))
+    except BaseException:
+        await client.shutdown()
+        raise
+    return link

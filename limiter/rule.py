@@ -1,0 +1,96 @@
+"""The fixed-window rule, in one place.
+
+Windows are aligned: window k covers ``[k*W, (k+1)*W)`` in epoch milliseconds, so every
+caller that agrees on the clock agrees on the window without talking to anyone. A request
+of weight ``cost`` is admitted when the window's count plus ``cost`` stays within the limit;
+a denied request changes nothing. The three strategies differ only in how they make one
+call of :func:`decide` atomic; the Java entry processor
+(``hazelcast/src/main/java/ratelimit/processor/FixedWindowRule.java``) mirrors this
+function, and both run the cases in ``tests/vectors/fixed_window.csv``.
+
+The algorithm's known edge: a client can spend its whole limit at the end of one window
+and again at the start of the next, so up to twice the limit can pass within one window's
+length across an edge. That is inherent to fixed windows; a sliding window would cost
+more state and more round trips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import NamedTuple
+
+__all__ = ["Decision", "Reason", "WindowState", "decide", "window_start"]
+
+
+class Reason(enum.IntEnum):
+    """Why a decision came out as it did. The first three values are shared with Java."""
+
+    ADMITTED = 0
+    LIMIT_REACHED = 1
+    COST_OVER_LIMIT = 2
+    #: The cas strategy ran out of attempts under contention (policy ``deny``).
+    CONTENDED = 3
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WindowState:
+    """What is stored per client: the window it counts and how much it has used."""
+
+    window_start_ms: int
+    count: int
+
+
+class Decision(NamedTuple):
+    """The answer for one request. Being over the limit is a decision, not an error."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_ms: int
+    reason: Reason
+
+    @property
+    def reset_after_seconds(self) -> int:
+        """Whole seconds until the window ends, rounded up (never 0 before the end)."""
+        return -(-self.reset_after_ms // 1000)
+
+
+def window_start(now_ms: int, window_seconds: int) -> int:
+    window_ms = window_seconds * 1000
+    return (now_ms // window_ms) * window_ms
+
+
+def decide(
+    state: WindowState | None,
+    now_ms: int,
+    cost: int,
+    limit: int,
+    window_seconds: int,
+) -> tuple[WindowState, Decision]:
+    """Applies one request to ``state``; returns the state to store and the decision.
+
+    A state from any other window (older, or newer after the clock stepped back) counts
+    as empty. ``remaining`` never goes below zero, even when the limit was lowered below
+    what the window already used.
+    """
+    if cost < 1 or limit < 1 or window_seconds < 1:
+        raise ValueError(
+            "cost, limit and window_seconds must be positive, "
+            f"got {cost}, {limit}, {window_seconds}"
+        )
+    start = window_start(now_ms, window_seconds)
+    used = state.count if state is not None and state.window_start_ms == start else 0
+    reset_after_ms = start + window_seconds * 1000 - now_ms
+    if cost > limit:
+        return WindowState(start, used), Decision(
+            False, limit, max(0, limit - used), reset_after_ms, Reason.COST_OVER_LIMIT
+        )
+    if used + cost <= limit:
+        count = used + cost
+        return WindowState(start, count), Decision(
+            True, limit, limit - count, reset_after_ms, Reason.ADMITTED
+        )
+    return WindowState(start, used), Decision(
+        False, limit, max(0, limit - used), reset_after_ms, Reason.LIMIT_REACHED
+    )

@@ -1,0 +1,106 @@
+"""Every setting of the service, read once from ``RATELIMIT_*`` environment variables.
+
+The defaults live here and nowhere else; README.md lists them in a table that
+``tests/unit/test_settings.py`` keeps in step with this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any, Literal, cast, get_args
+
+from limiter.errors import SettingsError
+
+__all__ = ["STRATEGY_NAMES", "Settings", "StrategyName"]
+
+StrategyName = Literal["lock", "cas", "entry_processor"]
+STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
+PREFIX = "RATELIMIT_"
+
+
+def _choice(*allowed: str) -> dict[str, Any]:
+    return {"choices": allowed}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The service's configuration. Field ``x`` is read from ``RATELIMIT_X``."""
+
+    #: Which atomic strategy makes a decision: lock, cas or entry_processor.
+    strategy: str = dataclasses.field(default="entry_processor", metadata=_choice(*STRATEGY_NAMES))
+    #: Comma-separated Hazelcast member addresses the client starts from.
+    hazelcast_members: str = "127.0.0.1:5701,127.0.0.1:5702,127.0.0.1:5703"
+    hazelcast_cluster_name: str = "ratelimit"
+    #: Longest wait for the first connection to the cluster at start-up.
+    connect_timeout_seconds: float = 15.0
+    #: Longest a decision may take, all round trips and retries included.
+    decision_timeout_seconds: float = 1.0
+    #: Lease of the lock strategy's lock: released by the cluster after this even if the
+    #: holder died. Well above a decision's p99.
+    lock_lease_seconds: float = 2.0
+    #: Longest the lock strategy waits for a busy lock before giving up (LockNotAcquired).
+    lock_wait_seconds: float = 0.9
+    #: cas strategy: attempts before giving up, and the cap of the jittered backoff.
+    cas_max_attempts: int = 32
+    cas_backoff_max_ms: float = 8.0
+    #: What running out of cas attempts means: deny the request, or treat it as an error.
+    cas_exhausted_policy: str = dataclasses.field(default="deny", metadata=_choice("deny", "error"))
+    #: Counter keys live until their window ends plus this much.
+    expiry_grace_seconds: float = 1.0
+    #: Map names; tests give each run fresh ones.
+    counters_map: str = "ratelimit.counters"
+    clients_map: str = "ratelimit.clients"
+    names_map: str = "ratelimit.names"
+    #: Limits of a new client when the request names none (the original's 100 per 60 s).
+    default_limit: int = 100
+    default_window_seconds: int = 60
+    #: Longest window a client may have; hazelcast.xml's counter-map TTL must exceed it.
+    max_window_seconds: int = 86400
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            choices = field.metadata.get("choices")
+            value = getattr(self, field.name)
+            if choices and value not in choices:
+                raise SettingsError(
+                    f"{PREFIX}{field.name.upper()}={value!r} is not one of: {', '.join(choices)}"
+                )
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+                raise SettingsError(f"{PREFIX}{field.name.upper()} must be positive, got {value}")
+        if self.default_window_seconds > self.max_window_seconds:
+            raise SettingsError(
+                "RATELIMIT_DEFAULT_WINDOW_SECONDS exceeds RATELIMIT_MAX_WINDOW_SECONDS"
+            )
+        if not self.member_addresses:
+            raise SettingsError("RATELIMIT_HAZELCAST_MEMBERS names no member")
+
+    @property
+    def member_addresses(self) -> list[str]:
+        return [m.strip() for m in self.hazelcast_members.split(",") if m.strip()]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Reads every field from the environment; ``overrides`` win over it."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            values[field.name] = _parse(field, raw)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
+    kind = cast(type, type(field.default))
+    if kind is str:
+        return raw.strip()
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{PREFIX}{field.name.upper()}={raw!r} is not a valid {kind.__name__}"
+        ) from None

@@ -1,0 +1,356 @@
+"""Start, await and stop the processes of one local stack.
+
+Every process is started in its own session (so a stop reaches its children too) with
+its log in ``<run dir>/logs`` and its pid in ``<run dir>/pids``. A pid file is trusted only
+while ``/proc/<pid>/cmdline`` still carries the stack's run dir: a recycled pid is never
+mistaken for ours, and a second ``up`` starts nothing that is already running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HAZELCAST_DIR = ROOT / "hazelcast"
+HAZELCAST_JAR = HAZELCAST_DIR / "target" / "lib" / "hazelcast.jar"
+PROCESSOR_JAR = HAZELCAST_DIR / "target" / "ratelimit-processor.jar"
+MEMBER_CONFIG = HAZELCAST_DIR / "hazelcast.xml"
+LOOPBACK = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A part of the stack could not be started, awaited or stopped; the message says which."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One process of the stack."""
+
+    name: str
+    argv: Sequence[str]
+    port: int
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def port_accepts(port: int, host: str = LOOPBACK) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def poll_until(
+    condition: Callable[[], bool],
+    deadline_seconds: float,
+    what: str,
+    check_alive: Callable[[], None] = lambda: None,
+    interval: float = 0.1,
+) -> None:
+    """Polls ``condition`` until it holds; ``check_alive`` raises as soon as a part died."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        check_alive()
+        if condition():
+            return
+        if time.monotonic() >= deadline:
+            raise StackError(f"timed out after {deadline_seconds:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Stack:
+    """One stack: its ports, its cluster name and its run folder."""
+
+    def __init__(
+        self,
+        run_dir: Path = ROOT / ".run",
+        cluster_name: str = "ratelimit",
+        member_base_port: int = 5701,
+        registry_quorum: int | None = None,
+        member_config: Path = MEMBER_CONFIG,
+    ) -> None:
+        self.run_dir = run_dir.resolve()
+        self.cluster_name = cluster_name
+        self.member_base_port = member_base_port
+        self.registry_quorum = registry_quorum
+        self.member_config = member_config
+        self.log_dir = self.run_dir / "logs"
+        self.pid_dir = self.run_dir / "pids"
+
+    # ---- bookkeeping ---------------------------------------------------------------
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def _pid_path(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.pid"
+
+    def pid_of(self, name: str) -> int | None:
+        """The live pid of a part this stack started, or None."""
+        path = self._pid_path(name)
+        try:
+            pid = int(path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        if str(self.run_dir).encode() not in cmdline:
+            return None
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return None
+        return None if state == "Z" else pid
+
+    def running(self) -> dict[str, int]:
+        if not self.pid_dir.is_dir():
+            return {}
+        found = {}
+        for path in sorted(self.pid_dir.glob("*.pid")):
+            pid = self.pid_of(path.stem)
+            if pid is not None:
+                found[path.stem] = pid
+        return found
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            text = self.log_path(name).read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+    def _spawn(self, part: Part) -> int:
+        existing = self.pid_of(part.name)
+        if existing is not None:
+            return existing
+        if not port_is_free(part.port):
+            raise StackError(
+                f"{part.name}: port {part.port} on {LOOPBACK} is already in use by a process "
+                "this stack did not start; stop it or choose another port"
+            )
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        pid_path = self._pid_path(part.name)
+        pid_path.unlink(missing_ok=True)
+        # Started through a shell that exits at once, so the part is not our child: it
+        # outlives the CLI, and whatever stops it need not reap it.
+        launcher = ["/bin/sh", "-c", '"$@" & echo $! > "$0"', str(pid_path), *part.argv]
+        with open(self.log_path(part.name), "ab") as log:
+            subprocess.run(
+                launcher,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                env={**os.environ, **part.env},
+                start_new_session=True,
+                check=True,
+            )
+        return int(pid_path.read_text())
+
+    def _raise_if_dead(self, names: Sequence[str]) -> None:
+        for name in names:
+            if self.pid_of(name) is None:
+                raise StackError(
+                    f"{name} exited during start-up; last lines of {self.log_path(name)}:\n"
+                    + self.log_tail(name)
+                )
+
+    def stop(self, names: Sequence[str] | None = None, grace_seconds: float = 15.0) -> list[str]:
+        """SIGTERM, then SIGKILL after ``grace_seconds``; returns the names stopped."""
+        targets = {n: p for n, p in self.running().items() if names is None or n in names}
+        for pid in targets.values():
+            _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline and any(self.pid_of(n) for n in targets):
+            time.sleep(0.1)
+        for name, pid in targets.items():
+            if self.pid_of(name) is not None:
+                _signal_group(pid, signal.SIGKILL)
+        poll_until(lambda: not any(self.pid_of(n) for n in targets), 10, "processes to exit")
+        for name in targets if names is not None else [n for n, _ in self.status()]:
+            self._pid_path(name).unlink(missing_ok=True)
+        return sorted(targets)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one part, as a crash would; used by the fault tests."""
+        pid = self.pid_of(name)
+        if pid is None:
+            raise StackError(f"{name} is not running")
+        _signal_group(pid, signal.SIGKILL)
+        poll_until(lambda: self.pid_of(name) is None, 10, f"{name} to die")
+        self._pid_path(name).unlink(missing_ok=True)
+
+    # ---- Hazelcast members ------------------------------------------------------------
+
+    def member_name(self, index: int) -> str:
+        return f"member-{index + 1}"
+
+    def member_port(self, index: int) -> int:
+        return self.member_base_port + index
+
+    def member_addresses(self, count: int) -> list[str]:
+        return [f"{LOOPBACK}:{self.member_port(i)}" for i in range(count)]
+
+    def member_part(self, index: int, count: int) -> Part:
+        java = shutil.which("java")
+        if java is None:
+            raise StackError(
+                "java is not installed: install OpenJDK 17 or later "
+                "(apt-get install openjdk-17-jre-headless)"
+            )
+        for jar in (HAZELCAST_JAR, PROCESSOR_JAR):
+            if not jar.is_file():
+                raise StackError(f"{jar} is missing: run `make build` (Maven) first")
+        quorum = self.registry_quorum or min(count, 2)
+        properties = {
+            "hazelcast.config": str(self.member_config),
+            "ratelimit.cluster.name": self.cluster_name,
+            "ratelimit.member.port": str(self.member_port(index)),
+            "ratelimit.members": ",".join(self.member_addresses(count)),
+            "ratelimit.interface": LOOPBACK,
+            "ratelimit.registry.quorum": str(quorum),
+            # Marks the process as this stack's (see pid_of).
+            "ratelimit.run.dir": str(self.run_dir),
+        }
+        argv = [
+            java,
+            "-Xms128m",
+            "-Xmx512m",
+            "-XX:+UseSerialGC",
+            "-Djava.net.preferIPv4Stack=true",
+            # Start-up speed: members list each other, so there is nothing to wait for.
+            "-Dhazelcast.wait.seconds.before.join=1",
+            # The internal APIs Hazelcast asks for on Java 17 (fewer copies, real metrics).
+            "--add-modules=java.se",
+            "--add-exports=java.base/jdk.internal.ref=ALL-UNNAMED",
+            "--add-opens=java.base/java.lang=ALL-UNNAMED",
+            "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+            "--add-opens=java.management/sun.management=ALL-UNNAMED",
+            "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED",
+            *(f"-D{key}={value}" for key, value in properties.items()),
+            "-cp",
+            f"{HAZELCAST_JAR}:{PROCESSOR_JAR}",
+            "com.hazelcast.core.server.HazelcastMemberStarter",
+        ]
+        return Part(self.member_name(index), argv, self.member_port(index))
+
+    def start_members(self, count: int = 3, deadline_seconds: float = 90.0) -> float:
+        """Starts ``count`` members (those not running yet) and waits until all have joined
+        one cluster. Returns the seconds it took. On failure stops what it started."""
+        started_at = time.monotonic()
+        names = [self.member_name(i) for i in range(count)]
+        fresh = [n for n in names if self.pid_of(n) is None]
+        try:
+            for index in range(count):
+                self._spawn(self.member_part(index, count))
+            self.wait_for_members(count, deadline_seconds)
+        except BaseException:
+            self.stop(fresh)
+            raise
+        return time.monotonic() - started_at
+
+    def start_member(self, index: int, count: int = 3, deadline_seconds: float = 90.0) -> None:
+        """(Re)starts one member and waits until the cluster has ``count`` members again."""
+        self._spawn(self.member_part(index, count))
+        self.wait_for_members(count, deadline_seconds)
+
+    def wait_for_members(self, count: int, deadline_seconds: float = 90.0) -> None:
+        names = [self.member_name(i) for i in range(count)]
+        ports = [self.member_port(i) for i in range(count)]
+
+        def alive() -> None:
+            self._raise_if_dead(names)
+
+        poll_until(
+            lambda: all(port_accepts(p) for p in ports),
+            deadline_seconds,
+            f"members to listen on ports {ports}",
+            alive,
+        )
+        expected = set(self.member_addresses(count))
+        try:
+            poll_until(
+                lambda: self.joined_members(count) >= expected,
+                deadline_seconds,
+                f"{count} members to join cluster {self.cluster_name!r}",
+                alive,
+                interval=0.25,
+            )
+        except StackError as error:
+            seen = self.joined_members(count)
+            missing = sorted(expected - seen)
+            tails = "\n".join(
+                f"--- {self.member_name(self.member_addresses(count).index(a))} ---\n"
+                + self.log_tail(self.member_name(self.member_addresses(count).index(a)))
+                for a in missing
+            )
+            raise StackError(f"{error}; not joined: {', '.join(missing)}\n{tails}") from None
+
+    def joined_members(self, count: int) -> set[str]:
+        """Addresses of the members that every running member agrees are in the cluster,
+        read from each member's own log (the last "Members {size:" block it printed)."""
+        agreed: set[str] | None = None
+        for index in range(count):
+            seen = _last_member_list(self.log_path(self.member_name(index)))
+            agreed = seen if agreed is None else agreed & seen
+        return agreed or set()
+
+    # ---- all together -------------------------------------------------------------------
+
+    def status(self) -> list[tuple[str, int | None]]:
+        """Every part with a pid file, and its live pid (None: it died)."""
+        names = sorted(p.stem for p in self.pid_dir.glob("*.pid")) if self.pid_dir.is_dir() else []
+        return [(name, self.pid_of(name)) for name in names]
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """Signals the part's whole process group (it has one of its own), children included."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(os.getpgid(pid), signum)
+
+
+def _last_member_list(log: Path) -> set[str]:
+    """Parses the most recent member list a Hazelcast member logged.
+
+    A member logs the whole list after every change::
+
+        Members {size:3, ver:3} [
+            Member [127.0.0.1]:5701 - 6c6d... this
+            ...
+        ]
+    """
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return set()
+    for start in range(len(lines) - 1, -1, -1):
+        if "Members {size:" in lines[start]:
+            members = set()
+            for line in lines[start + 1 :]:
+                line = line.strip()
+                if not line.startswith("Member ["):
+                    break
+                host = line[len("Member [") : line.index("]")]
+                port = line[line.index("]:") + 2 :].split()[0]
+                members.add(f"{host}:{port}")
+            return members
+    return set()

@@ -1,0 +1,34 @@
+"""The test cluster's coordinates, shared by the fixtures and the worker processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from limiter import Settings
+from stack.runner import ROOT, Stack
+
+MEMBERS = 3
+BASE_PORT = 5801
+CLUSTER_NAME = "ratelimit-test"
+RUN_DIR = ROOT / ".run" / "test"
+
+
+def test_stack() -> Stack:
+    return Stack(run_dir=RUN_DIR, cluster_name=CLUSTER_NAME, member_base_port=BASE_PORT)
+
+
+def test_settings(**overrides: Any) -> Settings:
+    """Settings for the test cluster: generous waits, so that only a real fault fails."""
+    values: dict[str, Any] = {
+        "hazelcast_members": ",".join(test_stack().member_addresses(MEMBERS)),
+        "hazelcast_cluster_name": CLUSTER_NAME,
+        "decision_timeout_seconds": 20.0,
+        "lock_wait_seconds": 15.0,
+        "lock_lease_seconds": 10.0,
+        "cas_max_attempts": 400,
+        "cas_exhausted_policy": "error",
+        # Injected clocks in the tests may sit near a window's end: keep keys alive.
+        "expiry_grace_seconds": 120.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
