@@ -58,6 +58,28 @@ class Settings:
     default_window_seconds: int = 60
     #: Longest window a client may have; hazelcast.xml's counter-map TTL must exceed it.
     max_window_seconds: int = 86400
+    #: Largest limit a client may have.
+    max_limit: int = 1_000_000_000
+    #: When no decision can be had in time: "open" admits (marked in a header and a
+    #: metric), "closed" answers 503 with Retry-After.
+    failure_mode: str = dataclasses.field(default="open", metadata=_choice("open", "closed"))
+    #: Bearer token of the client-management routes; empty disables them (403).
+    admin_token: str = ""
+    #: HTTP listener of one replica.
+    host: str = "127.0.0.1"
+    port: int = 8081
+    #: Sanic worker processes per replica.
+    workers: int = 1
+    #: Largest request body accepted (413 above it).
+    max_body_bytes: int = 4096
+    #: Longest client name.
+    max_name_length: int = 64
+    #: After SIGTERM, /ready answers 503 for this long before the replica stops, so that
+    #: nginx stops sending it requests first.
+    drain_seconds: float = 2.0
+    #: Upper bound on how stale a replica's near-cached client record may be (the
+    #: cluster also invalidates it on every change, within about a second).
+    registry_near_cache_ttl_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -67,7 +89,7 @@ class Settings:
                 raise SettingsError(
                     f"{PREFIX}{field.name.upper()}={value!r} is not one of: {', '.join(choices)}"
                 )
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise SettingsError(f"{PREFIX}{field.name.upper()} must be positive, got {value}")
         if self.default_window_seconds > self.max_window_seconds:
             raise SettingsError(
