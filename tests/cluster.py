@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from limiter import Settings
 from stack.runner import ROOT, Stack
 
 MEMBERS = 3
-BASE_PORT = 5801
-CLUSTER_NAME = "ratelimit-test"
-RUN_DIR = ROOT / ".run" / "test"
+#: Another base port (RATELIMIT_TEST_BASE_PORT) runs a second suite beside the first.
+BASE_PORT = int(os.environ.get("RATELIMIT_TEST_BASE_PORT", "5801"))
+CLUSTER_NAME = f"ratelimit-test-{BASE_PORT}"
+RUN_DIR = ROOT / ".run" / f"test-{BASE_PORT}"
 
 
 def test_stack() -> Stack:
