@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from typing import Any
 
 from hazelcast.asyncio import HazelcastClient
+from hazelcast.config import ReconnectMode
 from hazelcast.lifecycle import LifecycleState
 
 from limiter.errors import BackendUnavailable
@@ -18,10 +19,9 @@ __all__ = ["ClusterLink", "connect"]
 class ClusterLink:
     """One client and whether it is connected right now.
 
-    The client starts asynchronously and retries its connection forever, so a cluster
-    that comes back is picked up without a restart; while it is away, operations fail at
-    once (ClientOfflineError) instead of queueing, and the caller's own timeout bounds
-    everything else.
+    Once connected, the client retries lost connections forever, so a cluster that comes
+    back is picked up without a restart; while it is away, operations fail at once
+    (ClientOfflineError) instead of queueing, and the caller's own timeout bounds the rest.
     """
 
     def __init__(self, client: HazelcastClient) -> None:
@@ -73,8 +73,8 @@ async def connect(settings: Settings, **client_config: Any) -> ClusterLink:
     config: dict[str, Any] = {
         "cluster_name": settings.hazelcast_cluster_name,
         "cluster_members": settings.member_addresses,
-        "async_start": True,
-        "reconnect_mode": 1,  # ReconnectMode.ASYNC: fail fast while reconnecting
+        # Once connected, reconnect forever in the background and fail fast meanwhile.
+        "reconnect_mode": ReconnectMode.ASYNC,
         "cluster_connect_timeout": -1,
         "invocation_timeout": settings.decision_timeout_seconds + 1.0,
         "statistics_enabled": False,
@@ -84,14 +84,19 @@ async def connect(settings: Settings, **client_config: Any) -> ClusterLink:
         "backup_ack_to_client_enabled": False,
     }
     config.update(client_config)
-    started = time.monotonic()
-    client = await HazelcastClient.create_and_start(**config)
+    client = HazelcastClient(**config)
     link = ClusterLink(client)
-    if client._connection_manager.initialized_on_cluster():  # connected before the listener
-        link._on_state(LifecycleState.CONNECTED)
+    # The client's first connection retries forever (cluster_connect_timeout=-1, so
+    # that later reconnections never give up); the bound here is ours. This is what
+    # HazelcastClient.create_and_start does, with a deadline around the start.
     try:
-        await link.wait_connected(settings.connect_timeout_seconds - (time.monotonic() - started))
-    except BaseException:
-        await client.shutdown()
-        raise
+        await asyncio.wait_for(client._start(), settings.connect_timeout_seconds)  # type: ignore[no-untyped-call]  # untyped upstream
+        await link.wait_connected(settings.connect_timeout_seconds)
+    except (TimeoutError, BackendUnavailable):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.shutdown(), 5.0)
+        raise BackendUnavailable(
+            f"no connection to the Hazelcast cluster at {settings.hazelcast_members} "
+            f"within {settings.connect_timeout_seconds}s"
+        ) from None
     return link

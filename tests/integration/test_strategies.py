@@ -1,0 +1,210 @@
+"""Strategy behaviour that the properties do not show: locks, expiry, bounded failures."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from limiter import (
+    STRATEGY_NAMES,
+    BackendTimeout,
+    BackendUnavailable,
+    LockNotAcquired,
+    LockStrategy,
+    Settings,
+    connect,
+    create_strategy,
+    window_start,
+)
+from limiter.base import window_key
+from tests.loop import LoopThread
+
+NOW_MS = 1_800_000_000_000
+
+
+async def while_another_task_holds(
+    counters: Any, key: str, lease_seconds: float, body: Callable[[], Awaitable[Any]]
+) -> Any:
+    """Runs ``body`` while a separate asyncio task of this process holds ``key``'s lock."""
+    locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        assert await counters.try_lock(key, lease_time=lease_seconds, timeout=5)
+        locked.set()
+        await release.wait()
+        await counters.unlock(key)
+
+    holding = asyncio.create_task(holder())
+    await locked.wait()
+    try:
+        return await body()
+    finally:
+        release.set()
+        await holding
+
+
+def test_lock_excludes_another_task_of_the_same_process(counters: Any, loop: LoopThread) -> None:
+    """The client owns a lock per asyncio task: a second task of one process cannot take it."""
+
+    async def scenario() -> tuple[bool, bool]:
+        async def other_task_tries() -> bool:
+            return bool(await counters.try_lock("k", lease_time=5, timeout=0.3))
+
+        during = await while_another_task_holds(
+            counters, "k", 30, lambda: asyncio.create_task(other_task_tries())
+        )
+
+        async def lock_and_unlock() -> bool:
+            got = bool(await counters.try_lock("k", lease_time=5, timeout=5))
+            await counters.unlock("k")
+            return got
+
+        after = await asyncio.create_task(lock_and_unlock())
+        return during, after
+
+    assert loop.run(scenario()) == (False, True)
+
+
+def test_a_lock_not_acquired_is_an_error_not_an_unlocked_decision(
+    counters: Any, loop: LoopThread, base_settings: Settings
+) -> None:
+    """Unlike the original, a busy lock raises LockNotAcquired and writes nothing."""
+    settings = Settings(**{**base_settings.__dict__, "lock_wait_seconds": 0.3})
+    strategy = create_strategy(settings, counters, clock=lambda: NOW_MS, name="lock")
+    key = window_key("c", 60, window_start(NOW_MS, 60))
+
+    async def scenario() -> None:
+        await strategy.decide("c", 10, 60)
+
+    with pytest.raises(LockNotAcquired):
+        loop.run(while_another_task_holds(counters, key, 30, scenario))
+    assert loop.run(counters.get(key)) is None
+
+
+def test_the_lease_frees_a_lock_whose_holder_never_unlocks(
+    counters: Any, loop: LoopThread, base_settings: Settings
+) -> None:
+    """A holder that dies with the lock (a task that ends without unlocking) blocks others
+    only until the lease runs out."""
+    strategy = create_strategy(base_settings, counters, clock=lambda: NOW_MS, name="lock")
+    key = window_key("c", 60, window_start(NOW_MS, 60))
+
+    async def scenario() -> tuple[bool, float]:
+        async def dies_holding() -> None:
+            assert await counters.try_lock(key, lease_time=1.0, timeout=5)
+
+        await asyncio.create_task(dies_holding())
+        started = time.monotonic()
+        decision = await strategy.decide("c", 10, 60)
+        return decision.allowed, time.monotonic() - started
+
+    allowed, waited = loop.run(scenario())
+    assert allowed
+    assert 0.3 < waited < base_settings.lock_wait_seconds
+
+
+def test_a_slow_decision_times_out_within_the_bound(
+    counters: Any, loop: LoopThread, base_settings: Settings
+) -> None:
+    """A decision that cannot finish raises BackendTimeout after the decision timeout,
+    not later and not a hang."""
+    settings = Settings(
+        **{**base_settings.__dict__, "decision_timeout_seconds": 0.5, "lock_wait_seconds": 30.0}
+    )
+    strategy = create_strategy(settings, counters, clock=lambda: NOW_MS, name="lock")
+    assert isinstance(strategy, LockStrategy)
+    key = window_key("c", 60, window_start(NOW_MS, 60))
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        with pytest.raises(BackendTimeout):
+            await strategy.decide("c", 10, 60)
+        return time.monotonic() - started
+
+    waited = loop.run(while_another_task_holds(counters, key, 30, scenario))
+    assert 0.5 <= waited < 0.5 + 2.0
+
+
+def test_an_unreachable_cluster_is_unavailable_after_the_connect_timeout(
+    loop: LoopThread, base_settings: Settings
+) -> None:
+    """Connecting to an address where no member listens fails with BackendUnavailable,
+    after the configured wait."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    settings = Settings(
+        **{
+            **base_settings.__dict__,
+            "hazelcast_members": f"127.0.0.1:{free_port}",
+            "connect_timeout_seconds": 1.0,
+        }
+    )
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable, match=r"within 1\.0s"):
+        loop.run(connect(settings))
+    assert time.monotonic() - started < 1.0 + 5.0
+
+
+def test_replace_if_same_drops_the_per_entry_ttl(counters: Any, loop: LoopThread) -> None:
+    """The trap the cas strategy designs around: after replace_if_same the entry carries
+    the map's TTL (90000 s in hazelcast.xml), no longer the one it was created with."""
+
+    async def scenario() -> tuple[int, int]:
+        await counters.put_if_absent("k", 1, ttl=30)
+        before = (await counters.get_entry_view("k")).ttl
+        assert await counters.replace_if_same("k", 1, 2)
+        return before, (await counters.get_entry_view("k")).ttl
+
+    assert loop.run(scenario()) == (30_000, 90_000_000)
+
+
+def test_cas_restores_the_window_ttl_after_replacing(
+    counters: Any, loop: LoopThread, base_settings: Settings
+) -> None:
+    """After the cas strategy's replace, the key's TTL is its window's again."""
+    settings = Settings(**{**base_settings.__dict__, "expiry_grace_seconds": 1.0})
+    strategy = create_strategy(settings, counters, clock=lambda: NOW_MS, name="cas")
+    key = window_key("c", 60, window_start(NOW_MS, 60))
+
+    async def scenario() -> int:
+        for _ in range(3):
+            assert (await strategy.decide("c", 10, 60)).allowed
+        await strategy.close()
+        return int((await counters.get_entry_view(key)).ttl)
+
+    # The clock is pinned to a window start: the window has 60 s left, plus 1 s of grace.
+    assert loop.run(scenario()) == 61_000
+
+
+@pytest.mark.parametrize("strategy_name", STRATEGY_NAMES)
+def test_counter_map_empties_after_its_windows_pass(
+    strategy_name: str, counters: Any, loop: LoopThread, base_settings: Settings
+) -> None:
+    """With the real clock and 1 s windows, every key a strategy wrote expires: the
+    map's size comes back to 0 once traffic stops."""
+    settings = Settings(**{**base_settings.__dict__, "expiry_grace_seconds": 0.5})
+    strategy = create_strategy(settings, counters, name=strategy_name)
+
+    async def traffic() -> int:
+        for client in ("a", "b", "c"):
+            for _ in range(3):  # the second and third go through replace for cas
+                await strategy.decide(client, 10, 1)
+        await strategy.close()
+        return int(await counters.size())
+
+    assert loop.run(traffic()) >= 3
+    deadline = time.monotonic() + 45
+    size = -1
+    while time.monotonic() < deadline:
+        size = loop.run(counters.size())
+        if size == 0:
+            break
+        time.sleep(0.5)  # expiry is the cluster's own clock at work; poll it
+    assert size == 0, f"{strategy_name}: {size} counter keys still alive after 45 s"

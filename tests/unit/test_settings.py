@@ -1,0 +1,72 @@
+"""Settings: read once from RATELIMIT_* variables, validated, documented."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from limiter import STRATEGY_NAMES, Settings, SettingsError
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_defaults_match_the_original() -> None:
+    """Without variables: entry_processor, 100 requests per 60 s, three local members."""
+    settings = Settings.from_env({})
+    assert settings.strategy == "entry_processor"
+    assert (settings.default_limit, settings.default_window_seconds) == (100, 60)
+    assert settings.member_addresses == ["127.0.0.1:5701", "127.0.0.1:5702", "127.0.0.1:5703"]
+
+
+def test_values_are_read_and_typed() -> None:
+    """Each variable is parsed to its field's type."""
+    settings = Settings.from_env(
+        {
+            "RATELIMIT_STRATEGY": "cas",
+            "RATELIMIT_DECISION_TIMEOUT_SECONDS": "0.25",
+            "RATELIMIT_CAS_MAX_ATTEMPTS": "7",
+            "RATELIMIT_HAZELCAST_MEMBERS": " 10.0.0.1:5701 , 10.0.0.2:5701 ",
+        }
+    )
+    assert settings.strategy == "cas"
+    assert settings.decision_timeout_seconds == 0.25
+    assert settings.cas_max_attempts == 7
+    assert settings.member_addresses == ["10.0.0.1:5701", "10.0.0.2:5701"]
+
+
+def test_unknown_strategy_fails_and_lists_the_allowed_ones() -> None:
+    """A strategy name that does not exist stops start-up with the list of valid ones."""
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"RATELIMIT_STRATEGY": "magic"})
+    for name in STRATEGY_NAMES:
+        assert name in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("RATELIMIT_CAS_MAX_ATTEMPTS", "many", "not a valid int"),
+        ("RATELIMIT_DECISION_TIMEOUT_SECONDS", "0", "must be positive"),
+        ("RATELIMIT_FAILURE_MODE", "sideways", "open, closed"),
+        ("RATELIMIT_HAZELCAST_MEMBERS", " , ", "names no member"),
+    ],
+)
+def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
+    """A malformed or out-of-range value is refused with its variable's name."""
+    with pytest.raises(SettingsError, match=message) as error:
+        Settings.from_env({variable: value})
+    assert variable in str(error.value) or "MEMBERS" in str(error.value)
+
+
+def test_readme_documents_every_setting_and_its_default() -> None:
+    """README's settings table lists every field with the default this module has."""
+    text = README.read_text()
+    rows = dict(re.findall(r"^\| `(RATELIMIT_[A-Z_]+)` \| `([^`]*)` \|", text, re.MULTILINE))
+    expected = {
+        f"RATELIMIT_{field.name.upper()}": str(field.default)
+        for field in dataclasses.fields(Settings)
+    }
+    assert rows == expected
