@@ -112,7 +112,8 @@ class Stack:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
-        if str(self.run_dir).encode() not in cmdline:
+        # Empty while the process is between fork and exec: ours, just starting.
+        if cmdline and str(self.run_dir).encode() not in cmdline:
             return None
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -220,6 +221,7 @@ class Stack:
         for jar in (HAZELCAST_JAR, PROCESSOR_JAR):
             if not jar.is_file():
                 raise StackError(f"{jar} is missing: run `make build` (Maven) first")
+        # Hazelcast refuses a split-brain quorum below 2: a one-member cluster has none.
         quorum = self.registry_quorum or min(count, 2)
         properties = {
             "hazelcast.config": str(self.member_config),
@@ -227,7 +229,8 @@ class Stack:
             "ratelimit.member.port": str(self.member_port(index)),
             "ratelimit.members": ",".join(self.member_addresses(count)),
             "ratelimit.interface": LOOPBACK,
-            "ratelimit.registry.quorum": str(quorum),
+            "ratelimit.registry.quorum": str(max(quorum, 2)),
+            "ratelimit.registry.quorum.enabled": str(quorum >= 2).lower(),
             # Marks the process as this stack's (see pid_of).
             "ratelimit.run.dir": str(self.run_dir),
         }
@@ -289,30 +292,25 @@ class Stack:
         expected = set(self.member_addresses(count))
         try:
             poll_until(
-                lambda: self.joined_members(count) >= expected,
+                lambda: all(self.member_list(i) >= expected for i in range(count)),
                 deadline_seconds,
                 f"{count} members to join cluster {self.cluster_name!r}",
                 alive,
                 interval=0.25,
             )
         except StackError as error:
-            seen = self.joined_members(count)
-            missing = sorted(expected - seen)
+            # Whoever member-1 does not list has not joined (member-1 is the reference).
+            missing = sorted(expected - self.member_list(0))
             tails = "\n".join(
-                f"--- {self.member_name(self.member_addresses(count).index(a))} ---\n"
-                + self.log_tail(self.member_name(self.member_addresses(count).index(a)))
-                for a in missing
+                f"--- {self.member_name(i)} ---\n" + self.log_tail(self.member_name(i))
+                for i, address in enumerate(self.member_addresses(count))
+                if address in missing
             )
             raise StackError(f"{error}; not joined: {', '.join(missing)}\n{tails}") from None
 
-    def joined_members(self, count: int) -> set[str]:
-        """Addresses of the members that every running member agrees are in the cluster,
-        read from each member's own log (the last "Members {size:" block it printed)."""
-        agreed: set[str] | None = None
-        for index in range(count):
-            seen = _last_member_list(self.log_path(self.member_name(index)))
-            agreed = seen if agreed is None else agreed & seen
-        return agreed or set()
+    def member_list(self, index: int) -> set[str]:
+        """The cluster as member ``index`` last logged it (its latest "Members {size:" block)."""
+        return _last_member_list(self.log_path(self.member_name(index)))
 
     # ---- all together -------------------------------------------------------------------
 

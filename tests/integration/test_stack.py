@@ -1,0 +1,95 @@
+"""The local stack runner: no duplicates, clear failures, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack.runner import ROOT, Stack, StackError
+from tests.cluster import MEMBERS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def scratch_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A one-off stack in a temporary run folder, stopped whatever the test did."""
+    stack = Stack(
+        run_dir=tmp_path / "run",
+        cluster_name=f"scratch-{os.getpid()}",
+        member_base_port=free_port(),
+    )
+    yield stack
+    stack.stop()
+
+
+def test_starting_twice_starts_no_duplicates(cluster: Stack) -> None:
+    """A second start of a running cluster keeps the same processes."""
+    before = cluster.running()
+    cluster.start_members(MEMBERS)
+    assert cluster.running() == before
+    assert len(before) == MEMBERS
+
+
+def test_a_taken_port_is_one_clear_error_and_leaves_nothing(scratch_stack: Stack) -> None:
+    """A port held by a foreign process stops the start with its number; nothing runs after."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", scratch_stack.member_base_port))
+        squatter.listen()
+        with pytest.raises(StackError, match=f"port {scratch_stack.member_base_port}.*in use"):
+            scratch_stack.start_members(1)
+    assert scratch_stack.running() == {}
+
+
+def test_a_member_that_dies_at_start_shows_its_log(scratch_stack: Stack, tmp_path: Path) -> None:
+    """A member that exits during start-up (here: a broken config) is reported with its log."""
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<hazelcast><network><port>not-a-port</port></network></hazelcast>")
+    scratch_stack.member_config = broken
+    with pytest.raises(StackError, match="member-1 exited during start-up") as error:
+        scratch_stack.start_members(1, deadline_seconds=60)
+    assert "com.hazelcast.config" in str(error.value)  # the log's tail is in the message
+    assert scratch_stack.running() == {}
+
+
+def test_a_member_that_never_joins_times_out_with_its_name(scratch_stack: Stack) -> None:
+    """Waiting for a member that never joins ends at the deadline and names the missing one."""
+    scratch_stack.start_members(1)
+    # A second member that runs but belongs to another cluster, so it never joins this one.
+    stranger = Stack(
+        run_dir=scratch_stack.run_dir,
+        cluster_name=f"{scratch_stack.cluster_name}-other",
+        member_base_port=scratch_stack.member_base_port,
+    )
+    stranger._spawn(stranger.member_part(1, 2))
+    missing = scratch_stack.member_addresses(2)[1]
+    with pytest.raises(StackError, match=f"not joined: {missing}"):
+        scratch_stack.wait_for_members(2, deadline_seconds=8)
+    assert set(scratch_stack.running()) == {"member-1", "member-2"}
+
+
+def test_cli_without_java_says_so_in_one_line(tmp_path: Path) -> None:
+    """`python -m stack up` with no java on PATH: exit 1 and one line naming what to install."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stack", "up"],
+        cwd=ROOT,
+        env={**os.environ, "PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: java is not installed: install OpenJDK 17 or later "
+        "(apt-get install openjdk-17-jre-headless)"
+    ]
