@@ -3,34 +3,91 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from stack.runner import Stack, StackError
+from stack.runner import LOOPBACK, Part, Stack, StackError, part_is_ready
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+def parts_of(stack: Stack, replicas: int) -> list[Part]:
+    """Every HTTP part the CLI manages, in start order."""
+    env = {"RATELIMIT_ADMIN_TOKEN": os.environ.get("RATELIMIT_ADMIN_TOKEN", DEV_ADMIN_TOKEN)}
+    return [
+        *(stack.replica_part(i, env) for i in range(replicas)),
+        stack.demo_app_part(),
+        stack.nginx_part(replicas),
+        stack.prometheus_part(replicas),
+    ]
+
+
+def up(stack: Stack, args: argparse.Namespace) -> None:
+    if args.members < 1:
+        raise StackError("--members must be at least 1")
+    seconds = stack.start_members(args.members)
+    print(
+        f"hazelcast   {args.members} member(s) joined in {seconds:.1f}s, cluster "
+        f"{stack.cluster_name!r}: {', '.join(stack.member_addresses(args.members))}"
+    )
+    if args.replicas == 0:
+        return
+    parts = parts_of(stack, args.replicas)
+    stack.start_parts(parts)
+    for part in parts:
+        print(f"{part.name:11} http://{LOOPBACK}:{part.port}/")
+    print(
+        f"entry point http://{LOOPBACK}:{stack.nginx_port}/example (X-Api-Id), "
+        f"gateway mode http://{LOOPBACK}:{stack.nginx_port}/gateway/"
+    )
+    if "RATELIMIT_ADMIN_TOKEN" not in os.environ:
+        print(f"admin token {DEV_ADMIN_TOKEN} (set RATELIMIT_ADMIN_TOKEN to choose one)")
+    print(f"logs        {stack.log_dir}")
+
+
+def status(stack: Stack) -> None:
+    rows = stack.status()
+    if not rows:
+        print("nothing is running")
+    ports = {p.name: p for p in parts_of_quietly(stack)}
+    for name, pid in rows:
+        state = "dead" if pid is None else "running"
+        if pid is not None and name in ports:
+            state = "ready" if part_is_ready(ports[name]) else "not ready"
+        print(f"{name:11} {state:9} pid {pid or '-'}")
+
+
+def parts_of_quietly(stack: Stack) -> list[Part]:
+    try:
+        return parts_of(stack, 3)
+    except StackError:
+        return []
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the stack and wait until every part is ready")
-    up.add_argument("--members", type=int, default=3, help="Hazelcast members (default 3)")
-    up.add_argument(
+    start = sub.add_parser("up", help="start the stack and wait until every part is ready")
+    start.add_argument("--members", type=int, default=3, help="Hazelcast members (default 3)")
+    start.add_argument(
+        "--replicas",
+        type=int,
+        default=3,
+        help="API replicas (default 3; 0 starts only the cluster)",
+    )
+    start.add_argument(
         "--quorum", type=int, default=None, help="registry quorum (default min(members, 2))"
     )
-    sub.add_parser("down", help="stop every part this stack started")
-    sub.add_parser("status", help="show which parts run")
+    sub.add_parser("down", help="stop every part this stack (or a test run) started")
+    sub.add_parser("status", help="show which parts run and whether they are ready")
     args = parser.parse_args(argv)
 
-    stack = Stack(registry_quorum=getattr(args, "quorum", None))
+    stack = Stack(
+        registry_quorum=getattr(args, "quorum", None), members=getattr(args, "members", 3)
+    )
     try:
         if args.command == "up":
-            if args.members < 1:
-                raise StackError("--members must be at least 1")
-            seconds = stack.start_members(args.members)
-            print(
-                f"hazelcast: {args.members} members joined in {seconds:.1f}s, cluster "
-                f"{stack.cluster_name!r} on {', '.join(stack.member_addresses(args.members))}"
-            )
-            print(f"logs: {stack.log_dir}")
+            up(stack, args)
         elif args.command == "down":
             # Also the stacks the tests start in sub-folders, should a run have been killed.
             stopped = []
@@ -38,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 stopped += Stack(run_dir=pid_dir.parent).stop()
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         else:
-            rows = stack.status()
-            if not rows:
-                print("nothing is running")
-            for name, pid in rows:
-                print(f"{name:12} {'running' if pid else 'dead':8} pid {pid or '-'}")
+            status(stack)
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

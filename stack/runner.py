@@ -1,22 +1,27 @@
 """Start, await and stop the processes of one local stack.
 
 Every process is started in its own session (so a stop reaches its children too) with
-its log in ``<run dir>/logs`` and its pid in ``<run dir>/pids``. A pid file is trusted only
-while ``/proc/<pid>/cmdline`` still carries the stack's run dir: a recycled pid is never
-mistaken for ours, and a second ``up`` starts nothing that is already running.
+its log in ``<run dir>/logs`` and its pid in ``<run dir>/pids``. A pid file is trusted
+only while ``/proc/<pid>/environ`` still carries the stack's marker (its run dir): a
+recycled pid is never mistaken for ours, and a second ``up`` starts nothing twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +29,8 @@ HAZELCAST_DIR = ROOT / "hazelcast"
 HAZELCAST_JAR = HAZELCAST_DIR / "target" / "lib" / "hazelcast.jar"
 PROCESSOR_JAR = HAZELCAST_DIR / "target" / "ratelimit-processor.jar"
 MEMBER_CONFIG = HAZELCAST_DIR / "hazelcast.xml"
+NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
+PROMETHEUS_DIR = ROOT / "prometheus"
 LOOPBACK = "127.0.0.1"
 
 
@@ -39,6 +46,8 @@ class Part:
     argv: Sequence[str]
     port: int
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Path that answers 200 on ``port`` once the part is ready; None: listening is enough.
+    ready_path: str | None = None
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
@@ -57,6 +66,20 @@ def port_accepts(port: int, host: str = LOOPBACK) -> bool:
             return True
     except OSError:
         return False
+
+
+def http_ok(port: int, path: str, host: str = LOOPBACK) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=1) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def part_is_ready(part: Part) -> bool:
+    if part.ready_path is None:
+        return port_accepts(part.port)
+    return http_ok(part.port, part.ready_path)
 
 
 def poll_until(
@@ -87,14 +110,25 @@ class Stack:
         member_base_port: int = 5701,
         registry_quorum: int | None = None,
         member_config: Path = MEMBER_CONFIG,
+        members: int = 3,
+        api_base_port: int = 8081,
+        nginx_port: int = 9999,
+        prometheus_port: int = 9090,
+        demo_app_port: int = 8090,
     ) -> None:
         self.run_dir = run_dir.resolve()
         self.cluster_name = cluster_name
         self.member_base_port = member_base_port
         self.registry_quorum = registry_quorum
         self.member_config = member_config
+        self.members = members
+        self.api_base_port = api_base_port
+        self.nginx_port = nginx_port
+        self.prometheus_port = prometheus_port
+        self.demo_app_port = demo_app_port
         self.log_dir = self.run_dir / "logs"
         self.pid_dir = self.run_dir / "pids"
+        self._marker = f"STACK_RUN_DIR={self.run_dir}".encode()
 
     # ---- bookkeeping ---------------------------------------------------------------
 
@@ -109,11 +143,10 @@ class Stack:
         path = self._pid_path(name)
         try:
             pid = int(path.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return None
-        # Empty while the process is between fork and exec: ours, just starting.
-        if cmdline and str(self.run_dir).encode() not in cmdline:
+        if self._marker not in environ:
             return None
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -161,7 +194,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=ROOT,
-                env={**os.environ, **part.env},
+                env={**os.environ, **part.env, "STACK_RUN_DIR": str(self.run_dir)},
                 start_new_session=True,
                 check=True,
             )
@@ -231,8 +264,6 @@ class Stack:
             "ratelimit.interface": LOOPBACK,
             "ratelimit.registry.quorum": str(max(quorum, 2)),
             "ratelimit.registry.quorum.enabled": str(quorum >= 2).lower(),
-            # Marks the process as this stack's (see pid_of).
-            "ratelimit.run.dir": str(self.run_dir),
         }
         argv = [
             java,
@@ -312,12 +343,133 @@ class Stack:
         """The cluster as member ``index`` last logged it (its latest "Members {size:" block)."""
         return _last_member_list(self.log_path(self.member_name(index)))
 
+    # ---- API replicas, nginx, Prometheus, the demo app -----------------------------------
+
+    def replica_name(self, index: int) -> str:
+        return f"api-{index + 1}"
+
+    def replica_port(self, index: int) -> int:
+        return self.api_base_port + index
+
+    def replica_part(self, index: int, env: Mapping[str, str]) -> Part:
+        port = self.replica_port(index)
+        settings = {
+            "RATELIMIT_HAZELCAST_MEMBERS": ",".join(self.member_addresses(self.members)),
+            "RATELIMIT_HAZELCAST_CLUSTER_NAME": self.cluster_name,
+            **env,
+            "RATELIMIT_HOST": LOOPBACK,
+            "RATELIMIT_PORT": str(port),
+        }
+        return Part(
+            self.replica_name(index), [sys.executable, "-m", "api"], port, settings, "/ready"
+        )
+
+    def start_replicas(
+        self, count: int = 3, env: Mapping[str, str] | None = None, deadline_seconds: float = 60
+    ) -> None:
+        """Starts ``count`` API replicas on consecutive ports and waits for their /ready."""
+        self.start_parts([self.replica_part(i, env or {}) for i in range(count)], deadline_seconds)
+
+    def demo_app_part(self) -> Part:
+        """A plain static web app, the "any upstream" that gateway mode protects."""
+        root = self.run_dir / "demo-app"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "index.html").write_text('{"message": "hello from the protected app"}\n')
+        argv = [
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            LOOPBACK,
+            "--directory",
+            str(root),
+            str(self.demo_app_port),
+        ]
+        return Part("demo-app", argv, self.demo_app_port, ready_path="/")
+
+    def nginx_part(self, replicas: int, gateway_ports: Sequence[int] | None = None) -> Part:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(nginx).exists():
+            raise StackError(
+                "nginx is not installed: run `make up` as root, or apt-get install nginx"
+            )
+        folder = self.run_dir / "nginx"
+        (folder / "temp").mkdir(parents=True, exist_ok=True)
+        upstreams = " ".join(
+            f"server {LOOPBACK}:{self.replica_port(i)} max_fails=1 fail_timeout=2s;"
+            for i in range(replicas)
+        )
+        gateway = " ".join(
+            f"server {LOOPBACK}:{port};" for port in (gateway_ports or [self.demo_app_port])
+        )
+        config = render(
+            NGINX_TEMPLATE.read_text(),
+            {
+                "NGINX_LISTEN": f"{LOOPBACK}:{self.nginx_port}",
+                "NGINX_TEMP_DIR": str(folder / "temp"),
+                "NGINX_ACCESS_LOG": str(self.log_dir / "nginx-access.log"),
+                "RATELIMIT_UPSTREAMS": upstreams,
+                "GATEWAY_UPSTREAMS": gateway,
+            },
+        )
+        (folder / "nginx.conf").write_text(config)
+        argv = [nginx, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"]
+        return Part("nginx", argv, self.nginx_port, ready_path="/nginx-health")
+
+    def prometheus_part(self, replicas: int) -> Part:
+        prometheus = shutil.which("prometheus")
+        if prometheus is None:
+            raise StackError("prometheus is not installed: apt-get install prometheus")
+        folder = self.run_dir / "prometheus"
+        (folder / "targets").mkdir(parents=True, exist_ok=True)
+        for source in PROMETHEUS_DIR.glob("*.yml"):
+            shutil.copy(source, folder / source.name)
+        targets = [
+            {
+                "targets": [f"{LOOPBACK}:{self.replica_port(i)}" for i in range(replicas)],
+                "labels": {"stack": "local"},
+            }
+        ]
+        (folder / "targets" / "api.json").write_text(json.dumps(targets, indent=2))
+        argv = [
+            prometheus,
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{self.prometheus_port}",
+            "--storage.tsdb.retention.time=1d",
+        ]
+        return Part("prometheus", argv, self.prometheus_port, ready_path="/-/ready")
+
+    def start_parts(self, parts: Sequence[Part], deadline_seconds: float = 60) -> None:
+        """Spawns the parts not running yet and waits until each is ready; on failure,
+        stops the ones it started."""
+        fresh = [p.name for p in parts if self.pid_of(p.name) is None]
+        try:
+            for part in parts:
+                self._spawn(part)
+            for part in parts:
+                poll_until(
+                    lambda part=part: part_is_ready(part),  # type: ignore[misc]
+                    deadline_seconds,
+                    f"{part.name} to be ready on port {part.port}",
+                    lambda part=part: self._raise_if_dead([part.name]),  # type: ignore[misc]
+                )
+        except BaseException:
+            self.stop(fresh)
+            raise
+
     # ---- all together -------------------------------------------------------------------
 
     def status(self) -> list[tuple[str, int | None]]:
         """Every part with a pid file, and its live pid (None: it died)."""
         names = sorted(p.stem for p in self.pid_dir.glob("*.pid")) if self.pid_dir.is_dir() else []
         return [(name, self.pid_of(name)) for name in names]
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Replaces ``${NAME}`` for the names given and leaves every other ``$`` alone, as the
+    nginx image's envsubst step does with the variables it is given."""
+    return re.sub(r"\$\{([A-Z_]+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def _signal_group(pid: int, signum: int) -> None:
