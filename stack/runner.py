@@ -422,8 +422,8 @@ class Stack:
             raise StackError("prometheus is not installed: apt-get install prometheus")
         folder = self.run_dir / "prometheus"
         (folder / "targets").mkdir(parents=True, exist_ok=True)
-        for source in PROMETHEUS_DIR.glob("*.yml"):
-            shutil.copy(source, folder / source.name)
+        for source in ("prometheus.yml", "rules.yml"):
+            shutil.copy(PROMETHEUS_DIR / source, folder / source)
         targets = [
             {
                 "targets": [f"{LOOPBACK}:{self.replica_port(i)}" for i in range(replicas)],
