@@ -1,9 +1,9 @@
 """Start, await and stop the processes of one local stack.
 
 Every process is started in its own session (so a stop reaches its children too) with
-its log in ``<run dir>/logs`` and its pid in ``<run dir>/pids``. A pid file is trusted
-only while ``/proc/<pid>/environ`` still carries the stack's marker (its run dir): a
-recycled pid is never mistaken for ours, and a second ``up`` starts nothing twice.
+its log in ``<run dir>/logs`` and its pid in ``<run dir>/pids``. A pid file holds the
+pid and the process's start time (from ``/proc``), so a recycled pid is never mistaken
+for ours, and a second ``up`` starts nothing twice.
 """
 
 from __future__ import annotations
@@ -128,7 +128,6 @@ class Stack:
         self.demo_app_port = demo_app_port
         self.log_dir = self.run_dir / "logs"
         self.pid_dir = self.run_dir / "pids"
-        self._marker = f"STACK_RUN_DIR={self.run_dir}".encode()
 
     # ---- bookkeeping ---------------------------------------------------------------
 
@@ -140,19 +139,15 @@ class Stack:
 
     def pid_of(self, name: str) -> int | None:
         """The live pid of a part this stack started, or None."""
-        path = self._pid_path(name)
         try:
-            pid = int(path.read_text().strip())
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            pid_text, started = self._pid_path(name).read_text().split()
+            pid = int(pid_text)
         except (OSError, ValueError):
             return None
-        if self._marker not in environ:
-            return None
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return None
-        return None if state == "Z" else pid
+        stat = _stat(pid)
+        if stat is None or stat[0] == "Z" or stat[1] != started:
+            return None  # gone, a zombie, or the pid now belongs to another process
+        return pid
 
     def running(self) -> dict[str, int]:
         if not self.pid_dir.is_dir():
@@ -194,11 +189,19 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=ROOT,
-                env={**os.environ, **part.env, "STACK_RUN_DIR": str(self.run_dir)},
+                env={**os.environ, **part.env},
                 start_new_session=True,
                 check=True,
             )
-        return int(pid_path.read_text())
+        pid = int(pid_path.read_text())
+        stat = _stat(pid)
+        if stat is None:
+            raise StackError(
+                f"{part.name} exited at once; last lines of {self.log_path(part.name)}:\n"
+                + self.log_tail(part.name)
+            )
+        pid_path.write_text(f"{pid} {stat[1]}\n")
+        return pid
 
     def _raise_if_dead(self, names: Sequence[str]) -> None:
         for name in names:
@@ -464,6 +467,15 @@ class Stack:
         """Every part with a pid file, and its live pid (None: it died)."""
         names = sorted(p.stem for p in self.pid_dir.glob("*.pid")) if self.pid_dir.is_dir() else []
         return [(name, self.pid_of(name)) for name in names]
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process from /proc, or None if there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], fields[19]
 
 
 def render(template: str, values: Mapping[str, str]) -> str:

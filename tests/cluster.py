@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -16,7 +17,25 @@ RUN_DIR = ROOT / ".run" / f"test-{BASE_PORT}"
 
 
 def test_stack() -> Stack:
-    return Stack(run_dir=RUN_DIR, cluster_name=CLUSTER_NAME, member_base_port=BASE_PORT)
+    """The suite's stack; its HTTP ports sit 15000 above the members' (20801, 20811, ...)."""
+    return Stack(
+        run_dir=RUN_DIR,
+        cluster_name=CLUSTER_NAME,
+        member_base_port=BASE_PORT,
+        members=MEMBERS,
+        api_base_port=BASE_PORT + 15000,
+        nginx_port=BASE_PORT + 15010,
+        prometheus_port=BASE_PORT + 15020,
+        demo_app_port=BASE_PORT + 15030,
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Every field of ``settings`` as the variable ``Settings.from_env`` reads back."""
+    return {
+        f"RATELIMIT_{field.name.upper()}": str(getattr(settings, field.name))
+        for field in dataclasses.fields(settings)
+    }
 
 
 def test_settings(**overrides: Any) -> Settings:

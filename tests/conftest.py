@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Verbosity, settings
 
 from limiter import ClusterLink, Settings, connect
 from stack.runner import Stack
-from tests.cluster import MEMBERS, test_settings, test_stack
+from tests.cluster import MEMBERS, settings_env, test_settings, test_stack
 from tests.loop import LoopThread
 
 settings.register_profile(
@@ -84,3 +84,65 @@ def counters(link: ClusterLink, loop: LoopThread) -> Iterator[Any]:
     proxy = loop.run(link.get_map(f"ratelimit.counters.{uuid.uuid4().hex}"))
     yield proxy
     loop.run(proxy.destroy())
+
+
+class Topology:
+    """The whole local topology on the test cluster: 3 replicas behind real nginx, a demo
+    upstream for gateway mode, and Prometheus scraping the replicas.
+
+    ``use(strategy)`` restarts the replicas with another ``RATELIMIT_STRATEGY``; the
+    clients live in the cluster, so they survive the restart.
+    """
+
+    ADMIN_TOKEN = "topology-admin-token"
+    REPLICAS = 3
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.strategy: str | None = None
+        self.url = f"http://127.0.0.1:{stack.nginx_port}"
+        self.prometheus_url = f"http://127.0.0.1:{stack.prometheus_port}"
+        run = uuid.uuid4().hex[:8]
+        # Exactness is the point here: no failing open, and waits far above any hiccup.
+        self.settings = test_settings(
+            admin_token=self.ADMIN_TOKEN,
+            failure_mode="closed",
+            counters_map=f"ratelimit.counters.topology-{run}",
+            clients_map=f"ratelimit.clients.topology-{run}",
+            names_map=f"ratelimit.names.topology-{run}",
+            drain_seconds=0.5,
+        )
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.ADMIN_TOKEN}"}
+
+    def use(self, strategy: str) -> None:
+        if strategy == self.strategy:
+            return
+        self.stack.stop([self.stack.replica_name(i) for i in range(self.REPLICAS)])
+        env = settings_env(self.settings) | {"RATELIMIT_STRATEGY": strategy}
+        self.stack.start_replicas(self.REPLICAS, env)
+        self.strategy = strategy
+
+
+@pytest.fixture(scope="session")
+def topology(cluster: Stack) -> Iterator[Topology]:
+    topology = Topology(cluster)
+    topology.use("entry_processor")
+    cluster.start_parts(
+        [
+            cluster.demo_app_part(),
+            cluster.nginx_part(Topology.REPLICAS),
+            cluster.prometheus_part(Topology.REPLICAS),
+        ]
+    )
+    yield topology
+    cluster.stop(
+        [
+            "nginx",
+            "prometheus",
+            "demo-app",
+            *(cluster.replica_name(i) for i in range(Topology.REPLICAS)),
+        ]
+    )
