@@ -1,0 +1,104 @@
+"""The cluster side of one Sanic worker: its client, strategy and registry.
+
+The worker starts listening at once and connects in the background, retrying until the
+cluster answers, so replicas can start before the members; until then ``/ready`` is 503
+and the guarded route follows the failure policy. Once connected, the client reconnects
+by itself whenever the cluster goes away (see :class:`limiter.ClusterLink`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, cast
+
+from sanic import Request
+from sanic.log import error_logger, logger
+
+from api.metrics import MetricsObserver
+from api.registry import Registry, near_cache_config
+from limiter import ClusterLink, Settings, Strategy, connect, create_strategy
+
+__all__ = ["Backend", "backend_of"]
+
+#: Pause between two failed connection attempts, doubling up to the maximum.
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 5.0
+#: Longest wait for the client to shut down at stop.
+CLOSE_TIMEOUT_SECONDS = 10.0
+
+
+class Backend:
+    """What one worker holds: ``link``, ``strategy`` and ``registry`` once connected."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.link: ClusterLink | None = None
+        self.strategy: Strategy | None = None
+        self.registry: Registry | None = None
+        self.counters: Any = None
+        #: Set on SIGTERM: /ready answers 503 so the balancer stops sending requests.
+        self.draining = False
+        self._connecting: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.strategy is not None and self.link is not None and self.link.connected
+
+    @property
+    def ready(self) -> bool:
+        return self.connected and not self.draining
+
+    def start(self) -> None:
+        self._connecting = asyncio.get_running_loop().create_task(
+            self._connect_until_done(), name="ratelimit-connect"
+        )
+
+    async def _connect_until_done(self) -> None:
+        pause = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await self._connect_once()
+                logger.info(
+                    "connected to cluster %r, strategy %s",
+                    self.settings.hazelcast_cluster_name,
+                    self.settings.strategy,
+                )
+                return
+            except Exception as error:
+                error_logger.warning("cluster not reachable yet (%s); retrying", error)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_SECONDS)
+
+    async def _connect_once(self) -> None:
+        link = await connect(self.settings, near_caches=near_cache_config(self.settings))
+        try:
+            counters = await link.get_map(self.settings.counters_map)
+            clients = await link.get_map(self.settings.clients_map)
+            names = await link.get_map(self.settings.names_map)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)
+            raise
+        self.counters = counters
+        self.registry = Registry(clients, names)
+        self.strategy = create_strategy(self.settings, counters, observer=MetricsObserver())
+        self.link = link
+
+    async def close(self) -> None:
+        """Stops connecting, lets the strategy finish, shuts the client down."""
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        if self.strategy is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.strategy.close(), CLOSE_TIMEOUT_SECONDS)
+        if self.link is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.link.close(), CLOSE_TIMEOUT_SECONDS)
+
+
+def backend_of(request: Request) -> Backend:
+    """The backend of the worker answering ``request`` (set by :func:`api.app.create_app`)."""
+    return cast(Backend, request.app.ctx.backend)

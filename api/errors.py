@@ -1,0 +1,137 @@
+"""HTTP errors of the API, and the one handler that renders every error as JSON.
+
+::
+
+    ApiError                 an expected failure with its status and a message
+    ├── MalformedBody        400  the body is not JSON
+    ├── InvalidField         422  a field is missing, of the wrong type or out of range
+    ├── MissingApiId         401  GET /example without X-Api-Id
+    ├── Unauthenticated      401  a management route without the admin bearer token
+    ├── ManagementDisabled   403  RATELIMIT_ADMIN_TOKEN is empty
+    ├── UnknownClient        404  no client has that id
+    ├── NameTaken            409  another client already has that name
+    └── ClusterUnavailable   503  the cluster gave no answer in time
+
+Every response of status 400 or above is ``{"error": "..."}`` (422 adds ``"field"``),
+Sanic's own errors (404 no route, 405 wrong method, 413 body too large) included; an
+exception nobody expected is logged and answered with a JSON 500 that leaks nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sanic import Request
+from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, SanicException
+from sanic.log import error_logger
+from sanic.response import HTTPResponse, json
+
+__all__ = [
+    "ApiError",
+    "ClusterUnavailable",
+    "InvalidField",
+    "MalformedBody",
+    "ManagementDisabled",
+    "MissingApiId",
+    "NameTaken",
+    "Unauthenticated",
+    "UnknownClient",
+    "error_body",
+    "render_error",
+]
+
+
+class ApiError(SanicException):
+    """An expected failure: ``status_code`` and a message safe to show the caller."""
+
+    status_code = 500
+    quiet = True
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, status_code=self.status_code, headers=headers)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message)
+
+
+class MalformedBody(ApiError):
+    status_code = 400
+
+
+class InvalidField(ApiError):
+    """A field failed validation; ``field`` names it (``body`` for the body as a whole)."""
+
+    status_code = 422
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+    def body(self) -> dict[str, Any]:
+        return {**error_body(self.message), "field": self.field}
+
+
+class MissingApiId(ApiError):
+    status_code = 401
+
+
+class Unauthenticated(ApiError):
+    status_code = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="ratelimit"'})
+
+
+class ManagementDisabled(ApiError):
+    status_code = 403
+
+
+class UnknownClient(ApiError):
+    status_code = 404
+
+
+class NameTaken(ApiError):
+    status_code = 409
+
+
+class ClusterUnavailable(ApiError):
+    status_code = 503
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_seconds)})
+
+
+def error_body(message: str) -> dict[str, Any]:
+    return {"error": message}
+
+
+def render_error(request: Request, exception: Exception) -> HTTPResponse:
+    """The app's only error handler: every exception becomes a JSON response."""
+    if isinstance(exception, ApiError):
+        return json(exception.body(), status=exception.status_code, headers=exception.headers)
+    if isinstance(exception, SanicException) and exception.status_code < 500:
+        return json(
+            error_body(_sanic_message(request, exception)),
+            status=exception.status_code,
+            headers=dict(exception.headers or {}),
+        )
+    error_logger.exception(
+        "unexpected error answering %s %s", request.method, request.path, exc_info=exception
+    )
+    status = exception.status_code if isinstance(exception, SanicException) else 500
+    return json(error_body("internal error"), status=status)
+
+
+def _sanic_message(request: Request, exception: SanicException) -> str:
+    """Short messages for Sanic's own errors, without echoing the raw request."""
+    if isinstance(exception, NotFound):
+        return "not found"
+    if isinstance(exception, MethodNotAllowed):
+        return f"method {request.method} not allowed here"
+    if isinstance(exception, PayloadTooLarge):
+        if "header" in str(exception).lower():
+            return "request headers too large"
+        limit = request.app.config.REQUEST_MAX_SIZE
+        return f"request body too large: at most {limit} bytes"
+    return str(exception) or "bad request"

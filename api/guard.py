@@ -1,0 +1,180 @@
+"""``GET /example``, the guarded route as in the original service, and ``/decide``, the
+same decision for a gateway (nginx ``auth_request``) in front of any other app.
+
+One request: the client's record from the near-cached registry, then one decision from
+the configured strategy, both within ``RATELIMIT_DECISION_TIMEOUT_SECONDS``. Without an
+answer in that time the failure policy decides (``RATELIMIT_FAILURE_MODE``):
+
+- ``open``: 200 as if admitted, marked ``X-RateLimit-Degraded: <kind>``, counted as
+  outcome ``fail_open``. A record the replica cannot read is not checked either: any
+  well-formed id passes while the cluster is away.
+- ``closed``: 503 ``{"error": ...}`` with ``Retry-After`` and the same marker.
+
+Status codes: 200 admitted, 401 no ``X-Api-Id``, 404 an id no client has (a malformed id
+is unknown too: the original answers 404 for an unknown id and so does this), 429 over
+the limit, 503 fail closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from hazelcast.errors import HazelcastError
+from sanic import Request
+from sanic.log import error_logger
+from sanic.response import HTTPResponse, empty, json
+from sanic_ext.extensions.openapi import openapi
+
+from api.backend import Backend, backend_of
+from api.docs import Error, Message
+from api.errors import MissingApiId, UnknownClient
+from api.headers import DEGRADED, decision_headers, policy_headers
+from api.metrics import BACKEND_ERRORS, DECISION_SECONDS, DECISIONS
+from api.registry import ClientRecord, parse_client_id
+from limiter import BackendError, BackendTimeout, BackendUnavailable, Decision, Reason
+
+__all__ = ["FAIL_CLOSED_RETRY_AFTER_SECONDS", "Verdict", "decide", "example", "judge"]
+
+HELLO = {"message": "Hello World"}
+#: Retry-After of a fail-closed 503: the cluster's return cannot be predicted.
+FAIL_CLOSED_RETRY_AFTER_SECONDS = 1
+#: At most one log line per this many seconds about decisions the cluster did not give.
+LOG_EVERY_SECONDS = 10.0
+_last_logged = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What the limiter says of one request: a decision, or the error that kept it from
+    deciding (then the failure policy applies). Metrics are counted when it is made."""
+
+    record: ClientRecord | None
+    decision: Decision | None
+    error: BackendError | None
+    fail_open: bool
+
+    @property
+    def admitted(self) -> bool:
+        return self.decision.allowed if self.decision is not None else self.fail_open
+
+    def headers(self) -> dict[str, str]:
+        if self.decision is not None:
+            assert self.record is not None
+            return decision_headers(self.decision, self.record.window_seconds)
+        assert self.error is not None
+        headers = {DEGRADED: self.error.kind}
+        if self.record is not None:
+            headers.update(policy_headers(self.record.limit, self.record.window_seconds))
+        if not self.fail_open:
+            headers["Retry-After"] = str(FAIL_CLOSED_RETRY_AFTER_SECONDS)
+        return headers
+
+
+async def judge(request: Request) -> Verdict:
+    """Looks up the caller and asks the strategy, all within the decision timeout.
+
+    Raises :class:`MissingApiId` and :class:`UnknownClient` for a caller it cannot name.
+    """
+    backend = backend_of(request)
+    raw = request.headers.get("x-api-id", "").strip()
+    if not raw:
+        raise MissingApiId("missing X-Api-Id header")
+    client_id = parse_client_id(raw)
+    if client_id is None:
+        raise UnknownClient("unknown client id")
+    strategy = backend.settings.strategy
+    started = time.perf_counter()
+    record: ClientRecord | None = None
+    try:
+        async with asyncio.timeout(backend.settings.decision_timeout_seconds):
+            record = await _lookup(backend, client_id)
+            if record is None:
+                raise UnknownClient("unknown client id")
+            decision = await _decide(backend, client_id, record)
+    except TimeoutError:
+        error: BackendError = BackendTimeout(
+            f"no decision within {backend.settings.decision_timeout_seconds}s"
+        )
+    except BackendError as failure:
+        error = failure
+    except HazelcastError as failure:
+        error = BackendUnavailable(f"{type(failure).__name__}: {failure}")
+    else:
+        DECISION_SECONDS.labels(strategy).observe(time.perf_counter() - started)
+        outcome = "allowed" if decision.allowed else "denied"
+        if decision.reason == Reason.CONTENDED:
+            outcome = "contended"
+        DECISIONS.labels(strategy, outcome).inc()
+        return Verdict(record, decision, None, fail_open=False)
+    DECISION_SECONDS.labels(strategy).observe(time.perf_counter() - started)
+    BACKEND_ERRORS.labels(strategy, error.kind).inc()
+    _log_throttled(error)
+    fail_open = backend.settings.failure_mode == "open"
+    DECISIONS.labels(strategy, "fail_open" if fail_open else "fail_closed").inc()
+    return Verdict(record, None, error, fail_open)
+
+
+@openapi.summary("The guarded route: admitted or not by the caller's rate limit")
+@openapi.tag("guarded")
+@openapi.parameter("X-Api-Id", str, "header", required=True, description="the client's id")
+@openapi.response(200, {"application/json": Message}, "admitted (also when failing open)")
+@openapi.response(401, {"application/json": Error}, "no X-Api-Id header")
+@openapi.response(404, {"application/json": Error}, "no client has this id")
+@openapi.response(429, {"application/json": Error}, "over the limit; see Retry-After")
+@openapi.response(503, {"application/json": Error}, "no decision in time (fail closed)")
+async def example(request: Request) -> HTTPResponse:
+    verdict = await judge(request)
+    if verdict.admitted:
+        return json(HELLO, headers=verdict.headers())
+    if verdict.error is not None:
+        return json(
+            {"error": f"no rate-limit decision available ({verdict.error.kind})"},
+            status=503,
+            headers=verdict.headers(),
+        )
+    return json({"error": "rate limit exceeded"}, status=429, headers=verdict.headers())
+
+
+@openapi.summary("Decision only, for a gateway (nginx auth_request): counts the request")
+@openapi.description(
+    "Answers in the vocabulary of nginx `auth_request`, which passes on only 2xx, 401 and "
+    "403: 204 admitted; 401 no or unknown `X-Api-Id`; 403 not admitted, with "
+    "`X-RateLimit-Degraded` set when that is because there was no decision (fail closed) "
+    "and unset when the client is over its limit. Every rate-limit header as on /example."
+)
+@openapi.tag("guarded")
+@openapi.parameter("X-Api-Id", str, "header", required=True, description="the client's id")
+@openapi.response(204, None, "admitted")
+@openapi.response(401, {"application/json": Error}, "no X-Api-Id, or no client has this id")
+@openapi.response(403, {"application/json": Error}, "over the limit, or no decision (fail closed)")
+async def decide(request: Request) -> HTTPResponse:
+    try:
+        verdict = await judge(request)
+    except (MissingApiId, UnknownClient) as caller:
+        return json({"error": str(caller)}, status=401)
+    if verdict.admitted:
+        return empty(status=204, headers=verdict.headers())
+    reason = "rate limit exceeded" if verdict.error is None else "no rate-limit decision"
+    return json({"error": reason}, status=403, headers=verdict.headers())
+
+
+async def _lookup(backend: Backend, client_id: str) -> ClientRecord | None:
+    if backend.registry is None:
+        raise BackendUnavailable("not connected to the cluster yet")
+    return await backend.registry.lookup(client_id)
+
+
+async def _decide(backend: Backend, client_id: str, record: ClientRecord) -> Decision:
+    if backend.strategy is None:
+        raise BackendUnavailable("not connected to the cluster yet")
+    return await backend.strategy.decide(client_id, record.limit, record.window_seconds)
+
+
+def _log_throttled(error: BackendError) -> None:
+    global _last_logged
+    now = time.monotonic()
+    if now - _last_logged >= LOG_EVERY_SECONDS:
+        _last_logged = now
+        error_logger.warning("no decision from the cluster: %s: %s", error.kind, error)

@@ -1,0 +1,135 @@
+"""Prometheus metrics of one replica, correct with several Sanic workers.
+
+Every label has a small fixed set of values: strategy, outcome, error kind, route
+pattern, method, status. Client ids and names never appear.
+
+Several workers: ``python -m api`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers
+start, so each worker writes its samples to files there, and ``/metrics`` (answered by any
+worker) sums every worker's files. Without that variable (the app embedded in one
+process) the values live in this process and ``/metrics`` shows them directly.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from limiter import BackendTimeout, BackendUnavailable, ContentionExhausted, LockNotAcquired
+
+__all__ = [
+    "BACKEND_ERRORS",
+    "CAS_ATTEMPTS",
+    "DECISIONS",
+    "DECISION_SECONDS",
+    "HTTP_REQUESTS",
+    "LOCK_WAIT_SECONDS",
+    "MULTIPROC_ENV",
+    "TTL_RESTORE_FAILURES",
+    "MetricsObserver",
+    "exposition",
+    "method_label",
+    "preset",
+]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+DECISIONS = Counter(
+    "ratelimit_decisions",
+    "Guarded requests by strategy and outcome: allowed, denied, contended (cas out of "
+    "attempts), fail_open (no decision, admitted) or fail_closed (no decision, 503).",
+    ["strategy", "outcome"],
+    registry=REGISTRY,
+)
+DECISION_SECONDS = Histogram(
+    "ratelimit_decision_seconds",
+    "Time to decide one guarded request (registry lookup and decision), by strategy.",
+    ["strategy"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+    registry=REGISTRY,
+)
+CAS_ATTEMPTS = Histogram(
+    "ratelimit_cas_attempts",
+    "cas strategy: attempts one decision took (1 = no lost race).",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256),
+    registry=REGISTRY,
+)
+LOCK_WAIT_SECONDS = Histogram(
+    "ratelimit_lock_wait_seconds",
+    "lock strategy: time spent acquiring the window's lock.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+    registry=REGISTRY,
+)
+TTL_RESTORE_FAILURES = Counter(
+    "ratelimit_ttl_restore_failures",
+    "cas strategy: counter TTLs that could not be restored after a replace "
+    "(the map-level TTL still bounds those keys).",
+    registry=REGISTRY,
+)
+BACKEND_ERRORS = Counter(
+    "ratelimit_backend_errors",
+    "Guarded requests the cluster gave no decision for, by strategy and kind: "
+    "unavailable, timeout, lock_timeout, cas_exhausted.",
+    ["strategy", "kind"],
+    registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "ratelimit_http_requests",
+    "HTTP responses by route pattern, method and status.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The method, or ``other`` for any of the unbounded rest a client can send."""
+    return method if method in _METHODS else "other"
+
+
+#: Every outcome and error kind a decision can have, so that each series exists from the
+#: start: dashboards and alerts then read "none yet" as 0 rather than as no data.
+OUTCOMES = ("allowed", "denied", "contended", "fail_open", "fail_closed")
+ERROR_KINDS = tuple(
+    kind.kind for kind in (BackendUnavailable, BackendTimeout, LockNotAcquired, ContentionExhausted)
+)
+
+
+def preset(strategy: str) -> None:
+    """Creates this strategy's decision and error series at zero (in this worker)."""
+    DECISION_SECONDS.labels(strategy)
+    for outcome in OUTCOMES:
+        DECISIONS.labels(strategy, outcome)
+    for kind in ERROR_KINDS:
+        BACKEND_ERRORS.labels(strategy, kind)
+
+
+class MetricsObserver:
+    """The strategies' :class:`limiter.Observer`, as Prometheus metrics."""
+
+    def cas_attempts(self, attempts: int) -> None:
+        CAS_ATTEMPTS.observe(attempts)
+
+    def lock_waited(self, seconds: float) -> None:
+        LOCK_WAIT_SECONDS.observe(seconds)
+
+    def ttl_restore_failed(self) -> None:
+        TTL_RESTORE_FAILURES.inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text format of every metric, summed over all workers when there are several."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,161 @@
+"""The client registry on Hazelcast: who may call, with which limit and window.
+
+Two maps (both with a synchronous backup and the registry quorum in hazelcast.xml):
+
+- ``RATELIMIT_CLIENTS_MAP``: id → record, a JSON string
+  ``{"id", "name", "limit", "window_seconds", "created_at"}``. Replicas read it through a
+  near cache (:func:`near_cache_config`), so the guarded route costs one local lookup plus
+  the decision's round trip; a change is pushed to every replica's near cache by the
+  cluster (batched, about a second) and the near cache's TTL bounds a lost push.
+- ``RATELIMIT_NAMES_MAP``: name → id. ``put_if_absent`` on it decides atomically which of
+  two concurrent creates of one name wins.
+
+Order of writes, so that a crash between two of them never breaks a name for good:
+create writes the record first and claims the name second (a lost claim deletes the
+record); delete removes the record first and the name second. A name left pointing at a
+missing record is therefore stale, and the next create of that name takes it over with
+``replace_if_same``, which is atomic too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import uuid
+from typing import Any
+
+from hazelcast.config import InMemoryFormat
+
+from limiter import ContentionExhausted, Settings
+
+__all__ = ["ClientRecord", "NameTaken", "Registry", "near_cache_config", "parse_client_id"]
+
+#: A PATCH re-reads and retries when another PATCH of the same client won the race.
+UPDATE_ATTEMPTS = 16
+
+
+class NameTaken(Exception):
+    """Another client already has this name."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientRecord:
+    id: str
+    name: str
+    limit: int
+    window_seconds: int
+    created_at: str
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ClientRecord:
+        return cls(**json.loads(text))
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_client_id(raw: str) -> str | None:
+    """The canonical form of a client id, or None when ``raw`` is no UUID at all.
+
+    Any spelling ``uuid.UUID`` accepts (upper case, braces, no hyphens) names the same
+    client, so one client never gets two counters.
+    """
+    if len(raw) > 64:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        return None
+
+
+def near_cache_config(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Client option ``near_caches`` for the registry map."""
+    return {
+        settings.clients_map: {
+            "invalidate_on_change": True,
+            "time_to_live": settings.registry_near_cache_ttl_seconds,
+            "in_memory_format": InMemoryFormat.OBJECT,
+        }
+    }
+
+
+def _now_iso() -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Registry:
+    """Create, read, update and delete clients; ``clients`` and ``names`` are map proxies."""
+
+    def __init__(self, clients: Any, names: Any) -> None:
+        self.clients = clients
+        self.names = names
+
+    async def lookup(self, client_id: str) -> ClientRecord | None:
+        """The record through the near cache: the guarded route's read."""
+        text = await self.clients.get(client_id)
+        return None if text is None else ClientRecord.from_json(text)
+
+    async def read(self, client_id: str) -> ClientRecord | None:
+        """The record as the cluster has it now, bypassing the near cache."""
+        text = await self._read_text(client_id)
+        return None if text is None else ClientRecord.from_json(text)
+
+    async def _read_text(self, client_id: str) -> str | None:
+        view = await self.clients.get_entry_view(client_id)
+        return None if view is None else str(view.value)
+
+    async def create(self, name: str, limit: int, window_seconds: int) -> ClientRecord:
+        """A new client with a random UUID4; :class:`NameTaken` when the name is in use."""
+        record = ClientRecord(str(uuid.uuid4()), name, limit, window_seconds, _now_iso())
+        await self.clients.set(record.id, record.to_json())
+        try:
+            holder = await self.names.put_if_absent(name, record.id)
+            if holder is not None and not await self._take_over_stale(name, holder, record.id):
+                raise NameTaken(name)
+        except BaseException:
+            # The record of a create that did not get its name must not stay behind.
+            with contextlib.suppress(Exception):
+                await self.clients.delete(record.id)
+            raise
+        return record
+
+    async def _take_over_stale(self, name: str, holder: str, new_id: str) -> bool:
+        """Claims ``name`` when its holder's record is gone (a delete that stopped halfway)."""
+        if await self._read_text(holder) is not None:
+            return False
+        return bool(await self.names.replace_if_same(name, holder, new_id))
+
+    async def update(
+        self, client_id: str, *, limit: int | None, window_seconds: int | None
+    ) -> ClientRecord | None:
+        """Changes limit and/or window atomically; None when the client does not exist."""
+        for _ in range(UPDATE_ATTEMPTS):
+            text = await self._read_text(client_id)
+            if text is None:
+                return None
+            current = ClientRecord.from_json(text)
+            changed = dataclasses.replace(
+                current,
+                limit=current.limit if limit is None else limit,
+                window_seconds=current.window_seconds if window_seconds is None else window_seconds,
+            )
+            if changed == current:
+                return current
+            if await self.clients.replace_if_same(client_id, text, changed.to_json()):
+                return changed
+        raise ContentionExhausted(f"client record changed {UPDATE_ATTEMPTS} times during an update")
+
+    async def delete(self, client_id: str) -> ClientRecord | None:
+        """Removes the client and frees its name; None when it did not exist."""
+        text = await self.clients.remove(client_id)
+        if text is None:
+            return None
+        record = ClientRecord.from_json(text)
+        await self.names.remove_if_same(record.name, record.id)
+        return record

@@ -1,0 +1,328 @@
+"""The HTTP contract on one real replica: bad input, headers, seed compatibility, OpenAPI.
+
+Print the bad-input table (input → status) with::
+
+    .venv/bin/python -m tests.integration.test_api_input
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from typing import Any, NamedTuple
+
+import pytest
+
+from api import create_app
+from limiter import Settings, window_start
+from stack.runner import LOOPBACK
+from tests.cluster import test_settings as cluster_settings
+from tests.integration.conftest import (
+    ADMIN,
+    ADMIN_TOKEN,
+    Replica,
+    Replicas,
+    create_client,
+    quiet_window,
+)
+
+DEFAULTS = Settings()
+EXISTING = "{existing}"  # replaced by the id of a client created for the table
+UNKNOWN = "{unknown}"  # replaced by a well-formed id no client has
+DUPLICATE = "taken-name"  # created once before the table runs
+
+
+class Case(NamedTuple):
+    label: str
+    method: str
+    path: str
+    status: int
+    body: bytes | None = None
+    headers: dict[str, str] | None = None
+    #: The field a 422 must name.
+    field: str | None = None
+    #: The replica: "main", or "no-admin" (started without RATELIMIT_ADMIN_TOKEN).
+    on: str = "main"
+
+
+def js(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def name_body(name: Any) -> bytes:
+    return js({"name": name})
+
+
+BAD_INPUTS = [
+    # The guarded route.
+    Case("no X-Api-Id", "GET", "/example", 401),
+    Case("empty X-Api-Id", "GET", "/example", 401, headers={"X-Api-Id": ""}),
+    Case("X-Api-Id not a UUID", "GET", "/example", 404, headers={"X-Api-Id": "client123"}),
+    Case("X-Api-Id unknown", "GET", "/example", 404, headers={"X-Api-Id": UNKNOWN}),
+    Case("X-Api-Id of 1000 chars", "GET", "/example", 404, headers={"X-Api-Id": "a" * 1000}),
+    Case("headers over 8 KiB", "GET", "/example", 413, headers={"X-Api-Id": "a" * 9000}),
+    Case("POST /example", "POST", "/example", 405),
+    Case("DELETE /example", "DELETE", "/example", 405),
+    Case("unknown path", "GET", "/nowhere", 404),
+    # Authentication of the management routes.
+    Case("no token", "POST", "/bucket", 401, name_body("a"), headers={}),
+    Case("wrong token", "POST", "/bucket", 401, name_body("a"), {"Authorization": "Bearer no"}),
+    Case("Basic auth", "POST", "/bucket", 401, name_body("a"), {"Authorization": "Basic eDp5"}),
+    Case("bearer, no token", "POST", "/bucket", 401, name_body("a"), {"Authorization": "Bearer"}),
+    Case("GET without token", "GET", f"/bucket/{EXISTING}", 401, headers={}),
+    Case("management disabled", "POST", "/bucket", 403, name_body("a"), on="no-admin"),
+    # Bodies that are not JSON objects.
+    Case("empty body", "POST", "/bucket", 400, b""),
+    Case("malformed JSON", "POST", "/bucket", 400, b'{"name": '),
+    Case("not UTF-8", "POST", "/bucket", 400, b'{"name": "\xff\xfe"}'),
+    Case("NaN", "POST", "/bucket", 400, b'{"name": "a", "limit": NaN}'),
+    Case("nested 2000 deep", "POST", "/bucket", 400, b"[" * 2000 + b"]" * 2000),
+    Case("JSON array", "POST", "/bucket", 422, b"[]", field="body"),
+    Case("JSON string", "POST", "/bucket", 422, b'"name"', field="body"),
+    Case("JSON null", "POST", "/bucket", 422, b"null", field="body"),
+    Case(f"body over {DEFAULTS.max_body_bytes} B", "POST", "/bucket", 413, name_body("x" * 5000)),
+    # Fields of a new client.
+    Case("no name", "POST", "/bucket", 422, b"{}", field="name"),
+    Case("name null", "POST", "/bucket", 422, name_body(None), field="name"),
+    Case("name a number", "POST", "/bucket", 422, name_body(123), field="name"),
+    Case("name empty", "POST", "/bucket", 422, name_body(""), field="name"),
+    Case("name blank", "POST", "/bucket", 422, name_body("   "), field="name"),
+    Case("name 65 chars", "POST", "/bucket", 422, name_body("n" * 65), field="name"),
+    Case("name newline", "POST", "/bucket", 422, name_body("bad\nname"), field="name"),
+    Case("name NUL", "POST", "/bucket", 422, name_body("bad\x00name"), field="name"),
+    Case("name zero-width", "POST", "/bucket", 422, name_body("a\u200bb"), field="name"),
+    Case("name RTL override", "POST", "/bucket", 422, name_body("a\u202eb"), field="name"),
+    Case("name padded", "POST", "/bucket", 422, name_body(" padded"), field="name"),
+    Case("name taken", "POST", "/bucket", 409, name_body(DUPLICATE)),
+    Case("limit 0", "POST", "/bucket", 422, js({"name": "a", "limit": 0}), field="limit"),
+    Case("limit -5", "POST", "/bucket", 422, js({"name": "a", "limit": -5}), field="limit"),
+    Case("limit string", "POST", "/bucket", 422, js({"name": "a", "limit": "10"}), field="limit"),
+    Case("limit 1.5", "POST", "/bucket", 422, js({"name": "a", "limit": 1.5}), field="limit"),
+    Case("limit true", "POST", "/bucket", 422, js({"name": "a", "limit": True}), field="limit"),
+    Case(
+        "limit over max",
+        "POST",
+        "/bucket",
+        422,
+        js({"name": "a", "limit": DEFAULTS.max_limit + 1}),
+        field="limit",
+    ),
+    Case(
+        "window 0",
+        "POST",
+        "/bucket",
+        422,
+        js({"name": "a", "window_seconds": 0}),
+        field="window_seconds",
+    ),
+    Case(
+        "window over max",
+        "POST",
+        "/bucket",
+        422,
+        js({"name": "a", "window_seconds": DEFAULTS.max_window_seconds + 1}),
+        field="window_seconds",
+    ),
+    Case(
+        "window 1e30",
+        "POST",
+        "/bucket",
+        422,
+        js({"name": "a", "window_seconds": 10**30}),
+        field="window_seconds",
+    ),
+    Case("unknown field", "POST", "/bucket", 422, js({"name": "a", "burst": 5}), field="burst"),
+    Case("PUT /bucket", "PUT", "/bucket", 405, name_body("a")),
+    Case("GET /bucket", "GET", "/bucket", 405),
+    # One client.
+    Case("id not a UUID", "GET", "/bucket/not-a-uuid", 404),
+    Case("id unknown", "GET", f"/bucket/{UNKNOWN}", 404),
+    Case("PATCH unknown", "PATCH", f"/bucket/{UNKNOWN}", 404, js({"limit": 5})),
+    Case("DELETE unknown", "DELETE", f"/bucket/{UNKNOWN}", 404),
+    Case("PUT one", "PUT", f"/bucket/{EXISTING}", 405, js({"limit": 5})),
+    Case("PATCH malformed", "PATCH", f"/bucket/{EXISTING}", 400, b"{limit"),
+    Case("PATCH empty object", "PATCH", f"/bucket/{EXISTING}", 422, b"{}", field="body"),
+    Case("PATCH name", "PATCH", f"/bucket/{EXISTING}", 422, name_body("new"), field="name"),
+    Case("PATCH limit 0", "PATCH", f"/bucket/{EXISTING}", 422, js({"limit": 0}), field="limit"),
+    Case(
+        "PATCH limit null", "PATCH", f"/bucket/{EXISTING}", 422, js({"limit": None}), field="limit"
+    ),
+    Case(
+        "PATCH window -1",
+        "PATCH",
+        f"/bucket/{EXISTING}",
+        422,
+        js({"window_seconds": -1}),
+        field="window_seconds",
+    ),
+]
+
+
+def table() -> str:
+    """The bad-input table, one line per case: method, path, body, headers → status."""
+    lines = []
+    for case in BAD_INPUTS:
+        body = "" if case.body is None else case.body[:40].decode("utf-8", "backslashreplace")
+        headers = "" if case.headers is None else ",".join(case.headers)
+        where = "" if case.on == "main" else f" [{case.on}]"
+        field = f" field={case.field}" if case.field else ""
+        lines.append(
+            f"{case.status}{field:<22} {case.label:<22} {case.method:<6} {case.path:<20} "
+            f"{headers:<14} {body!r}{where}"
+        )
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def no_admin(replicas: Replicas) -> Replica:
+    """A replica started without RATELIMIT_ADMIN_TOKEN: management disabled."""
+    return replicas.start("no-admin", admin_token="")
+
+
+@pytest.fixture(scope="module")
+def existing(replica: Replica) -> str:
+    """The id of a client the table's PATCH/PUT cases aim at; also takes DUPLICATE."""
+    create_client(replica, DUPLICATE)
+    return str(create_client(replica)["id"])
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=[c.label for c in BAD_INPUTS])
+def test_bad_input_gets_its_status_and_a_json_error(
+    case: Case, replica: Replica, existing: str, request: pytest.FixtureRequest
+) -> None:
+    """Each bad input gets exactly its status and {"error": ...}; a 422 names the field."""
+    target = replica if case.on == "main" else request.getfixturevalue("no_admin")
+    path = case.path.replace(EXISTING, existing).replace(UNKNOWN, str(uuid.uuid4()))
+    headers = dict(ADMIN if case.headers is None else case.headers)
+    for key, value in headers.items():
+        headers[key] = value.replace(UNKNOWN, str(uuid.uuid4()))
+    response = target.request(case.method, path, content=case.body, headers=headers)
+    assert response.status_code == case.status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    if case.field is not None:
+        assert body["field"] == case.field
+        assert body["error"].startswith(f"{case.field}:")
+
+
+def test_the_table_covers_every_status_the_contract_names() -> None:
+    """The bad-input table drives 400, 401, 403, 404, 405, 409, 413 and 422."""
+    assert {c.status for c in BAD_INPUTS} == {400, 401, 403, 404, 405, 409, 413, 422}
+    print("\n" + table())
+
+
+def test_seed_compatible_create_and_guarded_route(replica: Replica) -> None:
+    """POST /bucket {"name"} gives 201 with a UUID4 id and the 100/60 s defaults, and
+    GET /example with that id answers {"message": "Hello World"}."""
+    name = f"seed-{uuid.uuid4().hex[:8]}"
+    response = replica.request("POST", "/bucket", json={"name": name}, headers=ADMIN)
+    assert response.status_code == 201
+    record = response.json()
+    assert record["name"] == name
+    assert uuid.UUID(record["id"]).version == 4
+    assert (record["limit"], record["window_seconds"]) == (100, 60)
+    assert response.headers["location"] == f"/bucket/{record['id']}"
+    guarded = replica.get("/example", headers={"X-Api-Id": record["id"]})
+    assert guarded.status_code == 200
+    assert guarded.json() == {"message": "Hello World"}
+
+
+def test_headers_on_admitted_and_limited_responses(replica: Replica) -> None:
+    """200s carry RateLimit-Policy, RateLimit and X-RateLimit-*; the 429 adds Retry-After,
+    and GET /bucket/{id} reports the window's usage."""
+    window = quiet_window()
+    client = create_client(replica, limit=3, window_seconds=window)
+    headers = {"X-Api-Id": client["id"]}
+    for remaining in (2, 1, 0):
+        response = replica.get("/example", headers=headers)
+        assert response.status_code == 200
+        reset = int(response.headers["x-ratelimit-reset"])
+        assert 1 <= reset <= window
+        assert response.headers["ratelimit-policy"] == f'"default";q=3;w={window}'
+        assert response.headers["ratelimit"] == f'"default";r={remaining};t={reset}'
+        assert response.headers["x-ratelimit-limit"] == "3"
+        assert response.headers["x-ratelimit-remaining"] == str(remaining)
+        assert "retry-after" not in response.headers
+    limited = replica.get("/example", headers=headers)
+    assert limited.status_code == 429
+    assert limited.json() == {"error": "rate limit exceeded"}
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    assert limited.headers["retry-after"] == limited.headers["x-ratelimit-reset"]
+    assert limited.headers["ratelimit"] == f'"default";r=0;t={limited.headers["retry-after"]}'
+
+    usage = replica.get(f"/bucket/{client['id']}", headers=ADMIN)
+    assert usage.status_code == 200
+    assert usage.json()["usage"]["used"] == 3
+    assert usage.json()["usage"]["remaining"] == 0
+
+
+def test_retry_after_never_points_before_the_window_end(replica: Replica) -> None:
+    """On a 2 s window, a 429's Retry-After, counted from its arrival, reaches the end of
+    the window it was decided in, and overshoots by less than the one-second rounding."""
+    client = create_client(replica, limit=1, window_seconds=2)
+    headers = {"X-Api-Id": client["id"]}
+    checked = 0
+    for _ in range(60):
+        sent_ms = time.time_ns() // 1_000_000
+        response = replica.get("/example", headers=headers)
+        arrived_ms = time.time_ns() // 1_000_000
+        if response.status_code != 429 or window_start(sent_ms, 2) != window_start(arrived_ms, 2):
+            continue  # admitted, or sent and answered in two windows: the window is unknown
+        window_end_ms = window_start(sent_ms, 2) + 2000
+        retry_after = int(response.headers["retry-after"])
+        assert arrived_ms + retry_after * 1000 >= window_end_ms
+        assert sent_ms + retry_after * 1000 < window_end_ms + 1000
+        checked += 1
+    assert checked >= 10
+
+
+def test_the_openapi_document_lists_every_route(replica: Replica) -> None:
+    """/docs/openapi.json documents every route and method the application serves."""
+    app = create_app(cluster_settings(), name=f"openapi-check-{uuid.uuid4().hex[:8]}")
+    served = {
+        ("/" + route.path.replace("<client_id:str>", "{client_id}"), method.lower())
+        for route in app.router.routes
+        for method in route.methods
+    }
+    document = replica.get("/docs/openapi.json").json()
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert served <= documented
+    assert ("/docs/openapi.json", "get") in documented
+    assert {("/example", "get"), ("/bucket", "post"), ("/metrics", "get")} <= served
+    for path, method in documented:
+        assert document["paths"][path][method]["responses"], (path, method)
+    security = document["components"]["securitySchemes"]["admin"]
+    assert security == {"type": "http", "scheme": "bearer"}
+
+
+def test_a_wrong_token_is_refused_like_no_token(replica: Replica) -> None:
+    """A token that differs only in its last character is refused with 401 and a
+    WWW-Authenticate challenge; the right one passes."""
+    wrong = {"Authorization": f"Bearer {ADMIN_TOKEN[:-1]}X"}
+    unknown = f"/bucket/{uuid.uuid4()}"
+    refused = replica.get(unknown, headers=wrong)
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert replica.get(unknown, headers=ADMIN).status_code == 404
+
+
+def test_a_request_that_is_not_http_gets_a_json_400(replica: Replica) -> None:
+    """Garbage instead of a request line is answered 400 {"error": ...}, not 500."""
+    with socket.create_connection((LOOPBACK, replica.port), timeout=10) as conn:
+        conn.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received or not received.rstrip().endswith(b"}"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split(b" ")[1] == b"400", received
+    assert isinstance(json.loads(body)["error"], str)
+
+
+if __name__ == "__main__":
+    print(table())
