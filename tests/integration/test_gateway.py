@@ -1,0 +1,81 @@
+"""Gateway mode: nginx asks the API's /decide (auth_request) before passing a request to
+an arbitrary upstream, so the limiter protects an app that knows nothing of it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.conftest import Topology
+
+LIMIT = 5
+REQUESTS = 17
+
+
+def upstream_hits(topology: Topology) -> int:
+    """Requests the protected app (Python's http.server) has logged so far."""
+    log = topology.stack.log_path("demo-app").read_text(errors="replace")
+    return log.count('"GET / HTTP/1.1" 200')
+
+
+@pytest.mark.parametrize("strategy", ["entry_processor", "lock"])
+def test_gateway_admits_exactly_the_limit_to_any_upstream(
+    strategy: str, topology: Topology
+) -> None:
+    """Of concurrent requests to /gateway/, exactly `limit` reach the upstream (200 with its
+    body and the rate-limit headers); every other one is a 429 with Retry-After."""
+    topology.use(strategy)
+    with httpx.Client(base_url=topology.url, timeout=30) as http:
+        created = http.post(
+            "/bucket",
+            json={"name": f"gw-{uuid.uuid4().hex}", "limit": LIMIT, "window_seconds": 3600},
+            headers=topology.admin,
+        )
+        assert created.status_code == 201, created.text
+    client_id = created.json()["id"]
+    before = upstream_hits(topology)
+
+    async def fire() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=topology.url, timeout=30) as http:
+            return list(
+                await asyncio.gather(
+                    *(
+                        http.get("/gateway/", headers={"X-Api-Id": client_id})
+                        for _ in range(REQUESTS)
+                    )
+                )
+            )
+
+    responses = asyncio.run(fire())
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: LIMIT, 429: REQUESTS - LIMIT}
+    for response in responses:
+        assert response.headers["RateLimit-Policy"] == f'"default";q={LIMIT};w=3600'
+        assert response.headers["X-RateLimit-Limit"] == str(LIMIT)
+        assert "X-Request-Id" in response.headers
+        if response.status_code == 200:
+            assert response.json() == {"message": "hello from the protected app"}
+        else:
+            assert response.json() == {"error": "rate limit exceeded"}
+            assert response.headers["X-RateLimit-Remaining"] == "0"
+            assert int(response.headers["Retry-After"]) >= 1
+    assert upstream_hits(topology) - before == LIMIT
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"X-Api-Id": str(uuid.uuid4())}, 401), ({"X-Api-Id": "not-an-id"}, 401)],
+)
+def test_gateway_refuses_callers_it_cannot_name(
+    headers: dict[str, str], status: int, topology: Topology
+) -> None:
+    """No X-Api-Id, or one no client has: 401 as JSON, and the upstream is not reached."""
+    before = upstream_hits(topology)
+    response = httpx.get(f"{topology.url}/gateway/", headers=headers, timeout=30)
+    assert response.status_code == status
+    assert "error" in response.json()
+    assert upstream_hits(topology) == before
