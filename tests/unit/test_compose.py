@@ -100,5 +100,7 @@ def test_start_order_waits_on_health_not_on_sleeps() -> None:
         for dependency, condition in (service.get("depends_on") or {}).items():
             assert condition == {"condition": "service_healthy"}, (name, dependency)
             assert "healthcheck" in SERVICES[dependency], dependency
-        command = json.dumps(service.get("command", "")) + json.dumps(service.get("healthcheck", ""))
+        command = json.dumps(service.get("command", "")) + json.dumps(
+            service.get("healthcheck", "")
+        )
         assert "sleep" not in command, name
