@@ -182,7 +182,11 @@ class Stack:
         # Started through a shell that exits at once, so the part is not our child: it
         # outlives the CLI, and whatever stops it need not reap it.
         launcher = ["/bin/sh", "-c", '"$@" & echo $! > "$0"', str(pid_path), *part.argv]
-        with open(self.log_path(part.name), "ab") as log:
+        log_path = self.log_path(part.name)
+        if log_path.exists():
+            # A fresh log per start: readiness reads it, and must not read the last run's.
+            log_path.replace(log_path.with_suffix(".log.previous"))
+        with open(log_path, "wb") as log:
             subprocess.run(
                 launcher,
                 stdout=log,
