@@ -121,9 +121,13 @@ class Topology:
         if strategy == self.strategy:
             return
         self.stack.stop([self.stack.replica_name(i) for i in range(self.REPLICAS)])
-        env = settings_env(self.settings) | {"RATELIMIT_STRATEGY": strategy}
-        self.stack.start_replicas(self.REPLICAS, env)
         self.strategy = strategy
+        self.restore_replicas()
+
+    def restore_replicas(self) -> None:
+        """Starts whichever replicas are not running (after a test killed one)."""
+        env = settings_env(self.settings) | {"RATELIMIT_STRATEGY": str(self.strategy)}
+        self.stack.start_replicas(self.REPLICAS, env)
 
 
 @pytest.fixture(scope="session")

@@ -79,3 +79,15 @@ def test_gateway_refuses_callers_it_cannot_name(
     assert response.status_code == status
     assert "error" in response.json()
     assert upstream_hits(topology) == before
+
+
+def test_nginx_fails_over_when_a_replica_dies(topology: Topology) -> None:
+    """With one replica killed, every idempotent request through nginx still succeeds:
+    nginx passes it to the next replica."""
+    topology.stack.kill(topology.stack.replica_name(0))
+    try:
+        with httpx.Client(base_url=topology.url, timeout=30) as http:
+            statuses = Counter(http.get("/ready").status_code for _ in range(30))
+        assert statuses == {200: 30}
+    finally:
+        topology.restore_replicas()
