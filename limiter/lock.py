@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from limiter.base import Strategy, window_key
@@ -41,6 +43,17 @@ class LockStrategy(Strategy):
         now = self.now_ms()
         start = window_start(now, window_seconds)
         key = window_key(client_id, window_seconds, start)
+        async with self._exclusive(key):
+            count = await self.counters.get(key)
+            state = None if count is None else WindowState(start, count)
+            new_state, decision = decide(state, now, cost, limit, window_seconds)
+            if decision.allowed:
+                await self.counters.set(key, new_state.count, ttl=self.ttl_ms(decision) / 1000)
+            return decision
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, key: str) -> AsyncIterator[None]:
+        """Holds the key's lock around the body: acquired and released in this task."""
         asked = time.monotonic()
         locked = await self.counters.try_lock(
             key, lease_time=self.lock_lease_seconds, timeout=self.lock_wait_seconds
@@ -49,11 +62,6 @@ class LockStrategy(Strategy):
         if not locked:
             raise LockNotAcquired(f"lock on {key!r} not free within {self.lock_wait_seconds}s")
         try:
-            count = await self.counters.get(key)
-            state = None if count is None else WindowState(start, count)
-            new_state, decision = decide(state, now, cost, limit, window_seconds)
-            if decision.allowed:
-                await self.counters.set(key, new_state.count, ttl=self.ttl_ms(decision) / 1000)
-            return decision
+            yield
         finally:
             await self.counters.unlock(key)

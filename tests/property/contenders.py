@@ -1,34 +1,30 @@
 """The strategies under test, and one that is wrong on purpose.
 
-``broken`` is the classic race: get, decide, set, with nothing making it atomic. It is
+``broken`` is the classic race: get, decide, set, with nothing making it atomic (the
+lock strategy with its lock taken out). It is
 correct one request at a time and over-admits under concurrency; the concurrency
 properties must catch it, which shows they can fail.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from limiter import STRATEGY_NAMES, Clock, Decision, Settings, Strategy, create_strategy
-from limiter.base import window_key
-from limiter.rule import WindowState, decide, window_start
+from limiter import STRATEGY_NAMES, Clock, LockStrategy, Settings, Strategy, create_strategy
 
 BROKEN = "broken"
 
 
-class GetThenSetStrategy(Strategy):
+class GetThenSetStrategy(LockStrategy):
+    """The lock strategy without its lock: the same get, decide and set, unguarded."""
+
     name = BROKEN
 
-    async def _decide(self, client_id: str, limit: int, window_seconds: int, cost: int) -> Decision:
-        now = self.now_ms()
-        start = window_start(now, window_seconds)
-        key = window_key(client_id, window_seconds, start)
-        count = await self.counters.get(key)
-        state = None if count is None else WindowState(start, count)
-        new_state, decision = decide(state, now, cost, limit, window_seconds)
-        if decision.allowed:
-            await self.counters.set(key, new_state.count, ttl=self.ttl_ms(decision) / 1000)
-        return decision
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, key: str) -> AsyncIterator[None]:
+        yield
 
 
 def build(name: str, settings: Settings, counters: Any, clock: Clock | None) -> Strategy:

@@ -16,6 +16,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from limiter import STRATEGY_NAMES, ClusterLink, Settings
+from stack.runner import Stack
 from tests.loop import LoopThread
 from tests.property import burst_worker
 from tests.property.contenders import BROKEN
@@ -30,7 +31,7 @@ client_plans = st.lists(
 
 
 @pytest.fixture(scope="session")
-def workers(base_settings: Settings) -> Iterator[ProcessPoolExecutor]:
+def workers(cluster: Stack, base_settings: Settings) -> Iterator[ProcessPoolExecutor]:
     pool = ProcessPoolExecutor(
         MAX_PROCESSES,
         mp_context=multiprocessing.get_context("spawn"),
