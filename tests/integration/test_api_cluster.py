@@ -277,7 +277,7 @@ def test_failure_policy_with_every_member_stopped(
     assert frozen_worst < FAILURE_DECISION_TIMEOUT + 1.0
     open_.wait_for(lambda: _decides(open_, client["id"]), 60, "decisions after SIGCONT")
 
-    cluster.stop()
+    cluster.stop([cluster.member_name(i) for i in range(MEMBERS)])
     try:
         for replica in (open_, closed):
             replica.wait_for(lambda r=replica: r.ready_status() == 503, 30, "/ready = 503")
