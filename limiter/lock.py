@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -20,8 +21,8 @@ class LockStrategy(Strategy):
     Unlike the original, a lock that cannot be had is an error, never an unlocked
     decision; the lock always has a lease, so a replica that dies holding it frees it
     after ``lock_lease_seconds``. The asyncio client owns a lock per task: lock and
-    unlock run in the one task :meth:`Strategy.decide` creates for each decision, so two
-    concurrent decisions of one process exclude each other like two processes do.
+    unlock run in one task created for each decision, so two concurrent decisions of one
+    process exclude each other like two processes do.
     Clock: this replica's (or the injected one).
     """
 
@@ -38,8 +39,22 @@ class LockStrategy(Strategy):
         super().__init__(counters, **common)
         self.lock_lease_seconds = lock_lease_seconds
         self.lock_wait_seconds = lock_wait_seconds
+        self._in_flight: set[asyncio.Task[Decision]] = set()
 
     async def _decide(self, client_id: str, limit: int, window_seconds: int, cost: int) -> Decision:
+        # Lock, read, write and unlock run in one task of their own, shielded from the
+        # caller: a decision timeout or a caller that hangs up cancels the wait for the
+        # answer, never the unlock (nor a lock the member grants a moment later).
+        task = asyncio.get_running_loop().create_task(
+            self._locked_decide(client_id, limit, window_seconds, cost)
+        )
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return await asyncio.shield(task)
+
+    async def _locked_decide(
+        self, client_id: str, limit: int, window_seconds: int, cost: int
+    ) -> Decision:
         now = self.now_ms()
         start = window_start(now, window_seconds)
         key = window_key(client_id, window_seconds, start)
@@ -50,6 +65,10 @@ class LockStrategy(Strategy):
             if decision.allowed:
                 await self.counters.set(key, new_state.count, ttl=self.ttl_ms(decision) / 1000)
             return decision
+
+    async def close(self) -> None:
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, key: str) -> AsyncIterator[None]:

@@ -91,6 +91,11 @@ class Settings:
                 )
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise SettingsError(f"{PREFIX}{field.name.upper()} must be positive, got {value}")
+        if self.lock_wait_seconds >= self.decision_timeout_seconds:
+            raise SettingsError(
+                "RATELIMIT_LOCK_WAIT_SECONDS must be below RATELIMIT_DECISION_TIMEOUT_SECONDS, "
+                "or a busy lock turns into a timeout instead of LockNotAcquired"
+            )
         if self.default_window_seconds > self.max_window_seconds:
             raise SettingsError(
                 "RATELIMIT_DEFAULT_WINDOW_SECONDS exceeds RATELIMIT_MAX_WINDOW_SECONDS"

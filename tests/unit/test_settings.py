@@ -27,6 +27,7 @@ def test_values_are_read_and_typed() -> None:
         {
             "RATELIMIT_STRATEGY": "cas",
             "RATELIMIT_DECISION_TIMEOUT_SECONDS": "0.25",
+            "RATELIMIT_LOCK_WAIT_SECONDS": "0.2",
             "RATELIMIT_CAS_MAX_ATTEMPTS": "7",
             "RATELIMIT_HAZELCAST_MEMBERS": " 10.0.0.1:5701 , 10.0.0.2:5701 ",
         }
@@ -52,6 +53,7 @@ def test_unknown_strategy_fails_and_lists_the_allowed_ones() -> None:
         ("RATELIMIT_DECISION_TIMEOUT_SECONDS", "0", "must be positive"),
         ("RATELIMIT_FAILURE_MODE", "sideways", "open, closed"),
         ("RATELIMIT_HAZELCAST_MEMBERS", " , ", "names no member"),
+        ("RATELIMIT_LOCK_WAIT_SECONDS", "1.0", "below RATELIMIT_DECISION_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
