@@ -11,7 +11,8 @@ Every client has exactly one policy, named ``default``. Beside them, the legacy 
 that most clients still read: ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
 ``X-RateLimit-Reset`` (seconds until the window ends, like ``t``; not a timestamp). A 429
 adds ``Retry-After`` in seconds, rounded up, so a client that waits that long never
-retries before the window has ended.
+retries before the window has ended (1 s when the cas strategy ran out of attempts under
+contention: that passes in a moment, and the window still has room).
 
 When no decision could be had and the request was admitted anyway (fail open), or
 refused with a 503 (fail closed), ``X-RateLimit-Degraded`` carries the reason
@@ -20,7 +21,7 @@ refused with a 503 (fail closed), ``X-RateLimit-Degraded`` carries the reason
 
 from __future__ import annotations
 
-from limiter import Decision
+from limiter import Decision, Reason
 
 __all__ = ["DEGRADED", "POLICY_NAME", "decision_headers", "policy_headers"]
 
@@ -46,5 +47,7 @@ def decision_headers(decision: Decision, window_seconds: int) -> dict[str, str]:
         "X-RateLimit-Reset": str(reset),
     }
     if not decision.allowed:
-        headers["Retry-After"] = str(reset)
+        # Contention (cas out of attempts) passes in a moment; a full window does not.
+        contended = decision.reason == Reason.CONTENDED
+        headers["Retry-After"] = "1" if contended else str(reset)
     return headers

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from stack.runner import LOOPBACK, Part, Stack, StackError, part_is_ready
+from stack.runner import LOOPBACK, Part, Stack, StackError, http_ok
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
 
@@ -25,15 +25,21 @@ def parts_of(stack: Stack, replicas: int) -> list[Part]:
 def up(stack: Stack, args: argparse.Namespace) -> None:
     if args.members < 1:
         raise StackError("--members must be at least 1")
-    seconds = stack.start_members(args.members)
-    print(
-        f"hazelcast   {args.members} member(s) joined in {seconds:.1f}s, cluster "
-        f"{stack.cluster_name!r}: {', '.join(stack.member_addresses(args.members))}"
-    )
-    if args.replicas == 0:
-        return
-    parts = parts_of(stack, args.replicas)
-    stack.start_parts(parts)
+    already = set(stack.running())
+    try:
+        seconds = stack.start_members(args.members)
+        print(
+            f"hazelcast   {args.members} member(s) joined in {seconds:.1f}s, cluster "
+            f"{stack.cluster_name!r}: {', '.join(stack.member_addresses(args.members))}"
+        )
+        if args.replicas == 0:
+            return
+        parts = parts_of(stack, args.replicas)
+        stack.start_parts(parts)
+    except BaseException:
+        # Nothing this attempt started is left running; what ran before stays.
+        stack.stop([name for name in stack.running() if name not in already])
+        raise
     for part in parts:
         print(f"{part.name:11} http://{LOOPBACK}:{part.port}/")
     print(
@@ -49,19 +55,12 @@ def status(stack: Stack) -> None:
     rows = stack.status()
     if not rows:
         print("nothing is running")
-    ports = {p.name: p for p in parts_of_quietly(stack)}
+    probes = stack.http_probes()
     for name, pid in rows:
         state = "dead" if pid is None else "running"
-        if pid is not None and name in ports:
-            state = "ready" if part_is_ready(ports[name]) else "not ready"
+        if pid is not None and name in probes:
+            state = "ready" if http_ok(*probes[name]) else "not ready"
         print(f"{name:11} {state:9} pid {pid or '-'}")
-
-
-def parts_of_quietly(stack: Stack) -> list[Part]:
-    try:
-        return parts_of(stack, 3)
-    except StackError:
-        return []
 
 
 def main(argv: list[str] | None = None) -> int:

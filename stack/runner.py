@@ -207,6 +207,17 @@ class Stack:
         pid_path.write_text(f"{pid} {stat[1]}\n")
         return pid
 
+    def adopt(self, name: str, pid: int) -> None:
+        """Records a process started elsewhere (a test's replica) as a part of this stack,
+        so that ``stop`` (and ``make down``) reach it too."""
+        stat = _stat(pid)
+        if stat is not None:
+            self.pid_dir.mkdir(parents=True, exist_ok=True)
+            self._pid_path(name).write_text(f"{pid} {stat[1]}\n")
+
+    def forget(self, name: str) -> None:
+        self._pid_path(name).unlink(missing_ok=True)
+
     def _raise_if_dead(self, names: Sequence[str]) -> None:
         for name in names:
             if self.pid_of(name) is None:
@@ -446,6 +457,14 @@ class Stack:
             "--storage.tsdb.retention.time=1d",
         ]
         return Part("prometheus", argv, self.prometheus_port, ready_path="/-/ready")
+
+    def http_probes(self, replicas: int = 3) -> dict[str, tuple[int, str]]:
+        """Port and readiness path of each HTTP part, without writing anything."""
+        probes = {self.replica_name(i): (self.replica_port(i), "/ready") for i in range(replicas)}
+        probes["demo-app"] = (self.demo_app_port, "/")
+        probes["nginx"] = (self.nginx_port, "/nginx-health")
+        probes["prometheus"] = (self.prometheus_port, "/-/ready")
+        return probes
 
     def start_parts(self, parts: Sequence[Part], deadline_seconds: float = 60) -> None:
         """Spawns the parts not running yet and waits until each is ready; on failure,

@@ -111,6 +111,10 @@ class Topology:
             clients_map=f"ratelimit.clients.topology-{run}",
             names_map=f"ratelimit.names.topology-{run}",
             drain_seconds=0.5,
+            # Below nginx's proxy_read_timeout (10 s), so a slow decision is an error
+            # from the API, never an nginx 504 (or a retried, double-counted request).
+            decision_timeout_seconds=8.0,
+            lock_wait_seconds=6.0,
         )
 
     @property

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from stack.runner import LOOPBACK, ROOT, Stack, port_is_free
-from tests.cluster import RUN_DIR, settings_env, test_settings
+from tests.cluster import RUN_DIR, settings_env, test_settings, test_stack
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -83,7 +83,13 @@ class Replica:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        # So that `make down` stops it should this test run be killed.
+        test_stack().adopt(self.part_name, self.process.pid)
         return self
+
+    @property
+    def part_name(self) -> str:
+        return f"test-api-{self.name}-{self.port}"
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -147,6 +153,7 @@ class Replica:
                 # The replica's own process group: its workers, nobody else.
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+        test_stack().forget(self.part_name)
         Replica.ports_in_use.discard(self.port)
 
 

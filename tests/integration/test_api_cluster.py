@@ -196,14 +196,14 @@ def test_metrics_sum_every_worker_and_carry_no_client_id(replicas: Replicas) -> 
 def test_sigterm_drains_before_stopping(replicas: Replicas) -> None:
     """After SIGTERM, /ready answers 503 at once while /health and the guarded route are
     still served for RATELIMIT_DRAIN_SECONDS; then the replica exits."""
-    replica = replicas.start("drain", drain_seconds=3.0)
+    replica = replicas.start("drain", drain_seconds=8.0)
     client = create_client(replica)
     replica.terminate()
     replica.wait_for(lambda: replica.ready_status() == 503, 2.0, "/ready = 503 after SIGTERM")
     assert replica.get("/health").status_code == 200
     assert replica.get("/example", headers={"X-Api-Id": client["id"]}).status_code == 200
     assert replica.process is not None
-    replica.process.wait(3.0 + 15.0)
+    replica.process.wait(8.0 + 15.0)
 
 
 def _timed(replica: Replica, client_id: str) -> tuple[float, httpx.Response]:
@@ -225,7 +225,8 @@ def _members_paused(cluster: Stack) -> contextlib.AbstractContextManager[None]:
 
     @contextlib.contextmanager
     def paused() -> Iterator[None]:
-        pids = list(cluster.running().values())
+        found = [cluster.pid_of(cluster.member_name(i)) for i in range(MEMBERS)]
+        pids = [pid for pid in found if pid is not None]
         assert len(pids) == MEMBERS
         try:
             for pid in pids:
@@ -265,7 +266,11 @@ def test_failure_policy_with_every_member_stopped(
     once the members are back, all three replicas decide again.
 
     Keep this test last: it stops the session's cluster (and leaves it running again)."""
-    overrides = {"decision_timeout_seconds": FAILURE_DECISION_TIMEOUT, "drain_seconds": 0.2}
+    overrides = {
+        "decision_timeout_seconds": FAILURE_DECISION_TIMEOUT,
+        "lock_wait_seconds": FAILURE_DECISION_TIMEOUT / 2,
+        "drain_seconds": 0.2,
+    }
     open_ = replicas.start("fail-open", failure_mode="open", **overrides)
     closed = replicas.start("fail-closed", failure_mode="closed", **overrides)
     client = create_client(open_, limit=1000, window_seconds=quiet_window())

@@ -91,3 +91,21 @@ def test_nginx_fails_over_when_a_replica_dies(topology: Topology) -> None:
         assert statuses == {200: 30}
     finally:
         topology.restore_replicas()
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status"),
+    [
+        ({"method": "POST", "url": "/bucket", "content": b"x" * 5000}, 413),
+        ({"method": "GET", "url": "/example", "headers": {"X-Api-Id": "a" * 9000}}, 431),
+    ],
+)
+def test_nginx_refuses_oversized_requests_with_json(
+    request_kwargs: dict[str, object], status: int, topology: Topology
+) -> None:
+    """nginx's own limits (4 KiB bodies, 8 KiB header lines) answer JSON like the API."""
+    with httpx.Client(base_url=topology.url, timeout=30) as http:
+        response = http.request(**request_kwargs)  # type: ignore[arg-type]
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert "error" in response.json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import time
 import uuid
@@ -67,12 +68,16 @@ def send_traffic(topology: Topology, requests: int = 40) -> None:
 
 
 def test_every_dashboard_query_returns_data(topology: Topology) -> None:
-    """After traffic under each strategy, every panel's PromQL returns a non-empty result
-    from the real Prometheus scraping the real replicas."""
+    """After traffic under each strategy, every panel's PromQL returns at least one finite
+    number (a quantile over no traffic is NaN) from the real Prometheus."""
     for strategy in STRATEGY_NAMES:
         topology.use(strategy)
         deadline = time.monotonic() + 90
-        scraped = f'count_over_time(ratelimit_decisions_total{{strategy="{strategy}"}}[5m]) >= 3'
+        # Admitted requests of this strategy seen rising by Prometheus, not just a series.
+        scraped = (
+            f'increase(ratelimit_decisions_total{{strategy="{strategy}",outcome="allowed"}}[5m])'
+            " > 0"
+        )
         while True:
             send_traffic(topology)
             if query(topology, scraped):
@@ -82,9 +87,12 @@ def test_every_dashboard_query_returns_data(topology: Topology) -> None:
     empty = [
         title
         for title, expr in dashboard_queries()
-        if not query(topology, expr.replace("$__rate_interval", "5m"))
+        if not any(
+            math.isfinite(float(sample["value"][1]))  # type: ignore[index]
+            for sample in query(topology, expr.replace("$__rate_interval", "5m"))
+        )
     ]
-    assert not empty, f"panels without data: {empty}"
+    assert not empty, f"panels without a single number: {empty}"
 
 
 @pytest.mark.parametrize(("title", "expr"), dashboard_queries())
