@@ -4,7 +4,8 @@ The floor is one plain ``IMap.get`` per request: the least any decision can cost
 scenario runs ``--decisions`` decisions from ``--tasks`` concurrent asyncio tasks of one
 process, for one hot key and for ``--keys`` keys, and the whole set is repeated
 ``--rounds`` times interleaved (floor, lock, cas, entry_processor, floor, ...) so that the
-noise of a shared machine falls on every contender alike. Reported: the median over
+noise of a shared machine falls on every contender alike, after one unrecorded warm-up
+round (the members' JIT). Reported: the median over
 rounds of decisions/s and of p50/p99 latency, and each contender's throughput as a ratio
 of the floor's.
 
@@ -66,7 +67,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await counters.put("floor-hot", 1)
         await counters.put_all({f"floor-{k}": 1 for k in range(args.keys)})
-        for round_ in range(args.rounds):
+        # Round 0 warms the members' JIT and the connections up, and is not recorded.
+        for round_ in range(-1 if args.warmup else 0, args.rounds):
             for spread in ("hot key", f"{args.keys} keys"):
 
                 def key(i: int, hot: bool = spread == "hot key") -> str:
@@ -81,6 +83,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 for name, call in contenders.items():
                     result = await run_scenario(call, args.decisions, args.tasks)
+                    if round_ < 0:
+                        continue
                     raw.setdefault(spread, {}).setdefault(name, []).append(result)
                     print(
                         f"round {round_ + 1}/{args.rounds} {spread:>12} {name:>17}: "
@@ -137,6 +141,9 @@ if __name__ == "__main__":
     parser.add_argument("--decisions", type=int, default=4000)
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-warmup", dest="warmup", action="store_false", help="skip the unrecorded warm-up round"
+    )
     summary = asyncio.run(main(parser.parse_args()))
     table = as_markdown(summary)
     print("\n" + table)
