@@ -44,19 +44,6 @@ class ClusterLink:
         """Connected and holding the member list (which arrives just after connecting)."""
         return self._connected.is_set() and bool(self.client.cluster_service.get_members())
 
-    async def wait_connected(self, timeout_seconds: float) -> None:
-        async def ready() -> None:
-            while not self.connected:
-                await self._connected.wait()
-                await asyncio.sleep(0.01)
-
-        try:
-            await asyncio.wait_for(ready(), timeout_seconds)
-        except TimeoutError:
-            raise BackendUnavailable(
-                f"no connection to the Hazelcast cluster within {timeout_seconds}s"
-            ) from None
-
     async def get_map(self, name: str) -> Any:
         return await self.client.get_map(name)
 
@@ -90,9 +77,9 @@ async def connect(settings: Settings, **client_config: Any) -> ClusterLink:
     # that later reconnections never give up); the bound here is ours. This is what
     # HazelcastClient.create_and_start does, with a deadline around the start.
     try:
+        # Returns once connected and holding the member list (the start is synchronous).
         await asyncio.wait_for(client._start(), settings.connect_timeout_seconds)  # type: ignore[no-untyped-call]  # untyped upstream
-        await link.wait_connected(settings.connect_timeout_seconds)
-    except (TimeoutError, BackendUnavailable):
+    except TimeoutError:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.shutdown(), 5.0)
         raise BackendUnavailable(
