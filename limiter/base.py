@@ -87,8 +87,10 @@ class Strategy(abc.ABC):
         return await self._bounded(self._decide(client_id, limit, window_seconds, cost))
 
     async def _bounded(self, work: Awaitable[T]) -> T:
+        # A timeout scope, not wait_for: no extra task per decision on the hot path.
         try:
-            return await asyncio.wait_for(work, self.decision_timeout_seconds)
+            async with asyncio.timeout(self.decision_timeout_seconds):
+                return await work
         except TimeoutError:
             raise BackendTimeout(f"no decision within {self.decision_timeout_seconds}s") from None
         except BackendError:
