@@ -32,7 +32,7 @@ def prepare_metrics_dir() -> Path | None:
     if given:
         folder = Path(given)
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.db"):
+        for stale in [*folder.glob("*.db"), *folder.glob("connected-*")]:
             stale.unlink()
         return None
     folder = Path(tempfile.mkdtemp(prefix="ratelimit-metrics-"))

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from pathlib import Path
 from typing import Any, cast
 
 from sanic import Request
 from sanic.log import error_logger, logger
 
-from api.metrics import MetricsObserver
+from api.metrics import MULTIPROC_ENV, MetricsObserver
 from api.registry import Registry, near_cache_config
 from limiter import ClusterLink, Settings, Strategy, connect, create_strategy
 
-__all__ = ["Backend", "backend_of"]
+__all__ = ["Backend", "backend_of", "workers_connected"]
 
 #: Pause between two failed connection attempts, doubling up to the maximum.
 RETRY_FIRST_SECONDS = 0.5
@@ -59,6 +61,7 @@ class Backend:
         while True:
             try:
                 await self._connect_once()
+                _mark_connected(True)
                 logger.info(
                     "connected to cluster %r, strategy %s",
                     self.settings.hazelcast_cluster_name,
@@ -87,6 +90,7 @@ class Backend:
 
     async def close(self) -> None:
         """Stops connecting, lets the strategy finish, shuts the client down."""
+        _mark_connected(False)
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -97,6 +101,41 @@ class Backend:
         if self.link is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.link.close(), CLOSE_TIMEOUT_SECONDS)
+
+
+def _marker_dir() -> Path | None:
+    """The folder the replica's workers share (set up by ``python -m api``), if any."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    return Path(folder) if folder else None
+
+
+def _mark_connected(connected: bool) -> None:
+    """Leaves (or removes) a mark that this worker has connected, for its siblings' /ready."""
+    folder = _marker_dir()
+    if folder is None:
+        return
+    mark = folder / f"connected-{os.getpid()}"
+    if connected:
+        mark.touch()
+    else:
+        mark.unlink(missing_ok=True)
+
+
+def workers_connected(workers: int) -> bool:
+    """Whether every worker of this replica has connected: /ready answers for the whole
+    replica, not only for the worker that happens to receive the probe. A mark left by a
+    worker that died does not count."""
+    folder = _marker_dir()
+    if folder is None or workers <= 1:
+        return True
+    alive = 0
+    for mark in folder.glob("connected-*"):
+        try:
+            os.kill(int(mark.name.removeprefix("connected-")), 0)
+        except (ValueError, ProcessLookupError):
+            continue
+        alive += 1
+    return alive >= workers
 
 
 def backend_of(request: Request) -> Backend:

@@ -6,7 +6,7 @@ from sanic import Request
 from sanic.response import HTTPResponse, json, raw
 from sanic_ext.extensions.openapi import openapi
 
-from api.backend import backend_of
+from api.backend import backend_of, workers_connected
 from api.docs import Error, Status
 from api.metrics import exposition
 
@@ -30,6 +30,8 @@ async def ready(request: Request) -> HTTPResponse:
         return json({"error": "draining: the replica is stopping"}, status=503)
     if not backend.connected:
         return json({"error": "not connected to the cluster"}, status=503)
+    if not workers_connected(backend.settings.workers):
+        return json({"error": "not every worker is connected to the cluster yet"}, status=503)
     return json({"status": "ready"})
 
 
