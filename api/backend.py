@@ -85,7 +85,17 @@ class Backend:
             raise
         self.counters = counters
         self.registry = Registry(clients, names)
-        self.strategy = create_strategy(self.settings, counters, observer=MetricsObserver())
+        self.strategy = create_strategy(
+            self.settings,
+            counters,
+            observer=MetricsObserver(self.settings.strategy),
+            liveness=link.liveness,
+        )
+        link.start_heartbeat(
+            counters,
+            self.settings.heartbeat_interval_seconds,
+            self.settings.decision_timeout_seconds,
+        )
         self.link = link
 
     async def close(self) -> None:

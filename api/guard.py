@@ -2,8 +2,14 @@
 same decision for a gateway (nginx ``auth_request``) in front of any other app.
 
 One request: the client's record from the near-cached registry, then one decision from
-the configured strategy, both within ``RATELIMIT_DECISION_TIMEOUT_SECONDS``. Without an
-answer in that time the failure policy decides (``RATELIMIT_FAILURE_MODE``):
+the configured strategy, both by one deadline, ``RATELIMIT_DECISION_TIMEOUT_SECONDS`` from
+the request's arrival (time queued behind other requests for the same key counts).
+
+A client over its limit, and a client whose key is too busy to decide in time while the
+cluster answers (429, reason ``contended``, ``Retry-After: 1``), are denied: load on one
+key never turns into admission. Only when the cluster cannot be reached (client
+disconnected, or no answer from it for ``RATELIMIT_UNREACHABLE_AFTER_SECONDS``: see
+:mod:`limiter.liveness`) does the failure policy decide (``RATELIMIT_FAILURE_MODE``):
 
 - ``open``: 200 as if admitted, marked ``X-RateLimit-Degraded: <kind>``, counted as
   outcome ``fail_open``. A record the replica cannot read is not checked either: any
@@ -86,13 +92,14 @@ async def judge(request: Request) -> Verdict:
         raise UnknownClient("unknown client id")
     strategy = backend.settings.strategy
     started = time.perf_counter()
+    deadline = asyncio.get_running_loop().time() + backend.settings.decision_timeout_seconds
     record: ClientRecord | None = None
     try:
-        async with asyncio.timeout(backend.settings.decision_timeout_seconds):
+        async with asyncio.timeout_at(deadline):
             record = await _lookup(backend, client_id)
-            if record is None:
-                raise UnknownClient("unknown client id")
-            decision = await _decide(backend, client_id, record)
+        if record is None:
+            raise UnknownClient("unknown client id")
+        decision = await _decide(backend, client_id, record, deadline)
     except TimeoutError:
         error: BackendError = BackendTimeout(
             f"no decision within {backend.settings.decision_timeout_seconds}s"
@@ -122,8 +129,10 @@ async def judge(request: Request) -> Verdict:
 @openapi.response(200, {"application/json": Message}, "admitted (also when failing open)")
 @openapi.response(401, {"application/json": Error}, "no X-Api-Id header")
 @openapi.response(404, {"application/json": Error}, "no client has this id")
-@openapi.response(429, {"application/json": Error}, "over the limit; see Retry-After")
-@openapi.response(503, {"application/json": Error}, "no decision in time (fail closed)")
+@openapi.response(
+    429, {"application/json": Error}, "over the limit, or the key too busy; see Retry-After"
+)
+@openapi.response(503, {"application/json": Error}, "cluster unreachable (fail closed)")
 async def example(request: Request) -> HTTPResponse:
     verdict = await judge(request)
     if verdict.admitted:
@@ -134,6 +143,9 @@ async def example(request: Request) -> HTTPResponse:
             status=503,
             headers=verdict.headers(),
         )
+    assert verdict.decision is not None
+    if verdict.decision.reason == Reason.CONTENDED:
+        return json({"error": "too busy, retry shortly"}, status=429, headers=verdict.headers())
     return json({"error": "rate limit exceeded"}, status=429, headers=verdict.headers())
 
 
@@ -166,10 +178,14 @@ async def _lookup(backend: Backend, client_id: str) -> ClientRecord | None:
     return await backend.registry.lookup(client_id)
 
 
-async def _decide(backend: Backend, client_id: str, record: ClientRecord) -> Decision:
+async def _decide(
+    backend: Backend, client_id: str, record: ClientRecord, deadline: float
+) -> Decision:
     if backend.strategy is None:
         raise BackendUnavailable("not connected to the cluster yet")
-    return await backend.strategy.decide(client_id, record.limit, record.window_seconds)
+    return await backend.strategy.decide(
+        client_id, record.limit, record.window_seconds, deadline=deadline
+    )
 
 
 def _log_throttled(error: BackendError) -> None:

@@ -11,12 +11,12 @@ Every client has exactly one policy, named ``default``. Beside them, the legacy 
 that most clients still read: ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
 ``X-RateLimit-Reset`` (seconds until the window ends, like ``t``; not a timestamp). A 429
 adds ``Retry-After`` in seconds, rounded up, so a client that waits that long never
-retries before the window has ended (1 s when the cas strategy ran out of attempts under
-contention: that passes in a moment, and the window still has room).
+retries before the window has ended (1 s when the key was too busy to decide in time:
+that passes in a moment; such a denial reports ``r=0;t=1``, "nothing for a second").
 
 When no decision could be had and the request was admitted anyway (fail open), or
 refused with a 503 (fail closed), ``X-RateLimit-Degraded`` carries the reason
-(``unavailable``, ``timeout``, ``lock_timeout`` or ``cas_exhausted``).
+(``unavailable`` or ``timeout``): only when the cluster cannot be reached.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def decision_headers(decision: Decision, window_seconds: int) -> dict[str, str]:
         "X-RateLimit-Reset": str(reset),
     }
     if not decision.allowed:
-        # Contention (cas out of attempts) passes in a moment; a full window does not.
+        # Contention on a key passes in a moment; a full window does not.
         contended = decision.reason == Reason.CONTENDED
         headers["Retry-After"] = "1" if contended else str(reset)
     return headers

@@ -22,14 +22,17 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from limiter import BackendTimeout, BackendUnavailable, ContentionExhausted, LockNotAcquired
+from limiter import BackendTimeout, BackendUnavailable
 
 __all__ = [
     "BACKEND_ERRORS",
+    "BATCH_SIZE",
     "CAS_ATTEMPTS",
+    "CONTENDED",
     "DECISIONS",
     "DECISION_SECONDS",
     "HTTP_REQUESTS",
+    "LOCAL_DENIALS",
     "LOCK_WAIT_SECONDS",
     "MULTIPROC_ENV",
     "TTL_RESTORE_FAILURES",
@@ -44,8 +47,9 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 DECISIONS = Counter(
     "ratelimit_decisions",
-    "Guarded requests by strategy and outcome: allowed, denied, contended (cas out of "
-    "attempts), fail_open (no decision, admitted) or fail_closed (no decision, 503).",
+    "Guarded requests by strategy and outcome: allowed, denied (over the limit), "
+    "contended (key too busy to decide in time; denied), fail_open (cluster unreachable, "
+    "admitted) or fail_closed (cluster unreachable, 503).",
     ["strategy", "outcome"],
     registry=REGISTRY,
 )
@@ -74,10 +78,31 @@ TTL_RESTORE_FAILURES = Counter(
     "(the map-level TTL still bounds those keys).",
     registry=REGISTRY,
 )
+BATCH_SIZE = Histogram(
+    "ratelimit_batch_size",
+    "Requests decided by one cluster operation (requests for one key queue in a worker "
+    "while its operation runs, and the next operation decides them all).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+    registry=REGISTRY,
+)
+LOCAL_DENIALS = Counter(
+    "ratelimit_deny_cache_denials",
+    "Requests denied by the worker's cache of exhausted windows, without a cluster call "
+    "(also counted as outcome denied).",
+    ["strategy"],
+    registry=REGISTRY,
+)
+CONTENDED = Counter(
+    "ratelimit_contended",
+    "Requests denied because their key was too busy, by cause: queue_full, lock_busy, "
+    "cas_exhausted, deadline.",
+    ["strategy", "cause"],
+    registry=REGISTRY,
+)
 BACKEND_ERRORS = Counter(
     "ratelimit_backend_errors",
-    "Guarded requests the cluster gave no decision for, by strategy and kind: "
-    "unavailable, timeout, lock_timeout, cas_exhausted.",
+    "Guarded requests the cluster gave no decision for (unreachable), by strategy and "
+    "kind: unavailable, timeout.",
     ["strategy", "kind"],
     registry=REGISTRY,
 )
@@ -99,9 +124,8 @@ def method_label(method: str) -> str:
 #: Every outcome and error kind a decision can have, so that each series exists from the
 #: start: dashboards and alerts then read "none yet" as 0 rather than as no data.
 OUTCOMES = ("allowed", "denied", "contended", "fail_open", "fail_closed")
-ERROR_KINDS = tuple(
-    kind.kind for kind in (BackendUnavailable, BackendTimeout, LockNotAcquired, ContentionExhausted)
-)
+ERROR_KINDS = tuple(kind.kind for kind in (BackendUnavailable, BackendTimeout))
+CONTENDED_CAUSES = ("queue_full", "lock_busy", "cas_exhausted", "deadline")
 
 
 def preset(strategy: str) -> None:
@@ -111,10 +135,16 @@ def preset(strategy: str) -> None:
         DECISIONS.labels(strategy, outcome)
     for kind in ERROR_KINDS:
         BACKEND_ERRORS.labels(strategy, kind)
+    for cause in CONTENDED_CAUSES:
+        CONTENDED.labels(strategy, cause)
+    LOCAL_DENIALS.labels(strategy)
 
 
 class MetricsObserver:
     """The strategies' :class:`limiter.Observer`, as Prometheus metrics."""
+
+    def __init__(self, strategy: str) -> None:
+        self.strategy = strategy
 
     def cas_attempts(self, attempts: int) -> None:
         CAS_ATTEMPTS.observe(attempts)
@@ -124,6 +154,15 @@ class MetricsObserver:
 
     def ttl_restore_failed(self) -> None:
         TTL_RESTORE_FAILURES.inc()
+
+    def batch_decided(self, size: int) -> None:
+        BATCH_SIZE.observe(size)
+
+    def denied_locally(self) -> None:
+        LOCAL_DENIALS.labels(self.strategy).inc()
+
+    def contended(self, cause: str) -> None:
+        CONTENDED.labels(self.strategy, cause).inc()
 
 
 def exposition() -> tuple[bytes, str]:

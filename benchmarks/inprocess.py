@@ -56,7 +56,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         lock_wait_seconds=25.0,
         lock_lease_seconds=30.0,
         cas_max_attempts=10_000,
-        cas_exhausted_policy="error",
     )
     link = await connect(settings)
     counters = await link.get_map(f"ratelimit.counters.bench-{uuid.uuid4().hex[:8]}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from limiter.base import Clock, NullObserver, Observer, Strategy, wall_clock_ms
+from limiter.base import Clock, NullObserver, Observer, Strategy, contended, wall_clock_ms
 from limiter.cas import CasStrategy
 from limiter.cluster import ClusterLink, connect
 from limiter.entry_processor import EntryProcessorStrategy
@@ -16,12 +16,12 @@ from limiter.errors import (
     BackendTimeout,
     BackendUnavailable,
     ContentionExhausted,
-    LockNotAcquired,
     RateLimitError,
     SettingsError,
 )
+from limiter.liveness import Liveness
 from limiter.lock import LockStrategy
-from limiter.rule import Decision, Reason, WindowState, decide, window_start
+from limiter.rule import Decision, Reason, WindowState, decide, decide_batch, window_start
 from limiter.settings import STRATEGY_NAMES, Settings
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "ContentionExhausted",
     "Decision",
     "EntryProcessorStrategy",
-    "LockNotAcquired",
+    "Liveness",
     "LockStrategy",
     "NullObserver",
     "Observer",
@@ -47,8 +47,10 @@ __all__ = [
     "Strategy",
     "WindowState",
     "connect",
+    "contended",
     "create_strategy",
     "decide",
+    "decide_batch",
     "wall_clock_ms",
     "window_start",
 ]
@@ -66,9 +68,14 @@ def create_strategy(
     *,
     clock: Clock | None = None,
     observer: Observer | None = None,
+    liveness: Liveness | None = None,
     name: str | None = None,
 ) -> Strategy:
-    """The strategy ``settings.strategy`` (or ``name``) names, over the ``counters`` map."""
+    """The strategy ``settings.strategy`` (or ``name``) names, over the ``counters`` map.
+
+    ``liveness`` (usually :attr:`ClusterLink.liveness`) tells a busy key from an
+    unreachable cluster; without it the cluster always counts as reachable.
+    """
     chosen = name or settings.strategy
     try:
         cls = STRATEGIES[chosen]
@@ -81,6 +88,9 @@ def create_strategy(
         "observer": observer,
         "decision_timeout_seconds": settings.decision_timeout_seconds,
         "expiry_grace_seconds": settings.expiry_grace_seconds,
+        "max_queued_per_key": settings.max_queued_per_key,
+        "deny_cache_size": settings.deny_cache_size,
+        "liveness": liveness,
     }
     if cls is LockStrategy:
         common.update(
@@ -91,6 +101,5 @@ def create_strategy(
         common.update(
             cas_max_attempts=settings.cas_max_attempts,
             cas_backoff_max_ms=settings.cas_backoff_max_ms,
-            cas_exhausted_policy=settings.cas_exhausted_policy,
         )
     return cls(counters, **common)

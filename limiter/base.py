@@ -1,27 +1,70 @@
-"""The one interface every strategy implements, and what they share."""
+"""The one interface every strategy implements, and what they share: one cluster
+operation in flight per key, a local cache of exhausted windows, and the line between a
+busy key and an unreachable cluster.
+
+How one request is decided, in a worker (one event loop)::
+
+    decide(client, limit, window, cost)
+      ├─ deny cache: window known to be exhausted → denied here, no cluster call
+      ├─ key's queue full (max_queued_per_key)   → denied, reason CONTENDED
+      └─ queued; the key's runner (one task per busy key) takes everything queued and
+         decides it with ONE cluster operation (_decide_batch), in arrival order, then
+         takes what queued meanwhile, until the queue is empty
+
+    no answer by the request's deadline:
+      ├─ cluster answered meanwhile (limiter.liveness) → denied, reason CONTENDED
+      └─ cluster silent or disconnected                → BackendTimeout (failure mode)
+
+So a flood of N requests on one key costs about N / batch cluster operations, and the
+contention a key sees across the cluster is bounded by the number of workers, not by the
+number of requests. A request that timed out after its batch was sent may still have been
+counted: that is an under-admission, never an over-admission.
+"""
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import collections
+import dataclasses
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
 
 from hazelcast.errors import HazelcastError
 
+from limiter.deny_cache import DenyCache
 from limiter.errors import BackendError, BackendTimeout, BackendUnavailable
-from limiter.rule import Decision
+from limiter.liveness import Liveness
+from limiter.rule import Decision, Reason
 
-__all__ = ["Clock", "NullObserver", "Observer", "Strategy", "wall_clock_ms"]
+__all__ = [
+    "CONTENDED_RETRY_MS",
+    "Clock",
+    "NullObserver",
+    "Observer",
+    "Strategy",
+    "contended",
+    "wall_clock_ms",
+]
 
 #: Returns the current time in epoch milliseconds.
 Clock = Callable[[], int]
-T = TypeVar("T")
+#: A contended denial says "nothing for the next second": contention passes quickly.
+CONTENDED_RETRY_MS = 1000
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def contended(limit: int) -> Decision:
+    """The denial given when the key was too busy to decide in time."""
+    return Decision(False, limit, 0, CONTENDED_RETRY_MS, Reason.CONTENDED)
 
 
 class Observer(Protocol):
@@ -32,6 +75,12 @@ class Observer(Protocol):
     def lock_waited(self, seconds: float) -> None: ...
 
     def ttl_restore_failed(self) -> None: ...
+
+    def batch_decided(self, size: int) -> None: ...
+
+    def denied_locally(self) -> None: ...
+
+    def contended(self, cause: str) -> None: ...
 
 
 class NullObserver:
@@ -44,14 +93,41 @@ class NullObserver:
     def ttl_restore_failed(self) -> None:
         pass
 
+    def batch_decided(self, size: int) -> None:
+        pass
+
+    def denied_locally(self) -> None:
+        pass
+
+    def contended(self, cause: str) -> None:
+        pass
+
+
+#: (client id, limit, window seconds): requests that one operation can decide together.
+FlightKey = tuple[str, int, int]
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    cost: int
+    answer: asyncio.Future[Decision]
+    deadline: float
+
+
+@dataclasses.dataclass(slots=True)
+class _Flight:
+    queue: collections.deque[_Pending] = dataclasses.field(default_factory=collections.deque)
+    runner: asyncio.Task[None] | None = None
+
 
 class Strategy(abc.ABC):
-    """Makes one fixed-window decision atomic across every replica.
+    """Makes fixed-window decisions atomic across every replica.
 
     ``counters`` is the asyncio IMap proxy of the window counters. ``clock`` picks the
     window; the lock and cas strategies always use it (default: this process's wall
     clock), the entry processor uses it only when given and otherwise the clock of the
-    member that owns the key.
+    member that owns the key. ``liveness`` tells a busy key from an unreachable cluster;
+    without one the cluster always counts as reachable (a late decision is contended).
     """
 
     name: ClassVar[str]
@@ -63,51 +139,157 @@ class Strategy(abc.ABC):
         clock: Clock | None = None,
         decision_timeout_seconds: float = 1.0,
         expiry_grace_seconds: float = 1.0,
+        max_queued_per_key: int = 1000,
+        deny_cache_size: int = 10000,
+        liveness: Liveness | None = None,
         observer: Observer | None = None,
     ) -> None:
         self.counters = counters
         self.clock = clock
         self.decision_timeout_seconds = decision_timeout_seconds
         self.expiry_grace_ms = int(expiry_grace_seconds * 1000)
+        self.max_queued_per_key = max_queued_per_key
+        self.deny_cache = DenyCache(deny_cache_size)
+        self.liveness = liveness
         self.observer: Observer = observer or NullObserver()
+        self._flights: dict[FlightKey, _Flight] = {}
+        self._runners: set[asyncio.Task[None]] = set()
 
     def now_ms(self) -> int:
+        """The time that picks the window (lock and cas)."""
         return (self.clock or wall_clock_ms)()
 
-    async def decide(
-        self, client_id: str, limit: int, window_seconds: int, cost: int = 1
-    ) -> Decision:
-        """One decision for ``client_id``, within the decision timeout.
+    def _local_ms(self) -> int:
+        """The time the deny cache measures a window's rest with: the injected clock, or
+        the monotonic one (steps of the wall clock must not stretch a denial)."""
+        return (self.clock or monotonic_ms)()
 
-        Raises a :class:`limiter.errors.BackendError` when the cluster gives no answer;
-        never waits longer than ``decision_timeout_seconds``.
+    async def decide(
+        self,
+        client_id: str,
+        limit: int,
+        window_seconds: int,
+        cost: int = 1,
+        *,
+        deadline: float | None = None,
+    ) -> Decision:
+        """One decision for ``client_id``, by ``deadline`` (event-loop time; default: the
+        decision timeout from now).
+
+        Over the limit, or too busy to decide in time, is a denial. Raises a
+        :class:`limiter.errors.BackendError` only when the cluster cannot be reached.
         """
         if cost < 1 or limit < 1 or window_seconds < 1:
             raise ValueError("cost, limit and window_seconds must be positive")
-        return await self._bounded(self._decide(client_id, limit, window_seconds, cost))
-
-    async def _bounded(self, work: Awaitable[T]) -> T:
-        # A timeout scope, not wait_for: no extra task per decision on the hot path.
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + self.decision_timeout_seconds
+        key: FlightKey = (client_id, limit, window_seconds)
+        cached = self.deny_cache.denial(key, cost, self._local_ms())
+        if cached is not None:
+            self.observer.denied_locally()
+            return cached
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = self._flights[key] = _Flight()
+        if len(flight.queue) >= self.max_queued_per_key:
+            self.observer.contended("queue_full")
+            return contended(limit)
+        asked_at = time.monotonic()
+        pending = _Pending(cost, loop.create_future(), deadline)
+        flight.queue.append(pending)
+        if flight.runner is None:
+            flight.runner = loop.create_task(self._run(key, flight))
+            self._runners.add(flight.runner)
+            flight.runner.add_done_callback(self._runners.discard)
         try:
-            async with asyncio.timeout(self.decision_timeout_seconds):
-                return await work
+            async with asyncio.timeout_at(deadline):
+                return await pending.answer
         except TimeoutError:
-            raise BackendTimeout(f"no decision within {self.decision_timeout_seconds}s") from None
-        except BackendError:
-            raise
-        except HazelcastError as error:
-            raise BackendUnavailable(f"{type(error).__name__}: {error}") from error
+            # Cancelling the wait cancelled the answer: if it was still queued, the
+            # runner skips it and it is never counted.
+            if self.liveness is None or self.liveness.reachable_since(asked_at):
+                self.observer.contended("deadline")
+                return contended(limit)
+            raise BackendTimeout(
+                f"no decision by the deadline, and no answer from the cluster for "
+                f"{self.liveness.silent_for():.1f}s"
+            ) from None
+
+    async def _run(self, key: FlightKey, flight: _Flight) -> None:
+        """Decides the key's queue, one cluster operation per batch, until it is empty."""
+        client_id, limit, window_seconds = key
+        try:
+            while flight.queue:
+                batch = []
+                while flight.queue:
+                    pending = flight.queue.popleft()
+                    if not pending.answer.done():
+                        batch.append(pending)
+                if not batch:
+                    continue
+                deadline = max(pending.deadline for pending in batch)
+                sent_at = self._local_ms()
+                try:
+                    decisions = await self._decide_batch(
+                        client_id, limit, window_seconds, [p.cost for p in batch], deadline
+                    )
+                except Exception as error:
+                    failure = _as_backend_error(error)
+                    for pending in batch:
+                        if not pending.answer.done():
+                            pending.answer.set_exception(failure)
+                    continue
+                if self.liveness is not None:
+                    self.liveness.answered()
+                self.observer.batch_decided(len(batch))
+                for pending, decision in zip(batch, decisions, strict=True):
+                    if not pending.answer.done():
+                        pending.answer.set_result(decision)
+                last = decisions[-1]
+                if last.remaining == 0 and last.reason != Reason.CONTENDED:
+                    self.deny_cache.remember(key, sent_at + last.reset_after_ms)
+        finally:
+            for pending in flight.queue:
+                pending.answer.cancel()
+            flight.queue.clear()
+            flight.runner = None
+            if self._flights.get(key) is flight:
+                del self._flights[key]
 
     @abc.abstractmethod
-    async def _decide(self, client_id: str, limit: int, window_seconds: int, cost: int) -> Decision:
-        """The strategy's atomic read-decide-write."""
+    async def _decide_batch(
+        self,
+        client_id: str,
+        limit: int,
+        window_seconds: int,
+        costs: Sequence[int],
+        deadline: float,
+    ) -> list[Decision]:
+        """One atomic read-decide-write for every request of ``costs``, in order.
 
-    async def close(self) -> None:  # noqa: B027 - most strategies leave nothing running
-        """Waits for work the strategy left running after its decisions."""
+        Returns one decision per cost. A strategy that cannot finish by ``deadline``
+        (event-loop time) because the key is busy returns :func:`contended` decisions
+        for the requests it could not decide.
+        """
+
+    async def close(self) -> None:
+        """Waits for the cluster operations still running (each is bounded)."""
+        if self._runners:
+            await asyncio.gather(*self._runners, return_exceptions=True)
 
     def ttl_ms(self, decision: Decision) -> int:
         """A counter lives until its window ends, plus the grace."""
         return decision.reset_after_ms + self.expiry_grace_ms
+
+
+def _as_backend_error(error: Exception) -> Exception:
+    """Where cluster errors become the limiter's: anything else (a bug) passes as it is."""
+    if isinstance(error, BackendError):
+        return error
+    if isinstance(error, HazelcastError):
+        return BackendUnavailable(f"{type(error).__name__}: {error}")
+    return error
 
 
 def window_key(client_id: str, window_seconds: int, window_start_ms: int) -> str:

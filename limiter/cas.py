@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from typing import Any
 
-from limiter.base import Strategy, window_key
-from limiter.errors import ContentionExhausted
-from limiter.rule import Decision, Reason, WindowState, decide, window_start
+from limiter.base import Strategy, contended, window_key
+from limiter.rule import Decision, WindowState, decide_batch, window_start
 
 __all__ = ["CasStrategy"]
 
 
 class CasStrategy(Strategy):
-    """``get`` → ``put_if_absent(ttl)`` or ``replace_if_same``, retried with jittered backoff.
+    """``get`` → ``put_if_absent(ttl)`` or ``replace_if_same``, retried with jittered
+    backoff, once per batch of queued requests.
 
     Two round trips when uncontended. A lost race costs one more round trip and a short
     random pause (up to ``cas_backoff_max_ms``, doubling per attempt); a failed
     ``put_if_absent`` returns the winner's value, so the next attempt skips the ``get``.
+    A batch that runs out of attempts, or of time, is denied as contended: contention is
+    never an admission.
 
     Expiry: ``replace_if_same`` keeps no per-entry TTL (the entry falls back to the
     map's ``time-to-live-seconds``), and Hazelcast has no replace-with-TTL. So after each
@@ -35,20 +38,25 @@ class CasStrategy(Strategy):
         *,
         cas_max_attempts: int = 32,
         cas_backoff_max_ms: float = 8.0,
-        cas_exhausted_policy: str = "deny",
         **common: Any,
     ) -> None:
         super().__init__(counters, **common)
         self.max_attempts = cas_max_attempts
         self.backoff_max_ms = cas_backoff_max_ms
-        self.exhausted_policy = cas_exhausted_policy
         self._ttl_restores: set[asyncio.Task[None]] = set()
 
-    async def _decide(self, client_id: str, limit: int, window_seconds: int, cost: int) -> Decision:
+    async def _decide_batch(
+        self,
+        client_id: str,
+        limit: int,
+        window_seconds: int,
+        costs: Sequence[int],
+        deadline: float,
+    ) -> list[Decision]:
+        loop = asyncio.get_running_loop()
         # The value a lost put_if_absent returned, and the key it belongs to.
         known_key: str | None = None
         known: int | None = None
-        decision: Decision | None = None
         for attempt in range(1, self.max_attempts + 1):
             now = self.now_ms()
             start = window_start(now, window_seconds)
@@ -56,33 +64,28 @@ class CasStrategy(Strategy):
             current = known if key == known_key else await self.counters.get(key)
             known_key = None
             state = None if current is None else WindowState(start, current)
-            new_state, decision = decide(state, now, cost, limit, window_seconds)
-            if not decision.allowed:
+            new_state, decisions = decide_batch(state, now, costs, limit, window_seconds)
+            if new_state.count == (current or 0):
                 self.observer.cas_attempts(attempt)
-                return decision
+                return decisions  # nothing admitted: nothing to write
+            ttl_ms = self.ttl_ms(decisions[0])
             if current is None:
-                winner = await self.counters.put_if_absent(
-                    key, new_state.count, ttl=self.ttl_ms(decision) / 1000
-                )
+                winner = await self.counters.put_if_absent(key, new_state.count, ttl=ttl_ms / 1000)
                 if winner is None:
                     self.observer.cas_attempts(attempt)
-                    return decision
+                    return decisions
                 known_key, known = key, winner
             elif await self.counters.replace_if_same(key, current, new_state.count):
-                self._restore_ttl(key, self.ttl_ms(decision))
+                self._restore_ttl(key, ttl_ms)
                 self.observer.cas_attempts(attempt)
-                return decision
-            await asyncio.sleep(
-                random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
-            )
-        self.observer.cas_attempts(self.max_attempts)
-        if self.exhausted_policy == "error" or decision is None:
-            raise ContentionExhausted(
-                f"no decision for {client_id!r} after {self.max_attempts} attempts"
-            )
-        return decision._replace(
-            allowed=False, remaining=decision.remaining + cost, reason=Reason.CONTENDED
-        )
+                return decisions
+            pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
+            if loop.time() + pause >= deadline:
+                break
+            await asyncio.sleep(pause)
+        self.observer.cas_attempts(attempt)
+        self.observer.contended("cas_exhausted")
+        return [contended(limit)] * len(costs)
 
     def _restore_ttl(self, key: str, ttl_ms: int) -> None:
         task = asyncio.get_running_loop().create_task(self._set_ttl(key, ttl_ms))
@@ -97,5 +100,6 @@ class CasStrategy(Strategy):
             self.observer.ttl_restore_failed()
 
     async def close(self) -> None:
+        await super().close()
         if self._ttl_restores:
             await asyncio.gather(*self._ttl_restores, return_exceptions=True)

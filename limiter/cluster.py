@@ -11,9 +11,14 @@ from hazelcast.config import ReconnectMode
 from hazelcast.lifecycle import LifecycleState
 
 from limiter.errors import BackendUnavailable
+from limiter.liveness import Liveness
 from limiter.settings import Settings
 
-__all__ = ["ClusterLink", "connect"]
+__all__ = ["HEARTBEAT_KEY", "ClusterLink", "connect"]
+
+#: The key the heartbeat reads (never written: a read of an absent key is the cheapest
+#: answer a member can give).
+HEARTBEAT_KEY = "ratelimit:heartbeat"
 
 
 class ClusterLink:
@@ -22,11 +27,15 @@ class ClusterLink:
     Once connected, the client retries lost connections forever, so a cluster that comes
     back is picked up without a restart; while it is away, operations fail at once
     (ClientOfflineError) instead of queueing, and the caller's own timeout bounds the rest.
+    ``liveness`` says whether the cluster answers right now (see :mod:`limiter.liveness`);
+    :meth:`start_heartbeat` keeps it current while no decision is being made.
     """
 
     def __init__(self, client: HazelcastClient) -> None:
         self.client = client
         self._connected = asyncio.Event()
+        self.liveness = Liveness(connected=lambda: self.connected)
+        self._heartbeat: asyncio.Task[None] | None = None
         client.lifecycle_service.add_listener(self._on_state)
 
     def _on_state(self, state: str) -> None:
@@ -47,7 +56,21 @@ class ClusterLink:
     async def get_map(self, name: str) -> Any:
         return await self.client.get_map(name)
 
+    def start_heartbeat(self, probe_map: Any, interval_seconds: float, ping_seconds: float) -> None:
+        """Pings with a ``get`` on ``probe_map`` whenever nothing answered for the interval."""
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self.liveness.heartbeat(
+                    lambda: probe_map.get(HEARTBEAT_KEY), interval_seconds, ping_seconds
+                ),
+                name="ratelimit-heartbeat",
+            )
+
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
         await self.client.shutdown()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hazelcast.serialization.api import (
     IdentifiedDataSerializable,
     ObjectDataInput,
@@ -18,25 +20,45 @@ PROCESSOR_FACTORY_ID = 7301
 FIXED_WINDOW_PROCESSOR_ID = 1
 #: Sent instead of a time: let the member's clock pick the window.
 MEMBER_CLOCK = -1
+#: The result is ``[limit, reset_after_ms]`` then ``allowed, remaining, reason`` per request.
+RESULT_HEADER = 2
+RESULT_STRIDE = 3
 
 
 class FixedWindowProcessor(IdentifiedDataSerializable):
     """The Python half of ``ratelimit.processor.FixedWindowProcessor``: only its fields.
 
-    The client only ever sends it, so it needs no factory on this side.
+    It carries a batch: the costs of every request queued for the key, decided in order
+    by one execution. The client only ever sends it, so it needs no factory on this side.
     """
 
     def __init__(
-        self, limit: int, window_seconds: int, cost: int, now_ms: int, expiry_grace_ms: int
+        self,
+        limit: int,
+        window_seconds: int,
+        now_ms: int,
+        expiry_grace_ms: int,
+        costs: Sequence[int],
     ) -> None:
-        self.fields = (limit, window_seconds, cost, now_ms, expiry_grace_ms)
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.now_ms = now_ms
+        self.expiry_grace_ms = expiry_grace_ms
+        self.costs = list(costs)
 
     def write_data(self, output: ObjectDataOutput) -> None:
-        for value in self.fields:
-            output.write_long(value)
+        output.write_long(self.limit)
+        output.write_long(self.window_seconds)
+        output.write_long(self.now_ms)
+        output.write_long(self.expiry_grace_ms)
+        output.write_long_array(self.costs)
 
     def read_data(self, inp: ObjectDataInput) -> None:
-        self.fields = tuple(inp.read_long() for _ in range(5))  # type: ignore[assignment]
+        self.limit = inp.read_long()
+        self.window_seconds = inp.read_long()
+        self.now_ms = inp.read_long()
+        self.expiry_grace_ms = inp.read_long()
+        self.costs = inp.read_long_array()
 
     def get_factory_id(self) -> int:
         return PROCESSOR_FACTORY_ID
@@ -45,8 +67,19 @@ class FixedWindowProcessor(IdentifiedDataSerializable):
         return FIXED_WINDOW_PROCESSOR_ID
 
 
+def parse_result(result: Sequence[int], requests: int) -> list[Decision]:
+    """The member's ``long[]`` answer as one decision per request."""
+    if len(result) != RESULT_HEADER + RESULT_STRIDE * requests:
+        raise ValueError(f"processor answered {len(result)} values for {requests} requests")
+    limit, reset_after_ms = result[0], result[1]
+    return [
+        Decision(bool(result[i]), limit, result[i + 1], reset_after_ms, Reason(result[i + 2]))
+        for i in range(RESULT_HEADER, len(result), RESULT_STRIDE)
+    ]
+
+
 class EntryProcessorStrategy(Strategy):
-    """``execute_on_key`` with :class:`FixedWindowProcessor`: one round trip.
+    """``execute_on_key`` with :class:`FixedWindowProcessor`: one round trip per batch.
 
     The member runs read-decide-write on the key's partition thread, so no other
     operation on the key interleaves, and writes value and TTL in one step. The key is
@@ -57,10 +90,15 @@ class EntryProcessorStrategy(Strategy):
 
     name = "entry_processor"
 
-    async def _decide(self, client_id: str, limit: int, window_seconds: int, cost: int) -> Decision:
+    async def _decide_batch(
+        self,
+        client_id: str,
+        limit: int,
+        window_seconds: int,
+        costs: Sequence[int],
+        deadline: float,
+    ) -> list[Decision]:
         now = MEMBER_CLOCK if self.clock is None else self.clock()
-        processor = FixedWindowProcessor(limit, window_seconds, cost, now, self.expiry_grace_ms)
-        allowed, limit_, remaining, reset_after_ms, reason = await self.counters.execute_on_key(
-            f"{client_id}:{window_seconds}", processor
-        )
-        return Decision(bool(allowed), limit_, remaining, reset_after_ms, Reason(reason))
+        processor = FixedWindowProcessor(limit, window_seconds, now, self.expiry_grace_ms, costs)
+        result = await self.counters.execute_on_key(f"{client_id}:{window_seconds}", processor)
+        return parse_result(result, len(costs))

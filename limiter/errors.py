@@ -4,14 +4,15 @@
 
     RateLimitError
     ├── SettingsError            bad configuration, raised once at start-up
-    └── BackendError             the cluster gave no decision
+    └── BackendError             the cluster gave no answer
         ├── BackendUnavailable   not connected, or the cluster refused the operation
-        ├── BackendTimeout       no answer within the configured decision timeout
-        ├── LockNotAcquired      lock strategy: the key's lock was not free in time
-        └── ContentionExhausted  cas strategy: out of attempts (policy ``error``)
+        ├── BackendTimeout       no decision in time, and the cluster silent meanwhile
+        └── ContentionExhausted  a registry update lost its compare-and-set races
 
 Being over the limit is not here: it is a :class:`limiter.rule.Decision` with
-``allowed=False``. A ``BackendError`` means "no decision", which the API turns into fail
+``allowed=False``. Nor is a busy key (queue full, lock not free, cas attempts or time
+run out while the cluster answers): that is a denial with reason ``CONTENDED``. A
+``BackendError`` means "the cluster cannot be reached", which the API turns into fail
 open or fail closed as configured.
 """
 
@@ -22,7 +23,6 @@ __all__ = [
     "BackendTimeout",
     "BackendUnavailable",
     "ContentionExhausted",
-    "LockNotAcquired",
     "RateLimitError",
     "SettingsError",
 ]
@@ -48,10 +48,6 @@ class BackendUnavailable(BackendError):
 
 class BackendTimeout(BackendError):
     kind = "timeout"
-
-
-class LockNotAcquired(BackendError):
-    kind = "lock_timeout"
 
 
 class ContentionExhausted(BackendError):

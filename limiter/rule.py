@@ -4,9 +4,11 @@ Windows are aligned: window k covers ``[k*W, (k+1)*W)`` in epoch milliseconds, s
 caller that agrees on the clock agrees on the window without talking to anyone. A request
 of weight ``cost`` is admitted when the window's count plus ``cost`` stays within the limit;
 a denied request changes nothing. The three strategies differ only in how they make one
-call of :func:`decide` atomic; the Java entry processor
+call of :func:`decide` atomic (or one call of :func:`decide_batch`, which decides every
+request queued for one key by a single cluster operation); the Java entry processor
 (``hazelcast/src/main/java/ratelimit/processor/FixedWindowRule.java``) mirrors this
-function, and both run the cases in ``tests/vectors/fixed_window.csv``.
+function, and both run the cases in ``tests/vectors/fixed_window.csv`` and
+``tests/vectors/fixed_window_batch.csv``.
 
 The algorithm's known edge: a client can spend its whole limit at the end of one window
 and again at the start of the next, so up to twice the limit can pass within one window's
@@ -18,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 from typing import NamedTuple
 
-__all__ = ["Decision", "Reason", "WindowState", "decide", "window_start"]
+__all__ = ["Decision", "Reason", "WindowState", "decide", "decide_batch", "window_start"]
 
 
 class Reason(enum.IntEnum):
@@ -29,7 +32,9 @@ class Reason(enum.IntEnum):
     ADMITTED = 0
     LIMIT_REACHED = 1
     COST_OVER_LIMIT = 2
-    #: The cas strategy ran out of attempts under contention (policy ``deny``).
+    #: No decision in time because the client's key is busy (its queue is full, its lock
+    #: is not free, its cas attempts ran out or its batch missed the deadline) while the
+    #: cluster answers. A denial, never an admission: see :mod:`limiter.base`.
     CONTENDED = 3
 
 
@@ -94,3 +99,27 @@ def decide(
     return WindowState(start, used), Decision(
         False, limit, max(0, limit - used), reset_after_ms, Reason.LIMIT_REACHED
     )
+
+
+def decide_batch(
+    state: WindowState | None,
+    now_ms: int,
+    costs: Sequence[int],
+    limit: int,
+    window_seconds: int,
+) -> tuple[WindowState, list[Decision]]:
+    """Applies the requests of ``costs`` in arrival order, as :func:`decide` would one by
+    one at the same ``now_ms``; returns the final state and one decision per request.
+
+    This is what lets a worker send one cluster operation for every request queued on a
+    key: each request that still fits is admitted, one that does not fit is denied and
+    changes nothing, so a later smaller one may still fit.
+    """
+    if not costs:
+        raise ValueError("a batch needs at least one request")
+    decisions = []
+    for cost in costs:
+        state, decision = decide(state, now_ms, cost, limit, window_seconds)
+        decisions.append(decision)
+    assert state is not None
+    return state, decisions

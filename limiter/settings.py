@@ -40,13 +40,18 @@ class Settings:
     #: Lease of the lock strategy's lock: released by the cluster after this even if the
     #: holder died. Well above a decision's p99.
     lock_lease_seconds: float = 2.0
-    #: Longest the lock strategy waits for a busy lock before giving up (LockNotAcquired).
+    #: Longest the lock strategy waits for a busy lock before denying its batch (contended).
     lock_wait_seconds: float = 0.9
-    #: cas strategy: attempts before giving up, and the cap of the jittered backoff.
+    #: cas strategy: attempts per cluster operation before its requests are denied as
+    #: contended, and the cap of the jittered backoff between two attempts.
     cas_max_attempts: int = 32
     cas_backoff_max_ms: float = 8.0
-    #: What running out of cas attempts means: deny the request, or treat it as an error.
-    cas_exhausted_policy: str = dataclasses.field(default="deny", metadata=_choice("deny", "error"))
+    #: Requests one worker holds for a key while that key's cluster operation runs (they
+    #: are decided together by the next one); past this a request is denied at once, 429
+    #: ``contended``.
+    max_queued_per_key: int = 1000
+    #: Exhausted windows one worker remembers, answering 429 locally until each ends.
+    deny_cache_size: int = 10000
     #: Counter keys live until their window ends plus this much.
     expiry_grace_seconds: float = 1.0
     #: Map names; tests give each run fresh ones.
@@ -94,7 +99,7 @@ class Settings:
         if self.lock_wait_seconds >= self.decision_timeout_seconds:
             raise SettingsError(
                 "RATELIMIT_LOCK_WAIT_SECONDS must be below RATELIMIT_DECISION_TIMEOUT_SECONDS, "
-                "or a busy lock turns into a timeout instead of LockNotAcquired"
+                "or a busy lock is only noticed at the decision deadline"
             )
         if self.default_window_seconds > self.max_window_seconds:
             raise SettingsError(
@@ -102,6 +107,14 @@ class Settings:
             )
         if not self.member_addresses:
             raise SettingsError("RATELIMIT_HAZELCAST_MEMBERS names no member")
+
+    @property
+    def heartbeat_interval_seconds(self) -> float:
+        """A worker pings the cluster when nothing answered for this long: a quarter of
+        the decision timeout, so a healthy cluster answers several times while any
+        request waits, and a late decision is told "busy" from "unreachable" (see
+        :mod:`limiter.liveness`)."""
+        return self.decision_timeout_seconds / 4
 
     @property
     def member_addresses(self) -> list[str]:

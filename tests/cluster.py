@@ -47,7 +47,6 @@ def test_settings(**overrides: Any) -> Settings:
         "lock_wait_seconds": 15.0,
         "lock_lease_seconds": 10.0,
         "cas_max_attempts": 400,
-        "cas_exhausted_policy": "error",
         # Injected clocks in the tests may sit near a window's end: keep keys alive.
         "expiry_grace_seconds": 120.0,
     }

@@ -14,8 +14,10 @@ from limiter import (
     STRATEGY_NAMES,
     BackendTimeout,
     BackendUnavailable,
-    LockNotAcquired,
+    Decision,
+    Liveness,
     LockStrategy,
+    Reason,
     Settings,
     connect,
     create_strategy,
@@ -71,19 +73,19 @@ def test_lock_excludes_another_task_of_the_same_process(counters: Any, loop: Loo
     assert loop.run(scenario()) == (False, True)
 
 
-def test_a_lock_not_acquired_is_an_error_not_an_unlocked_decision(
+def test_a_lock_not_acquired_is_a_contended_denial_not_an_unlocked_decision(
     counters: Any, loop: LoopThread, base_settings: Settings
 ) -> None:
-    """Unlike the original, a busy lock raises LockNotAcquired and writes nothing."""
+    """Unlike the original, a busy lock denies the request (contended) and writes nothing."""
     settings = Settings(**{**base_settings.__dict__, "lock_wait_seconds": 0.3})
     strategy = create_strategy(settings, counters, clock=lambda: NOW_MS, name="lock")
     key = window_key("c", 60, window_start(NOW_MS, 60))
 
-    async def scenario() -> None:
-        await strategy.decide("c", 10, 60)
+    async def scenario() -> Decision:
+        return await strategy.decide("c", 10, 60)
 
-    with pytest.raises(LockNotAcquired):
-        loop.run(while_another_task_holds(counters, key, 30, scenario))
+    decision = loop.run(while_another_task_holds(counters, key, 30, scenario))
+    assert (decision.allowed, decision.reason) == (False, Reason.CONTENDED)
     assert loop.run(counters.get(key)) is None
 
 
@@ -113,11 +115,12 @@ def test_the_lease_frees_a_lock_whose_holder_never_unlocks(
     assert 0.3 < waited < base_settings.lock_wait_seconds
 
 
-def test_a_slow_decision_times_out_within_the_bound_and_leaves_no_lock(
+def test_a_slow_decision_on_a_busy_key_is_denied_within_the_bound_and_leaves_no_lock(
     counters: Any, loop: LoopThread
 ) -> None:
-    """A decision that cannot finish raises BackendTimeout after the decision timeout, not
-    later and not a hang; the lock it was still waiting for is released once granted."""
+    """A decision that cannot finish while the cluster answers is denied as contended after
+    the decision timeout, not later and not a hang; the lock it was still waiting for is
+    released once granted."""
     # Settings refuse a lock wait above the decision timeout; the class does not.
     strategy = LockStrategy(
         counters,
@@ -128,15 +131,43 @@ def test_a_slow_decision_times_out_within_the_bound_and_leaves_no_lock(
     )
     key = window_key("c", 60, window_start(NOW_MS, 60))
 
+    async def scenario() -> tuple[Decision, float]:
+        started = time.monotonic()
+        decision = await strategy.decide("c", 10, 60)
+        return decision, time.monotonic() - started
+
+    decision, waited = loop.run(while_another_task_holds(counters, key, 60, scenario))
+    assert decision.reason == Reason.CONTENDED and not decision.allowed
+    assert 0.5 <= waited < 0.5 + 2.0
+    loop.run(strategy.close())  # the runner got the lock after the holder, and ended
+    assert loop.run(counters.is_locked(key)) is False
+
+
+def test_a_slow_decision_with_a_silent_cluster_is_a_timeout(
+    counters: Any, loop: LoopThread
+) -> None:
+    """The same slow decision while the cluster answered nothing else during the wait
+    raises BackendTimeout (the failure mode applies), within the decision timeout."""
+    liveness = Liveness()
+    strategy = LockStrategy(
+        counters,
+        clock=lambda: NOW_MS,
+        decision_timeout_seconds=0.5,
+        lock_wait_seconds=30.0,
+        lock_lease_seconds=60.0,
+        liveness=liveness,
+    )
+    key = window_key("c", 60, window_start(NOW_MS, 60))
+
     async def scenario() -> float:
         started = time.monotonic()
-        with pytest.raises(BackendTimeout):
+        with pytest.raises(BackendTimeout, match="no answer from the cluster"):
             await strategy.decide("c", 10, 60)
         return time.monotonic() - started
 
     waited = loop.run(while_another_task_holds(counters, key, 60, scenario))
     assert 0.5 <= waited < 0.5 + 2.0
-    loop.run(strategy.close())  # the shielded decision got the lock after the holder, and ended
+    loop.run(strategy.close())
     assert loop.run(counters.is_locked(key)) is False
 
 

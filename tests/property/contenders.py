@@ -1,30 +1,53 @@
 """The strategies under test, and one that is wrong on purpose.
 
-``broken`` is the classic race: get, decide, set, with nothing making it atomic (the
-lock strategy with its lock taken out). It is
-correct one request at a time and over-admits under concurrency; the concurrency
-properties must catch it, which shows they can fail.
+``broken`` is the classic race: get, decide, set per request, with nothing making it
+atomic (the lock strategy with its lock taken out, and without the per-key queue that
+would serialise one process's requests). It is correct one request at a time and
+over-admits under concurrency; the concurrency properties must catch it, which shows
+they can fail.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+import asyncio
 from typing import Any
 
-from limiter import STRATEGY_NAMES, Clock, LockStrategy, Settings, Strategy, create_strategy
+from limiter import (
+    STRATEGY_NAMES,
+    Clock,
+    Decision,
+    LockStrategy,
+    Settings,
+    Strategy,
+    create_strategy,
+)
 
 BROKEN = "broken"
 
 
 class GetThenSetStrategy(LockStrategy):
-    """The lock strategy without its lock: the same get, decide and set, unguarded."""
+    """The lock strategy's get, decide and set, one request at a time and unguarded."""
 
     name = BROKEN
 
-    @contextlib.asynccontextmanager
-    async def _exclusive(self, key: str) -> AsyncIterator[None]:
-        yield
+    async def decide(
+        self,
+        client_id: str,
+        limit: int,
+        window_seconds: int,
+        cost: int = 1,
+        *,
+        deadline: float | None = None,
+    ) -> Decision:
+        deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
+        (decision,) = await self._decide_batch(client_id, limit, window_seconds, [cost], deadline)
+        return decision
+
+    async def _lock(self, key: str, wait: float) -> bool:
+        return True
+
+    async def _unlock(self, key: str) -> None:
+        pass
 
 
 def build(name: str, settings: Settings, counters: Any, clock: Clock | None) -> Strategy:

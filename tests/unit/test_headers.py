@@ -26,6 +26,6 @@ def test_denied_request_retries_no_earlier_than_the_window_end() -> None:
 
 
 def test_contended_request_retries_in_a_second() -> None:
-    """A cas decision that ran out of attempts says retry in 1 s, not at the window's end."""
+    """A denial because the key was too busy says retry in 1 s, not at the window's end."""
     headers = decision_headers(Decision(False, 5, 3, 50_000, Reason.CONTENDED), 60)
     assert headers["Retry-After"] == "1"

@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from limiter import Decision, Reason, WindowState, decide, window_start
-from tests.vectors.load import Vector, load
+from limiter import Decision, Reason, WindowState, decide, decide_batch, window_start
+from tests.vectors.load import BatchVector, Vector, load, load_batch
 
 VECTORS = load()
+BATCH_VECTORS = load_batch()
 
 
 def test_vectors_are_read() -> None:
@@ -66,3 +67,46 @@ def test_admitted_cost_per_window_never_exceeds_limit(
         assert 0 <= decision.remaining == limit - spent.get(current, 0)
         assert 0 < decision.reset_after_ms <= window * 1000
         assert state == WindowState(current, spent.get(current, 0))
+
+
+def test_batch_vectors_are_read() -> None:
+    """The shared batch vector file is found and has cases (so the next test checks something)."""
+    assert len(BATCH_VECTORS) >= 12
+
+
+@pytest.mark.parametrize("vector", BATCH_VECTORS, ids=[v.name for v in BATCH_VECTORS])
+def test_shared_batch_vector(vector: BatchVector) -> None:
+    """The Python batch rule gives each shared batch vector's state and decisions."""
+    new_state, decisions = decide_batch(
+        vector.state, vector.now_ms, vector.costs, vector.limit, vector.window_seconds
+    )
+    assert decisions == vector.expected
+    assert new_state == vector.expected_state
+
+
+def test_an_empty_batch_is_rejected() -> None:
+    """A batch without requests is a caller error."""
+    with pytest.raises(ValueError, match="at least one"):
+        decide_batch(None, 0, [], 1, 1)
+
+
+@given(
+    state=st.none()
+    | st.builds(WindowState, st.sampled_from([0, 60_000, 120_000]), st.integers(0, 12)),
+    now=st.integers(0, 179_999),
+    costs=st.lists(st.integers(1, 5), min_size=1, max_size=40),
+    limit=st.integers(1, 12),
+)
+def test_a_batch_equals_its_requests_one_by_one(
+    state: WindowState | None, now: int, costs: list[int], limit: int
+) -> None:
+    """Deciding a batch gives exactly the decisions and final state of deciding its
+    requests one after the other in the same order at the same time."""
+    sequential_state = state
+    sequential = []
+    for cost in costs:
+        sequential_state, decision = decide(sequential_state, now, cost, limit, 60)
+        sequential.append(decision)
+    batch_state, batch = decide_batch(state, now, costs, limit, 60)
+    assert batch == sequential
+    assert batch_state == sequential_state

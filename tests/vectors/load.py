@@ -1,4 +1,5 @@
-"""Reads the shared vectors (also read by FixedWindowRuleTest.java)."""
+"""Reads the shared vectors (also read by FixedWindowRuleTest.java): single decisions,
+and batches (several queued requests decided by one cluster operation)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import NamedTuple
 from limiter import Decision, Reason, WindowState
 
 VECTORS = Path(__file__).with_name("fixed_window.csv")
+BATCH_VECTORS = Path(__file__).with_name("fixed_window_batch.csv")
 
 
 class Vector(NamedTuple):
@@ -49,6 +51,57 @@ def load() -> list[Vector]:
                     number["reset_after_ms"],
                     Reason(number["reason"]),
                 ),
+            )
+        )
+    return vectors
+
+
+class BatchVector(NamedTuple):
+    name: str
+    state: WindowState | None
+    now_ms: int
+    costs: list[int]
+    limit: int
+    window_seconds: int
+    expected_state: WindowState
+    expected: list[Decision]
+
+
+def _numbers(field: str) -> list[int]:
+    return [int(value) for value in field.split()]
+
+
+def load_batch() -> list[BatchVector]:
+    with BATCH_VECTORS.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    vectors = []
+    for row in rows:
+        limit = int(row["limit"])
+        reset_after_ms = int(row["reset_after_ms"])
+        expected = [
+            Decision(bool(allowed), limit, remaining, reset_after_ms, Reason(reason))
+            for allowed, remaining, reason in zip(
+                _numbers(row["allowed"]),
+                _numbers(row["remaining"]),
+                _numbers(row["reasons"]),
+                strict=True,
+            )
+        ]
+        state = (
+            WindowState(int(row["state_window_start_ms"]), int(row["state_count"]))
+            if row["has_state"] == "1"
+            else None
+        )
+        vectors.append(
+            BatchVector(
+                row["name"],
+                state,
+                int(row["now_ms"]),
+                _numbers(row["costs"]),
+                limit,
+                int(row["window_seconds"]),
+                WindowState(int(row["new_window_start_ms"]), int(row["new_count"])),
+                expected,
             )
         )
     return vectors

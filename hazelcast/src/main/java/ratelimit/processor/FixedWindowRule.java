@@ -7,6 +7,9 @@ package ratelimit.processor;
  * ({@code tests/vectors/fixed_window.csv}); change one, change the other and the file.
  * Windows are aligned: window k covers {@code [k*W, (k+1)*W)} in epoch milliseconds, so
  * every caller that agrees on the clock agrees on the window without coordination.
+ *
+ * <p>{@link #decideBatch} is the same rule for several queued requests of one key, checked
+ * against {@code tests/vectors/fixed_window_batch.csv} and against repeated {@link #decide}.
  */
 public final class FixedWindowRule {
 
@@ -26,6 +29,31 @@ public final class FixedWindowRule {
             long remaining,
             long resetAfterMs,
             int reason) {
+    }
+
+    /**
+     * What one batch decision produces: the state to store after the last request and, per
+     * request in order, the answer to give. {@code limit} and {@code resetAfterMs} are shared
+     * because every request of a batch is decided at the same instant.
+     */
+    public record BatchOutcome(
+            long windowStartMs,
+            long count,
+            long limit,
+            long resetAfterMs,
+            boolean[] allowed,
+            long[] remaining,
+            int[] reasons) {
+
+        /** Whether anything was admitted, i.e. whether the state has to be written. */
+        public boolean anyAllowed() {
+            for (boolean a : allowed) {
+                if (a) {
+                    return true;
+                }
+            }
+            return false;
+        }
     }
 
     public static long windowStart(long nowMs, long windowSeconds) {
@@ -61,5 +89,50 @@ public final class FixedWindowRule {
             return new Outcome(start, count, true, limit, limit - count, resetAfterMs, ADMITTED);
         }
         return new Outcome(start, used, false, limit, Math.max(0L, limit - used), resetAfterMs, LIMIT_REACHED);
+    }
+
+    /**
+     * Applies several requests of one key, in order, all at {@code nowMs}: exactly what
+     * calling {@link #decide} once per cost would give, with each call seeing the state the
+     * previous one produced. One call instead of a loop lets the entry processor decide a
+     * whole queue of requests in one partition operation. A request that does not fit is
+     * denied and changes nothing, so a later, smaller one may still be admitted.
+     *
+     * @param costs the weights of the requests, in arrival order; must be non-empty and
+     *     every cost positive, otherwise nothing is decided
+     */
+    public static BatchOutcome decideBatch(
+            boolean hasState,
+            long stateWindowStartMs,
+            long stateCount,
+            long nowMs,
+            long[] costs,
+            long limit,
+            long windowSeconds) {
+        if (costs == null || costs.length == 0) {
+            throw new IllegalArgumentException("a batch needs at least one cost");
+        }
+        for (long cost : costs) {
+            if (cost < 1) {
+                throw new IllegalArgumentException("cost, limit and window must be positive");
+            }
+        }
+        int n = costs.length;
+        boolean[] allowed = new boolean[n];
+        long[] remaining = new long[n];
+        int[] reasons = new int[n];
+        Outcome last = null;
+        for (int i = 0; i < n; i++) {
+            last = i == 0
+                    ? decide(hasState, stateWindowStartMs, stateCount, nowMs, costs[i], limit, windowSeconds)
+                    // From the second request on, the state is the one just decided: always in
+                    // the current window, so a stored state from another window is dropped once.
+                    : decide(true, last.windowStartMs(), last.count(), nowMs, costs[i], limit, windowSeconds);
+            allowed[i] = last.allowed();
+            remaining[i] = last.remaining();
+            reasons[i] = last.reason();
+        }
+        return new BatchOutcome(
+                last.windowStartMs(), last.count(), limit, last.resetAfterMs(), allowed, remaining, reasons);
     }
 }

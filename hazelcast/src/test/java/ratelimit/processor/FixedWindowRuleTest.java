@@ -1,19 +1,35 @@
 package ratelimit.processor;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.hazelcast.internal.nio.BufferObjectDataInput;
+import com.hazelcast.internal.nio.BufferObjectDataOutput;
+import com.hazelcast.internal.serialization.Data;
+import com.hazelcast.internal.serialization.InternalSerializationService;
+import com.hazelcast.internal.serialization.impl.DefaultSerializationServiceBuilder;
+import com.hazelcast.map.EntryProcessor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Random;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 
-/** Runs the shared vectors (also run by tests/unit/test_rule.py) against the Java rule. */
+/**
+ * Runs the shared vectors (also run by the Python unit tests) against the Java rule, and
+ * checks the batch processor's wire format, result layout and stored state.
+ */
 class FixedWindowRuleTest {
 
     private static List<String[]> vectors() throws IOException {
@@ -46,5 +62,225 @@ class FixedWindowRuleTest {
         assertThrows(IllegalArgumentException.class, () -> FixedWindowRule.decide(false, 0, 0, 0, 0, 1, 1));
         assertThrows(IllegalArgumentException.class, () -> FixedWindowRule.decide(false, 0, 0, 0, 1, 0, 1));
         assertThrows(IllegalArgumentException.class, () -> FixedWindowRule.decide(false, 0, 0, 0, 1, 1, 0));
+    }
+
+    private static List<String[]> batchVectors() throws IOException {
+        Path file = Path.of(System.getProperty("batch.vectors.file", "../tests/vectors/fixed_window_batch.csv"));
+        List<String> lines = Files.readAllLines(file);
+        return lines.stream().skip(1).filter(l -> !l.isBlank()).map(l -> l.split(",", -1)).toList();
+    }
+
+    private static long[] longs(String field) {
+        return Arrays.stream(field.trim().split(" +")).mapToLong(Long::parseLong).toArray();
+    }
+
+    @TestFactory
+    Stream<DynamicTest> sharedBatchVectorsMatch() throws IOException {
+        List<String[]> rows = batchVectors();
+        assertFalse(rows.isEmpty(), "no batch vectors read");
+        return rows.stream().map(r -> DynamicTest.dynamicTest(r[0], () -> {
+            assertEquals(14, r.length, "columns");
+            long[] costs = longs(r[7]);
+            long[] allowed = longs(r[8]);
+            long[] remaining = longs(r[9]);
+            long[] reasons = longs(r[10]);
+            assertEquals(costs.length, allowed.length, "allowed column length");
+            assertEquals(costs.length, remaining.length, "remaining column length");
+            assertEquals(costs.length, reasons.length, "reasons column length");
+            long limit = Long.parseLong(r[5]);
+            FixedWindowRule.BatchOutcome o = FixedWindowRule.decideBatch(
+                    r[1].equals("1"), Long.parseLong(r[2]), Long.parseLong(r[3]),
+                    Long.parseLong(r[4]), costs, limit, Long.parseLong(r[6]));
+            assertEquals(limit, o.limit(), "limit");
+            assertEquals(costs.length, o.allowed().length, "decisions");
+            for (int i = 0; i < costs.length; i++) {
+                assertEquals(allowed[i] == 1L, o.allowed()[i], "allowed[" + i + "]");
+                assertEquals(remaining[i], o.remaining()[i], "remaining[" + i + "]");
+                assertEquals(reasons[i], o.reasons()[i], "reasons[" + i + "]");
+            }
+            assertEquals(Long.parseLong(r[11]), o.resetAfterMs(), "resetAfterMs");
+            assertEquals(Long.parseLong(r[12]), o.windowStartMs(), "new window start");
+            assertEquals(Long.parseLong(r[13]), o.count(), "new count");
+        }));
+    }
+
+    @Test
+    void batchEqualsRepeatedSingleDecisions() {
+        Random random = new Random(7301L);
+        for (int c = 0; c < 2000; c++) {
+            long windowSeconds = random.nextBoolean() ? 1L : 60L;
+            long windowMs = windowSeconds * 1000L;
+            long nowMs = 1_764_384_000_000L + random.nextInt(5 * (int) windowMs);
+            long current = FixedWindowRule.windowStart(nowMs, windowSeconds);
+            boolean hasState = random.nextInt(4) != 0;
+            // Current window most of the time, otherwise an older or a later one.
+            long stateStart = switch (random.nextInt(4)) {
+                case 0 -> current - windowMs * (1 + random.nextInt(3));
+                case 1 -> current + windowMs;
+                default -> current;
+            };
+            long stateCount = random.nextInt(13);
+            long limit = 1 + random.nextInt(10);
+            long[] costs = new long[1 + random.nextInt(12)];
+            for (int i = 0; i < costs.length; i++) {
+                costs[i] = 1 + random.nextInt(4);
+            }
+            String label = "case " + c + ": state=" + hasState + "/" + stateStart + "/" + stateCount
+                    + " now=" + nowMs + " limit=" + limit + " window=" + windowSeconds
+                    + " costs=" + Arrays.toString(costs);
+
+            FixedWindowRule.BatchOutcome batch = FixedWindowRule.decideBatch(
+                    hasState, stateStart, stateCount, nowMs, costs, limit, windowSeconds);
+
+            boolean has = hasState;
+            long start = stateStart;
+            long count = stateCount;
+            FixedWindowRule.Outcome single = null;
+            for (int i = 0; i < costs.length; i++) {
+                single = FixedWindowRule.decide(has, start, count, nowMs, costs[i], limit, windowSeconds);
+                assertEquals(single.allowed(), batch.allowed()[i], label + " allowed[" + i + "]");
+                assertEquals(single.remaining(), batch.remaining()[i], label + " remaining[" + i + "]");
+                assertEquals(single.reason(), batch.reasons()[i], label + " reasons[" + i + "]");
+                assertEquals(single.limit(), batch.limit(), label + " limit");
+                assertEquals(single.resetAfterMs(), batch.resetAfterMs(), label + " resetAfterMs");
+                has = true;
+                start = single.windowStartMs();
+                count = single.count();
+            }
+            assertEquals(single.windowStartMs(), batch.windowStartMs(), label + " new window start");
+            assertEquals(single.count(), batch.count(), label + " new count");
+        }
+    }
+
+    @Test
+    void invalidBatchesAreRejected() {
+        assertThrows(IllegalArgumentException.class,
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[0], 1, 1));
+        assertThrows(IllegalArgumentException.class,
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, null, 1, 1));
+        assertThrows(IllegalArgumentException.class,
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1, 0, 1}, 1, 1));
+        assertThrows(IllegalArgumentException.class,
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {-1}, 1, 1));
+        assertThrows(IllegalArgumentException.class,
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1}, 0, 1));
+        assertThrows(IllegalArgumentException.class,
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1}, 1, 0));
+    }
+
+    private static InternalSerializationService serialization() {
+        return new DefaultSerializationServiceBuilder()
+                .addDataSerializableFactory(ProcessorFactory.FACTORY_ID, new ProcessorFactory())
+                .build();
+    }
+
+    @Test
+    void processorWireFormatIsTheDocumentedOrder() throws IOException {
+        InternalSerializationService ss = serialization();
+        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, 1000, 5000, new long[] {1, 2, 4});
+        BufferObjectDataOutput out = ss.createObjectDataOutput();
+        processor.writeData(out);
+        byte[] bytes = out.toByteArray();
+        BufferObjectDataInput in = ss.createObjectDataInput(bytes);
+        assertEquals(3L, in.readLong(), "limit");
+        assertEquals(60L, in.readLong(), "windowSeconds");
+        assertEquals(1000L, in.readLong(), "nowMs");
+        assertEquals(5000L, in.readLong(), "expiryGraceMs");
+        assertArrayEquals(new long[] {1, 2, 4}, in.readLongArray(), "costs");
+        assertEquals(bytes.length, in.position(), "trailing bytes");
+    }
+
+    @Test
+    void processorSurvivesASerializationRoundTrip() {
+        InternalSerializationService ss = serialization();
+        FixedWindowProcessor original = new FixedWindowProcessor(3, 60, 1000, 5000, new long[] {1, 1, 5, 1, 1});
+        Data data = ss.toData(original);
+        Object copy = ss.toObject(data);
+        assertInstanceOf(FixedWindowProcessor.class, copy);
+        long[] fromOriginal = original.process(new InMemoryEntry("c:60", null));
+        long[] fromCopy = ((FixedWindowProcessor) copy).process(new InMemoryEntry("c:60", null));
+        assertArrayEquals(fromOriginal, fromCopy);
+        assertArrayEquals(data.toByteArray(), ss.toData(copy).toByteArray(), "re-serialized bytes");
+    }
+
+    @Test
+    void processorReturnsTheDocumentedLayoutAndStoresTheState() {
+        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, 1000, 5000, new long[] {1, 1, 5, 1, 1});
+        InMemoryEntry entry = new InMemoryEntry("c:60", null);
+
+        long[] result = processor.process(entry);
+
+        assertArrayEquals(new long[] {
+            3, 59000,
+            1, 2, FixedWindowRule.ADMITTED,
+            1, 1, FixedWindowRule.ADMITTED,
+            0, 1, FixedWindowRule.COST_OVER_LIMIT,
+            1, 0, FixedWindowRule.ADMITTED,
+            0, 0, FixedWindowRule.LIMIT_REACHED,
+        }, result);
+        assertArrayEquals(new long[] {0, 3}, (long[]) entry.getValue(), "stored {windowStart, count}");
+        assertEquals(59000 + 5000, entry.ttlMs(), "ttl = resetAfterMs + grace");
+        assertEquals(1, entry.writes(), "one write per batch");
+
+        EntryProcessor<Object, Object, long[]> backup = processor.getBackupProcessor();
+        assertNotNull(backup, "backup after an admission");
+        InMemoryEntry replica = new InMemoryEntry("c:60", null);
+        backup.process(replica);
+        assertArrayEquals(new long[] {0, 3}, (long[]) replica.getValue(), "backup value");
+        assertEquals(64000, replica.ttlMs(), "backup ttl");
+    }
+
+    @Test
+    void processorContinuesFromTheStoredState() {
+        FixedWindowProcessor processor = new FixedWindowProcessor(4, 60, 120_500, 1000, new long[] {2, 3, 1});
+        InMemoryEntry entry = new InMemoryEntry("c:60", new long[] {120_000, 1});
+
+        long[] result = processor.process(entry);
+
+        assertArrayEquals(new long[] {4, 59500, 1, 1, 0, 0, 1, 1, 1, 0, 0}, result);
+        assertArrayEquals(new long[] {120_000, 4}, (long[]) entry.getValue());
+        assertEquals(60500, entry.ttlMs());
+    }
+
+    @Test
+    void processorWritesNothingWhenTheWholeBatchIsDenied() {
+        long[] stored = {0, 3};
+        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, 2000, 5000, new long[] {1, 2, 4});
+        InMemoryEntry entry = new InMemoryEntry("c:60", stored);
+
+        long[] result = processor.process(entry);
+
+        assertArrayEquals(new long[] {3, 58000, 0, 0, 1, 0, 0, 1, 0, 0, 2}, result);
+        assertEquals(0, entry.writes(), "no write");
+        assertTrue(entry.getValue() == stored, "value untouched");
+        assertEquals(InMemoryEntry.NO_TTL, entry.ttlMs(), "ttl untouched");
+        assertNull(processor.getBackupProcessor(), "no backup");
+    }
+
+    @Test
+    void processorUsesTheMemberClockWhenNoTimeIsSent() {
+        long before = System.currentTimeMillis();
+        FixedWindowProcessor processor = new FixedWindowProcessor(5, 60, -1, 0, new long[] {2});
+        InMemoryEntry entry = new InMemoryEntry("c:60", null);
+
+        long[] result = processor.process(entry);
+        long after = System.currentTimeMillis();
+
+        assertEquals(5, result.length);
+        assertEquals(5, result[0]);
+        assertTrue(result[1] >= 1 && result[1] <= 60_000, "resetAfterMs within the window");
+        assertArrayEquals(new long[] {1, 3, 0}, Arrays.copyOfRange(result, 2, 5));
+        long[] value = (long[]) entry.getValue();
+        assertTrue(value[0] == FixedWindowRule.windowStart(before, 60)
+                || value[0] == FixedWindowRule.windowStart(after, 60), "window of the member clock");
+        assertEquals(2, value[1]);
+        assertEquals(result[1], entry.ttlMs());
+    }
+
+    @Test
+    void resultLayoutFromABatchOutcome() {
+        FixedWindowRule.BatchOutcome outcome = new FixedWindowRule.BatchOutcome(
+                0, 2, 7, 1234, new boolean[] {true, false}, new long[] {5, 5}, new int[] {0, 2});
+        assertArrayEquals(new long[] {7, 1234, 1, 5, 0, 0, 5, 2}, FixedWindowProcessor.toResult(outcome));
     }
 }

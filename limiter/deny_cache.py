@@ -1,0 +1,56 @@
+"""Exhausted windows a worker remembers, so that a flood past the limit costs no cluster call.
+
+An exhausted window stays exhausted until it ends: counts only grow within a window, and
+a window of the same limit and length cannot make room again. So once a decision reports
+``remaining == 0``, every later request for the same client, limit and window length is
+denied until the window ends, and the worker can say so itself.
+
+The entry is keyed by the client's limit and window length as well as its id: a PATCH
+that changes either makes the next request miss the cache and go to the cluster at once
+(a cache keyed by client alone would keep denying a client whose limit was just raised).
+A DELETE needs nothing here: the registry lookup before the cache answers 404.
+
+Expiry is measured from the decision's ``reset_after_ms`` on the local clock, starting
+from when the operation was *sent*, so an entry never outlives its window (it may end a
+round trip early, and that request then simply asks the cluster). The size is bounded;
+the oldest entries go first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from limiter.rule import Decision, Reason
+
+__all__ = ["DenyCache"]
+
+Key = tuple[str, int, int]
+
+
+class DenyCache:
+    """Up to ``size`` exhausted windows, each until its end in local milliseconds."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ends: OrderedDict[Key, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def remember(self, key: Key, window_end_ms: int) -> None:
+        self._ends[key] = window_end_ms
+        self._ends.move_to_end(key)
+        while len(self._ends) > self.size:
+            self._ends.popitem(last=False)
+
+    def denial(self, key: Key, cost: int, now_ms: int) -> Decision | None:
+        """The decision the cluster would give now, if the window is known to be full."""
+        end = self._ends.get(key)
+        if end is None:
+            return None
+        if now_ms >= end:
+            del self._ends[key]
+            return None
+        limit = key[1]
+        reason = Reason.COST_OVER_LIMIT if cost > limit else Reason.LIMIT_REACHED
+        return Decision(False, limit, 0, end - now_ms, reason)

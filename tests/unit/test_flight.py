@@ -1,0 +1,238 @@
+"""One operation in flight per key, the deny cache and busy-versus-unreachable, on a
+strategy whose storage is a dict: the queueing logic alone, without a cluster (the same
+behaviour on the real cluster is in tests/property and tests/integration)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import pytest
+from hazelcast.errors import TargetDisconnectedError
+
+from limiter import (
+    BackendTimeout,
+    BackendUnavailable,
+    Decision,
+    Liveness,
+    Reason,
+    Strategy,
+    WindowState,
+    decide_batch,
+    window_start,
+)
+from limiter.deny_cache import DenyCache
+
+NOW_MS = 1_800_000_000_000
+
+
+class DictStrategy(Strategy):
+    """The pure batch rule over a dict, with a configurable delay per operation."""
+
+    name = "dict"
+
+    def __init__(self, delay: float = 0.005, **kwargs: object) -> None:
+        self.now = NOW_MS
+        super().__init__(None, clock=lambda: self.now, **kwargs)  # type: ignore[arg-type]
+        self.delay = delay
+        self.store: dict[str, WindowState] = {}
+        self.batches: list[list[int]] = []
+        self.failure: Exception | None = None
+
+    async def _decide_batch(
+        self,
+        client_id: str,
+        limit: int,
+        window_seconds: int,
+        costs: Sequence[int],
+        deadline: float,
+    ) -> list[Decision]:
+        self.batches.append(list(costs))
+        await asyncio.sleep(self.delay)
+        if self.failure is not None:
+            raise self.failure
+        key = f"{client_id}:{window_seconds}"
+        state, decisions = decide_batch(self.store.get(key), self.now, costs, limit, window_seconds)
+        self.store[key] = state
+        return decisions
+
+
+async def flood(strategy: Strategy, requests: int, limit: int = 100) -> list[Decision]:
+    return list(await asyncio.gather(*(strategy.decide("c", limit, 60) for _ in range(requests))))
+
+
+def test_a_flood_on_one_key_is_decided_by_a_few_operations_exactly() -> None:
+    """300 concurrent requests on one key: exactly the limit admitted, and each cluster
+    operation decides a whole queue (at most a handful of operations, not 300)."""
+    strategy = DictStrategy()
+    decisions = asyncio.run(flood(strategy, 300))
+    assert sum(d.allowed for d in decisions) == 100
+    assert sum(len(batch) for batch in strategy.batches) == 300
+    assert len(strategy.batches) <= 3, [len(b) for b in strategy.batches]
+    remaining = [d.remaining for d in decisions if d.allowed]
+    assert sorted(remaining, reverse=True) == list(range(99, -1, -1))
+
+
+def test_requests_past_the_queue_bound_are_shed_at_once() -> None:
+    """With the queue full, a request is denied as contended without waiting."""
+    strategy = DictStrategy(delay=0.2, max_queued_per_key=5)
+
+    async def scenario() -> tuple[list[Decision], float]:
+        first = asyncio.create_task(strategy.decide("c", 100, 60))
+        await asyncio.sleep(0.01)  # the first request's operation is now in flight
+        started = time.monotonic()
+        queued = [asyncio.create_task(strategy.decide("c", 100, 60)) for _ in range(8)]
+        await asyncio.sleep(0)
+        shed = [task.result() for task in queued if task.done()]
+        elapsed = time.monotonic() - started
+        await asyncio.gather(first, *queued)
+        return shed, elapsed
+
+    shed, elapsed = asyncio.run(scenario())
+    assert len(shed) == 3
+    assert all(d.reason == Reason.CONTENDED and not d.allowed for d in shed)
+    assert elapsed < 0.1
+
+
+def test_a_late_decision_is_contended_while_the_cluster_answers() -> None:
+    """A decision past its deadline is a contended denial when the cluster is reachable,
+    and comes at the deadline, not when the slow operation ends."""
+    strategy = DictStrategy(delay=1.0, decision_timeout_seconds=0.2)
+
+    async def scenario() -> tuple[Decision, float]:
+        started = time.monotonic()
+        decision = await strategy.decide("c", 100, 60)
+        elapsed = time.monotonic() - started
+        await strategy.close()
+        return decision, elapsed
+
+    decision, elapsed = asyncio.run(scenario())
+    assert (decision.allowed, decision.reason) == (False, Reason.CONTENDED)
+    assert 0.2 <= elapsed < 0.5
+
+
+def test_a_late_decision_is_a_timeout_when_the_cluster_is_silent() -> None:
+    """The same late decision raises BackendTimeout (failure mode) when nothing answered
+    while it waited."""
+    strategy = DictStrategy(delay=1.0, decision_timeout_seconds=0.2, liveness=Liveness())
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(BackendTimeout):
+                await strategy.decide("c", 100, 60)
+        finally:
+            await strategy.close()
+
+    asyncio.run(scenario())
+
+
+def test_reachable_needs_a_connection_and_an_answer_since_the_moment() -> None:
+    """Reachable since a moment: connected, and an answer at or after that moment."""
+    connected = True
+    liveness = Liveness(connected=lambda: connected)
+    before = time.monotonic()
+    liveness.answered()
+    assert liveness.reachable_since(before)
+    assert not liveness.reachable_since(time.monotonic() + 1)
+    connected = False
+    assert not liveness.reachable_since(before)
+
+
+def test_the_heartbeat_keeps_an_idle_cluster_reachable() -> None:
+    """With no decisions, heartbeat pings that answer keep the cluster counted reachable,
+    and pings that hang do not."""
+
+    async def scenario(ping_hangs: bool) -> bool:
+        liveness = Liveness()
+
+        async def ping() -> None:
+            if ping_hangs:
+                await asyncio.sleep(10)
+
+        beating = asyncio.create_task(liveness.heartbeat(ping, 0.02, 0.05))
+        since = time.monotonic()
+        await asyncio.sleep(0.2)
+        beating.cancel()
+        return liveness.reachable_since(since)
+
+    assert asyncio.run(scenario(ping_hangs=False))
+    assert not asyncio.run(scenario(ping_hangs=True))
+
+
+def test_a_request_that_timed_out_in_the_queue_is_never_counted() -> None:
+    """A request whose deadline passed before its batch was sent is left out of it."""
+    strategy = DictStrategy(delay=0.3)
+
+    async def scenario() -> Decision:
+        first = asyncio.create_task(strategy.decide("c", 100, 60))
+        await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        late = await strategy.decide("c", 100, 60, deadline=loop.time() + 0.05)
+        await first
+        await strategy.close()
+        return late
+
+    late = asyncio.run(scenario())
+    assert late.reason == Reason.CONTENDED
+    assert strategy.batches == [[1]]
+    assert strategy.store["c:60"].count == 1
+
+
+def test_cluster_errors_reach_every_waiter_as_unavailable() -> None:
+    """A HazelcastError from the batch's operation is BackendUnavailable for each request."""
+    strategy = DictStrategy()
+    strategy.failure = TargetDisconnectedError("member left")
+
+    async def scenario() -> list[BaseException | Decision]:
+        return await asyncio.gather(
+            *(strategy.decide("c", 100, 60) for _ in range(5)), return_exceptions=True
+        )
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, BackendUnavailable) for r in results), results
+
+
+def test_an_exhausted_window_is_denied_locally_until_it_ends() -> None:
+    """After the limit is reached, requests are denied without a cluster operation, with
+    the rule's own answer, until the window ends; then the cluster is asked again."""
+    strategy = DictStrategy()
+
+    async def scenario() -> None:
+        assert sum(d.allowed for d in await flood(strategy, 5, limit=5)) == 5
+        operations = len(strategy.batches)
+        strategy.now += 1000
+        denied = await strategy.decide("c", 5, 60)
+        assert len(strategy.batches) == operations
+        expected_reset = window_start(NOW_MS, 60) + 60_000 - strategy.now
+        assert denied == Decision(False, 5, 0, expected_reset, Reason.LIMIT_REACHED)
+        over = await strategy.decide("c", 5, 60, cost=9)
+        assert over.reason == Reason.COST_OVER_LIMIT
+        strategy.now = window_start(NOW_MS, 60) + 60_000
+        assert (await strategy.decide("c", 5, 60)).allowed
+        assert len(strategy.batches) == operations + 1
+
+    asyncio.run(scenario())
+
+
+def test_a_raised_limit_bypasses_the_deny_cache_at_once() -> None:
+    """The cache is keyed by limit and window: a client whose limit was raised is asked
+    about again straight away, and admitted."""
+    strategy = DictStrategy()
+
+    async def scenario() -> None:
+        await flood(strategy, 3, limit=3)
+        assert not (await strategy.decide("c", 3, 60)).allowed
+        assert (await strategy.decide("c", 4, 60)).allowed
+
+    asyncio.run(scenario())
+
+
+def test_the_deny_cache_is_bounded_oldest_first() -> None:
+    """Past its size, the cache forgets the entry remembered first."""
+    cache = DenyCache(2)
+    for client in ("a", "b", "c"):
+        cache.remember((client, 1, 60), 10_000)
+    assert len(cache) == 2
+    assert cache.denial(("a", 1, 60), 1, 0) is None
+    assert cache.denial(("c", 1, 60), 1, 0) is not None
