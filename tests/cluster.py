@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Any
 
 from limiter import Settings
@@ -52,3 +53,13 @@ def test_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def quiet_window(margin_seconds: int = 120) -> int:
+    """A window length whose current window has at least ``margin_seconds`` left, so a
+    burst cannot straddle a window edge (which would legitimately admit more)."""
+    now = time.time()
+    for window in (3600, 3660, 3720, 3780, 3840):
+        if window - now % window > margin_seconds:
+            return window
+    raise AssertionError("unreachable: the candidate windows' edges are spread apart")

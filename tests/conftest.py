@@ -8,6 +8,7 @@ readiness, and stopped at the end of the session whatever happened.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
@@ -117,15 +118,21 @@ class Topology:
             lock_wait_seconds=6.0,
         )
 
+        self.base_settings = self.settings
+
     @property
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.ADMIN_TOKEN}"}
 
-    def use(self, strategy: str) -> None:
-        if strategy == self.strategy:
+    def use(self, strategy: str, **overrides: Any) -> None:
+        """Replicas with ``strategy`` and the base settings changed by ``overrides``;
+        restarted only when either differs from what runs."""
+        settings = dataclasses.replace(self.base_settings, **overrides)
+        if strategy == self.strategy and settings == self.settings:
             return
         self.stack.stop([self.stack.replica_name(i) for i in range(self.REPLICAS)])
         self.strategy = strategy
+        self.settings = settings
         self.restore_replicas()
 
     def restore_replicas(self) -> None:

@@ -198,13 +198,3 @@ def create_client(replica: Replica, name: str | None = None, **fields: Any) -> d
     assert response.status_code == 201, response.text
     record: dict[str, Any] = response.json()
     return record
-
-
-def quiet_window(margin_seconds: int = 120) -> int:
-    """A window length whose current window has at least ``margin_seconds`` left, so a
-    burst cannot straddle a window edge (which would legitimately admit more)."""
-    now = time.time()
-    for window in (3600, 3660, 3720, 3780, 3840):
-        if window - now % window > margin_seconds:
-            return window
-    raise AssertionError("unreachable: the candidate windows' edges are spread apart")

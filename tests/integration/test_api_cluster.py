@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from limiter import STRATEGY_NAMES, ClusterLink
 from stack.runner import Stack
-from tests.cluster import MEMBERS
-from tests.integration.conftest import ADMIN, MAPS, Replica, Replicas, create_client, quiet_window
+from tests.cluster import MEMBERS, quiet_window
+from tests.integration.conftest import ADMIN, MAPS, Replica, Replicas, create_client
 from tests.loop import LoopThread
 
 BURST = 50
