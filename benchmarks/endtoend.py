@@ -1,0 +1,282 @@
+"""End-to-end benchmark: one client through nginx and 3 replicas, per strategy, against
+``/health`` on the same stack, with wrk.
+
+For each strategy the replicas are restarted with it (production defaults otherwise),
+and each round runs, one after the other with the same wrk settings:
+
+- ``/health``: the ceiling of the path (nginx, a replica, no cluster call);
+- ``under``: one client far under its limit (10^9 per hour): every request is a decision
+  that writes;
+- ``past``: one client long past its limit (1 per hour, spent before the run);
+- ``exact``: one client with a limit of ``--exact-limit`` flooded for the same time:
+  exactly that many 200s must come back, and no other status than 200 and 429.
+
+Every run is checked as it goes: a run with over-admission, a ``contended`` denial of the
+client under its limit, an answer marked ``X-RateLimit-Degraded``, a socket error or
+a status outside 200/429 is marked FAILED in the report (and the exit code is 1).
+Rounds are interleaved (health, under, past, exact, per strategy, repeated) so that the
+noise of a shared machine falls on each alike; the report gives medians and the ratio of
+each rate to ``/health`` measured in the same round.
+
+The benchmark starts its own cluster and parts on ports of their own (members 5901+,
+HTTP 20901+) in ``.run/bench``, and stops them at the end.
+
+    python -m benchmarks.endtoend [--connections 64] [--duration 5] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from limiter import STRATEGY_NAMES
+from stack.runner import ROOT, Stack
+
+RESULTS = Path(__file__).parent / "results"
+ADMIN_TOKEN = "bench-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+REPLICAS = 3
+SCENARIOS = ("health", "under", "past", "exact")
+
+#: Counts statuses, contended denials and degraded answers across wrk's threads.
+WRK_SCRIPT = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) counts = {}; contended = 0; degraded = 0 end
+function response(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+  if headers["X-RateLimit-Degraded"] then degraded = degraded + 1 end
+  if status == 429 and headers["Retry-After"] == "1" and string.find(body, "busy") then
+    contended = contended + 1
+  end
+end
+function done(summary, latency, requests)
+  local total = {}
+  local c, d = 0, 0
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("counts")) do total[k] = (total[k] or 0) + v end
+    c = c + t:get("contended")
+    d = d + t:get("degraded")
+  end
+  for k, v in pairs(total) do io.write(string.format("status %d %d\\n", k, v)) end
+  io.write(string.format("contended %d\\ndegraded %d\\n", c, d))
+  for _, p in ipairs({50, 99, 99.9}) do
+    io.write(string.format("latency_p%s_us %d\\n", p, latency:percentile(p)))
+  end
+end
+"""
+
+
+def bench_stack() -> Stack:
+    return Stack(
+        run_dir=ROOT / ".run" / "bench",
+        cluster_name="ratelimit-bench",
+        member_base_port=5901,
+        api_base_port=20901,
+        nginx_port=20911,
+        prometheus_port=20921,
+        demo_app_port=20931,
+    )
+
+
+def wrk(
+    url: str, connections: int, seconds: float, script: Path, header: str = ""
+) -> dict[str, Any]:
+    """One wrk run; returns rate, statuses, errors and latency percentiles."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
+    if header:
+        command[1:1] = ["-H", header]
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
+    statuses = {int(k): int(v) for k, v in re.findall(r"^status (\d+) (\d+)$", output, re.M)}
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    values = dict(re.findall(r"^(contended|degraded|latency_p[\d.]+_us) (\d+)$", output, re.M))
+    return {
+        "per_second": float(rate.group(1)) if rate else 0.0,
+        "statuses": statuses,
+        "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
+        "contended": int(values.get("contended", 0)),
+        "degraded": int(values.get("degraded", 0)),
+        "p50_ms": int(values.get("latency_p50_us", 0)) / 1000,
+        "p99_ms": int(values.get("latency_p99_us", 0)) / 1000,
+        "p999_ms": int(values.get("latency_p99.9_us", 0)) / 1000,
+    }
+
+
+def problems(scenario: str, run: dict[str, Any], exact_limit: int) -> list[str]:
+    """What is wrong with one run, if anything."""
+    found = []
+    statuses = run["statuses"]
+    if run["socket_errors"]:
+        found.append(f"{run['socket_errors']} socket errors")
+    if run["degraded"]:
+        found.append(f"{run['degraded']} answers degraded (failed open or closed)")
+    allowed_statuses = {200} if scenario in ("health", "under") else {200, 429}
+    if set(statuses) - allowed_statuses:
+        found.append(f"statuses {statuses}")
+    if scenario == "under" and run["contended"]:
+        found.append(f"{run['contended']} contended denials under the limit")
+    if scenario == "past" and statuses.get(200, 0):
+        found.append(f"{statuses[200]} admitted past the limit")
+    if scenario == "exact" and statuses.get(200, 0) != exact_limit:
+        found.append(f"{statuses.get(200, 0)} admitted, limit {exact_limit}")
+    return found
+
+
+def create_client(base: str, limit: int) -> str:
+    response = httpx.post(
+        f"{base}/bucket",
+        json={"name": f"bench-{uuid.uuid4().hex}", "limit": limit, "window_seconds": 3600},
+        headers=ADMIN,
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def seconds_left_in_hour() -> float:
+    return 3600 - time.time() % 3600
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    stack = bench_stack()
+    base = f"http://127.0.0.1:{stack.nginx_port}"
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    needed = (len(args.strategies) * len(SCENARIOS) * args.rounds + 1) * (args.duration + 2)
+    if seconds_left_in_hour() < needed + 60:
+        wait = seconds_left_in_hour() + 1
+        print(f"waiting {wait:.0f}s for the next hour: a window edge would reset the clients")
+        time.sleep(wait)
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "count.lua"
+        script.write_text(WRK_SCRIPT)
+        try:
+            stack.start_members(3)
+            stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
+            for strategy in args.strategies:
+                stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
+                env = {
+                    "RATELIMIT_STRATEGY": strategy,
+                    "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{strategy}",
+                }
+                stack.start_replicas(REPLICAS, env)
+                # Warm-up, not recorded: connections, the members' JIT, near caches.
+                warm = create_client(base, 10**9)
+                wrk(f"{base}/example", args.connections, 2, script, f"X-Api-Id: {warm}")
+                for round_ in range(args.rounds):
+                    clients = {
+                        "under": create_client(base, 10**9),
+                        "past": create_client(base, 1),
+                        "exact": create_client(base, args.exact_limit),
+                    }
+                    httpx.get(f"{base}/example", headers={"X-Api-Id": clients["past"]})
+                    for scenario in SCENARIOS:
+                        if scenario == "health":
+                            result = wrk(f"{base}/health", args.connections, args.duration, script)
+                        else:
+                            header = f"X-Api-Id: {clients[scenario]}"
+                            result = wrk(
+                                f"{base}/example", args.connections, args.duration, script, header
+                            )
+                        result["problems"] = problems(scenario, result, args.exact_limit)
+                        raw.setdefault(strategy, {}).setdefault(scenario, []).append(result)
+                        mark = (
+                            "FAILED " + "; ".join(result["problems"])
+                            if result["problems"]
+                            else "ok"
+                        )
+                        print(
+                            f"{strategy:>15} round {round_ + 1}/{args.rounds} {scenario:>6}: "
+                            f"{result['per_second']:8.0f}/s p50 {result['p50_ms']:6.2f} ms "
+                            f"p99 {result['p99_ms']:7.2f} ms {result['statuses']} {mark}",
+                            flush=True,
+                        )
+        finally:
+            stack.stop()
+    return summarise(raw, args)
+
+
+def summarise(
+    raw: dict[str, dict[str, list[dict[str, Any]]]], args: argparse.Namespace
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "connections": args.connections,
+        "duration_seconds": args.duration,
+        "rounds": args.rounds,
+        "exact_limit": args.exact_limit,
+        "command": " ".join(["python -m benchmarks.endtoend", *sys.argv[1:]]),
+        "strategies": {},
+    }
+    for strategy, by_scenario in raw.items():
+        health = by_scenario["health"]
+        rows = {}
+        for scenario, runs in by_scenario.items():
+            ratios = [r["per_second"] / h["per_second"] for r, h in zip(runs, health, strict=True)]
+            rows[scenario] = {
+                "per_second": statistics.median(r["per_second"] for r in runs),
+                "ratio_to_health": statistics.median(ratios),
+                "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                "problems": [p for r in runs for p in r["problems"]],
+                "runs": runs,
+            }
+        summary["strategies"][strategy] = rows
+    return summary
+
+
+def as_markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        f"wrk, {summary['connections']} connections, {summary['duration_seconds']} s per run, "
+        f"median of {summary['rounds']} interleaved rounds; ratio to `/health` of the same round",
+        "",
+        "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms | check |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for strategy, rows in summary["strategies"].items():
+        for scenario, r in rows.items():
+            check = "FAILED: " + "; ".join(r["problems"]) if r["problems"] else "exact"
+            lines.append(
+                f"| {strategy} | {scenario} | {r['per_second']:.0f} | "
+                f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {check} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGY_NAMES))
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--exact-limit", type=int, default=1000)
+    summary = run(parser.parse_args())
+    table = as_markdown(summary)
+    print("\n" + table)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (RESULTS / f"endtoend-{stamp}.json").write_text(json.dumps(summary, indent=2))
+    (RESULTS / f"endtoend-{stamp}.md").write_text(table + "\n")
+    failed = any(r["problems"] for rows in summary["strategies"].values() for r in rows.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
