@@ -37,11 +37,13 @@ $(JARS) &: $(JAVA_SOURCES)
 	$(MVN) package -DskipTests
 	@touch $(JARS)
 
-# nginx and Prometheus serve the replicas and metrics; installed from Debian when missing.
+# nginx and Prometheus serve the replicas and metrics, wrk loads the front door in the
+# tests; installed from Debian when missing.
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing with apt-get"; \

@@ -21,6 +21,13 @@ from api.app import create_app
 from api.metrics import MULTIPROC_ENV
 from limiter import Settings, SettingsError
 
+#: Connections the kernel queues for a replica before it accepts them (Sanic's default is
+#: 100). nginx opens a burst of connections to each replica when hundreds of clients
+#: arrive at once; with a short queue the kernel drops their SYNs, nginx's connect times
+#: out (1 s) and it counts the busy replica as failed. 1024 holds a burst of a thousand
+#: clients landing on one replica; the kernel caps it at net.core.somaxconn.
+ACCEPT_BACKLOG = 1024
+
 
 def prepare_metrics_dir() -> Path | None:
     """Sets up the multiprocess metrics directory; returns it when it is ours to remove.
@@ -54,6 +61,7 @@ def main() -> int:
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
+            backlog=ACCEPT_BACKLOG,
             debug=False,
             auto_reload=False,
             access_log=False,

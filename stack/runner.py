@@ -32,6 +32,13 @@ MEMBER_CONFIG = HAZELCAST_DIR / "hazelcast.xml"
 NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
 PROMETHEUS_DIR = ROOT / "prometheus"
 LOOPBACK = "127.0.0.1"
+#: nginx's passive health check of each replica. Whatever these say, a replica that
+#: refuses the connection is skipped for that request (proxy_next_upstream error); they
+#: only decide when nginx stops trying one: after 3 failed attempts (refused, timed out,
+#: or a 502/503 where the location retries those) within 5 s, for 5 s, then one request
+#: tries it again. One failure was too few: a single connect that timed out in a burst
+#: took a healthy replica out, and under a few hundred clients all three at once.
+NGINX_REPLICA_CHECK = "max_fails=3 fail_timeout=5s"
 
 
 class StackError(RuntimeError):
@@ -414,7 +421,7 @@ class Stack:
         folder = self.run_dir / "nginx"
         (folder / "temp").mkdir(parents=True, exist_ok=True)
         upstreams = " ".join(
-            f"server {LOOPBACK}:{self.replica_port(i)} max_fails=1 fail_timeout=2s;"
+            f"server {LOOPBACK}:{self.replica_port(i)} {NGINX_REPLICA_CHECK};"
             for i in range(replicas)
         )
         gateway = " ".join(
