@@ -34,7 +34,7 @@ from sanic_ext.extensions.openapi.builders import OperationStore, SpecificationB
 from api import buckets, guard, probes
 from api.backend import Backend
 from api.errors import render_error
-from api.metrics import HTTP_REQUESTS, method_label, preset
+from api.metrics import HTTP_REQUESTS, labelled, method_label, preset
 from limiter import Settings
 
 __all__ = ["API_VERSION", "App", "create_app"]
@@ -114,7 +114,7 @@ def _document_the_document(app: App) -> None:
 
 async def _count_response(request: Request, response: BaseHTTPResponse) -> HTTPResponse | None:
     route = f"/{request.route.path}" if request.route is not None else UNMATCHED_ROUTE
-    HTTP_REQUESTS.labels(route, method_label(request.method), str(response.status)).inc()
+    labelled(HTTP_REQUESTS, route, method_label(request.method), str(response.status)).inc()
     return None
 
 

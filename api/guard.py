@@ -37,7 +37,7 @@ from api.backend import Backend, backend_of
 from api.docs import Error, Message
 from api.errors import MissingApiId, UnknownClient
 from api.headers import DEGRADED, decision_headers, policy_headers
-from api.metrics import BACKEND_ERRORS, DECISION_SECONDS, DECISIONS
+from api.metrics import BACKEND_ERRORS, DECISION_SECONDS, DECISIONS, labelled
 from api.registry import ClientRecord, parse_client_id
 from limiter import BackendError, BackendTimeout, BackendUnavailable, Decision, Reason
 
@@ -109,17 +109,17 @@ async def judge(request: Request) -> Verdict:
     except HazelcastError as failure:
         error = BackendUnavailable(f"{type(failure).__name__}: {failure}")
     else:
-        DECISION_SECONDS.labels(strategy).observe(time.perf_counter() - started)
+        labelled(DECISION_SECONDS, strategy).observe(time.perf_counter() - started)
         outcome = "allowed" if decision.allowed else "denied"
         if decision.reason == Reason.CONTENDED:
             outcome = "contended"
-        DECISIONS.labels(strategy, outcome).inc()
+        labelled(DECISIONS, strategy, outcome).inc()
         return Verdict(record, decision, None, fail_open=False)
-    DECISION_SECONDS.labels(strategy).observe(time.perf_counter() - started)
+    labelled(DECISION_SECONDS, strategy).observe(time.perf_counter() - started)
     BACKEND_ERRORS.labels(strategy, error.kind).inc()
     _log_throttled(error)
     fail_open = backend.settings.failure_mode == "open"
-    DECISIONS.labels(strategy, "fail_open" if fail_open else "fail_closed").inc()
+    labelled(DECISIONS, strategy, "fail_open" if fail_open else "fail_closed").inc()
     return Verdict(record, None, error, fail_open)
 
 

@@ -11,7 +11,9 @@ process) the values live in this process and ``/metrics`` shows them directly.
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -38,6 +40,7 @@ __all__ = [
     "TTL_RESTORE_FAILURES",
     "MetricsObserver",
     "exposition",
+    "labelled",
     "method_label",
     "preset",
 ]
@@ -116,6 +119,13 @@ HTTP_REQUESTS = Counter(
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+@functools.lru_cache(maxsize=1024)
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, resolved once per label set: every label has a small
+    fixed set of values, and resolving takes a lock and a dict lookup per request."""
+    return metric.labels(*values)
+
+
 def method_label(method: str) -> str:
     """The method, or ``other`` for any of the unbounded rest a client can send."""
     return method if method in _METHODS else "other"
@@ -159,10 +169,10 @@ class MetricsObserver:
         BATCH_SIZE.observe(size)
 
     def denied_locally(self) -> None:
-        LOCAL_DENIALS.labels(self.strategy).inc()
+        labelled(LOCAL_DENIALS, self.strategy).inc()
 
     def contended(self, cause: str) -> None:
-        CONTENDED.labels(self.strategy, cause).inc()
+        labelled(CONTENDED, self.strategy, cause).inc()
 
 
 def exposition() -> tuple[bytes, str]:

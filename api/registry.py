@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import uuid
 from typing import Any
@@ -53,12 +54,20 @@ class ClientRecord:
 
     @classmethod
     def from_json(cls, text: str) -> ClientRecord:
-        return cls(**json.loads(text))
+        return _parsed_record(text)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed_record(text: str) -> ClientRecord:
+    """Records are immutable and the same text arrives on every request of a client: parse
+    each text once (the guarded route's hottest line after the network)."""
+    return ClientRecord(**json.loads(text))
+
+
+@functools.lru_cache(maxsize=4096)
 def parse_client_id(raw: str) -> str | None:
     """The canonical form of a client id, or None when ``raw`` is no UUID at all.
 
