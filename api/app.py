@@ -30,6 +30,7 @@ from sanic.config import Config
 from sanic.response import BaseHTTPResponse, HTTPResponse
 from sanic_ext.config import PRIORITY as EXTENSIONS_PRIORITY
 from sanic_ext.extensions.openapi.builders import OperationStore, SpecificationBuilder
+from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from api import buckets, guard, probes
 from api.backend import Backend
@@ -78,8 +79,11 @@ def create_app(settings: Settings | None = None, *, name: str = "ratelimit") -> 
 
 def _extend(app: App) -> None:
     """Sanic Extensions for the OpenAPI document only: no CORS, no automatic HEAD,
-    OPTIONS or TRACE routes, and no UI pages (they load scripts from CDNs)."""
+    OPTIONS or TRACE routes, and no UI pages (they load scripts from CDNs). Nor its
+    dependency injection, which would run a signal handler on every request."""
     app.extend(
+        extensions=[OpenAPIExtension],
+        built_in_extensions=False,
         config={
             "cors": False,
             "http_all_methods": False,

@@ -18,6 +18,7 @@ import pytest
 from api import create_app
 from limiter import Settings, window_start
 from stack.runner import LOOPBACK
+from tests.cluster import quiet_window
 from tests.cluster import test_settings as cluster_settings
 from tests.integration.conftest import (
     ADMIN,
@@ -25,7 +26,6 @@ from tests.integration.conftest import (
     Replica,
     Replicas,
     create_client,
-    quiet_window,
 )
 
 DEFAULTS = Settings()
