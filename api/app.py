@@ -93,7 +93,7 @@ def _extend(app: App) -> None:
             "oas_ui_redoc": False,
             "oas_ui_swagger": False,
             "oas_ui_default": None,
-        }
+        },
     )
     openapi = app.ext.openapi
     openapi.describe(

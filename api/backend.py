@@ -83,8 +83,17 @@ class Backend:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)
             raise
+        registry = Registry(
+            clients, names, memo_ttl_seconds=self.settings.registry_near_cache_ttl_seconds
+        )
+        try:
+            await registry.follow_changes()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)
+            raise
         self.counters = counters
-        self.registry = Registry(clients, names)
+        self.registry = registry
         self.strategy = create_strategy(
             self.settings,
             counters,

@@ -95,8 +95,10 @@ async def judge(request: Request) -> Verdict:
     deadline = asyncio.get_running_loop().time() + backend.settings.decision_timeout_seconds
     record: ClientRecord | None = None
     try:
-        async with asyncio.timeout_at(deadline):
-            record = await _lookup(backend, client_id)
+        known, record = _remembered(backend, client_id)
+        if not known:
+            async with asyncio.timeout_at(deadline):
+                record = await _lookup(backend, client_id)
         if record is None:
             raise UnknownClient("unknown client id")
         decision = await _decide(backend, client_id, record, deadline)
@@ -170,6 +172,13 @@ async def decide(request: Request) -> HTTPResponse:
         return empty(status=204, headers=verdict.headers())
     reason = "rate limit exceeded" if verdict.error is None else "no rate-limit decision"
     return json({"error": reason}, status=403, headers=verdict.headers())
+
+
+def _remembered(backend: Backend, client_id: str) -> tuple[bool, ClientRecord | None]:
+    """The worker's own copy of the record, when it has one: no await, no timeout."""
+    if backend.registry is None:
+        return False, None
+    return backend.registry.remembered(client_id)
 
 
 async def _lookup(backend: Backend, client_id: str) -> ClientRecord | None:

@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import functools
 import json
+import time
 import uuid
 from typing import Any
 
@@ -98,17 +99,75 @@ def _now_iso() -> str:
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Registry:
-    """Create, read, update and delete clients; ``clients`` and ``names`` are map proxies."""
+#: Records a worker keeps in front of the near cache (the oldest go first past this).
+MEMO_SIZE = 10_000
 
-    def __init__(self, clients: Any, names: Any) -> None:
+
+class Registry:
+    """Create, read, update and delete clients; ``clients`` and ``names`` are map proxies.
+
+    The guarded route reads a record on every request, so a worker keeps the records it
+    has read in a plain dict in front of the near cache (a near-cache hit still costs a
+    key serialisation and a proxy call). The dict follows the cluster through an entry
+    listener: a change replaces the record, a removal leaves a tombstone, both as soon as
+    the member's event arrives (sooner than the near cache's batched invalidation). A
+    read that overlapped any event is not kept, and every entry lives at most
+    ``memo_ttl_seconds``, which bounds what a lost event could leave behind.
+    """
+
+    def __init__(self, clients: Any, names: Any, *, memo_ttl_seconds: float = 5.0) -> None:
         self.clients = clients
         self.names = names
+        self.memo_ttl_seconds = memo_ttl_seconds
+        self._memo: dict[str, tuple[ClientRecord | None, float]] = {}
+        self._events = 0
+        self._listening = False
+
+    async def follow_changes(self) -> None:
+        """Registers the entry listener that keeps the memo current (once connected)."""
+        await self.clients.add_entry_listener(
+            include_value=True,
+            updated_func=self._on_change,
+            removed_func=self._on_change,
+            evicted_func=self._on_change,
+            expired_func=self._on_change,
+        )
+        self._listening = True
+
+    def _on_change(self, event: Any) -> None:
+        self._events += 1
+        value = getattr(event, "value", None)
+        record = ClientRecord.from_json(value) if isinstance(value, str) else None
+        if record is None and event.key not in self._memo:
+            return
+        self._remember(str(event.key), record)
+
+    def _remember(self, client_id: str, record: ClientRecord | None) -> None:
+        self._memo.pop(client_id, None)
+        self._memo[client_id] = (record, time.monotonic() + self.memo_ttl_seconds)
+        if len(self._memo) > MEMO_SIZE:
+            del self._memo[next(iter(self._memo))]
+
+    def remembered(self, client_id: str) -> tuple[bool, ClientRecord | None]:
+        """``(True, record or None)`` when the memo knows the id, without any await."""
+        entry = self._memo.get(client_id)
+        if entry is None or entry[1] < time.monotonic():
+            return False, None
+        return True, entry[0]
 
     async def lookup(self, client_id: str) -> ClientRecord | None:
-        """The record through the near cache: the guarded route's read."""
+        """The record through the memo and the near cache: the guarded route's read."""
+        known, record = self.remembered(client_id)
+        if known:
+            return record
+        events = self._events
         text = await self.clients.get(client_id)
-        return None if text is None else ClientRecord.from_json(text)
+        if text is None:
+            return None
+        record = ClientRecord.from_json(text)
+        if self._listening and events == self._events:
+            self._remember(client_id, record)
+        return record
 
     async def read(self, client_id: str) -> ClientRecord | None:
         """The record as the cluster has it now, bypassing the near cache."""
@@ -157,6 +216,8 @@ class Registry:
             if changed == current:
                 return current
             if await self.clients.replace_if_same(client_id, text, changed.to_json()):
+                self._events += 1
+                self._remember(client_id, changed)
                 return changed
         raise ContentionExhausted(f"client record changed {UPDATE_ATTEMPTS} times during an update")
 
@@ -165,6 +226,8 @@ class Registry:
         text = await self.clients.remove(client_id)
         if text is None:
             return None
+        self._events += 1
+        self._remember(client_id, None)
         record = ClientRecord.from_json(text)
         await self.names.remove_if_same(record.name, record.id)
         return record
