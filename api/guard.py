@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json as json_module
 import time
 
 from hazelcast.errors import HazelcastError
@@ -44,6 +45,10 @@ from limiter import BackendError, BackendTimeout, BackendUnavailable, Decision, 
 __all__ = ["FAIL_CLOSED_RETRY_AFTER_SECONDS", "Verdict", "decide", "example", "judge"]
 
 HELLO = {"message": "Hello World"}
+JSON_TYPE = "application/json"
+HELLO_BODY = json_module.dumps(HELLO).encode()
+OVER_LIMIT_BODY = json_module.dumps({"error": "rate limit exceeded"}).encode()
+CONTENDED_BODY = json_module.dumps({"error": "too busy, retry shortly"}).encode()
 #: Retry-After of a fail-closed 503: the cluster's return cannot be predicted.
 FAIL_CLOSED_RETRY_AFTER_SECONDS = 1
 #: At most one log line per this many seconds about decisions the cluster did not give.
@@ -138,7 +143,7 @@ async def judge(request: Request) -> Verdict:
 async def example(request: Request) -> HTTPResponse:
     verdict = await judge(request)
     if verdict.admitted:
-        return json(HELLO, headers=verdict.headers())
+        return GuardedResponse(HELLO_BODY, headers=verdict.headers())
     if verdict.error is not None:
         return json(
             {"error": f"no rate-limit decision available ({verdict.error.kind})"},
@@ -147,8 +152,25 @@ async def example(request: Request) -> HTTPResponse:
         )
     assert verdict.decision is not None
     if verdict.decision.reason == Reason.CONTENDED:
-        return json({"error": "too busy, retry shortly"}, status=429, headers=verdict.headers())
-    return json({"error": "rate limit exceeded"}, status=429, headers=verdict.headers())
+        return GuardedResponse(CONTENDED_BODY, status=429, headers=verdict.headers())
+    return GuardedResponse(OVER_LIMIT_BODY, status=429, headers=verdict.headers())
+
+
+class GuardedResponse(HTTPResponse):
+    """A JSON answer of the guarded route, the hottest response of the service.
+
+    Its body is one of a few fixed byte strings, and every header is built in
+    :mod:`api.headers` from integers and fixed names, so Sanic's scrub of CR and LF from
+    each header name and value (a third of a past-the-limit answer's cost in the
+    handler) has nothing to find and is skipped.
+    """
+
+    def __init__(self, body: bytes, status: int = 200, headers: dict[str, str] | None = None):
+        super().__init__(body, status=status, headers=headers, content_type=JSON_TYPE)
+
+    @staticmethod
+    def _sanitize_header_value(value: str) -> str:
+        return value
 
 
 @openapi.summary("Decision only, for a gateway (nginx auth_request): counts the request")

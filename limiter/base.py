@@ -11,7 +11,7 @@ How one request is decided, in a worker (one event loop)::
          decides it with ONE cluster operation (_decide_batch), in arrival order, then
          takes what queued meanwhile, until the queue is empty
 
-    no answer by the request's deadline:
+    no answer by the request's deadline (one timer per busy key, not per request):
       ├─ cluster answered meanwhile (limiter.liveness) → denied, reason CONTENDED
       └─ cluster silent or disconnected                → BackendTimeout (failure mode)
 
@@ -27,6 +27,7 @@ import abc
 import asyncio
 import collections
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
@@ -107,17 +108,28 @@ class NullObserver:
 FlightKey = tuple[str, int, int]
 
 
+#: A waiter is answered as late when its deadline is this close (timer granularity).
+DEADLINE_SLACK_SECONDS = 0.001
+
+
 @dataclasses.dataclass(slots=True)
 class _Pending:
     cost: int
     answer: asyncio.Future[Decision]
     deadline: float
+    #: ``time.monotonic()`` when it was asked: did the cluster answer anything since?
+    asked_at: float
 
 
 @dataclasses.dataclass(slots=True)
 class _Flight:
+    """One key's queue, the batch its runner has sent, and one timer for all their
+    deadlines (cheaper than a timeout per request on the hottest path)."""
+
     queue: collections.deque[_Pending] = dataclasses.field(default_factory=collections.deque)
+    sent: list[_Pending] = dataclasses.field(default_factory=list)
     runner: asyncio.Task[None] | None = None
+    timer: asyncio.TimerHandle | None = None
 
 
 class Strategy(abc.ABC):
@@ -195,26 +207,53 @@ class Strategy(abc.ABC):
         if len(flight.queue) >= self.max_queued_per_key:
             self.observer.contended("queue_full")
             return contended(limit)
-        asked_at = time.monotonic()
-        pending = _Pending(cost, loop.create_future(), deadline)
+        pending = _Pending(cost, loop.create_future(), deadline, time.monotonic())
         flight.queue.append(pending)
+        if flight.timer is None or deadline < flight.timer.when():
+            self._arm(key, flight, deadline)
         if flight.runner is None:
             flight.runner = loop.create_task(self._run(key, flight))
             self._runners.add(flight.runner)
             flight.runner.add_done_callback(self._runners.discard)
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await pending.answer
-        except TimeoutError:
-            # Cancelling the wait cancelled the answer: if it was still queued, the
-            # runner skips it and it is never counted.
-            if self.liveness is None or self.liveness.reachable_since(asked_at):
-                self.observer.contended("deadline")
-                return contended(limit)
-            raise BackendTimeout(
+        return await pending.answer
+
+    def _arm(self, key: FlightKey, flight: _Flight, when: float) -> None:
+        if flight.timer is not None:
+            flight.timer.cancel()
+        flight.timer = asyncio.get_running_loop().call_at(when, self._expire, key, flight)
+
+    def _expire(self, key: FlightKey, flight: _Flight) -> None:
+        """Answers every waiter of the key whose deadline has come, and re-arms.
+
+        A waiter still queued is then never counted (the runner skips answered ones);
+        one whose batch was sent may have been counted: an under-admission at worst.
+        """
+        flight.timer = None
+        now = asyncio.get_running_loop().time() + DEADLINE_SLACK_SECONDS
+        nearest: float | None = None
+        for pending in itertools.chain(flight.sent, flight.queue):
+            if pending.answer.done():
+                continue
+            if pending.deadline <= now:
+                self._answer_late(pending, key[1])
+            elif nearest is None or pending.deadline < nearest:
+                nearest = pending.deadline
+        if nearest is not None:
+            self._arm(key, flight, nearest)
+
+    def _answer_late(self, pending: _Pending, limit: int) -> None:
+        """Busy is a denial; only a cluster that answered nothing while the request
+        waited (or a lost connection) is unreachable, for the failure mode to decide."""
+        if self.liveness is None or self.liveness.reachable_since(pending.asked_at):
+            self.observer.contended("deadline")
+            pending.answer.set_result(contended(limit))
+            return
+        pending.answer.set_exception(
+            BackendTimeout(
                 f"no decision by the deadline, and no answer from the cluster for "
                 f"{self.liveness.silent_for():.1f}s"
-            ) from None
+            )
+        )
 
     async def _run(self, key: FlightKey, flight: _Flight) -> None:
         """Decides the key's queue, one cluster operation per batch, until it is empty."""
@@ -230,6 +269,7 @@ class Strategy(abc.ABC):
                     continue
                 deadline = max(pending.deadline for pending in batch)
                 sent_at = self._local_ms()
+                flight.sent = batch
                 try:
                     decisions = await self._decide_batch(
                         client_id, limit, window_seconds, [p.cost for p in batch], deadline
@@ -253,6 +293,10 @@ class Strategy(abc.ABC):
             for pending in flight.queue:
                 pending.answer.cancel()
             flight.queue.clear()
+            flight.sent = []
+            if flight.timer is not None:
+                flight.timer.cancel()
+                flight.timer = None
             flight.runner = None
             if self._flights.get(key) is flight:
                 del self._flights[key]
