@@ -26,7 +26,7 @@ BURST = 50
 LIMIT = 20
 #: Decision timeout of the replicas in the failure-policy test.
 FAILURE_DECISION_TIMEOUT = 1.0
-ALLOWED_LABELS = {"strategy", "outcome", "kind", "route", "method", "status", "le"}
+ALLOWED_LABELS = {"strategy", "outcome", "kind", "cause", "route", "method", "status", "le"}
 
 
 async def _burst(
@@ -189,6 +189,9 @@ def test_metrics_sum_every_worker_and_carry_no_client_id(replicas: Replicas) -> 
         "ratelimit_cas_attempts",
         "ratelimit_lock_wait_seconds",
         "ratelimit_http_requests",
+        "ratelimit_batch_size",
+        "ratelimit_contended",
+        "ratelimit_deny_cache_denials",
     }
     assert expected <= {family.name for family in text_string_to_metric_families(text)}
 
