@@ -9,6 +9,7 @@ Routes (every error body is ``{"error": "..."}``):
 - ``GET /example``: the guarded route (``X-Api-Id``): 200, 401, 404, 429, 503
 - ``GET /decide``: the decision alone, for a gateway: 204, 401, 403
 - ``POST /bucket``: create a client: 201, 400, 401, 403, 409, 413, 422, 503
+- ``GET /bucket?name=``: the client holding a name: 200, 401, 403, 404, 422, 503
 - ``GET /bucket/{id}``: a client and its current usage: 200, 401, 403, 404, 503
 - ``PATCH /bucket/{id}``: change limit and/or window: 200, 400, 401, 403, 404, 413, 422, 503
 - ``DELETE /bucket/{id}``: delete a client: 204, 401, 403, 404, 503
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, name: str = "ratelimit") -> 
     app.add_route(guard.example, "/example", methods=["GET"], name="example")
     app.add_route(guard.decide, "/decide", methods=["GET"], name="decide")
     app.add_route(buckets.create_bucket, "/bucket", methods=["POST"], name="create_bucket")
+    app.add_route(buckets.find_bucket, "/bucket", methods=["GET"], name="find_bucket")
     path = "/bucket/<client_id:str>"
     app.add_route(buckets.read_bucket, path, methods=["GET"], name="read_bucket")
     app.add_route(buckets.update_bucket, path, methods=["PATCH"], name="update_bucket")

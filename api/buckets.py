@@ -1,4 +1,4 @@
-"""Client management: ``POST /bucket``, ``GET|PATCH|DELETE /bucket/{id}``.
+"""Client management: ``POST /bucket``, ``GET /bucket?name=``, ``GET|PATCH|DELETE /bucket/{id}``.
 
 Every route needs ``Authorization: Bearer <RATELIMIT_ADMIN_TOKEN>`` (403 while no token is
 configured, 401 without the right one). A body is a JSON object of at most
@@ -25,17 +25,18 @@ from sanic_ext.extensions.openapi import openapi
 from api.auth import require_admin
 from api.backend import Backend, backend_of
 from api.docs import Bucket, BucketUpdate, BucketWithUsage, Error, FieldError, NewBucket
-from api.errors import ClusterUnavailable, NameTaken, UnknownClient
+from api.errors import ClusterUnavailable, InvalidField, NameTaken, UnknownClient
 from api.registry import NameTaken as RegistryNameTaken
 from api.registry import Registry, parse_client_id
 from api.usage import current_usage
-from api.validation import parse_object, validate_create, validate_update
+from api.validation import parse_object, validate_create, validate_name, validate_update
 from limiter import BackendError
 
 __all__ = [
     "MANAGEMENT_TIMEOUT_SECONDS",
     "create_bucket",
     "delete_bucket",
+    "find_bucket",
     "read_bucket",
     "update_bucket",
 ]
@@ -123,6 +124,32 @@ async def create_bucket(request: Request) -> HTTPResponse:
     except RegistryNameTaken:
         raise NameTaken("a client with this name already exists") from None
     return json(record.as_dict(), status=201, headers={"Location": f"/bucket/{record.id}"})
+
+
+@openapi.definition(
+    summary="The client holding a name: the way back when a create's answer was lost",
+    tag="buckets",
+    secured=_ADMIN,
+    parameter={"name": "name", "schema": str, "location": "query", "required": True},
+    response=[
+        {"status": 200, "content": {"application/json": Bucket}, "description": "found"},
+        *_documented_errors((404, "no client has this name")),
+        _FIELD_ERROR,
+    ],
+)
+async def find_bucket(request: Request) -> HTTPResponse:
+    backend = backend_of(request)
+    require_admin(request, backend.settings)
+    names = request.args.getlist("name")
+    if len(names) != 1:
+        raise InvalidField("name", "give exactly one name query parameter")
+    name = validate_name(names[0], backend.settings)
+    registry = _registry(backend)
+    async with _cluster_call():
+        record = await registry.find(name)
+    if record is None:
+        raise UnknownClient("no client has this name")
+    return json(record.as_dict())
 
 
 @openapi.definition(

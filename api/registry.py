@@ -174,6 +174,16 @@ class Registry:
         text = await self._read_text(client_id)
         return None if text is None else ClientRecord.from_json(text)
 
+    async def find(self, name: str) -> ClientRecord | None:
+        """The client that holds ``name`` now (bypassing the near cache), or None.
+
+        The way back for an admin whose create answer was lost: the name is taken, and
+        this tells by whom. A name left behind by a delete that stopped halfway has no
+        record, and counts as free.
+        """
+        client_id = await self.names.get(name)
+        return None if client_id is None else await self.read(str(client_id))
+
     async def _read_text(self, client_id: str) -> str | None:
         view = await self.clients.get_entry_view(client_id)
         return None if view is None else str(view.value)

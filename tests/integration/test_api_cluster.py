@@ -1,5 +1,6 @@
 """Real replicas on the real cluster: atomic names, exact counts, propagation, metrics,
-draining, and the failure policy with every member stopped (last: it restarts them)."""
+draining, and the failure policy with every member frozen and stopped (on a cluster of
+its own, so that no other test depends on running before or after it)."""
 
 from __future__ import annotations
 
@@ -260,16 +261,35 @@ def _worst_degraded_response(open_: Replica, closed: Replica, client_id: str) ->
     return max(timings)
 
 
+@pytest.fixture
+def doomed_cluster(cluster: Stack) -> Iterator[Stack]:
+    """A cluster of its own for a test that freezes and stops every member, on ports 40
+    above the session's; stopped at the end whatever happened."""
+    base = cluster.member_base_port + 40
+    own = Stack(
+        run_dir=cluster.run_dir / "doomed",
+        cluster_name=f"{cluster.cluster_name}-doomed",
+        member_base_port=base,
+        members=MEMBERS,
+    )
+    own.start_members(MEMBERS)
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
 def test_failure_policy_with_every_member_stopped(
-    replicas: Replicas, cluster: Stack, link: ClusterLink
+    replicas: Replicas, doomed_cluster: Stack
 ) -> None:
     """Members frozen (SIGSTOP), then stopped: fail open answers 200 marked
     X-RateLimit-Degraded, fail closed 503 with Retry-After, always within the decision
     timeout + 1 s; /ready is 503 once they are gone; a replica started meanwhile waits;
-    once the members are back, all three replicas decide again.
-
-    Keep this test last: it stops the session's cluster (and leaves it running again)."""
+    once the members are back, all three replicas decide again."""
+    cluster = doomed_cluster
     overrides = {
+        "hazelcast_members": ",".join(cluster.member_addresses(MEMBERS)),
+        "hazelcast_cluster_name": cluster.cluster_name,
         "decision_timeout_seconds": FAILURE_DECISION_TIMEOUT,
         "lock_wait_seconds": FAILURE_DECISION_TIMEOUT / 2,
         "drain_seconds": 0.2,
@@ -328,5 +348,3 @@ def test_failure_policy_with_every_member_stopped(
         f"members restarted in {restart_seconds:.1f}s; replicas deciding again "
         f"{time.monotonic() - started:.1f}s later"
     )
-    # The session's own client too, before the next tests use it.
-    open_.wait_for(lambda: link.connected, 120, "the session's client to reconnect")

@@ -135,7 +135,11 @@ BAD_INPUTS = [
     ),
     Case("unknown field", "POST", "/bucket", 422, js({"name": "a", "burst": 5}), field="burst"),
     Case("PUT /bucket", "PUT", "/bucket", 405, name_body("a")),
-    Case("GET /bucket", "GET", "/bucket", 405),
+    Case("GET /bucket without name", "GET", "/bucket", 422, field="name"),
+    Case("GET /bucket, two names", "GET", "/bucket?name=a&name=b", 422, field="name"),
+    Case("GET /bucket, blank name", "GET", "/bucket?name=%20", 422, field="name"),
+    Case("GET /bucket, unknown name", "GET", f"/bucket?name={UNKNOWN}", 404),
+    Case("GET /bucket?name= without token", "GET", "/bucket?name=a", 401, headers={}),
     # One client.
     Case("id not a UUID", "GET", "/bucket/not-a-uuid", 404),
     Case("id unknown", "GET", f"/bucket/{UNKNOWN}", 404),
@@ -326,3 +330,18 @@ def test_a_request_that_is_not_http_gets_a_json_400(replica: Replica) -> None:
 
 if __name__ == "__main__":
     print(table())
+
+
+def test_a_client_whose_create_answer_was_lost_is_found_by_name(replica: Replica) -> None:
+    """When a create's 201 is lost, the retry gets 409, and GET /bucket?name= gives the
+    client (its id included) to the admin."""
+    name = f"lost-{uuid.uuid4().hex[:8]} é"
+    created = create_client(replica, name)
+    retried = replica.request("POST", "/bucket", json={"name": name}, headers=ADMIN)
+    assert retried.status_code == 409
+    found = replica.get("/bucket", params={"name": name}, headers=ADMIN)
+    assert found.status_code == 200, found.text
+    assert found.json() == created
+    replica.request("DELETE", f"/bucket/{created['id']}", headers=ADMIN)
+    gone = replica.get("/bucket", params={"name": name}, headers=ADMIN)
+    assert gone.status_code == 404
