@@ -4,6 +4,10 @@ an arbitrary upstream, so the limiter protects an app that knows nothing of it."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
+import time
 import uuid
 from collections import Counter
 
@@ -111,3 +115,98 @@ def test_nginx_refuses_oversized_requests_with_json(
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert "error" in response.json()
+
+
+class SwallowingUpstream:
+    """Stands in for a replica that receives a request and dies before answering: reads
+    each request, counts it, and closes the connection without a response."""
+
+    def __init__(self, port: int) -> None:
+        self.received = 0
+        self._server = socket.create_server(("127.0.0.1", port), reuse_port=False)
+        self._server.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> SwallowingUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._server.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(2)
+                data = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in data:
+                        chunk = connection.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                # Only guarded requests: Prometheus also scrapes this port.
+                self.received += data.startswith((b"GET /example", b"GET /decide"))
+
+
+@pytest.mark.parametrize("path", ["/example", "/example/", "/decide"])
+def test_a_guarded_request_is_never_sent_twice(path: str, topology: Topology) -> None:
+    """A replica that takes a guarded request and dies before answering: nginx answers 503
+    JSON and does not pass the request to another replica, where it would count again."""
+    topology.use("entry_processor")
+    window = quiet_window()
+    created = httpx.post(
+        f"{topology.url}/bucket",
+        json={"name": f"once-{uuid.uuid4().hex}", "limit": 1000, "window_seconds": window},
+        headers=topology.admin,
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    client_id = created.json()["id"]
+    statuses: Counter[int] = Counter()
+    topology.stack.kill(topology.stack.replica_name(0))
+    try:
+        with SwallowingUpstream(topology.stack.replica_port(0)) as dead:
+            # Until the dead replica has taken a few (nginx may first leave it out for a
+            # while after the failures the kill itself caused), within a deadline.
+            deadline = time.monotonic() + 30
+            with httpx.Client(base_url=topology.url, timeout=30) as http:
+                while dead.received < 2 and time.monotonic() < deadline:
+                    response = http.get(path, headers={"X-Api-Id": client_id})
+                    statuses[response.status_code] += 1
+                    time.sleep(0.05)  # paces the requests so the wait spans fail_timeout
+            swallowed = dead.received
+    finally:
+        topology.restore_replicas()
+    requests = sum(statuses.values())
+    usage = httpx.get(
+        f"{topology.url}/bucket/{client_id}", headers=topology.admin, timeout=30
+    ).json()["usage"]
+    print(f"\n{path}: {dict(statuses)}, swallowed {swallowed}, counted {usage['used']}")
+    assert swallowed >= 2
+    assert statuses[503] == swallowed
+    assert usage["used"] + swallowed == requests
+
+
+def test_gateway_without_any_replica_answers_json_503(topology: Topology) -> None:
+    """With every replica gone, gateway mode answers 503 JSON (not nginx's HTML 500), and
+    the protected app is not reached."""
+    before = upstream_hits(topology)
+    topology.stack.stop([topology.stack.replica_name(i) for i in range(topology.REPLICAS)])
+    try:
+        response = httpx.get(
+            f"{topology.url}/gateway/", headers={"X-Api-Id": str(uuid.uuid4())}, timeout=30
+        )
+    finally:
+        topology.restore_replicas()
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": "no API replica available"}
+    assert upstream_hits(topology) == before
