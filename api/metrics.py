@@ -98,7 +98,7 @@ LOCAL_DENIALS = Counter(
 CONTENDED = Counter(
     "ratelimit_contended",
     "Requests denied because their key was too busy, by cause: queue_full, lock_busy, "
-    "cas_exhausted, deadline.",
+    "lock_lost (a stalled lock holder's fenced write failed), cas_exhausted, deadline.",
     ["strategy", "cause"],
     registry=REGISTRY,
 )
@@ -135,7 +135,7 @@ def method_label(method: str) -> str:
 #: start: dashboards and alerts then read "none yet" as 0 rather than as no data.
 OUTCOMES = ("allowed", "denied", "contended", "fail_open", "fail_closed")
 ERROR_KINDS = tuple(kind.kind for kind in (BackendUnavailable, BackendTimeout))
-CONTENDED_CAUSES = ("queue_full", "lock_busy", "cas_exhausted", "deadline")
+CONTENDED_CAUSES = ("queue_full", "lock_busy", "lock_lost", "cas_exhausted", "deadline")
 
 
 def preset(strategy: str) -> None:

@@ -54,7 +54,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.from_env(
         decision_timeout_seconds=30.0,
         lock_wait_seconds=25.0,
-        lock_lease_seconds=30.0,
+        lock_lease_seconds=40.0,
         cas_max_attempts=10_000,
     )
     link = await connect(settings)

@@ -166,6 +166,7 @@ class Strategy(abc.ABC):
         self.observer: Observer = observer or NullObserver()
         self._flights: dict[FlightKey, _Flight] = {}
         self._runners: set[asyncio.Task[None]] = set()
+        self._ttl_restores: set[asyncio.Task[None]] = set()
 
     def now_ms(self) -> int:
         """The time that picks the window (lock and cas)."""
@@ -321,6 +322,26 @@ class Strategy(abc.ABC):
         """Waits for the cluster operations still running (each is bounded)."""
         if self._runners:
             await asyncio.gather(*self._runners, return_exceptions=True)
+        if self._ttl_restores:
+            await asyncio.gather(*self._ttl_restores, return_exceptions=True)
+
+    def _restore_ttl(self, key: str, ttl_ms: int) -> None:
+        """Gives ``key`` its window's TTL again, off the decision's critical path.
+
+        ``replace_if_same`` keeps no per-entry TTL (the entry falls back to the map's
+        ``time-to-live-seconds``), and Hazelcast has no replace-with-TTL; the map-level
+        TTL in hazelcast.xml bounds a key whose restore was lost.
+        """
+        task = asyncio.get_running_loop().create_task(self._set_ttl(key, ttl_ms))
+        self._ttl_restores.add(task)
+        task.add_done_callback(self._ttl_restores.discard)
+
+    async def _set_ttl(self, key: str, ttl_ms: int) -> None:
+        try:
+            await self.counters.set_ttl(key, ttl_ms / 1000)
+        except Exception:
+            # The map-level TTL still bounds the key's life; count it, do not fail.
+            self.observer.ttl_restore_failed()
 
     def ttl_ms(self, decision: Decision) -> int:
         """A counter lives until its window ends, plus the grace."""

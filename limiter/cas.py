@@ -43,7 +43,6 @@ class CasStrategy(Strategy):
         super().__init__(counters, **common)
         self.max_attempts = cas_max_attempts
         self.backoff_max_ms = cas_backoff_max_ms
-        self._ttl_restores: set[asyncio.Task[None]] = set()
 
     async def _decide_batch(
         self,
@@ -86,20 +85,3 @@ class CasStrategy(Strategy):
         self.observer.cas_attempts(attempt)
         self.observer.contended("cas_exhausted")
         return [contended(limit)] * len(costs)
-
-    def _restore_ttl(self, key: str, ttl_ms: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._set_ttl(key, ttl_ms))
-        self._ttl_restores.add(task)
-        task.add_done_callback(self._ttl_restores.discard)
-
-    async def _set_ttl(self, key: str, ttl_ms: int) -> None:
-        try:
-            await self.counters.set_ttl(key, ttl_ms / 1000)
-        except Exception:
-            # The map-level TTL still bounds the key's life; count it, do not fail.
-            self.observer.ttl_restore_failed()
-
-    async def close(self) -> None:
-        await super().close()
-        if self._ttl_restores:
-            await asyncio.gather(*self._ttl_restores, return_exceptions=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from hazelcast.errors import HazelcastError
 
 from limiter.base import Strategy, contended, window_key
 from limiter.rule import Decision, WindowState, decide_batch, window_start
@@ -14,8 +17,13 @@ __all__ = ["LockStrategy"]
 
 
 class LockStrategy(Strategy):
-    """``try_lock(lease)`` → ``get`` → ``set(ttl)`` → ``unlock``: four round trips per
-    batch of queued requests, not per request.
+    """``try_lock(lease)`` → ``get`` → conditional write → ``unlock``: four round trips
+    per batch of queued requests, not per request.
+
+    The write is ``put_if_absent(ttl)`` or ``replace_if_same`` of the value read under
+    the lock (its TTL restored with ``set_ttl`` off the critical path, as in the cas
+    strategy), not a plain ``set``: a holder that stalls past its lease cannot overwrite
+    the count of the replica that took the lock after it; its batch is denied instead.
 
     Unlike the original, a lock that is not free in time never yields an unlocked
     decision: the batch is denied as contended. The lock always has a lease, so a replica
@@ -63,11 +71,29 @@ class LockStrategy(Strategy):
             count = await self.counters.get(key)
             state = None if count is None else WindowState(start, count)
             new_state, decisions = decide_batch(state, now, costs, limit, window_seconds)
-            if new_state.count != (count or 0):
-                await self.counters.set(key, new_state.count, ttl=self.ttl_ms(decisions[0]) / 1000)
-            return decisions
+            if new_state.count == (count or 0):
+                return decisions  # nothing admitted: nothing to write
+            if await self._write(key, count, new_state.count, self.ttl_ms(decisions[0])):
+                return decisions
+            # The key changed under "our" lock: this holder stalled past its lease and
+            # another took the lock. Nothing was written, so nothing is admitted.
+            self.observer.contended("lock_lost")
+            return [contended(limit)] * len(costs)
         finally:
-            await self._unlock(key)
+            with contextlib.suppress(HazelcastError):
+                # Fails when the lease ran out meanwhile: the lock is no longer ours.
+                await self._unlock(key)
+
+    async def _write(self, key: str, read: int | None, count: int, ttl_ms: int) -> bool:
+        """Stores ``count`` only if the key still holds what was read under the lock (a
+        fencing write): a holder that stalled past its lease, while another replica took
+        the lock and counted on, can never overwrite the newer count."""
+        if read is None:
+            return await self.counters.put_if_absent(key, count, ttl=ttl_ms / 1000) is None
+        if await self.counters.replace_if_same(key, read, count):
+            self._restore_ttl(key, ttl_ms)
+            return True
+        return False
 
     async def _lock(self, key: str, wait: float) -> bool:
         return bool(

@@ -96,6 +96,11 @@ class Settings:
                 )
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise SettingsError(f"{PREFIX}{field.name.upper()} must be positive, got {value}")
+        if self.lock_lease_seconds <= self.decision_timeout_seconds:
+            raise SettingsError(
+                "RATELIMIT_LOCK_LEASE_SECONDS must exceed RATELIMIT_DECISION_TIMEOUT_SECONDS, "
+                "or a healthy holder can lose its lock while its callers still wait"
+            )
         if self.lock_wait_seconds >= self.decision_timeout_seconds:
             raise SettingsError(
                 "RATELIMIT_LOCK_WAIT_SECONDS must be below RATELIMIT_DECISION_TIMEOUT_SECONDS, "

@@ -46,7 +46,7 @@ def test_settings(**overrides: Any) -> Settings:
         "hazelcast_cluster_name": CLUSTER_NAME,
         "decision_timeout_seconds": 20.0,
         "lock_wait_seconds": 15.0,
-        "lock_lease_seconds": 10.0,
+        "lock_lease_seconds": 30.0,
         "cas_max_attempts": 400,
         # Injected clocks in the tests may sit near a window's end: keep keys alive.
         "expiry_grace_seconds": 120.0,

@@ -231,3 +231,51 @@ def test_counter_map_empties_after_its_windows_pass(
             break
         time.sleep(0.5)  # expiry is the cluster's own clock at work; poll it
     assert size == 0, f"{strategy_name}: {size} counter keys still alive after 45 s"
+
+
+class StallingLockStrategy(LockStrategy):
+    """The lock strategy pausing between its read and its write, as a replica does that
+    stalls (a long GC, a blocked event loop) while it holds the lock."""
+
+    def __init__(self, counters: Any, stall_seconds: float, **settings: Any) -> None:
+        super().__init__(counters, **settings)
+        self.stall_seconds = stall_seconds
+        self.stalling = asyncio.Event()
+
+    async def _write(self, key: str, read: int | None, count: int, ttl_ms: int) -> bool:
+        self.stalling.set()
+        await asyncio.sleep(self.stall_seconds)
+        return await super()._write(key, read, count, ttl_ms)
+
+
+def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_a_newer_count(
+    counters: Any, loop: LoopThread
+) -> None:
+    """A holder whose lease runs out between its read and its write, while another
+    replica takes the lock and spends the whole limit, writes nothing and denies its
+    request (contended): a third replica then finds the limit spent, not a stale count."""
+    settings: dict[str, Any] = {
+        "clock": lambda: NOW_MS,
+        "decision_timeout_seconds": 10.0,
+        "lock_wait_seconds": 5.0,
+        "lock_lease_seconds": 1.0,
+    }
+    stalled = StallingLockStrategy(counters, 2.0, **settings)
+    other, third = LockStrategy(counters, **settings), LockStrategy(counters, **settings)
+    key = window_key("c", 60, window_start(NOW_MS, 60))
+
+    async def scenario() -> tuple[Decision, list[Decision], Decision, int]:
+        late = asyncio.create_task(stalled.decide("c", 2, 60))
+        await stalled.stalling.wait()  # it holds the lock and has read an empty window
+        spent = [await other.decide("c", 2, 60) for _ in range(2)]  # once the lease ends
+        after = await third.decide("c", 2, 60)
+        for strategy in (stalled, other, third):
+            await strategy.close()
+        return await late, spent, after, await counters.get(key)
+
+    late, spent, after, stored = loop.run(scenario())
+    print(f"\nstalled holder: {late.reason.name}; the others: {[d.allowed for d in spent]}")
+    assert [d.allowed for d in spent] == [True, True]
+    assert (late.allowed, late.reason) == (False, Reason.CONTENDED)
+    assert (after.allowed, after.reason) == (False, Reason.LIMIT_REACHED)
+    assert stored == 2

@@ -49,6 +49,10 @@ class GetThenSetStrategy(LockStrategy):
     async def _unlock(self, key: str) -> None:
         pass
 
+    async def _write(self, key: str, read: int | None, count: int, ttl_ms: int) -> bool:
+        await self.counters.set(key, count, ttl=ttl_ms / 1000)
+        return True
+
 
 def build(name: str, settings: Settings, counters: Any, clock: Clock | None) -> Strategy:
     if name == BROKEN:
