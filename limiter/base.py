@@ -325,6 +325,22 @@ class Strategy(abc.ABC):
         if self._ttl_restores:
             await asyncio.gather(*self._ttl_restores, return_exceptions=True)
 
+    async def _write_if_unchanged(
+        self, key: str, read: int | None, count: int, ttl_ms: int
+    ) -> tuple[bool, int | None]:
+        """Stores ``count`` only if ``key`` still holds ``read`` (absent when None).
+
+        Returns whether it was written and, when an absent key turned out to be there,
+        the value found (saving the next attempt a ``get``).
+        """
+        if read is None:
+            found = await self.counters.put_if_absent(key, count, ttl=ttl_ms / 1000)
+            return found is None, found
+        if await self.counters.replace_if_same(key, read, count):
+            self._restore_ttl(key, ttl_ms)
+            return True, None
+        return False, None
+
     def _restore_ttl(self, key: str, ttl_ms: int) -> None:
         """Gives ``key`` its window's TTL again, off the decision's critical path.
 

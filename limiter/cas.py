@@ -67,17 +67,14 @@ class CasStrategy(Strategy):
             if new_state.count == (current or 0):
                 self.observer.cas_attempts(attempt)
                 return decisions  # nothing admitted: nothing to write
-            ttl_ms = self.ttl_ms(decisions[0])
-            if current is None:
-                winner = await self.counters.put_if_absent(key, new_state.count, ttl=ttl_ms / 1000)
-                if winner is None:
-                    self.observer.cas_attempts(attempt)
-                    return decisions
-                known_key, known = key, winner
-            elif await self.counters.replace_if_same(key, current, new_state.count):
-                self._restore_ttl(key, ttl_ms)
+            written, found = await self._write_if_unchanged(
+                key, current, new_state.count, self.ttl_ms(decisions[0])
+            )
+            if written:
                 self.observer.cas_attempts(attempt)
                 return decisions
+            if found is not None:
+                known_key, known = key, found
             pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
             if loop.time() + pause >= deadline:
                 break

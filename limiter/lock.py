@@ -88,12 +88,8 @@ class LockStrategy(Strategy):
         """Stores ``count`` only if the key still holds what was read under the lock (a
         fencing write): a holder that stalled past its lease, while another replica took
         the lock and counted on, can never overwrite the newer count."""
-        if read is None:
-            return await self.counters.put_if_absent(key, count, ttl=ttl_ms / 1000) is None
-        if await self.counters.replace_if_same(key, read, count):
-            self._restore_ttl(key, ttl_ms)
-            return True
-        return False
+        written, _ = await self._write_if_unchanged(key, read, count, ttl_ms)
+        return written
 
     async def _lock(self, key: str, wait: float) -> bool:
         return bool(
