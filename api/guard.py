@@ -8,7 +8,7 @@ the request's arrival (time queued behind other requests for the same key counts
 A client over its limit, and a client whose key is too busy to decide in time while the
 cluster answers (429, reason ``contended``, ``Retry-After: 1``), are denied: load on one
 key never turns into admission. Only when the cluster cannot be reached (client
-disconnected, or no answer from it for ``RATELIMIT_UNREACHABLE_AFTER_SECONDS``: see
+disconnected, or no answer from it at all while the request waited: see
 :mod:`limiter.liveness`) does the failure policy decide (``RATELIMIT_FAILURE_MODE``):
 
 - ``open``: 200 as if admitted, marked ``X-RateLimit-Degraded: <kind>``, counted as
@@ -39,7 +39,7 @@ from api.docs import Error, Message
 from api.errors import MissingApiId, UnknownClient
 from api.headers import DEGRADED, decision_headers, policy_headers
 from api.metrics import BACKEND_ERRORS, DECISION_SECONDS, DECISIONS, labelled
-from api.registry import ClientRecord, parse_client_id
+from api.registry import ClientRecord, Registry, parse_client_id
 from limiter import BackendError, BackendTimeout, BackendUnavailable, Decision, Reason
 
 __all__ = ["FAIL_CLOSED_RETRY_AFTER_SECONDS", "Verdict", "decide", "example", "judge"]
@@ -100,10 +100,11 @@ async def judge(request: Request) -> Verdict:
     deadline = asyncio.get_running_loop().time() + backend.settings.decision_timeout_seconds
     record: ClientRecord | None = None
     try:
-        known, record = _remembered(backend, client_id)
+        registry = _registry(backend)
+        known, record = registry.remembered(client_id)
         if not known:
             async with asyncio.timeout_at(deadline):
-                record = await _lookup(backend, client_id)
+                record = await registry.fetch(client_id)
         if record is None:
             raise UnknownClient("unknown client id")
         decision = await _decide(backend, client_id, record, deadline)
@@ -196,17 +197,10 @@ async def decide(request: Request) -> HTTPResponse:
     return json({"error": reason}, status=403, headers=verdict.headers())
 
 
-def _remembered(backend: Backend, client_id: str) -> tuple[bool, ClientRecord | None]:
-    """The worker's own copy of the record, when it has one: no await, no timeout."""
-    if backend.registry is None:
-        return False, None
-    return backend.registry.remembered(client_id)
-
-
-async def _lookup(backend: Backend, client_id: str) -> ClientRecord | None:
+def _registry(backend: Backend) -> Registry:
     if backend.registry is None:
         raise BackendUnavailable("not connected to the cluster yet")
-    return await backend.registry.lookup(client_id)
+    return backend.registry
 
 
 async def _decide(

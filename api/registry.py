@@ -155,11 +155,9 @@ class Registry:
             return False, None
         return True, entry[0]
 
-    async def lookup(self, client_id: str) -> ClientRecord | None:
-        """The record through the memo and the near cache: the guarded route's read."""
-        known, record = self.remembered(client_id)
-        if known:
-            return record
+    async def fetch(self, client_id: str) -> ClientRecord | None:
+        """The record through the near cache, kept in the memo: the guarded route's read
+        when :meth:`remembered` does not know the id."""
         events = self._events
         text = await self.clients.get(client_id)
         if text is None:
