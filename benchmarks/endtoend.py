@@ -28,12 +28,10 @@ HTTP 20901+) in ``.run/bench``, and stops them at the end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.wrk import WrkRun, run_wrk
 from limiter import STRATEGY_NAMES
 from stack.runner import ROOT, Stack
 
@@ -49,34 +48,6 @@ ADMIN_TOKEN = "bench-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 REPLICAS = 3
 SCENARIOS = ("health", "under", "past", "exact")
-
-#: Counts statuses, contended denials and degraded answers across wrk's threads.
-WRK_SCRIPT = """
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) counts = {}; contended = 0; degraded = 0 end
-function response(status, headers, body)
-  counts[status] = (counts[status] or 0) + 1
-  if headers["X-RateLimit-Degraded"] then degraded = degraded + 1 end
-  if status == 429 and headers["Retry-After"] == "1" and string.find(body, "busy") then
-    contended = contended + 1
-  end
-end
-function done(summary, latency, requests)
-  local total = {}
-  local c, d = 0, 0
-  for _, t in ipairs(threads) do
-    for k, v in pairs(t:get("counts")) do total[k] = (total[k] or 0) + v end
-    c = c + t:get("contended")
-    d = d + t:get("degraded")
-  end
-  for k, v in pairs(total) do io.write(string.format("status %d %d\\n", k, v)) end
-  io.write(string.format("contended %d\\ndegraded %d\\n", c, d))
-  for _, p in ipairs({50, 99, 99.9}) do
-    io.write(string.format("latency_p%s_us %d\\n", p, latency:percentile(p)))
-  end
-end
-"""
 
 
 def bench_stack() -> Stack:
@@ -91,47 +62,19 @@ def bench_stack() -> Stack:
     )
 
 
-def wrk(
-    url: str, connections: int, seconds: float, script: Path, header: str = ""
-) -> dict[str, Any]:
-    """One wrk run; returns rate, statuses, errors and latency percentiles."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
-    if header:
-        command[1:1] = ["-H", header]
-    output = subprocess.run(
-        command, capture_output=True, text=True, check=True, timeout=seconds + 60
-    ).stdout
-    statuses = {int(k): int(v) for k, v in re.findall(r"^status (\d+) (\d+)$", output, re.M)}
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    values = dict(re.findall(r"^(contended|degraded|latency_p[\d.]+_us) (\d+)$", output, re.M))
-    return {
-        "per_second": float(rate.group(1)) if rate else 0.0,
-        "statuses": statuses,
-        "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
-        "contended": int(values.get("contended", 0)),
-        "degraded": int(values.get("degraded", 0)),
-        "p50_ms": int(values.get("latency_p50_us", 0)) / 1000,
-        "p99_ms": int(values.get("latency_p99_us", 0)) / 1000,
-        "p999_ms": int(values.get("latency_p99.9_us", 0)) / 1000,
-    }
-
-
-def problems(scenario: str, run: dict[str, Any], exact_limit: int) -> list[str]:
+def problems(scenario: str, run: WrkRun, exact_limit: int) -> list[str]:
     """What is wrong with one run, if anything."""
     found = []
-    statuses = run["statuses"]
-    if run["socket_errors"]:
-        found.append(f"{run['socket_errors']} socket errors")
-    if run["degraded"]:
-        found.append(f"{run['degraded']} answers degraded (failed open or closed)")
+    statuses = run.statuses
+    if run.socket_error_count:
+        found.append(f"{run.socket_error_count} socket errors")
+    if run.degraded:
+        found.append(f"{run.degraded} answers degraded (failed open or closed)")
     allowed_statuses = {200} if scenario in ("health", "under") else {200, 429}
     if set(statuses) - allowed_statuses:
         found.append(f"statuses {statuses}")
-    if scenario == "under" and run["contended"]:
-        found.append(f"{run['contended']} contended denials under the limit")
+    if scenario == "under" and run.contended:
+        found.append(f"{run.contended} contended denials under the limit")
     if scenario == "past" and statuses.get(200, 0):
         found.append(f"{statuses[200]} admitted past the limit")
     expected = min(sum(statuses.values()), exact_limit)
@@ -166,53 +109,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait = seconds_left_in_hour() + 1
         print(f"waiting {wait:.0f}s for the next hour: a window edge would reset the clients")
         time.sleep(wait)
-    with tempfile.TemporaryDirectory() as folder:
-        script = Path(folder) / "count.lua"
-        script.write_text(WRK_SCRIPT)
-        try:
-            stack.start_members(3)
-            stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
-            for strategy in args.strategies:
-                stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
-                env = {
-                    "RATELIMIT_STRATEGY": strategy,
-                    "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
-                    "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{strategy}",
+    try:
+        stack.start_members(3)
+        stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
+        for strategy in args.strategies:
+            stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
+            env = {
+                "RATELIMIT_STRATEGY": strategy,
+                "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
+                "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{strategy}",
+            }
+            stack.start_replicas(REPLICAS, env)
+            # Warm-up, not recorded: connections, the members' JIT, near caches.
+            warm = create_client(base, 10**9)
+            run_wrk(f"{base}/example", args.connections, 2, headers={"X-Api-Id": warm})
+            for round_ in range(args.rounds):
+                clients = {
+                    "under": create_client(base, 10**9),
+                    "past": create_client(base, 1),
+                    "exact": create_client(base, args.exact_limit),
                 }
-                stack.start_replicas(REPLICAS, env)
-                # Warm-up, not recorded: connections, the members' JIT, near caches.
-                warm = create_client(base, 10**9)
-                wrk(f"{base}/example", args.connections, 2, script, f"X-Api-Id: {warm}")
-                for round_ in range(args.rounds):
-                    clients = {
-                        "under": create_client(base, 10**9),
-                        "past": create_client(base, 1),
-                        "exact": create_client(base, args.exact_limit),
-                    }
-                    httpx.get(f"{base}/example", headers={"X-Api-Id": clients["past"]})
-                    for scenario in SCENARIOS:
-                        if scenario == "health":
-                            result = wrk(f"{base}/health", args.connections, args.duration, script)
-                        else:
-                            header = f"X-Api-Id: {clients[scenario]}"
-                            result = wrk(
-                                f"{base}/example", args.connections, args.duration, script, header
-                            )
-                        result["problems"] = problems(scenario, result, args.exact_limit)
-                        raw.setdefault(strategy, {}).setdefault(scenario, []).append(result)
-                        mark = (
-                            "FAILED " + "; ".join(result["problems"])
-                            if result["problems"]
-                            else "ok"
-                        )
-                        print(
-                            f"{strategy:>15} round {round_ + 1}/{args.rounds} {scenario:>6}: "
-                            f"{result['per_second']:8.0f}/s p50 {result['p50_ms']:6.2f} ms "
-                            f"p99 {result['p99_ms']:7.2f} ms {result['statuses']} {mark}",
-                            flush=True,
-                        )
-        finally:
-            stack.stop()
+                httpx.get(f"{base}/example", headers={"X-Api-Id": clients["past"]})
+                for scenario in SCENARIOS:
+                    path = "/health" if scenario == "health" else "/example"
+                    headers = {} if scenario == "health" else {"X-Api-Id": clients[scenario]}
+                    seen = run_wrk(
+                        f"{base}{path}", args.connections, args.duration, headers=headers
+                    )
+                    result = {k: v for k, v in dataclasses.asdict(seen).items() if k != "output"}
+                    result["problems"] = problems(scenario, seen, args.exact_limit)
+                    raw.setdefault(strategy, {}).setdefault(scenario, []).append(result)
+                    mark = "FAILED " + "; ".join(result["problems"]) if result["problems"] else "ok"
+                    print(
+                        f"{strategy:>15} round {round_ + 1}/{args.rounds} {scenario:>6}: "
+                        f"{seen.per_second:8.0f}/s p50 {seen.p50_ms:6.2f} ms "
+                        f"p99 {seen.p99_ms:7.2f} ms {seen.statuses} {mark}",
+                        flush=True,
+                    )
+    finally:
+        stack.stop()
     return summarise(raw, args)
 
 
