@@ -1,9 +1,24 @@
 """The fixed-window rule, in one place.
 
-Windows are aligned: window k covers ``[k*W, (k+1)*W)`` in epoch milliseconds, so every
-caller that agrees on the clock agrees on the window without talking to anyone. A request
-of weight ``cost`` is admitted when the window's count plus ``cost`` stays within the limit;
-a denied request changes nothing. The three strategies differ only in how they make one
+A window lasts ``W`` (``window_seconds``) from its start. A request counts in the stored
+window until that window ends (``now < start + W``); otherwise a new window opens, and the
+client's :class:`Alignment` says where:
+
+- ``clock``: at ``k*W`` in epoch milliseconds, so window k covers ``[k*W, (k+1)*W)`` and
+  every caller that agrees on the clock agrees on the window without talking to anyone;
+- ``first_request``: at ``now``, the request that found no open window (the original Go
+  service's behaviour: a client gets its whole limit for W from its first request).
+
+A request of weight ``cost`` is admitted when the window's count plus ``cost`` stays within
+the limit; a denied request changes nothing (so nothing is stored when it opened the
+window).
+
+A stored window that starts *after* ``now`` is kept, as if ``now`` were its start: its
+writer's clock was ahead (another replica, or the member that owned the key before a
+failover) or this clock stepped back. Treating it as empty would give the client a fresh
+budget; keeping it costs at most one window, because every write sets a TTL of at most
+``W`` plus the grace, so even a start far in the future is forgotten once the client stops
+being admitted. The three strategies differ only in how they make one
 call of :func:`decide` atomic (or one call of :func:`decide_batch`, which decides every
 request queued for one key by a single cluster operation); the Java entry processor
 (``hazelcast/src/main/java/ratelimit/processor/FixedWindowRule.java``) mirrors this
@@ -23,7 +38,28 @@ import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
-__all__ = ["Decision", "Reason", "WindowState", "decide", "decide_batch", "window_start"]
+__all__ = [
+    "Alignment",
+    "Decision",
+    "Reason",
+    "WindowState",
+    "decide",
+    "decide_batch",
+    "opening_start",
+    "window_start",
+]
+
+
+class Alignment(enum.StrEnum):
+    """Where a client's new window starts. The Java mirror numbers them in this order."""
+
+    CLOCK = "clock"
+    FIRST_REQUEST = "first_request"
+
+    @property
+    def wire_id(self) -> int:
+        """The number the entry processor carries (``FixedWindowRule.CLOCK`` = 0, ...)."""
+        return list(Alignment).index(self)
 
 
 class Reason(enum.IntEnum):
@@ -62,8 +98,16 @@ class Decision(NamedTuple):
 
 
 def window_start(now_ms: int, window_seconds: int) -> int:
+    """The start of the clock-aligned window that holds ``now_ms``."""
     window_ms = window_seconds * 1000
     return (now_ms // window_ms) * window_ms
+
+
+def opening_start(now_ms: int, window_seconds: int, alignment: Alignment) -> int:
+    """Where a window opened at ``now_ms`` starts."""
+    if alignment is Alignment.FIRST_REQUEST:
+        return now_ms
+    return window_start(now_ms, window_seconds)
 
 
 def decide(
@@ -72,21 +116,25 @@ def decide(
     cost: int,
     limit: int,
     window_seconds: int,
+    alignment: Alignment = Alignment.CLOCK,
 ) -> tuple[WindowState, Decision]:
     """Applies one request to ``state``; returns the state to store and the decision.
 
-    A state from any other window (older, or newer after the clock stepped back) counts
-    as empty. ``remaining`` never goes below zero, even when the limit was lowered below
-    what the window already used.
+    A stored window that ended counts as empty; one that starts later is kept (see the
+    module's docstring). ``remaining`` never goes below zero, even when the limit was
+    lowered below what the window already used.
     """
     if cost < 1 or limit < 1 or window_seconds < 1:
         raise ValueError(
             "cost, limit and window_seconds must be positive, "
             f"got {cost}, {limit}, {window_seconds}"
         )
-    start = window_start(now_ms, window_seconds)
-    used = state.count if state is not None and state.window_start_ms == start else 0
-    reset_after_ms = start + window_seconds * 1000 - now_ms
+    window_ms = window_seconds * 1000
+    if state is not None and now_ms < state.window_start_ms + window_ms:
+        start, used = state.window_start_ms, state.count
+    else:
+        start, used = opening_start(now_ms, window_seconds, alignment), 0
+    reset_after_ms = start + window_ms - max(now_ms, start)
     if cost > limit:
         return WindowState(start, used), Decision(
             False, limit, max(0, limit - used), reset_after_ms, Reason.COST_OVER_LIMIT
@@ -107,6 +155,7 @@ def decide_batch(
     costs: Sequence[int],
     limit: int,
     window_seconds: int,
+    alignment: Alignment = Alignment.CLOCK,
 ) -> tuple[WindowState, list[Decision]]:
     """Applies the requests of ``costs`` in arrival order, as :func:`decide` would one by
     one at the same ``now_ms``; returns the final state and one decision per request.
@@ -119,7 +168,7 @@ def decide_batch(
         raise ValueError("a batch needs at least one request")
     decisions = []
     for cost in costs:
-        state, decision = decide(state, now_ms, cost, limit, window_seconds)
+        state, decision = decide(state, now_ms, cost, limit, window_seconds, alignment)
         decisions.append(decision)
     assert state is not None
     return state, decisions

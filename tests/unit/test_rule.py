@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from limiter import Decision, Reason, WindowState, decide, decide_batch, window_start
+from limiter import Alignment, Decision, Reason, WindowState, decide, decide_batch, window_start
 from tests.vectors.load import BatchVector, Vector, load, load_batch
 
 VECTORS = load()
@@ -14,15 +14,22 @@ BATCH_VECTORS = load_batch()
 
 
 def test_vectors_are_read() -> None:
-    """The shared vector file is found and not empty (so the next test checks something)."""
+    """The shared vector file is found and covers both alignments (so the next test checks
+    something for each)."""
     assert len(VECTORS) >= 20
+    assert sum(v.alignment is Alignment.FIRST_REQUEST for v in VECTORS) >= 10
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v.name for v in VECTORS])
 def test_shared_vector(vector: Vector) -> None:
     """The Python rule gives each shared vector's expected state and decision."""
     new_state, decision = decide(
-        vector.state, vector.now_ms, vector.cost, vector.limit, vector.window_seconds
+        vector.state,
+        vector.now_ms,
+        vector.cost,
+        vector.limit,
+        vector.window_seconds,
+        vector.alignment,
     )
     assert decision == vector.expected
     assert new_state == vector.expected_state
@@ -78,7 +85,12 @@ def test_batch_vectors_are_read() -> None:
 def test_shared_batch_vector(vector: BatchVector) -> None:
     """The Python batch rule gives each shared batch vector's state and decisions."""
     new_state, decisions = decide_batch(
-        vector.state, vector.now_ms, vector.costs, vector.limit, vector.window_seconds
+        vector.state,
+        vector.now_ms,
+        vector.costs,
+        vector.limit,
+        vector.window_seconds,
+        vector.alignment,
     )
     assert decisions == vector.expected
     assert new_state == vector.expected_state
@@ -96,17 +108,52 @@ def test_an_empty_batch_is_rejected() -> None:
     now=st.integers(0, 179_999),
     costs=st.lists(st.integers(1, 5), min_size=1, max_size=40),
     limit=st.integers(1, 12),
+    alignment=st.sampled_from(Alignment),
 )
 def test_a_batch_equals_its_requests_one_by_one(
-    state: WindowState | None, now: int, costs: list[int], limit: int
+    state: WindowState | None, now: int, costs: list[int], limit: int, alignment: Alignment
 ) -> None:
     """Deciding a batch gives exactly the decisions and final state of deciding its
     requests one after the other in the same order at the same time."""
     sequential_state = state
     sequential = []
     for cost in costs:
-        sequential_state, decision = decide(sequential_state, now, cost, limit, 60)
+        sequential_state, decision = decide(sequential_state, now, cost, limit, 60, alignment)
         sequential.append(decision)
-    batch_state, batch = decide_batch(state, now, costs, limit, 60)
+    batch_state, batch = decide_batch(state, now, costs, limit, 60, alignment)
     assert batch == sequential
     assert batch_state == sequential_state
+
+
+@given(
+    limit=st.integers(1, 50),
+    window=st.sampled_from([1, 7, 60]),
+    start=st.integers(0, 2**41),
+    steps=st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 5)), max_size=60),
+)
+def test_first_request_windows_last_w_from_the_request_that_opened_them(
+    limit: int, window: int, start: int, steps: list[tuple[int, int]]
+) -> None:
+    """With ``first_request``, a window opens at the first request admitted after the last
+    one ended and lasts exactly W; within it the admitted cost never exceeds the limit.
+    (As every strategy does, the state is stored only when something was admitted.)"""
+    window_ms = window * 1000
+    stored: WindowState | None = None
+    now = start
+    opened: int | None = None
+    spent = 0
+    for advance, cost in steps:
+        now += advance
+        if opened is not None and now >= opened + window_ms:
+            opened, spent = None, 0
+        state, decision = decide(stored, now, cost, limit, window, Alignment.FIRST_REQUEST)
+        assert decision.allowed == (cost + spent <= limit)
+        if decision.allowed:
+            if opened is None:
+                opened = now
+            spent += cost
+            stored = state
+            assert stored == WindowState(opened, spent)
+        expected_start = now if opened is None else opened
+        assert decision.reset_after_ms == expected_start + window_ms - now
+        assert decision.remaining == max(0, limit - spent)

@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 from typing import NamedTuple
 
-from limiter import Decision, Reason, WindowState
+from limiter import Alignment, Decision, Reason, WindowState
 
 VECTORS = Path(__file__).with_name("fixed_window.csv")
 BATCH_VECTORS = Path(__file__).with_name("fixed_window_batch.csv")
@@ -20,6 +20,7 @@ class Vector(NamedTuple):
     cost: int
     limit: int
     window_seconds: int
+    alignment: Alignment
     expected_state: WindowState
     expected: Decision
 
@@ -29,7 +30,7 @@ def load() -> list[Vector]:
         rows = list(csv.DictReader(handle))
     vectors = []
     for row in rows:
-        number = {k: int(v) for k, v in row.items() if k != "name"}
+        number = {k: int(v) for k, v in row.items() if k not in ("name", "alignment")}
         state = (
             WindowState(number["state_window_start_ms"], number["state_count"])
             if number["has_state"]
@@ -43,6 +44,7 @@ def load() -> list[Vector]:
                 number["cost"],
                 number["limit"],
                 number["window_seconds"],
+                Alignment(row["alignment"]),
                 WindowState(number["new_window_start_ms"], number["new_count"]),
                 Decision(
                     bool(number["allowed"]),
@@ -63,6 +65,7 @@ class BatchVector(NamedTuple):
     costs: list[int]
     limit: int
     window_seconds: int
+    alignment: Alignment
     expected_state: WindowState
     expected: list[Decision]
 
@@ -100,6 +103,7 @@ def load_batch() -> list[BatchVector]:
                 _numbers(row["costs"]),
                 limit,
                 int(row["window_seconds"]),
+                Alignment(row["alignment"]),
                 WindowState(int(row["new_window_start_ms"]), int(row["new_count"])),
                 expected,
             )

@@ -20,9 +20,10 @@ import java.util.concurrent.TimeUnit;
  * so replicas with skewed clocks still agree on window edges. The requests are decided in
  * order at that one instant, as {@link FixedWindowRule#decideBatch} does.
  *
- * <p>Wire format, in this order: {@code limit}, {@code windowSeconds}, {@code nowMs}
- * ({@code -1}: the member's clock), {@code expiryGraceMs} as longs, then the costs as a long
- * array.
+ * <p>Wire format, in this order: {@code limit}, {@code windowSeconds} as longs,
+ * {@code alignment} as an int ({@link FixedWindowRule#CLOCK} or
+ * {@link FixedWindowRule#FIRST_REQUEST}), {@code nowMs} ({@code -1}: the member's clock) and
+ * {@code expiryGraceMs} as longs, then the costs as a long array.
  *
  * <p>The result is {@code long[]{limit, resetAfterMs, allowed_0 (1|0), remaining_0,
  * reason_0, allowed_1, remaining_1, reason_1, ...}}, length {@code 2 + 3n}: a plain array,
@@ -38,6 +39,7 @@ public class FixedWindowProcessor
 
     private long limit;
     private long windowSeconds;
+    private int alignment;
     private long nowMs;
     private long expiryGraceMs;
     private long[] costs;
@@ -47,9 +49,11 @@ public class FixedWindowProcessor
     public FixedWindowProcessor() {
     }
 
-    public FixedWindowProcessor(long limit, long windowSeconds, long nowMs, long expiryGraceMs, long[] costs) {
+    public FixedWindowProcessor(
+            long limit, long windowSeconds, int alignment, long nowMs, long expiryGraceMs, long[] costs) {
         this.limit = limit;
         this.windowSeconds = windowSeconds;
+        this.alignment = alignment;
         this.nowMs = nowMs;
         this.expiryGraceMs = expiryGraceMs;
         this.costs = costs;
@@ -62,7 +66,8 @@ public class FixedWindowProcessor
         boolean hasState = stored instanceof long[] state && state.length == 2;
         long[] state = hasState ? (long[]) stored : new long[] {0L, 0L};
         FixedWindowRule.BatchOutcome outcome =
-                FixedWindowRule.decideBatch(hasState, state[0], state[1], now, costs, limit, windowSeconds);
+                FixedWindowRule.decideBatch(
+                hasState, state[0], state[1], now, costs, limit, windowSeconds, alignment);
         // Denied requests change nothing, so a batch with no admission leaves entry and TTL as they are.
         if (outcome.anyAllowed()) {
             long ttlMs = outcome.resetAfterMs() + expiryGraceMs;
@@ -112,6 +117,7 @@ public class FixedWindowProcessor
     public void writeData(ObjectDataOutput out) throws IOException {
         out.writeLong(limit);
         out.writeLong(windowSeconds);
+        out.writeInt(alignment);
         out.writeLong(nowMs);
         out.writeLong(expiryGraceMs);
         out.writeLongArray(costs);
@@ -121,6 +127,7 @@ public class FixedWindowProcessor
     public void readData(ObjectDataInput in) throws IOException {
         limit = in.readLong();
         windowSeconds = in.readLong();
+        alignment = in.readInt();
         nowMs = in.readLong();
         expiryGraceMs = in.readLong();
         costs = in.readLongArray();

@@ -5,8 +5,11 @@ package ratelimit.processor;
  *
  * <p>Both implementations are checked against the same file of cases
  * ({@code tests/vectors/fixed_window.csv}); change one, change the other and the file.
- * Windows are aligned: window k covers {@code [k*W, (k+1)*W)} in epoch milliseconds, so
- * every caller that agrees on the clock agrees on the window without coordination.
+ * A window lasts W from its start; a request counts in the stored window until that window
+ * ends ({@code now < start + W}; a window that starts later than {@code now} is kept, as if
+ * {@code now} were its start), otherwise a new window opens: at
+ * {@code k*W} in epoch milliseconds ({@link #CLOCK}), or at {@code now}, the request that
+ * found none open ({@link #FIRST_REQUEST}).
  *
  * <p>{@link #decideBatch} is the same rule for several queued requests of one key, checked
  * against {@code tests/vectors/fixed_window_batch.csv} and against repeated {@link #decide}.
@@ -16,6 +19,10 @@ public final class FixedWindowRule {
     public static final int ADMITTED = 0;
     public static final int LIMIT_REACHED = 1;
     public static final int COST_OVER_LIMIT = 2;
+
+    /** Alignments, numbered as {@code Alignment.wire_id} in {@code limiter/rule.py}. */
+    public static final int CLOCK = 0;
+    public static final int FIRST_REQUEST = 1;
 
     private FixedWindowRule() {
     }
@@ -61,6 +68,15 @@ public final class FixedWindowRule {
         return Math.floorDiv(nowMs, windowMs) * windowMs;
     }
 
+    /** Where a window opened at {@code nowMs} starts. */
+    public static long openingStart(long nowMs, long windowSeconds, int alignment) {
+        return switch (alignment) {
+            case CLOCK -> windowStart(nowMs, windowSeconds);
+            case FIRST_REQUEST -> nowMs;
+            default -> throw new IllegalArgumentException("unknown alignment " + alignment);
+        };
+    }
+
     /**
      * Applies one request of weight {@code cost} to the stored state.
      *
@@ -74,13 +90,16 @@ public final class FixedWindowRule {
             long nowMs,
             long cost,
             long limit,
-            long windowSeconds) {
+            long windowSeconds,
+            int alignment) {
         if (cost < 1 || limit < 1 || windowSeconds < 1) {
             throw new IllegalArgumentException("cost, limit and window must be positive");
         }
-        long start = windowStart(nowMs, windowSeconds);
-        long used = hasState && stateWindowStartMs == start ? stateCount : 0L;
-        long resetAfterMs = start + windowSeconds * 1000L - nowMs;
+        long windowMs = windowSeconds * 1000L;
+        boolean open = hasState && nowMs < stateWindowStartMs + windowMs;
+        long start = open ? stateWindowStartMs : openingStart(nowMs, windowSeconds, alignment);
+        long used = open ? stateCount : 0L;
+        long resetAfterMs = start + windowMs - Math.max(nowMs, start);
         if (cost > limit) {
             return new Outcome(start, used, false, limit, Math.max(0L, limit - used), resetAfterMs, COST_OVER_LIMIT);
         }
@@ -108,7 +127,8 @@ public final class FixedWindowRule {
             long nowMs,
             long[] costs,
             long limit,
-            long windowSeconds) {
+            long windowSeconds,
+            int alignment) {
         if (costs == null || costs.length == 0) {
             throw new IllegalArgumentException("a batch needs at least one cost");
         }
@@ -124,10 +144,10 @@ public final class FixedWindowRule {
         Outcome last = null;
         for (int i = 0; i < n; i++) {
             last = i == 0
-                    ? decide(hasState, stateWindowStartMs, stateCount, nowMs, costs[i], limit, windowSeconds)
-                    // From the second request on, the state is the one just decided: always in
-                    // the current window, so a stored state from another window is dropped once.
-                    : decide(true, last.windowStartMs(), last.count(), nowMs, costs[i], limit, windowSeconds);
+                    ? decide(hasState, stateWindowStartMs, stateCount, nowMs, costs[i], limit, windowSeconds, alignment)
+                    // From the second request on, the state is the one just decided: always open
+                    // at nowMs, so a stored state from an ended window is dropped once.
+                    : decide(true, last.windowStartMs(), last.count(), nowMs, costs[i], limit, windowSeconds, alignment);
             allowed[i] = last.allowed();
             remaining[i] = last.remaining();
             reasons[i] = last.reason();

@@ -38,6 +38,21 @@ class FixedWindowRuleTest {
         return lines.stream().skip(1).filter(l -> !l.isBlank()).map(l -> l.split(",")).toList();
     }
 
+    /** The alignment column's name as the rule's number. */
+    private static int alignment(String name) {
+        return switch (name) {
+            case "clock" -> FixedWindowRule.CLOCK;
+            case "first_request" -> FixedWindowRule.FIRST_REQUEST;
+            default -> throw new IllegalArgumentException("unknown alignment " + name);
+        };
+    }
+
+    @Test
+    void vectorsCoverBothAlignments() throws IOException {
+        assertTrue(vectors().stream().anyMatch(r -> r[14].equals("first_request")), "first_request vectors");
+        assertTrue(batchVectors().stream().anyMatch(r -> r[14].equals("first_request")), "first_request batches");
+    }
+
     @TestFactory
     Stream<DynamicTest> sharedVectorsMatch() throws IOException {
         List<String[]> rows = vectors();
@@ -46,7 +61,7 @@ class FixedWindowRuleTest {
             FixedWindowRule.Outcome o = FixedWindowRule.decide(
                     r[1].equals("1"), Long.parseLong(r[2]), Long.parseLong(r[3]),
                     Long.parseLong(r[4]), Long.parseLong(r[5]), Long.parseLong(r[6]),
-                    Long.parseLong(r[7]));
+                    Long.parseLong(r[7]), alignment(r[14]));
             assertEquals(r[8].equals("1"), o.allowed(), "allowed");
             assertEquals(Long.parseLong(r[6]), o.limit(), "limit");
             assertEquals(Long.parseLong(r[9]), o.remaining(), "remaining");
@@ -59,9 +74,9 @@ class FixedWindowRuleTest {
 
     @Test
     void nonPositiveArgumentsAreRejected() {
-        assertThrows(IllegalArgumentException.class, () -> FixedWindowRule.decide(false, 0, 0, 0, 0, 1, 1));
-        assertThrows(IllegalArgumentException.class, () -> FixedWindowRule.decide(false, 0, 0, 0, 1, 0, 1));
-        assertThrows(IllegalArgumentException.class, () -> FixedWindowRule.decide(false, 0, 0, 0, 1, 1, 0));
+        assertThrows(IllegalArgumentException.class, () -> FixedWindowRule.decide(false, 0, 0, 0, 0, 1, 1, FixedWindowRule.CLOCK));
+        assertThrows(IllegalArgumentException.class, () -> FixedWindowRule.decide(false, 0, 0, 0, 1, 0, 1, FixedWindowRule.CLOCK));
+        assertThrows(IllegalArgumentException.class, () -> FixedWindowRule.decide(false, 0, 0, 0, 1, 1, 0, FixedWindowRule.CLOCK));
     }
 
     private static List<String[]> batchVectors() throws IOException {
@@ -79,7 +94,7 @@ class FixedWindowRuleTest {
         List<String[]> rows = batchVectors();
         assertFalse(rows.isEmpty(), "no batch vectors read");
         return rows.stream().map(r -> DynamicTest.dynamicTest(r[0], () -> {
-            assertEquals(14, r.length, "columns");
+            assertEquals(15, r.length, "columns");
             long[] costs = longs(r[7]);
             long[] allowed = longs(r[8]);
             long[] remaining = longs(r[9]);
@@ -90,7 +105,7 @@ class FixedWindowRuleTest {
             long limit = Long.parseLong(r[5]);
             FixedWindowRule.BatchOutcome o = FixedWindowRule.decideBatch(
                     r[1].equals("1"), Long.parseLong(r[2]), Long.parseLong(r[3]),
-                    Long.parseLong(r[4]), costs, limit, Long.parseLong(r[6]));
+                    Long.parseLong(r[4]), costs, limit, Long.parseLong(r[6]), alignment(r[14]));
             assertEquals(limit, o.limit(), "limit");
             assertEquals(costs.length, o.allowed().length, "decisions");
             for (int i = 0; i < costs.length; i++) {
@@ -109,14 +124,16 @@ class FixedWindowRuleTest {
         Random random = new Random(7301L);
         for (int c = 0; c < 2000; c++) {
             long windowSeconds = random.nextBoolean() ? 1L : 60L;
+            int alignment = random.nextBoolean() ? FixedWindowRule.CLOCK : FixedWindowRule.FIRST_REQUEST;
             long windowMs = windowSeconds * 1000L;
             long nowMs = 1_764_384_000_000L + random.nextInt(5 * (int) windowMs);
             long current = FixedWindowRule.windowStart(nowMs, windowSeconds);
             boolean hasState = random.nextInt(4) != 0;
-            // Current window most of the time, otherwise an older or a later one.
-            long stateStart = switch (random.nextInt(4)) {
+            // Current window most of the time, otherwise an older, a later or an unaligned one.
+            long stateStart = switch (random.nextInt(5)) {
                 case 0 -> current - windowMs * (1 + random.nextInt(3));
                 case 1 -> current + windowMs;
+                case 2 -> nowMs - random.nextInt(2 * (int) windowMs);
                 default -> current;
             };
             long stateCount = random.nextInt(13);
@@ -126,18 +143,18 @@ class FixedWindowRuleTest {
                 costs[i] = 1 + random.nextInt(4);
             }
             String label = "case " + c + ": state=" + hasState + "/" + stateStart + "/" + stateCount
-                    + " now=" + nowMs + " limit=" + limit + " window=" + windowSeconds
+                    + " now=" + nowMs + " limit=" + limit + " window=" + windowSeconds + " alignment=" + alignment
                     + " costs=" + Arrays.toString(costs);
 
             FixedWindowRule.BatchOutcome batch = FixedWindowRule.decideBatch(
-                    hasState, stateStart, stateCount, nowMs, costs, limit, windowSeconds);
+                    hasState, stateStart, stateCount, nowMs, costs, limit, windowSeconds, alignment);
 
             boolean has = hasState;
             long start = stateStart;
             long count = stateCount;
             FixedWindowRule.Outcome single = null;
             for (int i = 0; i < costs.length; i++) {
-                single = FixedWindowRule.decide(has, start, count, nowMs, costs[i], limit, windowSeconds);
+                single = FixedWindowRule.decide(has, start, count, nowMs, costs[i], limit, windowSeconds, alignment);
                 assertEquals(single.allowed(), batch.allowed()[i], label + " allowed[" + i + "]");
                 assertEquals(single.remaining(), batch.remaining()[i], label + " remaining[" + i + "]");
                 assertEquals(single.reason(), batch.reasons()[i], label + " reasons[" + i + "]");
@@ -155,17 +172,17 @@ class FixedWindowRuleTest {
     @Test
     void invalidBatchesAreRejected() {
         assertThrows(IllegalArgumentException.class,
-                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[0], 1, 1));
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[0], 1, 1, FixedWindowRule.CLOCK));
         assertThrows(IllegalArgumentException.class,
-                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, null, 1, 1));
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, null, 1, 1, FixedWindowRule.CLOCK));
         assertThrows(IllegalArgumentException.class,
-                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1, 0, 1}, 1, 1));
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1, 0, 1}, 1, 1, FixedWindowRule.CLOCK));
         assertThrows(IllegalArgumentException.class,
-                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {-1}, 1, 1));
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {-1}, 1, 1, FixedWindowRule.CLOCK));
         assertThrows(IllegalArgumentException.class,
-                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1}, 0, 1));
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1}, 0, 1, FixedWindowRule.CLOCK));
         assertThrows(IllegalArgumentException.class,
-                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1}, 1, 0));
+                () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1}, 1, 0, FixedWindowRule.CLOCK));
     }
 
     private static InternalSerializationService serialization() {
@@ -177,13 +194,15 @@ class FixedWindowRuleTest {
     @Test
     void processorWireFormatIsTheDocumentedOrder() throws IOException {
         InternalSerializationService ss = serialization();
-        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, 1000, 5000, new long[] {1, 2, 4});
+        FixedWindowProcessor processor =
+                new FixedWindowProcessor(3, 60, FixedWindowRule.FIRST_REQUEST, 1000, 5000, new long[] {1, 2, 4});
         BufferObjectDataOutput out = ss.createObjectDataOutput();
         processor.writeData(out);
         byte[] bytes = out.toByteArray();
         BufferObjectDataInput in = ss.createObjectDataInput(bytes);
         assertEquals(3L, in.readLong(), "limit");
         assertEquals(60L, in.readLong(), "windowSeconds");
+        assertEquals(FixedWindowRule.FIRST_REQUEST, in.readInt(), "alignment");
         assertEquals(1000L, in.readLong(), "nowMs");
         assertEquals(5000L, in.readLong(), "expiryGraceMs");
         assertArrayEquals(new long[] {1, 2, 4}, in.readLongArray(), "costs");
@@ -193,7 +212,7 @@ class FixedWindowRuleTest {
     @Test
     void processorSurvivesASerializationRoundTrip() {
         InternalSerializationService ss = serialization();
-        FixedWindowProcessor original = new FixedWindowProcessor(3, 60, 1000, 5000, new long[] {1, 1, 5, 1, 1});
+        FixedWindowProcessor original = new FixedWindowProcessor(3, 60, FixedWindowRule.CLOCK, 1000, 5000, new long[] {1, 1, 5, 1, 1});
         Data data = ss.toData(original);
         Object copy = ss.toObject(data);
         assertInstanceOf(FixedWindowProcessor.class, copy);
@@ -205,7 +224,7 @@ class FixedWindowRuleTest {
 
     @Test
     void processorReturnsTheDocumentedLayoutAndStoresTheState() {
-        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, 1000, 5000, new long[] {1, 1, 5, 1, 1});
+        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, FixedWindowRule.CLOCK, 1000, 5000, new long[] {1, 1, 5, 1, 1});
         InMemoryEntry entry = new InMemoryEntry("c:60", null);
 
         long[] result = processor.process(entry);
@@ -232,7 +251,7 @@ class FixedWindowRuleTest {
 
     @Test
     void processorContinuesFromTheStoredState() {
-        FixedWindowProcessor processor = new FixedWindowProcessor(4, 60, 120_500, 1000, new long[] {2, 3, 1});
+        FixedWindowProcessor processor = new FixedWindowProcessor(4, 60, FixedWindowRule.CLOCK, 120_500, 1000, new long[] {2, 3, 1});
         InMemoryEntry entry = new InMemoryEntry("c:60", new long[] {120_000, 1});
 
         long[] result = processor.process(entry);
@@ -245,7 +264,7 @@ class FixedWindowRuleTest {
     @Test
     void processorWritesNothingWhenTheWholeBatchIsDenied() {
         long[] stored = {0, 3};
-        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, 2000, 5000, new long[] {1, 2, 4});
+        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, FixedWindowRule.CLOCK, 2000, 5000, new long[] {1, 2, 4});
         InMemoryEntry entry = new InMemoryEntry("c:60", stored);
 
         long[] result = processor.process(entry);
@@ -260,7 +279,7 @@ class FixedWindowRuleTest {
     @Test
     void processorUsesTheMemberClockWhenNoTimeIsSent() {
         long before = System.currentTimeMillis();
-        FixedWindowProcessor processor = new FixedWindowProcessor(5, 60, -1, 0, new long[] {2});
+        FixedWindowProcessor processor = new FixedWindowProcessor(5, 60, FixedWindowRule.CLOCK, -1, 0, new long[] {2});
         InMemoryEntry entry = new InMemoryEntry("c:60", null);
 
         long[] result = processor.process(entry);
@@ -282,5 +301,18 @@ class FixedWindowRuleTest {
         FixedWindowRule.BatchOutcome outcome = new FixedWindowRule.BatchOutcome(
                 0, 2, 7, 1234, new boolean[] {true, false}, new long[] {5, 5}, new int[] {0, 2});
         assertArrayEquals(new long[] {7, 1234, 1, 5, 0, 0, 5, 2}, FixedWindowProcessor.toResult(outcome));
+    }
+
+    @Test
+    void firstRequestWindowOpensAtTheRequestAndItsTtlCountsFromThere() {
+        FixedWindowProcessor processor =
+                new FixedWindowProcessor(2, 60, FixedWindowRule.FIRST_REQUEST, 125_250, 1000, new long[] {1, 1, 1});
+        InMemoryEntry entry = new InMemoryEntry("c:60", new long[] {60_000, 2});
+
+        long[] result = processor.process(entry);
+
+        assertArrayEquals(new long[] {2, 60_000, 1, 1, 0, 1, 0, 0, 0, 0, 1}, result);
+        assertArrayEquals(new long[] {125_250, 2}, (long[]) entry.getValue(), "window opened at now");
+        assertEquals(61_000, entry.ttlMs(), "ttl = W + grace from the opening request");
     }
 }
