@@ -21,12 +21,22 @@ from limiter.errors import (
 )
 from limiter.liveness import Liveness
 from limiter.lock import LockStrategy
-from limiter.rule import Decision, Reason, WindowState, decide, decide_batch, window_start
+from limiter.rule import (
+    Alignment,
+    Decision,
+    Reason,
+    WindowState,
+    decide,
+    decide_batch,
+    opening_start,
+    window_start,
+)
 from limiter.settings import STRATEGY_NAMES, Settings
 
 __all__ = [
     "STRATEGIES",
     "STRATEGY_NAMES",
+    "Alignment",
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
@@ -51,6 +61,7 @@ __all__ = [
     "create_strategy",
     "decide",
     "decide_batch",
+    "opening_start",
     "wall_clock_ms",
     "window_start",
 ]

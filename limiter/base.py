@@ -30,20 +30,21 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from hazelcast.errors import HazelcastError
 
 from limiter.deny_cache import DenyCache
 from limiter.errors import BackendError, BackendTimeout, BackendUnavailable
 from limiter.liveness import Liveness
-from limiter.rule import Decision, Reason
+from limiter.rule import Alignment, Decision, Reason, WindowState
 
 __all__ = [
     "CONTENDED_RETRY_MS",
     "Clock",
     "NullObserver",
     "Observer",
+    "Quota",
     "Strategy",
     "contended",
     "wall_clock_ms",
@@ -104,8 +105,15 @@ class NullObserver:
         pass
 
 
-#: (client id, limit, window seconds): requests that one operation can decide together.
-FlightKey = tuple[str, int, int]
+class Quota(NamedTuple):
+    """One client's rule as a request asks for it: the requests that one cluster operation
+    can decide together, and the key of the deny cache. A PATCH that changes the limit,
+    the window or the alignment starts a new quota (and so never meets a stale denial)."""
+
+    client_id: str
+    limit: int
+    window_seconds: int
+    alignment: Alignment
 
 
 #: A waiter is answered as late when its deadline is this close (timer granularity).
@@ -164,7 +172,7 @@ class Strategy(abc.ABC):
         self.deny_cache = DenyCache(deny_cache_size)
         self.liveness = liveness
         self.observer: Observer = observer or NullObserver()
-        self._flights: dict[FlightKey, _Flight] = {}
+        self._flights: dict[Quota, _Flight] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._ttl_restores: set[asyncio.Task[None]] = set()
 
@@ -184,10 +192,11 @@ class Strategy(abc.ABC):
         window_seconds: int,
         cost: int = 1,
         *,
+        alignment: Alignment = Alignment.CLOCK,
         deadline: float | None = None,
     ) -> Decision:
         """One decision for ``client_id``, by ``deadline`` (event-loop time; default: the
-        decision timeout from now).
+        decision timeout from now), in windows aligned as ``alignment`` says.
 
         Over the limit, or too busy to decide in time, is a denial. Raises a
         :class:`limiter.errors.BackendError` only when the cluster cannot be reached.
@@ -197,7 +206,7 @@ class Strategy(abc.ABC):
         loop = asyncio.get_running_loop()
         if deadline is None:
             deadline = loop.time() + self.decision_timeout_seconds
-        key: FlightKey = (client_id, limit, window_seconds)
+        key = Quota(client_id, limit, window_seconds, alignment)
         cached = self.deny_cache.denial(key, cost, self._local_ms())
         if cached is not None:
             self.observer.denied_locally()
@@ -218,12 +227,12 @@ class Strategy(abc.ABC):
             flight.runner.add_done_callback(self._runners.discard)
         return await pending.answer
 
-    def _arm(self, key: FlightKey, flight: _Flight, when: float) -> None:
+    def _arm(self, key: Quota, flight: _Flight, when: float) -> None:
         if flight.timer is not None:
             flight.timer.cancel()
         flight.timer = asyncio.get_running_loop().call_at(when, self._expire, key, flight)
 
-    def _expire(self, key: FlightKey, flight: _Flight) -> None:
+    def _expire(self, key: Quota, flight: _Flight) -> None:
         """Answers every waiter of the key whose deadline has come, and re-arms.
 
         A waiter still queued is then never counted (the runner skips answered ones);
@@ -236,7 +245,7 @@ class Strategy(abc.ABC):
             if pending.answer.done():
                 continue
             if pending.deadline <= now:
-                self._answer_late(pending, key[1])
+                self._answer_late(pending, key.limit)
             elif nearest is None or pending.deadline < nearest:
                 nearest = pending.deadline
         if nearest is not None:
@@ -256,9 +265,8 @@ class Strategy(abc.ABC):
             )
         )
 
-    async def _run(self, key: FlightKey, flight: _Flight) -> None:
+    async def _run(self, key: Quota, flight: _Flight) -> None:
         """Decides the key's queue, one cluster operation per batch, until it is empty."""
-        client_id, limit, window_seconds = key
         try:
             while flight.queue:
                 batch = []
@@ -272,9 +280,7 @@ class Strategy(abc.ABC):
                 sent_at = self._local_ms()
                 flight.sent = batch
                 try:
-                    decisions = await self._decide_batch(
-                        client_id, limit, window_seconds, [p.cost for p in batch], deadline
-                    )
+                    decisions = await self._decide_batch(key, [p.cost for p in batch], deadline)
                 except Exception as error:
                     failure = _as_backend_error(error)
                     for pending in batch:
@@ -304,12 +310,7 @@ class Strategy(abc.ABC):
 
     @abc.abstractmethod
     async def _decide_batch(
-        self,
-        client_id: str,
-        limit: int,
-        window_seconds: int,
-        costs: Sequence[int],
-        deadline: float,
+        self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[Decision]:
         """One atomic read-decide-write for every request of ``costs``, in order.
 
@@ -317,6 +318,14 @@ class Strategy(abc.ABC):
         (event-loop time) because the key is busy returns :func:`contended` decisions
         for the requests it could not decide.
         """
+
+    async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
+        """The window last stored for the client, as this strategy lays it out (a read
+        that changes nothing; None when there is none or it expired).
+
+        This is the lock and cas layout (:func:`window_key`); the entry processor has its own.
+        """
+        return decode_window(await self.counters.get(window_key(client_id, window_seconds)))
 
     async def close(self) -> None:
         """Waits for the cluster operations still running (each is bounded)."""
@@ -326,17 +335,18 @@ class Strategy(abc.ABC):
             await asyncio.gather(*self._ttl_restores, return_exceptions=True)
 
     async def _write_if_unchanged(
-        self, key: str, read: int | None, count: int, ttl_ms: int
-    ) -> tuple[bool, int | None]:
-        """Stores ``count`` only if ``key`` still holds ``read`` (absent when None).
+        self, key: str, read: Any, value: str, ttl_ms: int
+    ) -> tuple[bool, Any]:
+        """Stores ``value`` only if ``key`` still holds ``read`` (absent when None; any
+        value, even one this layout cannot decode, is compared as it was read).
 
         Returns whether it was written and, when an absent key turned out to be there,
         the value found (saving the next attempt a ``get``).
         """
         if read is None:
-            found = await self.counters.put_if_absent(key, count, ttl=ttl_ms / 1000)
+            found = await self.counters.put_if_absent(key, value, ttl=ttl_ms / 1000)
             return found is None, found
-        if await self.counters.replace_if_same(key, read, count):
+        if await self.counters.replace_if_same(key, read, value):
             self._restore_ttl(key, ttl_ms)
             return True, None
         return False, None
@@ -373,6 +383,29 @@ def _as_backend_error(error: Exception) -> Exception:
     return error
 
 
-def window_key(client_id: str, window_seconds: int, window_start_ms: int) -> str:
-    """The counter key of one client's window (lock and cas strategies)."""
-    return f"{client_id}:{window_seconds}:{window_start_ms}"
+def window_key(client_id: str, window_seconds: int) -> str:
+    """The counter key of a client's window for the lock and cas strategies: one key per
+    client and window length, whatever the alignment, holding :func:`encode_window`.
+
+    Not the entry processor's key (``{id}:{W}``, holding ``long[]``): the layouts differ,
+    so a replica started with another strategy never reads a value it cannot compare.
+    """
+    return f"{client_id}:{window_seconds}:w"
+
+
+def encode_window(state: WindowState) -> str:
+    """``"{window_start_ms}:{count}"``: the client serialises Python ints as 32-bit Java
+    ints, which an epoch-millisecond start overflows, and ``replace_if_same`` needs the
+    value to compare equal byte for byte; a short string does both."""
+    return f"{state.window_start_ms}:{state.count}"
+
+
+def decode_window(stored: object) -> WindowState | None:
+    """The stored window, or None when the key holds nothing this layout wrote."""
+    if not isinstance(stored, str):
+        return None
+    start, _, count = stored.partition(":")
+    try:
+        return WindowState(int(start), int(count))
+    except ValueError:
+        return None

@@ -7,8 +7,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from limiter.base import Strategy, contended, window_key
-from limiter.rule import Decision, WindowState, decide_batch, window_start
+from limiter.base import Quota, Strategy, contended, decode_window, encode_window, window_key
+from limiter.rule import Decision, decide_batch
 
 __all__ = ["CasStrategy"]
 
@@ -27,7 +27,8 @@ class CasStrategy(Strategy):
     map's ``time-to-live-seconds``), and Hazelcast has no replace-with-TTL. So after each
     successful replace the key's TTL is restored with ``set_ttl``, off the decision's
     critical path; the map-level TTL in hazelcast.xml bounds a key whose restore was lost.
-    Clock: this replica's (or the injected one).
+    Clock: this replica's (or the injected one), read at each attempt.
+    Storage: :func:`limiter.base.window_key`, holding :func:`limiter.base.encode_window`.
     """
 
     name = "cas"
@@ -45,40 +46,33 @@ class CasStrategy(Strategy):
         self.backoff_max_ms = cas_backoff_max_ms
 
     async def _decide_batch(
-        self,
-        client_id: str,
-        limit: int,
-        window_seconds: int,
-        costs: Sequence[int],
-        deadline: float,
+        self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[Decision]:
         loop = asyncio.get_running_loop()
-        # The value a lost put_if_absent returned, and the key it belongs to.
-        known_key: str | None = None
-        known: int | None = None
+        key = window_key(quota.client_id, quota.window_seconds)
+        # The value a lost put_if_absent returned: the next attempt starts from it.
+        known: Any = None
         for attempt in range(1, self.max_attempts + 1):
             now = self.now_ms()
-            start = window_start(now, window_seconds)
-            key = window_key(client_id, window_seconds, start)
-            current = known if key == known_key else await self.counters.get(key)
-            known_key = None
-            state = None if current is None else WindowState(start, current)
-            new_state, decisions = decide_batch(state, now, costs, limit, window_seconds)
-            if new_state.count == (current or 0):
+            read = known if known is not None else await self.counters.get(key)
+            known = None
+            state = decode_window(read)
+            new_state, decisions = decide_batch(
+                state, now, costs, quota.limit, quota.window_seconds, quota.alignment
+            )
+            if not any(decision.allowed for decision in decisions):
                 self.observer.cas_attempts(attempt)
                 return decisions  # nothing admitted: nothing to write
-            written, found = await self._write_if_unchanged(
-                key, current, new_state.count, self.ttl_ms(decisions[0])
+            written, known = await self._write_if_unchanged(
+                key, read, encode_window(new_state), self.ttl_ms(decisions[0])
             )
             if written:
                 self.observer.cas_attempts(attempt)
                 return decisions
-            if found is not None:
-                known_key, known = key, found
             pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
             if loop.time() + pause >= deadline:
                 break
             await asyncio.sleep(pause)
         self.observer.cas_attempts(attempt)
         self.observer.contended("cas_exhausted")
-        return [contended(limit)] * len(costs)
+        return [contended(quota.limit)] * len(costs)

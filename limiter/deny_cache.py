@@ -5,9 +5,10 @@ a window of the same limit and length cannot make room again. So once a decision
 ``remaining == 0``, every later request for the same client, limit and window length is
 denied until the window ends, and the worker can say so itself.
 
-The entry is keyed by the client's limit and window length as well as its id: a PATCH
-that changes either makes the next request miss the cache and go to the cluster at once
-(a cache keyed by client alone would keep denying a client whose limit was just raised).
+The entry is keyed by the client's limit, window length and alignment as well as its id
+(a :class:`limiter.base.Quota`): a PATCH that changes any of them makes the next request
+miss the cache and go to the cluster at once (a cache keyed by client alone would keep
+denying a client whose limit was just raised).
 A DELETE needs nothing here: the registry lookup before the cache answers 404.
 
 Expiry is measured from the decision's ``reset_after_ms`` on the local clock, starting
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from limiter.rule import Decision, Reason
+from limiter.rule import Alignment, Decision, Reason
 
 __all__ = ["DenyCache"]
 
-Key = tuple[str, int, int]
+#: (client id, limit, window seconds, alignment)
+Key = tuple[str, int, int, Alignment]
 
 
 class DenyCache:

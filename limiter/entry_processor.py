@@ -10,8 +10,8 @@ from hazelcast.serialization.api import (
     ObjectDataOutput,
 )
 
-from limiter.base import Strategy
-from limiter.rule import Decision, Reason
+from limiter.base import Quota, Strategy
+from limiter.rule import Alignment, Decision, Reason, WindowState
 
 __all__ = ["PROCESSOR_FACTORY_ID", "EntryProcessorStrategy", "FixedWindowProcessor"]
 
@@ -36,12 +36,14 @@ class FixedWindowProcessor(IdentifiedDataSerializable):
         self,
         limit: int,
         window_seconds: int,
+        alignment: Alignment,
         now_ms: int,
         expiry_grace_ms: int,
         costs: Sequence[int],
     ) -> None:
         self.limit = limit
         self.window_seconds = window_seconds
+        self.alignment = alignment
         self.now_ms = now_ms
         self.expiry_grace_ms = expiry_grace_ms
         self.costs = list(costs)
@@ -49,6 +51,7 @@ class FixedWindowProcessor(IdentifiedDataSerializable):
     def write_data(self, output: ObjectDataOutput) -> None:
         output.write_long(self.limit)
         output.write_long(self.window_seconds)
+        output.write_int(self.alignment.wire_id)
         output.write_long(self.now_ms)
         output.write_long(self.expiry_grace_ms)
         output.write_long_array(self.costs)
@@ -56,6 +59,7 @@ class FixedWindowProcessor(IdentifiedDataSerializable):
     def read_data(self, inp: ObjectDataInput) -> None:
         self.limit = inp.read_long()
         self.window_seconds = inp.read_long()
+        self.alignment = list(Alignment)[inp.read_int()]
         self.now_ms = inp.read_long()
         self.expiry_grace_ms = inp.read_long()
         self.costs = inp.read_long_array()
@@ -83,22 +87,33 @@ class EntryProcessorStrategy(Strategy):
 
     The member runs read-decide-write on the key's partition thread, so no other
     operation on the key interleaves, and writes value and TTL in one step. The key is
-    per client and window length (``client:W``) and its value is ``[window start, count]``,
-    because the window is picked on the member. Clock: the owning member's, unless a clock
-    was injected (tests), which is then sent with each request.
+    per client and window length (:func:`processor_key`) and its value is
+    ``[window start, count]``, because the window is picked on the member. Clock: the owning
+    member's, unless a clock was injected (tests), which is then sent with each request.
     """
 
     name = "entry_processor"
 
     async def _decide_batch(
-        self,
-        client_id: str,
-        limit: int,
-        window_seconds: int,
-        costs: Sequence[int],
-        deadline: float,
+        self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[Decision]:
         now = MEMBER_CLOCK if self.clock is None else self.clock()
-        processor = FixedWindowProcessor(limit, window_seconds, now, self.expiry_grace_ms, costs)
-        result = await self.counters.execute_on_key(f"{client_id}:{window_seconds}", processor)
+        processor = FixedWindowProcessor(
+            quota.limit, quota.window_seconds, quota.alignment, now, self.expiry_grace_ms, costs
+        )
+        result = await self.counters.execute_on_key(
+            processor_key(quota.client_id, quota.window_seconds), processor
+        )
         return parse_result(result, len(costs))
+
+    async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
+        stored = await self.counters.get(processor_key(client_id, window_seconds))
+        if isinstance(stored, list) and len(stored) == 2:
+            return WindowState(int(stored[0]), int(stored[1]))
+        return None
+
+
+def processor_key(client_id: str, window_seconds: int) -> str:
+    """The entry processor's counter key: one per client and window length, holding
+    ``long[]{window_start_ms, count}``."""
+    return f"{client_id}:{window_seconds}"

@@ -10,8 +10,8 @@ from typing import Any
 
 from hazelcast.errors import HazelcastError
 
-from limiter.base import Strategy, contended, window_key
-from limiter.rule import Decision, WindowState, decide_batch, window_start
+from limiter.base import Quota, Strategy, contended, decode_window, encode_window, window_key
+from limiter.rule import Decision, WindowState, decide_batch
 
 __all__ = ["LockStrategy"]
 
@@ -32,7 +32,9 @@ class LockStrategy(Strategy):
     :mod:`limiter.base`), which no caller's timeout or hang-up cancels, so a granted lock
     is always released, and two runners (two workers, or two limits of one client during
     a change) exclude each other like two processes do.
-    Clock: this replica's (or the injected one).
+    Clock: this replica's (or the injected one), read once the lock is held, so that a
+    wait for the lock never decides with a stale time.
+    Storage: :func:`limiter.base.window_key`, holding :func:`limiter.base.encode_window`.
     """
 
     name = "lock"
@@ -50,45 +52,41 @@ class LockStrategy(Strategy):
         self.lock_wait_seconds = lock_wait_seconds
 
     async def _decide_batch(
-        self,
-        client_id: str,
-        limit: int,
-        window_seconds: int,
-        costs: Sequence[int],
-        deadline: float,
+        self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[Decision]:
-        now = self.now_ms()
-        start = window_start(now, window_seconds)
-        key = window_key(client_id, window_seconds, start)
+        key = window_key(quota.client_id, quota.window_seconds)
         wait = min(self.lock_wait_seconds, deadline - asyncio.get_running_loop().time())
         asked = time.monotonic()
         locked = wait > 0 and await self._lock(key, wait)
         self.observer.lock_waited(time.monotonic() - asked)
         if not locked:
             self.observer.contended("lock_busy")
-            return [contended(limit)] * len(costs)
+            return [contended(quota.limit)] * len(costs)
         try:
-            count = await self.counters.get(key)
-            state = None if count is None else WindowState(start, count)
-            new_state, decisions = decide_batch(state, now, costs, limit, window_seconds)
-            if new_state.count == (count or 0):
+            now = self.now_ms()
+            read = await self.counters.get(key)
+            state = decode_window(read)
+            new_state, decisions = decide_batch(
+                state, now, costs, quota.limit, quota.window_seconds, quota.alignment
+            )
+            if not any(decision.allowed for decision in decisions):
                 return decisions  # nothing admitted: nothing to write
-            if await self._write(key, count, new_state.count, self.ttl_ms(decisions[0])):
+            if await self._write(key, read, new_state, self.ttl_ms(decisions[0])):
                 return decisions
             # The key changed under "our" lock: this holder stalled past its lease and
             # another took the lock. Nothing was written, so nothing is admitted.
             self.observer.contended("lock_lost")
-            return [contended(limit)] * len(costs)
+            return [contended(quota.limit)] * len(costs)
         finally:
             with contextlib.suppress(HazelcastError):
                 # Fails when the lease ran out meanwhile: the lock is no longer ours.
                 await self._unlock(key)
 
-    async def _write(self, key: str, read: int | None, count: int, ttl_ms: int) -> bool:
-        """Stores ``count`` only if the key still holds what was read under the lock (a
+    async def _write(self, key: str, read: Any, state: WindowState, ttl_ms: int) -> bool:
+        """Stores ``state`` only if the key still holds what was read under the lock (a
         fencing write): a holder that stalled past its lease, while another replica took
         the lock and counted on, can never overwrite the newer count."""
-        written, _ = await self._write_if_unchanged(key, read, count, ttl_ms)
+        written, _ = await self._write_if_unchanged(key, read, encode_window(state), ttl_ms)
         return written
 
     async def _lock(self, key: str, wait: float) -> bool:

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from typing import Any, Literal, cast, get_args
 
 from limiter.errors import SettingsError
+from limiter.rule import Alignment
 
 __all__ = ["STRATEGY_NAMES", "Settings", "StrategyName"]
 
 StrategyName = Literal["lock", "cas", "entry_processor"]
 STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
+ALIGNMENT_NAMES: tuple[str, ...] = tuple(alignment.value for alignment in Alignment)
 PREFIX = "RATELIMIT_"
 
 
@@ -61,6 +63,13 @@ class Settings:
     #: Limits of a new client when the request names none (the original's 100 per 60 s).
     default_limit: int = 100
     default_window_seconds: int = 60
+    #: Where a new client's windows start when the request names no ``window_alignment``:
+    #: "first_request" (a window opens at the first request after the last one ended, as
+    #: in the original service; resets spread over time) or "clock" (at multiples of the
+    #: window length, the same instant for every client). README.md argues the default.
+    default_window_alignment: str = dataclasses.field(
+        default="first_request", metadata=_choice(*ALIGNMENT_NAMES)
+    )
     #: Longest window a client may have; hazelcast.xml's counter-map TTL must exceed it.
     max_window_seconds: int = 86400
     #: Largest limit a client may have.

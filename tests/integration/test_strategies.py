@@ -12,6 +12,7 @@ import pytest
 
 from limiter import (
     STRATEGY_NAMES,
+    Alignment,
     BackendTimeout,
     BackendUnavailable,
     Decision,
@@ -19,11 +20,12 @@ from limiter import (
     LockStrategy,
     Reason,
     Settings,
+    WindowState,
     connect,
     create_strategy,
     window_start,
 )
-from limiter.base import window_key
+from limiter.base import decode_window, window_key
 from tests.loop import LoopThread
 
 NOW_MS = 1_800_000_000_000
@@ -79,7 +81,7 @@ def test_a_lock_not_acquired_is_a_contended_denial_not_an_unlocked_decision(
     """Unlike the original, a busy lock denies the request (contended) and writes nothing."""
     settings = Settings(**{**base_settings.__dict__, "lock_wait_seconds": 0.3})
     strategy = create_strategy(settings, counters, clock=lambda: NOW_MS, name="lock")
-    key = window_key("c", 60, window_start(NOW_MS, 60))
+    key = window_key("c", 60)
 
     async def scenario() -> Decision:
         return await strategy.decide("c", 10, 60)
@@ -95,7 +97,7 @@ def test_the_lease_frees_a_lock_whose_holder_never_unlocks(
     """A holder that dies with the lock (a task that ends without unlocking) blocks others
     only until the lease runs out."""
     strategy = create_strategy(base_settings, counters, clock=lambda: NOW_MS, name="lock")
-    key = window_key("c", 60, window_start(NOW_MS, 60))
+    key = window_key("c", 60)
 
     async def scenario() -> tuple[bool, float]:
         async def dies_holding() -> None:
@@ -144,7 +146,7 @@ def test_a_decision_on_a_busy_key_is_denied_at_the_bound_and_leaves_no_lock(
     """A decision whose lock another holder keeps ends at the decision timeout, not later
     and not a hang, denied as contended; the lock it waited for is released once granted."""
     strategy = slow_lock_strategy(counters)
-    key = window_key("c", 60, window_start(NOW_MS, 60))
+    key = window_key("c", 60)
     outcome, waited = loop.run(
         while_another_task_holds(counters, key, 60, lambda: timed_decision(strategy))
     )
@@ -218,7 +220,7 @@ def test_cas_restores_the_window_ttl_after_replacing(
     """After the cas strategy's replace, the key's TTL is its window's again."""
     settings = Settings(**{**base_settings.__dict__, "expiry_grace_seconds": 1.0})
     strategy = create_strategy(settings, counters, clock=lambda: NOW_MS, name="cas")
-    key = window_key("c", 60, window_start(NOW_MS, 60))
+    key = window_key("c", 60)
 
     async def scenario() -> int:
         for _ in range(3):
@@ -230,19 +232,25 @@ def test_cas_restores_the_window_ttl_after_replacing(
     assert loop.run(scenario()) == 61_000
 
 
+@pytest.mark.parametrize("alignment", Alignment)
 @pytest.mark.parametrize("strategy_name", STRATEGY_NAMES)
 def test_counter_map_empties_after_its_windows_pass(
-    strategy_name: str, counters: Any, loop: LoopThread, base_settings: Settings
+    strategy_name: str,
+    alignment: Alignment,
+    counters: Any,
+    loop: LoopThread,
+    base_settings: Settings,
 ) -> None:
-    """With the real clock and 1 s windows, every key a strategy wrote expires: the
-    map's size comes back to 0 once traffic stops."""
+    """With the real clock and 1 s windows, every key a strategy wrote expires, for both
+    alignments (one key per client holds whichever window is open): the map's size comes
+    back to 0 once traffic stops."""
     settings = Settings(**{**base_settings.__dict__, "expiry_grace_seconds": 0.5})
     strategy = create_strategy(settings, counters, name=strategy_name)
 
     async def traffic() -> int:
         for client in ("a", "b", "c"):
             for _ in range(3):  # the second and third go through replace for cas
-                await strategy.decide(client, 10, 1)
+                await strategy.decide(client, 10, 1, alignment=alignment)
         await strategy.close()
         return int(await counters.size())
 
@@ -266,10 +274,10 @@ class StallingLockStrategy(LockStrategy):
         self.stall_seconds = stall_seconds
         self.stalling = asyncio.Event()
 
-    async def _write(self, key: str, read: int | None, count: int, ttl_ms: int) -> bool:
+    async def _write(self, key: str, read: Any, state: WindowState, ttl_ms: int) -> bool:
         self.stalling.set()
         await asyncio.sleep(self.stall_seconds)
-        return await super()._write(key, read, count, ttl_ms)
+        return await super()._write(key, read, state, ttl_ms)
 
 
 def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_a_newer_count(
@@ -286,7 +294,7 @@ def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_a_newer_count(
     }
     stalled = StallingLockStrategy(counters, 2.0, **settings)
     other, third = LockStrategy(counters, **settings), LockStrategy(counters, **settings)
-    key = window_key("c", 60, window_start(NOW_MS, 60))
+    key = window_key("c", 60)
 
     async def scenario() -> tuple[Decision, list[Decision], Decision, int]:
         late = asyncio.create_task(stalled.decide("c", 2, 60))
@@ -302,4 +310,4 @@ def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_a_newer_count(
     assert [d.allowed for d in spent] == [True, True]
     assert (late.allowed, late.reason) == (False, Reason.CONTENDED)
     assert (after.allowed, after.reason) == (False, Reason.LIMIT_REACHED)
-    assert stored == 2
+    assert decode_window(stored) == WindowState(window_start(NOW_MS, 60), 2)

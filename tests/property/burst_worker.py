@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from limiter import ClusterLink, Settings, connect
+from limiter import Alignment, ClusterLink, Settings, connect
 from tests.loop import LoopThread
 from tests.property.contenders import build
 
@@ -29,6 +29,7 @@ class Burst:
     requests: tuple[tuple[str, int, int, int], ...]
     tasks: int
     now_ms: int
+    alignment: Alignment
     #: Wall-clock time at which every process fires, so their bursts overlap.
     fire_at: float
 
@@ -59,7 +60,7 @@ async def _burst(burst: Burst) -> dict[str, int]:
     async def task() -> None:
         while pending:
             client, limit, window, cost = pending.pop()
-            decision = await strategy.decide(client, limit, window, cost)
+            decision = await strategy.decide(client, limit, window, cost, alignment=burst.alignment)
             admitted[client] += decision.allowed
 
     delay = burst.fire_at - time.time()

@@ -14,13 +14,16 @@ from typing import Any
 
 from limiter import (
     STRATEGY_NAMES,
+    Alignment,
     Clock,
     Decision,
     LockStrategy,
     Settings,
     Strategy,
+    WindowState,
     create_strategy,
 )
+from limiter.base import Quota, encode_window
 
 BROKEN = "broken"
 
@@ -37,10 +40,12 @@ class GetThenSetStrategy(LockStrategy):
         window_seconds: int,
         cost: int = 1,
         *,
+        alignment: Alignment = Alignment.CLOCK,
         deadline: float | None = None,
     ) -> Decision:
         deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
-        (decision,) = await self._decide_batch(client_id, limit, window_seconds, [cost], deadline)
+        quota = Quota(client_id, limit, window_seconds, alignment)
+        (decision,) = await self._decide_batch(quota, [cost], deadline)
         return decision
 
     async def _lock(self, key: str, wait: float) -> bool:
@@ -49,8 +54,8 @@ class GetThenSetStrategy(LockStrategy):
     async def _unlock(self, key: str) -> None:
         pass
 
-    async def _write(self, key: str, read: int | None, count: int, ttl_ms: int) -> bool:
-        await self.counters.set(key, count, ttl=ttl_ms / 1000)
+    async def _write(self, key: str, read: Any, state: WindowState, ttl_ms: int) -> bool:
+        await self.counters.set(key, encode_window(state), ttl=ttl_ms / 1000)
         return True
 
 

@@ -1,5 +1,6 @@
 """Concurrency: bursts from many asyncio tasks in several OS processes, each process with
-its own client, admit exactly min(requests, limit // cost) per client and window."""
+its own client, admit exactly min(requests, limit // cost) per client and window, for
+both window alignments."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from limiter import STRATEGY_NAMES, ClusterLink, Settings
+from limiter import STRATEGY_NAMES, Alignment, ClusterLink, Settings
 from stack.runner import Stack
 from tests.loop import LoopThread
 from tests.property import burst_worker
@@ -47,6 +48,7 @@ def workers(cluster: Stack, base_settings: Settings) -> Iterator[ProcessPoolExec
 
 def exact_admission_property(
     strategy: str,
+    alignment: Alignment,
     workers: ProcessPoolExecutor,
     link: ClusterLink,
     loop: LoopThread,
@@ -80,7 +82,13 @@ def exact_admission_property(
         fire_at = time.time() + 0.2
         bursts = [
             burst_worker.Burst(
-                strategy, counters_map, tuple(requests[p::processes]), tasks, now_ms, fire_at
+                strategy,
+                counters_map,
+                tuple(requests[p::processes]),
+                tasks,
+                now_ms,
+                alignment,
+                fire_at,
             )
             for p in range(processes)
         ]
@@ -95,8 +103,8 @@ def exact_admission_property(
             admitted = sum(result.get(client, 0) for result in results)
             expected = min(count, limit // cost)
             assert admitted == expected, (
-                f"{strategy}: {client} admitted {admitted} of {count} requests of cost {cost}, "
-                f"limit {limit}: expected exactly {expected} "
+                f"{strategy}, {alignment}: {client} admitted {admitted} of {count} requests "
+                f"of cost {cost}, limit {limit}: expected exactly {expected} "
                 f"({processes} processes x {tasks} tasks)"
             )
 
@@ -107,12 +115,17 @@ async def _destroy(link: ClusterLink, name: str) -> None:
     await (await link.get_map(name)).destroy()
 
 
+@pytest.mark.parametrize("alignment", Alignment)
 @pytest.mark.parametrize("strategy", STRATEGY_NAMES)
 def test_concurrent_bursts_admit_exactly(
-    strategy: str, workers: ProcessPoolExecutor, link: ClusterLink, loop: LoopThread
+    strategy: str,
+    alignment: Alignment,
+    workers: ProcessPoolExecutor,
+    link: ClusterLink,
+    loop: LoopThread,
 ) -> None:
     """Under concurrent tasks in several processes, each client gets exactly its share."""
-    exact_admission_property(strategy, workers, link, loop)()
+    exact_admission_property(strategy, alignment, workers, link, loop)()
 
 
 def test_the_property_catches_a_racy_strategy(
@@ -120,7 +133,13 @@ def test_the_property_catches_a_racy_strategy(
 ) -> None:
     """The same property fails for plain get-then-set: it over-admits under concurrency."""
     racy = exact_admission_property(
-        BROKEN, workers, link, loop, max_examples=60, phases=[Phase.generate]
+        BROKEN,
+        Alignment.FIRST_REQUEST,
+        workers,
+        link,
+        loop,
+        max_examples=60,
+        phases=[Phase.generate],
     )
     with pytest.raises(BaseException) as caught:
         racy()

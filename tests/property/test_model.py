@@ -1,5 +1,7 @@
 """Model-based: every strategy, driven step by step on the real cluster, gives exactly
-the decisions of the pure rule, across window edges, costs, limits and clients."""
+the decisions of the pure rule, across window edges, costs, limits, clients and both window
+alignments (one client starts clock-aligned, the other first_request, and either may be
+switched as a PATCH would)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
-from limiter import STRATEGY_NAMES, ClusterLink, Settings, WindowState, decide
+from limiter import STRATEGY_NAMES, Alignment, ClusterLink, Settings, WindowState, decide
 from tests.loop import LoopThread
 from tests.property.contenders import build
 
@@ -32,6 +34,7 @@ class StrategyMachine(RuleBasedStateMachine):
         )
         self.strategy = build(self.strategy_name, self.settings, self.counters, lambda: self.now_ms)
         self.model: dict[tuple[str, int], WindowState] = {}
+        self.alignments = {"alpha": Alignment.CLOCK, "beta": Alignment.FIRST_REQUEST}
 
     @initialize(start=st.integers(1_700_000_000_000, 1_900_000_000_000))
     def set_clock(self, start: int) -> None:
@@ -41,6 +44,10 @@ class StrategyMachine(RuleBasedStateMachine):
     def time_passes(self, advance_ms: int) -> None:
         self.now_ms += advance_ms
 
+    @rule(client=st.sampled_from(["alpha", "beta"]), alignment=st.sampled_from(Alignment))
+    def realign(self, client: str, alignment: Alignment) -> None:
+        self.alignments[client] = alignment
+
     @rule(
         client=st.sampled_from(["alpha", "beta"]),
         cost=st.integers(1, 6),
@@ -48,12 +55,15 @@ class StrategyMachine(RuleBasedStateMachine):
         window=st.sampled_from([60, 120]),
     )
     def request(self, client: str, cost: int, limit: int, window: int) -> None:
-        expected_state, expected = decide(
-            self.model.get((client, window)), self.now_ms, cost, limit, window
+        alignment = self.alignments[client]
+        stored = self.model.get((client, window))
+        expected_state, expected = decide(stored, self.now_ms, cost, limit, window, alignment)
+        actual = self.loop.run(
+            self.strategy.decide(client, limit, window, cost, alignment=alignment)
         )
-        actual = self.loop.run(self.strategy.decide(client, limit, window, cost))
         assert actual == expected
-        self.model[(client, window)] = expected_state
+        if expected.allowed:  # as in every strategy, only an admission is stored
+            self.model[(client, window)] = expected_state
 
     def teardown(self) -> None:
         self.loop.run(self.strategy.close())

@@ -12,6 +12,7 @@ import pytest
 from hazelcast.errors import TargetDisconnectedError
 
 from limiter import (
+    Alignment,
     BackendTimeout,
     BackendUnavailable,
     Decision,
@@ -22,6 +23,7 @@ from limiter import (
     decide_batch,
     window_start,
 )
+from limiter.base import Quota
 from limiter.deny_cache import DenyCache
 
 NOW_MS = 1_800_000_000_000
@@ -43,22 +45,22 @@ class DictStrategy(Strategy):
         self.sending = asyncio.Event()
 
     async def _decide_batch(
-        self,
-        client_id: str,
-        limit: int,
-        window_seconds: int,
-        costs: Sequence[int],
-        deadline: float,
+        self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[Decision]:
         self.batches.append(list(costs))
         self.sending.set()
         await asyncio.sleep(self.delay)
         if self.failure is not None:
             raise self.failure
-        key = f"{client_id}:{window_seconds}"
-        state, decisions = decide_batch(self.store.get(key), self.now, costs, limit, window_seconds)
+        key = f"{quota.client_id}:{quota.window_seconds}"
+        state, decisions = decide_batch(
+            self.store.get(key), self.now, costs, quota.limit, quota.window_seconds
+        )
         self.store[key] = state
         return decisions
+
+    async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
+        return self.store.get(f"{client_id}:{window_seconds}")
 
 
 async def flood(strategy: Strategy, requests: int, limit: int = 100) -> list[Decision]:
@@ -234,7 +236,7 @@ def test_the_deny_cache_is_bounded_oldest_first() -> None:
     """Past its size, the cache forgets the entry remembered first."""
     cache = DenyCache(2)
     for client in ("a", "b", "c"):
-        cache.remember((client, 1, 60), 10_000)
+        cache.remember(Quota(client, 1, 60, Alignment.CLOCK), 10_000)
     assert len(cache) == 2
-    assert cache.denial(("a", 1, 60), 1, 0) is None
-    assert cache.denial(("c", 1, 60), 1, 0) is not None
+    assert cache.denial(Quota("a", 1, 60, Alignment.CLOCK), 1, 0) is None
+    assert cache.denial(Quota("c", 1, 60, Alignment.CLOCK), 1, 0) is not None
