@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from sanic import Request
 from sanic.log import error_logger, logger
@@ -38,7 +38,6 @@ class Backend:
         self.link: ClusterLink | None = None
         self.strategy: Strategy | None = None
         self.registry: Registry | None = None
-        self.counters: Any = None
         #: Set on SIGTERM: /ready answers 503 so the balancer stops sending requests.
         self.draining = False
         self._connecting: asyncio.Task[None] | None = None
@@ -92,7 +91,6 @@ class Backend:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)
             raise
-        self.counters = counters
         self.registry = registry
         self.strategy = create_strategy(
             self.settings,

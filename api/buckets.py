@@ -7,8 +7,9 @@ it. Each route waits at most :data:`MANAGEMENT_TIMEOUT_SECONDS` for the cluster,
 answers 503 with ``Retry-After``.
 
 Changing ``window_seconds`` starts counting afresh in windows of the new length;
-changing ``limit`` applies to the window in progress. Deleting a client leaves its
-counters to expire with their window.
+changing ``limit`` applies to the window in progress; changing ``window_alignment`` only
+moves where the next window opens (the window in progress runs to its end). Deleting a
+client leaves its counters to expire with their window.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from api.registry import NameTaken as RegistryNameTaken
 from api.registry import Registry, parse_client_id
 from api.usage import current_usage
 from api.validation import parse_object, validate_create, validate_name, validate_update
-from limiter import BackendError
+from limiter import BackendError, Strategy
 
 __all__ = [
     "MANAGEMENT_TIMEOUT_SECONDS",
@@ -69,6 +70,12 @@ def _registry(backend: Backend) -> Registry:
     return backend.registry
 
 
+def _strategy(backend: Backend) -> Strategy:
+    if backend.strategy is None:
+        raise ClusterUnavailable("not connected to the cluster yet", RETRY_AFTER_SECONDS)
+    return backend.strategy
+
+
 def _client_id(raw: str) -> str:
     client_id = parse_client_id(raw)
     if client_id is None:
@@ -103,7 +110,7 @@ _FIELD_ERROR = {
 
 
 @openapi.definition(
-    summary="Create a client (name unique; limit and window default to the settings)",
+    summary="Create a client (name unique; limit, window and alignment default to the settings)",
     tag="buckets",
     body={"application/json": NewBucket},
     secured=_ADMIN,
@@ -120,7 +127,9 @@ async def create_bucket(request: Request) -> HTTPResponse:
     registry = _registry(backend)
     try:
         async with _cluster_call():
-            record = await registry.create(new.name, new.limit, new.window_seconds)
+            record = await registry.create(
+                new.name, new.limit, new.window_seconds, new.window_alignment
+            )
     except RegistryNameTaken:
         raise NameTaken("a client with this name already exists") from None
     return json(record.as_dict(), status=201, headers={"Location": f"/bucket/{record.id}"})
@@ -170,12 +179,12 @@ async def read_bucket(request: Request, client_id: str) -> HTTPResponse:
         record = await registry.read(canonical)
         if record is None:
             raise UnknownClient("unknown client id")
-        usage = await current_usage(backend.settings.strategy, backend.counters, record)
+        usage = await current_usage(_strategy(backend), record)
     return json({**record.as_dict(), "usage": usage})
 
 
 @openapi.definition(
-    summary="Change a client's limit and/or window",
+    summary="Change a client's limit, window and/or window alignment",
     tag="buckets",
     body={"application/json": BucketUpdate},
     secured=_ADMIN,
@@ -193,7 +202,10 @@ async def update_bucket(request: Request, client_id: str) -> HTTPResponse:
     registry = _registry(backend)
     async with _cluster_call():
         record = await registry.update(
-            canonical, limit=change.limit, window_seconds=change.window_seconds
+            canonical,
+            limit=change.limit,
+            window_seconds=change.window_seconds,
+            window_alignment=change.window_alignment,
         )
     if record is None:
         raise UnknownClient("unknown client id")

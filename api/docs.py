@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from limiter import Alignment
+
 __all__ = [
     "Bucket",
     "BucketUpdate",
@@ -43,12 +45,14 @@ class NewBucket:
     name: str
     limit: int | None = None
     window_seconds: int | None = None
+    window_alignment: Alignment | None = None
 
 
 @dataclass
 class BucketUpdate:
     limit: int | None = None
     window_seconds: int | None = None
+    window_alignment: Alignment | None = None
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Bucket:
     limit: int
     window_seconds: int
     created_at: str
+    window_alignment: Alignment
 
 
 @dataclass
@@ -75,4 +80,5 @@ class BucketWithUsage:
     limit: int
     window_seconds: int
     created_at: str
+    window_alignment: Alignment
     usage: Usage

@@ -209,7 +209,11 @@ async def _decide(
     if backend.strategy is None:
         raise BackendUnavailable("not connected to the cluster yet")
     return await backend.strategy.decide(
-        client_id, record.limit, record.window_seconds, deadline=deadline
+        client_id,
+        record.limit,
+        record.window_seconds,
+        alignment=record.window_alignment,
+        deadline=deadline,
     )
 
 

@@ -3,10 +3,12 @@
 Two maps (both with a synchronous backup and the registry quorum in hazelcast.xml):
 
 - ``RATELIMIT_CLIENTS_MAP``: id → record, a JSON string
-  ``{"id", "name", "limit", "window_seconds", "created_at"}``. Replicas read it through a
-  near cache (:func:`near_cache_config`), so the guarded route costs one local lookup plus
-  the decision's round trip; a change is pushed to every replica's near cache by the
-  cluster (batched, about a second) and the near cache's TTL bounds a lost push.
+  ``{"id", "name", "limit", "window_seconds", "created_at", "window_alignment"}`` (a record
+  written before alignments existed has none and is read as ``clock``, what it counted
+  in). Replicas read it through a near cache (:func:`near_cache_config`), so the guarded
+  route costs one local lookup plus the decision's round trip; a change is pushed to
+  every replica's near cache by the cluster (batched, about a second) and the near
+  cache's TTL bounds a lost push.
 - ``RATELIMIT_NAMES_MAP``: name → id. ``put_if_absent`` on it decides atomically which of
   two concurrent creates of one name wins.
 
@@ -30,7 +32,7 @@ from typing import Any
 
 from hazelcast.config import InMemoryFormat
 
-from limiter import ContentionExhausted, Settings
+from limiter import Alignment, ContentionExhausted, Settings
 
 __all__ = ["ClientRecord", "NameTaken", "Registry", "near_cache_config", "parse_client_id"]
 
@@ -49,23 +51,28 @@ class ClientRecord:
     limit: int
     window_seconds: int
     created_at: str
+    window_alignment: Alignment = Alignment.CLOCK
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(self.as_dict(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> ClientRecord:
         return _parsed_record(text)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        fields = dataclasses.asdict(self)
+        fields["window_alignment"] = self.window_alignment.value
+        return fields
 
 
 @functools.lru_cache(maxsize=4096)
 def _parsed_record(text: str) -> ClientRecord:
     """Records are immutable and the same text arrives on every request of a client: parse
     each text once (the guarded route's hottest line after the network)."""
-    return ClientRecord(**json.loads(text))
+    fields = json.loads(text)
+    fields["window_alignment"] = Alignment(fields.get("window_alignment", Alignment.CLOCK))
+    return ClientRecord(**fields)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -186,9 +193,13 @@ class Registry:
         view = await self.clients.get_entry_view(client_id)
         return None if view is None else str(view.value)
 
-    async def create(self, name: str, limit: int, window_seconds: int) -> ClientRecord:
+    async def create(
+        self, name: str, limit: int, window_seconds: int, window_alignment: Alignment
+    ) -> ClientRecord:
         """A new client with a random UUID4; :class:`NameTaken` when the name is in use."""
-        record = ClientRecord(str(uuid.uuid4()), name, limit, window_seconds, _now_iso())
+        record = ClientRecord(
+            str(uuid.uuid4()), name, limit, window_seconds, _now_iso(), window_alignment
+        )
         await self.clients.set(record.id, record.to_json())
         try:
             holder = await self.names.put_if_absent(name, record.id)
@@ -208,9 +219,15 @@ class Registry:
         return bool(await self.names.replace_if_same(name, holder, new_id))
 
     async def update(
-        self, client_id: str, *, limit: int | None, window_seconds: int | None
+        self,
+        client_id: str,
+        *,
+        limit: int | None,
+        window_seconds: int | None,
+        window_alignment: Alignment | None,
     ) -> ClientRecord | None:
-        """Changes limit and/or window atomically; None when the client does not exist."""
+        """Changes limit, window and/or alignment atomically; None when the client does not
+        exist."""
         for _ in range(UPDATE_ATTEMPTS):
             text = await self._read_text(client_id)
             if text is None:
@@ -220,6 +237,9 @@ class Registry:
                 current,
                 limit=current.limit if limit is None else limit,
                 window_seconds=current.window_seconds if window_seconds is None else window_seconds,
+                window_alignment=(
+                    current.window_alignment if window_alignment is None else window_alignment
+                ),
             )
             if changed == current:
                 return current

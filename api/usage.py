@@ -1,14 +1,9 @@
-"""The current window's usage of one client, read from the counter map.
+"""The current window's usage of one client, as its strategy stored it.
 
-Nothing is added to the limiter for this: the key shapes are the strategies' own.
-
-- ``lock`` and ``cas``: key ``"{id}:{window_seconds}:{window_start_ms}"``, value the count.
-- ``entry_processor``: key ``"{id}:{window_seconds}"``, value ``[window_start_ms, count]``;
-  a stored window other than the current one counts as unused.
-
-The window is picked with this replica's clock. With ``entry_processor`` the member's
-clock decides, so within clock skew of a window edge the two may disagree; the read is
-informative and never changes a counter.
+The window in progress is the stored one while it has not ended (the rule's own test,
+:func:`limiter.decide`); a client with no open window has used nothing. The read uses
+this replica's clock; with ``entry_processor`` the member's clock decides, so within
+clock skew of a window's end the two may disagree. The read never changes a counter.
 """
 
 from __future__ import annotations
@@ -17,8 +12,7 @@ import datetime
 from typing import Any
 
 from api.registry import ClientRecord
-from limiter import wall_clock_ms, window_start
-from limiter.base import window_key
+from limiter import Strategy, opening_start, wall_clock_ms
 
 __all__ = ["current_usage"]
 
@@ -28,21 +22,18 @@ def _iso(epoch_ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def current_usage(strategy: str, counters: Any, record: ClientRecord) -> dict[str, Any]:
+async def current_usage(strategy: Strategy, record: ClientRecord) -> dict[str, Any]:
     now = wall_clock_ms()
-    window = record.window_seconds
-    start = window_start(now, window)
-    used = 0
-    if strategy == "entry_processor":
-        stored = await counters.get(f"{record.id}:{window}")
-        if isinstance(stored, list) and len(stored) == 2 and stored[0] == start:
-            used = int(stored[1])
+    window_ms = record.window_seconds * 1000
+    stored = await strategy.stored_window(record.id, record.window_seconds)
+    if stored is not None and now < stored.window_start_ms + window_ms:
+        start, used = stored.window_start_ms, stored.count
     else:
-        stored = await counters.get(window_key(record.id, window, start))
-        used = int(stored) if isinstance(stored, int) else 0
+        # No window open: the next request opens one (now, or at the clock's edge).
+        start, used = opening_start(now, record.window_seconds, record.window_alignment), 0
     return {
         "window_start": _iso(start),
         "used": used,
         "remaining": max(0, record.limit - used),
-        "reset_after_seconds": -(-(start + window * 1000 - now) // 1000),
+        "reset_after_seconds": -(-(start + window_ms - max(now, start)) // 1000),
     }

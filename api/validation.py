@@ -12,7 +12,7 @@ import unicodedata
 from typing import Any, NamedTuple
 
 from api.errors import InvalidField, MalformedBody
-from limiter import Settings
+from limiter import Alignment, Settings
 
 __all__ = ["NewClient", "Update", "parse_object", "validate_create", "validate_update"]
 
@@ -25,11 +25,18 @@ class NewClient(NamedTuple):
     name: str
     limit: int
     window_seconds: int
+    window_alignment: Alignment
 
 
 class Update(NamedTuple):
     limit: int | None
     window_seconds: int | None
+    window_alignment: Alignment | None
+
+
+#: What a body may say, in the order error messages list them.
+CREATE_FIELDS = ("name", "limit", "window_seconds", "window_alignment")
+UPDATE_FIELDS = ("limit", "window_seconds", "window_alignment")
 
 
 def _no_constants(token: str) -> Any:
@@ -66,6 +73,13 @@ def _positive_int(field: str, value: Any, maximum: int) -> int:
     return value
 
 
+def _alignment(value: Any) -> Alignment:
+    if not isinstance(value, str) or value not in {alignment.value for alignment in Alignment}:
+        allowed = " or ".join(f'"{alignment.value}"' for alignment in Alignment)
+        raise InvalidField("window_alignment", f"must be {allowed}")
+    return Alignment(value)
+
+
 def validate_name(value: Any, settings: Settings) -> str:
     """A name in NFC form: 1 to ``max_name_length`` characters, no control or format
     characters, no leading or trailing whitespace."""
@@ -84,25 +98,27 @@ def validate_name(value: Any, settings: Settings) -> str:
 
 
 def validate_create(data: dict[str, Any], settings: Settings) -> NewClient:
-    _refuse_unknown(data, ("name", "limit", "window_seconds"))
+    _refuse_unknown(data, CREATE_FIELDS)
     if "name" not in data:
         raise InvalidField("name", "is required")
     name = validate_name(data["name"], settings)
     limit = data.get("limit", settings.default_limit)
     window = data.get("window_seconds", settings.default_window_seconds)
+    alignment = data.get("window_alignment", settings.default_window_alignment)
     return NewClient(
         name,
         _positive_int("limit", limit, settings.max_limit),
         _positive_int("window_seconds", window, settings.max_window_seconds),
+        _alignment(alignment),
     )
 
 
 def validate_update(data: dict[str, Any], settings: Settings) -> Update:
     if "name" in data:
         raise InvalidField("name", "cannot be changed; create a new client instead")
-    _refuse_unknown(data, ("limit", "window_seconds"))
+    _refuse_unknown(data, UPDATE_FIELDS)
     if not data:
-        raise InvalidField("body", "give limit, window_seconds or both")
+        raise InvalidField("body", f"give at least one of {', '.join(UPDATE_FIELDS)}")
     limit = data.get("limit")
     window = data.get("window_seconds")
     return Update(
@@ -110,4 +126,5 @@ def validate_update(data: dict[str, Any], settings: Settings) -> Update:
         _positive_int("window_seconds", window, settings.max_window_seconds)
         if "window_seconds" in data
         else None,
+        _alignment(data["window_alignment"]) if "window_alignment" in data else None,
     )

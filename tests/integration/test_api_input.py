@@ -7,6 +7,7 @@ Print the bad-input table (input → status) with::
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import time
@@ -134,6 +135,22 @@ BAD_INPUTS = [
         field="window_seconds",
     ),
     Case("unknown field", "POST", "/bucket", 422, js({"name": "a", "burst": 5}), field="burst"),
+    Case(
+        "alignment unknown",
+        "POST",
+        "/bucket",
+        422,
+        js({"name": "a", "window_alignment": "sliding"}),
+        field="window_alignment",
+    ),
+    Case(
+        "alignment not text",
+        "POST",
+        "/bucket",
+        422,
+        js({"name": "a", "window_alignment": 1}),
+        field="window_alignment",
+    ),
     Case("PUT /bucket", "PUT", "/bucket", 405, name_body("a")),
     Case("GET /bucket without name", "GET", "/bucket", 422, field="name"),
     Case("GET /bucket, two names", "GET", "/bucket?name=a&name=b", 422, field="name"),
@@ -152,6 +169,14 @@ BAD_INPUTS = [
     Case("PATCH limit 0", "PATCH", f"/bucket/{EXISTING}", 422, js({"limit": 0}), field="limit"),
     Case(
         "PATCH limit null", "PATCH", f"/bucket/{EXISTING}", 422, js({"limit": None}), field="limit"
+    ),
+    Case(
+        "PATCH alignment null",
+        "PATCH",
+        f"/bucket/{EXISTING}",
+        422,
+        js({"window_alignment": None}),
+        field="window_alignment",
     ),
     Case(
         "PATCH window -1",
@@ -228,6 +253,7 @@ def test_seed_compatible_create_and_guarded_route(replica: Replica) -> None:
     assert record["name"] == name
     assert uuid.UUID(record["id"]).version == 4
     assert (record["limit"], record["window_seconds"]) == (100, 60)
+    assert record["window_alignment"] == "first_request"  # RATELIMIT_DEFAULT_WINDOW_ALIGNMENT
     assert response.headers["location"] == f"/bucket/{record['id']}"
     guarded = replica.get("/example", headers={"X-Api-Id": record["id"]})
     assert guarded.status_code == 200
@@ -264,9 +290,10 @@ def test_headers_on_admitted_and_limited_responses(replica: Replica) -> None:
 
 
 def test_retry_after_never_points_before_the_window_end(replica: Replica) -> None:
-    """On a 2 s window, a 429's Retry-After, counted from its arrival, reaches the end of
-    the window it was decided in, and overshoots by less than the one-second rounding."""
-    client = create_client(replica, limit=1, window_seconds=2)
+    """On a 2 s clock-aligned window, a 429's Retry-After, counted from its arrival,
+    reaches the end of the window it was decided in, and overshoots by less than the
+    one-second rounding."""
+    client = create_client(replica, limit=1, window_seconds=2, window_alignment="clock")
     headers = {"X-Api-Id": client["id"]}
     checked = 0
     for _ in range(60):
@@ -281,6 +308,56 @@ def test_retry_after_never_points_before_the_window_end(replica: Replica) -> Non
         assert sent_ms + retry_after * 1000 < window_end_ms + 1000
         checked += 1
     assert checked >= 10
+
+
+def test_retry_after_counts_to_the_end_of_a_first_request_window(replica: Replica) -> None:
+    """On a 2 s first_request window, a 429's Retry-After reaches the end of the window
+    its client's last admitted request opened (2 s after it), never the clock's edge, and
+    overshoots by less than the one-second rounding."""
+    client = create_client(replica, limit=1, window_seconds=2, window_alignment="first_request")
+    headers = {"X-Api-Id": client["id"]}
+    opened: tuple[int, int] | None = None  # (sent, arrived) of the request that opened it
+    checked = admitted = 0
+    for _ in range(60):
+        sent_ms = time.time_ns() // 1_000_000
+        response = replica.get("/example", headers=headers)
+        arrived_ms = time.time_ns() // 1_000_000
+        if response.status_code == 200:
+            opened, admitted = (sent_ms, arrived_ms), admitted + 1
+            continue
+        assert response.status_code == 429, response.text
+        assert opened is not None, "a first request was denied"
+        # The window ends 2 s after its opening request was decided: within these bounds.
+        earliest_end, latest_end = opened[0] + 2000, opened[1] + 2000
+        assert sent_ms < latest_end, "denied although its window had surely ended"
+        retry_after = int(response.headers["retry-after"])
+        assert arrived_ms + retry_after * 1000 >= earliest_end
+        assert sent_ms + retry_after * 1000 < latest_end + 1000
+        checked += 1
+    assert checked >= 10
+    assert admitted >= 2  # windows ended and reopened at a request, not at a clock edge
+
+
+def test_window_alignment_is_set_shown_and_changed(replica: Replica) -> None:
+    """POST /bucket takes window_alignment, GET /bucket/{id} shows it with the usage of a
+    window that opened at the first request, and PATCH changes it alone."""
+    client = create_client(replica, limit=5, window_seconds=3600, window_alignment="clock")
+    assert client["window_alignment"] == "clock"
+    path = f"/bucket/{client['id']}"
+    patched = replica.request(
+        "PATCH", path, json={"window_alignment": "first_request"}, headers=ADMIN
+    )
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["window_alignment"], patched.json()["limit"]) == ("first_request", 5)
+    sent_ms = time.time_ns() // 1_000_000
+    assert replica.get("/example", headers={"X-Api-Id": client["id"]}).status_code == 200
+    shown = replica.get(path, headers=ADMIN).json()
+    assert shown["window_alignment"] == "first_request"
+    assert shown["usage"]["used"] == 1
+    opened = datetime.datetime.fromisoformat(shown["usage"]["window_start"])
+    # Opened by that request, not at the hour's edge (which is its start only 1 in 3600).
+    assert abs(opened.timestamp() * 1000 - sent_ms) < 5000
+    assert 3590 <= shown["usage"]["reset_after_seconds"] <= 3600
 
 
 def test_the_openapi_document_lists_every_route(replica: Replica) -> None:
@@ -298,6 +375,9 @@ def test_the_openapi_document_lists_every_route(replica: Replica) -> None:
     assert {("/example", "get"), ("/bucket", "post"), ("/metrics", "get")} <= served
     for path, method in documented:
         assert document["paths"][path][method]["responses"], (path, method)
+    created = document["paths"]["/bucket"]["post"]["requestBody"]["content"]["application/json"]
+    alignment = created["schema"]["properties"]["window_alignment"]
+    assert alignment["enum"] == ["clock", "first_request"]
     security = document["components"]["securitySchemes"]["admin"]
     assert security == {"type": "http", "scheme": "bearer"}
 
