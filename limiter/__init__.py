@@ -15,9 +15,10 @@ from limiter.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
-    ContentionExhausted,
     RateLimitError,
     SettingsError,
+    as_backend_error,
+    cluster_call,
 )
 from limiter.liveness import Liveness
 from limiter.lock import LockStrategy
@@ -31,7 +32,14 @@ from limiter.rule import (
     opening_start,
     window_start,
 )
-from limiter.settings import STRATEGY_NAMES, Settings
+from limiter.settings import (
+    STRATEGY_NAMES,
+    CasConfig,
+    LimiterSettings,
+    LockConfig,
+    StrategyConfig,
+    StrategyName,
+)
 
 __all__ = [
     "STRATEGIES",
@@ -40,22 +48,27 @@ __all__ = [
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
+    "CasConfig",
     "CasStrategy",
     "Clock",
     "ClusterLink",
-    "ContentionExhausted",
     "Decision",
     "EntryProcessorStrategy",
+    "LimiterSettings",
     "Liveness",
+    "LockConfig",
     "LockStrategy",
     "NullObserver",
     "Observer",
     "RateLimitError",
     "Reason",
-    "Settings",
     "SettingsError",
     "Strategy",
+    "StrategyConfig",
+    "StrategyName",
     "WindowState",
+    "as_backend_error",
+    "cluster_call",
     "connect",
     "contended",
     "create_strategy",
@@ -66,21 +79,22 @@ __all__ = [
     "window_start",
 ]
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    LockStrategy.name: LockStrategy,
-    CasStrategy.name: CasStrategy,
-    EntryProcessorStrategy.name: EntryProcessorStrategy,
+#: Each strategy by the name ``RATELIMIT_STRATEGY`` gives it.
+STRATEGIES: dict[StrategyName, type[Strategy]] = {
+    "lock": LockStrategy,
+    "cas": CasStrategy,
+    "entry_processor": EntryProcessorStrategy,
 }
 
 
 def create_strategy(
-    settings: Settings,
+    settings: LimiterSettings,
     counters: Any,
     *,
     clock: Clock | None = None,
     observer: Observer | None = None,
     liveness: Liveness | None = None,
-    name: str | None = None,
+    name: StrategyName | None = None,
 ) -> Strategy:
     """The strategy ``settings.strategy`` (or ``name``) names, over the ``counters`` map.
 
@@ -94,23 +108,4 @@ def create_strategy(
         raise SettingsError(
             f"unknown strategy {chosen!r}; choose one of: {', '.join(STRATEGY_NAMES)}"
         ) from None
-    common: dict[str, Any] = {
-        "clock": clock,
-        "observer": observer,
-        "decision_timeout_seconds": settings.decision_timeout_seconds,
-        "expiry_grace_seconds": settings.expiry_grace_seconds,
-        "max_queued_per_key": settings.max_queued_per_key,
-        "deny_cache_size": settings.deny_cache_size,
-        "liveness": liveness,
-    }
-    if cls is LockStrategy:
-        common.update(
-            lock_lease_seconds=settings.lock_lease_seconds,
-            lock_wait_seconds=settings.lock_wait_seconds,
-        )
-    elif cls is CasStrategy:
-        common.update(
-            cas_max_attempts=settings.cas_max_attempts,
-            cas_backoff_max_ms=settings.cas_backoff_max_ms,
-        )
-    return cls(counters, **common)
+    return cls.from_settings(counters, settings, clock=clock, liveness=liveness, observer=observer)

@@ -30,14 +30,13 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol
-
-from hazelcast.errors import HazelcastError
+from typing import Any, ClassVar, NamedTuple, Protocol, Self
 
 from limiter.deny_cache import DenyCache
-from limiter.errors import BackendError, BackendTimeout, BackendUnavailable
+from limiter.errors import BackendTimeout, as_backend_error
 from limiter.liveness import Liveness
-from limiter.rule import Alignment, Decision, Reason, WindowState
+from limiter.rule import Alignment, Decision, Reason, WindowState, open_window
+from limiter.settings import LimiterSettings, StrategyConfig, StrategyName
 
 __all__ = [
     "CONTENDED_RETRY_MS",
@@ -150,31 +149,44 @@ class Strategy(abc.ABC):
     without one the cluster always counts as reachable (a late decision is contended).
     """
 
-    name: ClassVar[str]
+    name: ClassVar[StrategyName]
 
     def __init__(
         self,
         counters: Any,
+        config: StrategyConfig,
         *,
         clock: Clock | None = None,
-        decision_timeout_seconds: float = 1.0,
-        expiry_grace_seconds: float = 1.0,
-        max_queued_per_key: int = 1000,
-        deny_cache_size: int = 10000,
         liveness: Liveness | None = None,
         observer: Observer | None = None,
     ) -> None:
         self.counters = counters
         self.clock = clock
-        self.decision_timeout_seconds = decision_timeout_seconds
-        self.expiry_grace_ms = int(expiry_grace_seconds * 1000)
-        self.max_queued_per_key = max_queued_per_key
-        self.deny_cache = DenyCache(deny_cache_size)
+        self.decision_timeout_seconds = config.decision_timeout_seconds
+        self.expiry_grace_ms = int(config.expiry_grace_seconds * 1000)
+        self.max_queued_per_key = config.max_queued_per_key
+        self.deny_cache = DenyCache(config.deny_cache_size)
         self.liveness = liveness
         self.observer: Observer = observer or NullObserver()
         self._flights: dict[Quota, _Flight] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._ttl_restores: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_settings(
+        cls,
+        counters: Any,
+        settings: LimiterSettings,
+        *,
+        clock: Clock | None = None,
+        liveness: Liveness | None = None,
+        observer: Observer | None = None,
+    ) -> Self:
+        """The strategy configured by ``settings`` (a strategy with settings of its own
+        adds them here)."""
+        return cls(
+            counters, settings.strategy_config, clock=clock, liveness=liveness, observer=observer
+        )
 
     def now_ms(self) -> int:
         """The time that picks the window (lock and cas)."""
@@ -282,7 +294,7 @@ class Strategy(abc.ABC):
                 try:
                     decisions = await self._decide_batch(key, [p.cost for p in batch], deadline)
                 except Exception as error:
-                    failure = _as_backend_error(error)
+                    failure = as_backend_error(error)
                     for pending in batch:
                         if not pending.answer.done():
                             pending.answer.set_exception(failure)
@@ -319,9 +331,17 @@ class Strategy(abc.ABC):
         for the requests it could not decide.
         """
 
+    async def current_window(
+        self, client_id: str, window_seconds: int, alignment: Alignment
+    ) -> WindowState:
+        """The window the client's next request would count in, and what it has used: a
+        read that changes nothing (the window picked on this strategy's clock)."""
+        stored = await self.stored_window(client_id, window_seconds)
+        return open_window(stored, self.now_ms(), window_seconds, alignment)
+
     async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
-        """The window last stored for the client, as this strategy lays it out (a read
-        that changes nothing; None when there is none or it expired).
+        """The window last stored for the client, as this strategy lays it out (None when
+        there is none or it expired).
 
         This is the lock and cas layout (:func:`window_key`); the entry processor has its own.
         """
@@ -372,15 +392,6 @@ class Strategy(abc.ABC):
     def ttl_ms(self, decision: Decision) -> int:
         """A counter lives until its window ends, plus the grace."""
         return decision.reset_after_ms + self.expiry_grace_ms
-
-
-def _as_backend_error(error: Exception) -> Exception:
-    """Where cluster errors become the limiter's: anything else (a bug) passes as it is."""
-    if isinstance(error, BackendError):
-        return error
-    if isinstance(error, HazelcastError):
-        return BackendUnavailable(f"{type(error).__name__}: {error}")
-    return error
 
 
 def window_key(client_id: str, window_seconds: int) -> str:

@@ -5,10 +5,21 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
-from limiter.base import Quota, Strategy, contended, decode_window, encode_window, window_key
+from limiter.base import (
+    Clock,
+    Observer,
+    Quota,
+    Strategy,
+    contended,
+    decode_window,
+    encode_window,
+    window_key,
+)
+from limiter.liveness import Liveness
 from limiter.rule import Decision, decide_batch
+from limiter.settings import CasConfig, LimiterSettings, StrategyConfig
 
 __all__ = ["CasStrategy"]
 
@@ -36,14 +47,35 @@ class CasStrategy(Strategy):
     def __init__(
         self,
         counters: Any,
+        config: StrategyConfig,
+        cas: CasConfig,
         *,
-        cas_max_attempts: int = 32,
-        cas_backoff_max_ms: float = 8.0,
-        **common: Any,
+        clock: Clock | None = None,
+        liveness: Liveness | None = None,
+        observer: Observer | None = None,
     ) -> None:
-        super().__init__(counters, **common)
-        self.max_attempts = cas_max_attempts
-        self.backoff_max_ms = cas_backoff_max_ms
+        super().__init__(counters, config, clock=clock, liveness=liveness, observer=observer)
+        self.max_attempts = cas.max_attempts
+        self.backoff_max_ms = cas.backoff_max_ms
+
+    @classmethod
+    def from_settings(
+        cls,
+        counters: Any,
+        settings: LimiterSettings,
+        *,
+        clock: Clock | None = None,
+        liveness: Liveness | None = None,
+        observer: Observer | None = None,
+    ) -> Self:
+        return cls(
+            counters,
+            settings.strategy_config,
+            settings.cas_config,
+            clock=clock,
+            liveness=liveness,
+            observer=observer,
+        )
 
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float

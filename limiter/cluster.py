@@ -12,7 +12,7 @@ from hazelcast.lifecycle import LifecycleState
 
 from limiter.errors import BackendUnavailable
 from limiter.liveness import Liveness
-from limiter.settings import Settings
+from limiter.settings import LimiterSettings
 
 __all__ = ["HEARTBEAT_KEY", "ClusterLink", "connect"]
 
@@ -74,7 +74,7 @@ class ClusterLink:
         await self.client.shutdown()
 
 
-async def connect(settings: Settings, **client_config: Any) -> ClusterLink:
+async def connect(settings: LimiterSettings, **client_config: Any) -> ClusterLink:
     """Starts a client and waits up to ``connect_timeout_seconds`` for the cluster.
 
     ``client_config`` adds or overrides client options (near caches, smart routing, ...).

@@ -6,12 +6,23 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from hazelcast.errors import HazelcastError
 
-from limiter.base import Quota, Strategy, contended, decode_window, encode_window, window_key
+from limiter.base import (
+    Clock,
+    Observer,
+    Quota,
+    Strategy,
+    contended,
+    decode_window,
+    encode_window,
+    window_key,
+)
+from limiter.liveness import Liveness
 from limiter.rule import Decision, WindowState, decide_batch
+from limiter.settings import LimiterSettings, LockConfig, StrategyConfig
 
 __all__ = ["LockStrategy"]
 
@@ -42,14 +53,35 @@ class LockStrategy(Strategy):
     def __init__(
         self,
         counters: Any,
+        config: StrategyConfig,
+        lock: LockConfig,
         *,
-        lock_lease_seconds: float = 2.0,
-        lock_wait_seconds: float = 0.9,
-        **common: Any,
+        clock: Clock | None = None,
+        liveness: Liveness | None = None,
+        observer: Observer | None = None,
     ) -> None:
-        super().__init__(counters, **common)
-        self.lock_lease_seconds = lock_lease_seconds
-        self.lock_wait_seconds = lock_wait_seconds
+        super().__init__(counters, config, clock=clock, liveness=liveness, observer=observer)
+        self.lock_lease_seconds = lock.lease_seconds
+        self.lock_wait_seconds = lock.wait_seconds
+
+    @classmethod
+    def from_settings(
+        cls,
+        counters: Any,
+        settings: LimiterSettings,
+        *,
+        clock: Clock | None = None,
+        liveness: Liveness | None = None,
+        observer: Observer | None = None,
+    ) -> Self:
+        return cls(
+            counters,
+            settings.strategy_config,
+            settings.lock_config,
+            clock=clock,
+            liveness=liveness,
+            observer=observer,
+        )
 
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float

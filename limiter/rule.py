@@ -45,6 +45,7 @@ __all__ = [
     "WindowState",
     "decide",
     "decide_batch",
+    "open_window",
     "opening_start",
     "window_start",
 ]
@@ -110,6 +111,16 @@ def opening_start(now_ms: int, window_seconds: int, alignment: Alignment) -> int
     return window_start(now_ms, window_seconds)
 
 
+def open_window(
+    state: WindowState | None, now_ms: int, window_seconds: int, alignment: Alignment
+) -> WindowState:
+    """The window a request at ``now_ms`` counts in: the stored one until it ends (kept
+    when it starts later), otherwise a new, empty one where ``alignment`` opens it."""
+    if state is not None and now_ms < state.window_start_ms + window_seconds * 1000:
+        return state
+    return WindowState(opening_start(now_ms, window_seconds, alignment), 0)
+
+
 def decide(
     state: WindowState | None,
     now_ms: int,
@@ -129,12 +140,9 @@ def decide(
             "cost, limit and window_seconds must be positive, "
             f"got {cost}, {limit}, {window_seconds}"
         )
-    window_ms = window_seconds * 1000
-    if state is not None and now_ms < state.window_start_ms + window_ms:
-        start, used = state.window_start_ms, state.count
-    else:
-        start, used = opening_start(now_ms, window_seconds, alignment), 0
-    reset_after_ms = start + window_ms - max(now_ms, start)
+    window = open_window(state, now_ms, window_seconds, alignment)
+    start, used = window.window_start_ms, window.count
+    reset_after_ms = start + window_seconds * 1000 - max(now_ms, start)
     if cost > limit:
         return WindowState(start, used), Decision(
             False, limit, max(0, limit - used), reset_after_ms, Reason.COST_OVER_LIMIT

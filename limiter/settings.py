@@ -1,7 +1,11 @@
-"""Every setting of the service, read once from ``RATELIMIT_*`` environment variables.
+"""The limiter's settings, read once from ``RATELIMIT_*`` environment variables, and the
+typed configuration each strategy is built from.
 
-The defaults live here and nowhere else; README.md lists them in a table that
-``tests/unit/test_settings.py`` keeps in step with this module.
+The defaults live in :class:`LimiterSettings` and nowhere else (the service adds its own
+fields in :class:`api.settings.Settings`, a subclass); README.md lists every one in a
+table that ``tests/unit/test_settings.py`` keeps in step. The strategy classes take
+:class:`StrategyConfig`, :class:`LockConfig` and :class:`CasConfig`, which have no defaults
+of their own, so a value can only come from here.
 """
 
 from __future__ import annotations
@@ -9,29 +13,65 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, Self, cast, get_args
 
 from limiter.errors import SettingsError
-from limiter.rule import Alignment
 
-__all__ = ["STRATEGY_NAMES", "Settings", "StrategyName"]
+__all__ = [
+    "PREFIX",
+    "STRATEGY_NAMES",
+    "CasConfig",
+    "LimiterSettings",
+    "LockConfig",
+    "StrategyConfig",
+    "StrategyName",
+    "choices",
+]
 
 StrategyName = Literal["lock", "cas", "entry_processor"]
-STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
-ALIGNMENT_NAMES: tuple[str, ...] = tuple(alignment.value for alignment in Alignment)
+STRATEGY_NAMES: tuple[StrategyName, ...] = get_args(StrategyName)
 PREFIX = "RATELIMIT_"
 
 
-def _choice(*allowed: str) -> dict[str, Any]:
+def choices(*allowed: str) -> dict[str, Any]:
+    """Field metadata: the only values the field accepts."""
     return {"choices": allowed}
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """The service's configuration. Field ``x`` is read from ``RATELIMIT_X``."""
+class StrategyConfig:
+    """What every strategy needs (see :class:`limiter.base.Strategy`)."""
+
+    decision_timeout_seconds: float
+    expiry_grace_seconds: float
+    max_queued_per_key: int
+    deny_cache_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LockConfig:
+    """The lock strategy's own (see :class:`limiter.lock.LockStrategy`)."""
+
+    lease_seconds: float
+    wait_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class CasConfig:
+    """The cas strategy's own (see :class:`limiter.cas.CasStrategy`)."""
+
+    max_attempts: int
+    backoff_max_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LimiterSettings:
+    """The cluster connection and the strategies. Field ``x`` is read from ``RATELIMIT_X``."""
 
     #: Which atomic strategy makes a decision: lock, cas or entry_processor.
-    strategy: str = dataclasses.field(default="entry_processor", metadata=_choice(*STRATEGY_NAMES))
+    strategy: StrategyName = dataclasses.field(
+        default="entry_processor", metadata=choices(*STRATEGY_NAMES)
+    )
     #: Comma-separated Hazelcast member addresses the client starts from.
     hazelcast_members: str = "127.0.0.1:5701,127.0.0.1:5702,127.0.0.1:5703"
     hazelcast_cluster_name: str = "ratelimit"
@@ -56,52 +96,16 @@ class Settings:
     deny_cache_size: int = 10000
     #: Counter keys live until their window ends plus this much.
     expiry_grace_seconds: float = 1.0
-    #: Map names; tests give each run fresh ones.
+    #: The window counters' map; tests give each run a fresh one.
     counters_map: str = "ratelimit.counters"
-    clients_map: str = "ratelimit.clients"
-    names_map: str = "ratelimit.names"
-    #: Limits of a new client when the request names none (the original's 100 per 60 s).
-    default_limit: int = 100
-    default_window_seconds: int = 60
-    #: Where a new client's windows start when the request names no ``window_alignment``:
-    #: "first_request" (a window opens at the first request after the last one ended, as
-    #: in the original service; resets spread over time) or "clock" (at multiples of the
-    #: window length, the same instant for every client). README.md argues the default.
-    default_window_alignment: str = dataclasses.field(
-        default="first_request", metadata=_choice(*ALIGNMENT_NAMES)
-    )
-    #: Longest window a client may have; hazelcast.xml's counter-map TTL must exceed it.
-    max_window_seconds: int = 86400
-    #: Largest limit a client may have.
-    max_limit: int = 1_000_000_000
-    #: When no decision can be had in time: "open" admits (marked in a header and a
-    #: metric), "closed" answers 503 with Retry-After.
-    failure_mode: str = dataclasses.field(default="open", metadata=_choice("open", "closed"))
-    #: Bearer token of the client-management routes; empty disables them (403).
-    admin_token: str = ""
-    #: HTTP listener of one replica.
-    host: str = "127.0.0.1"
-    port: int = 8081
-    #: Sanic worker processes per replica.
-    workers: int = 1
-    #: Largest request body accepted (413 above it).
-    max_body_bytes: int = 4096
-    #: Longest client name.
-    max_name_length: int = 64
-    #: After SIGTERM, /ready answers 503 for this long before the replica stops, so that
-    #: nginx stops sending it requests first.
-    drain_seconds: float = 2.0
-    #: Upper bound on how stale a replica's near-cached client record may be (the
-    #: cluster also invalidates it on every change, within about a second).
-    registry_near_cache_ttl_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            choices = field.metadata.get("choices")
+            allowed = field.metadata.get("choices")
             value = getattr(self, field.name)
-            if choices and value not in choices:
+            if allowed and value not in allowed:
                 raise SettingsError(
-                    f"{PREFIX}{field.name.upper()}={value!r} is not one of: {', '.join(choices)}"
+                    f"{PREFIX}{field.name.upper()}={value!r} is not one of: {', '.join(allowed)}"
                 )
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise SettingsError(f"{PREFIX}{field.name.upper()} must be positive, got {value}")
@@ -115,12 +119,27 @@ class Settings:
                 "RATELIMIT_LOCK_WAIT_SECONDS must be below RATELIMIT_DECISION_TIMEOUT_SECONDS, "
                 "or a busy lock is only noticed at the decision deadline"
             )
-        if self.default_window_seconds > self.max_window_seconds:
-            raise SettingsError(
-                "RATELIMIT_DEFAULT_WINDOW_SECONDS exceeds RATELIMIT_MAX_WINDOW_SECONDS"
-            )
         if not self.member_addresses:
             raise SettingsError("RATELIMIT_HAZELCAST_MEMBERS names no member")
+
+    @property
+    def strategy_config(self) -> StrategyConfig:
+        return StrategyConfig(
+            decision_timeout_seconds=self.decision_timeout_seconds,
+            expiry_grace_seconds=self.expiry_grace_seconds,
+            max_queued_per_key=self.max_queued_per_key,
+            deny_cache_size=self.deny_cache_size,
+        )
+
+    @property
+    def lock_config(self) -> LockConfig:
+        return LockConfig(
+            lease_seconds=self.lock_lease_seconds, wait_seconds=self.lock_wait_seconds
+        )
+
+    @property
+    def cas_config(self) -> CasConfig:
+        return CasConfig(max_attempts=self.cas_max_attempts, backoff_max_ms=self.cas_backoff_max_ms)
 
     @property
     def heartbeat_interval_seconds(self) -> float:
@@ -135,8 +154,9 @@ class Settings:
         return [m.strip() for m in self.hazelcast_members.split(",") if m.strip()]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Reads every field from the environment; ``overrides`` win over it."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Reads every field of this class (subclasses included) from the environment;
+        ``overrides`` win over it."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):

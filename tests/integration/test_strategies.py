@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -10,16 +11,18 @@ from typing import Any
 
 import pytest
 
+from api.settings import Settings
 from limiter import (
     STRATEGY_NAMES,
     Alignment,
     BackendTimeout,
     BackendUnavailable,
     Decision,
+    LimiterSettings,
     Liveness,
+    LockConfig,
     LockStrategy,
     Reason,
-    Settings,
     WindowState,
     connect,
     create_strategy,
@@ -117,18 +120,37 @@ def test_the_lease_frees_a_lock_whose_holder_never_unlocks(
     assert 0.3 < waited < base_settings.lock_wait_seconds
 
 
+def lock_strategy(
+    counters: Any,
+    kind: type[LockStrategy] = LockStrategy,
+    *,
+    decision_timeout_seconds: float,
+    lock_wait_seconds: float,
+    lock_lease_seconds: float,
+    liveness: Liveness | None = None,
+) -> LockStrategy:
+    """A lock strategy on the pinned clock with these waits, which the settings would
+    refuse (a lock wait above the decision timeout, a lease below the wait): the classes
+    take whatever they are given."""
+    config = dataclasses.replace(
+        LimiterSettings().strategy_config, decision_timeout_seconds=decision_timeout_seconds
+    )
+    lock = LockConfig(lease_seconds=lock_lease_seconds, wait_seconds=lock_wait_seconds)
+    return kind(counters, config, lock, clock=lambda: NOW_MS, liveness=liveness)
+
+
 def slow_lock_strategy(
-    counters: Any, kind: type[LockStrategy] = LockStrategy, **overrides: Any
+    counters: Any, kind: type[LockStrategy] = LockStrategy, liveness: Liveness | None = None
 ) -> LockStrategy:
     """A lock strategy whose 0.5 s decision timeout ends long before its lock wait."""
-    # Settings refuse a lock wait above the decision timeout; the class does not.
-    settings: dict[str, Any] = {
-        "clock": lambda: NOW_MS,
-        "decision_timeout_seconds": 0.5,
-        "lock_wait_seconds": 30.0,
-        "lock_lease_seconds": 60.0,
-    }
-    return kind(counters, **(settings | overrides))
+    return lock_strategy(
+        counters,
+        kind,
+        decision_timeout_seconds=0.5,
+        lock_wait_seconds=30.0,
+        lock_lease_seconds=60.0,
+        liveness=liveness,
+    )
 
 
 async def timed_decision(strategy: LockStrategy) -> tuple[Decision | BackendTimeout, float]:
@@ -269,9 +291,11 @@ class StallingLockStrategy(LockStrategy):
     """The lock strategy pausing between its read and its write, as a replica does that
     stalls (a long GC, a blocked event loop) while it holds the lock."""
 
-    def __init__(self, counters: Any, stall_seconds: float, **settings: Any) -> None:
-        super().__init__(counters, **settings)
-        self.stall_seconds = stall_seconds
+    #: How long the write waits.
+    stall_seconds = 2.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.stalling = asyncio.Event()
 
     async def _write(self, key: str, read: Any, state: WindowState, ttl_ms: int) -> bool:
@@ -286,14 +310,10 @@ def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_a_newer_count(
     """A holder whose lease runs out between its read and its write, while another
     replica takes the lock and spends the whole limit, writes nothing and denies its
     request (contended): a third replica then finds the limit spent, not a stale count."""
-    settings: dict[str, Any] = {
-        "clock": lambda: NOW_MS,
-        "decision_timeout_seconds": 10.0,
-        "lock_wait_seconds": 5.0,
-        "lock_lease_seconds": 1.0,
-    }
-    stalled = StallingLockStrategy(counters, 2.0, **settings)
-    other, third = LockStrategy(counters, **settings), LockStrategy(counters, **settings)
+    waits = {"decision_timeout_seconds": 10.0, "lock_wait_seconds": 5.0, "lock_lease_seconds": 1.0}
+    stalled = lock_strategy(counters, StallingLockStrategy, **waits)
+    assert isinstance(stalled, StallingLockStrategy)
+    other, third = lock_strategy(counters, **waits), lock_strategy(counters, **waits)
     key = window_key("c", 60)
 
     async def scenario() -> tuple[Decision, list[Decision], Decision, int]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from api.settings import Settings
 from limiter import (
     STRATEGY_NAMES,
     Alignment,
     Clock,
     Decision,
     LockStrategy,
-    Settings,
     Strategy,
     WindowState,
     create_strategy,
@@ -61,11 +61,6 @@ class GetThenSetStrategy(LockStrategy):
 
 def build(name: str, settings: Settings, counters: Any, clock: Clock | None) -> Strategy:
     if name == BROKEN:
-        return GetThenSetStrategy(
-            counters,
-            clock=clock,
-            decision_timeout_seconds=settings.decision_timeout_seconds,
-            expiry_grace_seconds=settings.expiry_grace_seconds,
-        )
+        return GetThenSetStrategy.from_settings(counters, settings, clock=clock)
     assert name in STRATEGY_NAMES
     return create_strategy(settings, counters, clock=clock, name=name)

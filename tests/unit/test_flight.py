@@ -5,8 +5,10 @@ behaviour on the real cluster is in tests/property and tests/integration)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from hazelcast.errors import TargetDisconnectedError
@@ -16,6 +18,7 @@ from limiter import (
     BackendTimeout,
     BackendUnavailable,
     Decision,
+    LimiterSettings,
     Liveness,
     Reason,
     Strategy,
@@ -34,9 +37,12 @@ class DictStrategy(Strategy):
 
     name = "dict"
 
-    def __init__(self, delay: float = 0.005, **kwargs: object) -> None:
+    def __init__(
+        self, delay: float = 0.005, *, liveness: Liveness | None = None, **config: Any
+    ) -> None:
         self.now = NOW_MS
-        super().__init__(None, clock=lambda: self.now, **kwargs)  # type: ignore[arg-type]
+        settings = dataclasses.replace(LimiterSettings().strategy_config, **config)
+        super().__init__(None, settings, clock=lambda: self.now, liveness=liveness)
         self.delay = delay
         self.store: dict[str, WindowState] = {}
         self.batches: list[list[int]] = []

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from limiter import STRATEGY_NAMES, Settings, SettingsError
+from api.settings import Settings
+from limiter import (
+    STRATEGIES,
+    STRATEGY_NAMES,
+    CasStrategy,
+    LockStrategy,
+    SettingsError,
+    create_strategy,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -73,3 +81,27 @@ def test_readme_documents_every_setting_and_its_default() -> None:
         for field in dataclasses.fields(Settings)
     }
     assert rows == expected
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_each_strategy_is_built_from_the_settings_alone(name: str) -> None:
+    """create_strategy builds the named class with the settings' values (the classes have
+    no defaults of their own to fall back on)."""
+    settings = Settings.from_env(
+        {
+            "RATELIMIT_DECISION_TIMEOUT_SECONDS": "3",
+            "RATELIMIT_LOCK_WAIT_SECONDS": "2.5",
+            "RATELIMIT_LOCK_LEASE_SECONDS": "7",
+            "RATELIMIT_CAS_MAX_ATTEMPTS": "5",
+            "RATELIMIT_MAX_QUEUED_PER_KEY": "9",
+            "RATELIMIT_EXPIRY_GRACE_SECONDS": "4",
+        }
+    )
+    strategy = create_strategy(settings, counters=None, name=name)
+    assert type(strategy) is STRATEGIES[name] and strategy.name == name
+    assert (strategy.decision_timeout_seconds, strategy.max_queued_per_key) == (3.0, 9)
+    assert strategy.expiry_grace_ms == 4000
+    if isinstance(strategy, LockStrategy):
+        assert (strategy.lock_wait_seconds, strategy.lock_lease_seconds) == (2.5, 7.0)
+    if isinstance(strategy, CasStrategy):
+        assert strategy.max_attempts == 5
