@@ -19,7 +19,8 @@ from sanic.worker.loader import AppLoader
 
 from api.app import create_app
 from api.metrics import MULTIPROC_ENV
-from limiter import Settings, SettingsError
+from api.settings import Settings
+from limiter import SettingsError
 
 #: Connections the kernel queues for a replica before it accepts them (Sanic's default is
 #: 100). nginx opens a burst of connections to each replica when hundreds of clients

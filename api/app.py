@@ -11,7 +11,8 @@ Routes (every error body is ``{"error": "..."}``):
 - ``POST /bucket``: create a client: 201, 400, 401, 403, 409, 413, 422, 503
 - ``GET /bucket?name=``: the client holding a name: 200, 401, 403, 404, 422, 503
 - ``GET /bucket/{id}``: a client and its current usage: 200, 401, 403, 404, 503
-- ``PATCH /bucket/{id}``: change limit and/or window: 200, 400, 401, 403, 404, 413, 422, 503
+- ``PATCH /bucket/{id}``: change limit, window and/or alignment: 200, 400, 401, 403, 404,
+  409, 413, 422, 503
 - ``DELETE /bucket/{id}``: delete a client: 204, 401, 403, 404, 503
 - ``GET /health``: liveness, always 200
 - ``GET /ready``: 200, or 503 while not connected to the cluster or draining
@@ -33,11 +34,11 @@ from sanic_ext.config import PRIORITY as EXTENSIONS_PRIORITY
 from sanic_ext.extensions.openapi.builders import OperationStore, SpecificationBuilder
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
-from api import buckets, guard, probes
+from api import clients, guard, probes
 from api.backend import Backend
 from api.errors import render_error
 from api.metrics import HTTP_REQUESTS, labelled, method_label, preset
-from limiter import Settings
+from api.settings import Settings
 
 __all__ = ["API_VERSION", "App", "create_app"]
 
@@ -58,13 +59,14 @@ def create_app(settings: Settings | None = None, *, name: str = "ratelimit") -> 
     _extend(app)
 
     app.add_route(guard.example, "/example", methods=["GET"], name="example")
-    app.add_route(guard.decide, "/decide", methods=["GET"], name="decide")
-    app.add_route(buckets.create_bucket, "/bucket", methods=["POST"], name="create_bucket")
-    app.add_route(buckets.find_bucket, "/bucket", methods=["GET"], name="find_bucket")
+    app.add_route(guard.gateway_decision, "/decide", methods=["GET"], name="gateway_decision")
+    # The original calls a client a "bucket"; its paths keep the name.
+    app.add_route(clients.create_client, "/bucket", methods=["POST"], name="create_client")
+    app.add_route(clients.find_client, "/bucket", methods=["GET"], name="find_client")
     path = "/bucket/<client_id:str>"
-    app.add_route(buckets.read_bucket, path, methods=["GET"], name="read_bucket")
-    app.add_route(buckets.update_bucket, path, methods=["PATCH"], name="update_bucket")
-    app.add_route(buckets.delete_bucket, path, methods=["DELETE"], name="delete_bucket")
+    app.add_route(clients.read_client, path, methods=["GET"], name="read_client")
+    app.add_route(clients.update_client, path, methods=["PATCH"], name="update_client")
+    app.add_route(clients.delete_client, path, methods=["DELETE"], name="delete_client")
     app.add_route(probes.health, "/health", methods=["GET"], name="health")
     app.add_route(probes.ready, "/ready", methods=["GET"], name="ready")
     app.add_route(probes.metrics, "/metrics", methods=["GET"], name="metrics")

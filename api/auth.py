@@ -7,7 +7,7 @@ import hmac
 from sanic import Request
 
 from api.errors import ManagementDisabled, Unauthenticated
-from limiter import Settings
+from api.settings import Settings
 
 __all__ = ["require_admin"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 from typing import cast
@@ -19,9 +20,10 @@ from sanic.log import error_logger, logger
 
 from api.metrics import MULTIPROC_ENV, MetricsObserver
 from api.registry import Registry, near_cache_config
-from limiter import ClusterLink, Settings, Strategy, connect, create_strategy
+from api.settings import Settings
+from limiter import BackendUnavailable, ClusterLink, Strategy, connect, create_strategy
 
-__all__ = ["Backend", "backend_of", "workers_connected"]
+__all__ = ["Backend", "Connection", "backend_of", "workers_connected"]
 
 #: Pause between two failed connection attempts, doubling up to the maximum.
 RETRY_FIRST_SECONDS = 0.5
@@ -30,25 +32,38 @@ RETRY_MAX_SECONDS = 5.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 
 
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """What a connected worker holds: all of it, or (before connecting) none of it."""
+
+    link: ClusterLink
+    strategy: Strategy
+    registry: Registry
+
+
 class Backend:
-    """What one worker holds: ``link``, ``strategy`` and ``registry`` once connected."""
+    """The cluster side of one worker: ``connection`` once connected, None until then."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.link: ClusterLink | None = None
-        self.strategy: Strategy | None = None
-        self.registry: Registry | None = None
+        self.connection: Connection | None = None
         #: Set on SIGTERM: /ready answers 503 so the balancer stops sending requests.
         self.draining = False
         self._connecting: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
-        return self.strategy is not None and self.link is not None and self.link.connected
+        return self.connection is not None and self.connection.link.connected
 
     @property
     def ready(self) -> bool:
         return self.connected and not self.draining
+
+    def require_connection(self) -> Connection:
+        """The connection, or :class:`limiter.BackendUnavailable` before there is one."""
+        if self.connection is None:
+            raise BackendUnavailable("not connected to the cluster yet")
+        return self.connection
 
     def start(self) -> None:
         self._connecting = asyncio.get_running_loop().create_task(
@@ -91,8 +106,7 @@ class Backend:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)
             raise
-        self.registry = registry
-        self.strategy = create_strategy(
+        strategy = create_strategy(
             self.settings,
             counters,
             observer=MetricsObserver(self.settings.strategy),
@@ -103,7 +117,7 @@ class Backend:
             self.settings.heartbeat_interval_seconds,
             self.settings.decision_timeout_seconds,
         )
-        self.link = link
+        self.connection = Connection(link, strategy, registry)
 
     async def close(self) -> None:
         """Stops connecting, lets the strategy finish, shuts the client down."""
@@ -112,12 +126,11 @@ class Backend:
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connecting
-        if self.strategy is not None:
+        if self.connection is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.strategy.close(), CLOSE_TIMEOUT_SECONDS)
-        if self.link is not None:
+                await asyncio.wait_for(self.connection.strategy.close(), CLOSE_TIMEOUT_SECONDS)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.link.close(), CLOSE_TIMEOUT_SECONDS)
+                await asyncio.wait_for(self.connection.link.close(), CLOSE_TIMEOUT_SECONDS)
 
 
 def _marker_dir() -> Path | None:

@@ -1,10 +1,14 @@
 """Client management: ``POST /bucket``, ``GET /bucket?name=``, ``GET|PATCH|DELETE /bucket/{id}``.
 
+A *client* is what the original service, and so these paths, call a bucket: an id, a
+unique name, a limit per window and the window's alignment.
+
 Every route needs ``Authorization: Bearer <RATELIMIT_ADMIN_TOKEN>`` (403 while no token is
 configured, 401 without the right one). A body is a JSON object of at most
 ``RATELIMIT_MAX_BODY_BYTES`` (413 above it); malformed JSON is 400, a bad field 422 naming
 it. Each route waits at most :data:`MANAGEMENT_TIMEOUT_SECONDS` for the cluster, then
-answers 503 with ``Retry-After``.
+answers 503 with ``Retry-After``; a PATCH that keeps losing to concurrent changes of the
+same client is a 409, not an outage.
 
 Changing ``window_seconds`` starts counting afresh in windows of the new length;
 changing ``limit`` applies to the window in progress; changing ``window_alignment`` only
@@ -18,28 +22,33 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from hazelcast.errors import HazelcastError
 from sanic import Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext.extensions.openapi import openapi
 
 from api.auth import require_admin
-from api.backend import Backend, backend_of
-from api.docs import Bucket, BucketUpdate, BucketWithUsage, Error, FieldError, NewBucket
-from api.errors import ClusterUnavailable, InvalidField, NameTaken, UnknownClient
-from api.registry import NameTaken as RegistryNameTaken
-from api.registry import Registry, parse_client_id
+from api.backend import Connection, backend_of
+from api.docs import (
+    ClientRecord,
+    ClientUpdateRequest,
+    ClientWithUsage,
+    Error,
+    FieldError,
+    NewClientRequest,
+)
+from api.errors import ClusterUnavailable, InvalidField, UnknownClient
+from api.registry import parse_client_id
 from api.usage import current_usage
 from api.validation import parse_object, validate_create, validate_name, validate_update
-from limiter import BackendError, Strategy
+from limiter import BackendError, cluster_call
 
 __all__ = [
     "MANAGEMENT_TIMEOUT_SECONDS",
-    "create_bucket",
-    "delete_bucket",
-    "find_bucket",
-    "read_bucket",
-    "update_bucket",
+    "create_client",
+    "delete_client",
+    "find_client",
+    "read_client",
+    "update_client",
 ]
 
 #: Longest a management request waits for the cluster (a few round trips).
@@ -48,32 +57,18 @@ RETRY_AFTER_SECONDS = 1
 
 
 @contextlib.asynccontextmanager
-async def _cluster_call() -> AsyncIterator[None]:
-    """Bounds the cluster work of one management request; no answer becomes a 503."""
+async def _cluster(request: Request) -> AsyncIterator[Connection]:
+    """The worker's connection for the cluster work of one management request, bounded
+    by :data:`MANAGEMENT_TIMEOUT_SECONDS`; whatever keeps the cluster from answering
+    (:func:`limiter.cluster_call` turns it into a ``BackendError``) is a 503."""
+    deadline = asyncio.get_running_loop().time() + MANAGEMENT_TIMEOUT_SECONDS
     try:
-        async with asyncio.timeout(MANAGEMENT_TIMEOUT_SECONDS):
-            yield
-    except TimeoutError:
+        async with cluster_call(deadline):
+            yield backend_of(request).require_connection()
+    except BackendError as error:
         raise ClusterUnavailable(
-            f"no answer from the cluster within {MANAGEMENT_TIMEOUT_SECONDS}s",
-            RETRY_AFTER_SECONDS,
+            f"cluster unavailable ({error.kind}): {error}", RETRY_AFTER_SECONDS
         ) from None
-    except (HazelcastError, BackendError) as error:
-        raise ClusterUnavailable(
-            f"cluster unavailable ({type(error).__name__})", RETRY_AFTER_SECONDS
-        ) from None
-
-
-def _registry(backend: Backend) -> Registry:
-    if backend.registry is None:
-        raise ClusterUnavailable("not connected to the cluster yet", RETRY_AFTER_SECONDS)
-    return backend.registry
-
-
-def _strategy(backend: Backend) -> Strategy:
-    if backend.strategy is None:
-        raise ClusterUnavailable("not connected to the cluster yet", RETRY_AFTER_SECONDS)
-    return backend.strategy
 
 
 def _client_id(raw: str) -> str:
@@ -111,51 +106,46 @@ _FIELD_ERROR = {
 
 @openapi.definition(
     summary="Create a client (name unique; limit, window and alignment default to the settings)",
-    tag="buckets",
-    body={"application/json": NewBucket},
+    tag="clients",
+    body={"application/json": NewClientRequest},
     secured=_ADMIN,
     response=[
-        {"status": 201, "content": {"application/json": Bucket}, "description": "created"},
+        {"status": 201, "content": {"application/json": ClientRecord}, "description": "created"},
         *_documented_errors(*_BODY_ERRORS, (409, "the name is taken")),
         _FIELD_ERROR,
     ],
 )
-async def create_bucket(request: Request) -> HTTPResponse:
-    backend = backend_of(request)
-    require_admin(request, backend.settings)
-    new = validate_create(parse_object(request.body), backend.settings)
-    registry = _registry(backend)
-    try:
-        async with _cluster_call():
-            record = await registry.create(
-                new.name, new.limit, new.window_seconds, new.window_alignment
-            )
-    except RegistryNameTaken:
-        raise NameTaken("a client with this name already exists") from None
+async def create_client(request: Request) -> HTTPResponse:
+    settings = backend_of(request).settings
+    require_admin(request, settings)
+    new = validate_create(parse_object(request.body), settings)
+    async with _cluster(request) as cluster:
+        record = await cluster.registry.create(
+            new.name, new.limit, new.window_seconds, new.window_alignment
+        )
     return json(record.as_dict(), status=201, headers={"Location": f"/bucket/{record.id}"})
 
 
 @openapi.definition(
     summary="The client holding a name: the way back when a create's answer was lost",
-    tag="buckets",
+    tag="clients",
     secured=_ADMIN,
     parameter={"name": "name", "schema": str, "location": "query", "required": True},
     response=[
-        {"status": 200, "content": {"application/json": Bucket}, "description": "found"},
+        {"status": 200, "content": {"application/json": ClientRecord}, "description": "found"},
         *_documented_errors((404, "no client has this name")),
         _FIELD_ERROR,
     ],
 )
-async def find_bucket(request: Request) -> HTTPResponse:
-    backend = backend_of(request)
-    require_admin(request, backend.settings)
+async def find_client(request: Request) -> HTTPResponse:
+    settings = backend_of(request).settings
+    require_admin(request, settings)
     names = request.args.getlist("name")
     if len(names) != 1:
         raise InvalidField("name", "give exactly one name query parameter")
-    name = validate_name(names[0], backend.settings)
-    registry = _registry(backend)
-    async with _cluster_call():
-        record = await registry.find(name)
+    name = validate_name(names[0], settings)
+    async with _cluster(request) as cluster:
+        record = await cluster.registry.find(name)
     if record is None:
         raise UnknownClient("no client has this name")
     return json(record.as_dict())
@@ -163,45 +153,46 @@ async def find_bucket(request: Request) -> HTTPResponse:
 
 @openapi.definition(
     summary="A client's record and its current window's usage",
-    tag="buckets",
+    tag="clients",
     secured=_ADMIN,
     response=[
-        {"status": 200, "content": {"application/json": BucketWithUsage}, "description": "found"},
+        {"status": 200, "content": {"application/json": ClientWithUsage}, "description": "found"},
         *_documented_errors((404, "no client has this id")),
     ],
 )
-async def read_bucket(request: Request, client_id: str) -> HTTPResponse:
-    backend = backend_of(request)
-    require_admin(request, backend.settings)
+async def read_client(request: Request, client_id: str) -> HTTPResponse:
+    require_admin(request, backend_of(request).settings)
     canonical = _client_id(client_id)
-    registry = _registry(backend)
-    async with _cluster_call():
-        record = await registry.read(canonical)
+    async with _cluster(request) as cluster:
+        record = await cluster.registry.read(canonical)
         if record is None:
             raise UnknownClient("unknown client id")
-        usage = await current_usage(_strategy(backend), record)
+        usage = await current_usage(cluster.strategy, record)
     return json({**record.as_dict(), "usage": usage})
 
 
 @openapi.definition(
     summary="Change a client's limit, window and/or window alignment",
-    tag="buckets",
-    body={"application/json": BucketUpdate},
+    tag="clients",
+    body={"application/json": ClientUpdateRequest},
     secured=_ADMIN,
     response=[
-        {"status": 200, "content": {"application/json": Bucket}, "description": "updated"},
-        *_documented_errors(*_BODY_ERRORS, (404, "no client has this id")),
+        {"status": 200, "content": {"application/json": ClientRecord}, "description": "updated"},
+        *_documented_errors(
+            *_BODY_ERRORS,
+            (404, "no client has this id"),
+            (409, "the client kept changing concurrently; try again"),
+        ),
         _FIELD_ERROR,
     ],
 )
-async def update_bucket(request: Request, client_id: str) -> HTTPResponse:
-    backend = backend_of(request)
-    require_admin(request, backend.settings)
+async def update_client(request: Request, client_id: str) -> HTTPResponse:
+    settings = backend_of(request).settings
+    require_admin(request, settings)
     canonical = _client_id(client_id)
-    change = validate_update(parse_object(request.body), backend.settings)
-    registry = _registry(backend)
-    async with _cluster_call():
-        record = await registry.update(
+    change = validate_update(parse_object(request.body), settings)
+    async with _cluster(request) as cluster:
+        record = await cluster.registry.update(
             canonical,
             limit=change.limit,
             window_seconds=change.window_seconds,
@@ -214,20 +205,18 @@ async def update_bucket(request: Request, client_id: str) -> HTTPResponse:
 
 @openapi.definition(
     summary="Delete a client (its name becomes free)",
-    tag="buckets",
+    tag="clients",
     secured=_ADMIN,
     response=[
         {"status": 204, "content": {}, "description": "deleted"},
         *_documented_errors((404, "no client has this id")),
     ],
 )
-async def delete_bucket(request: Request, client_id: str) -> HTTPResponse:
-    backend = backend_of(request)
-    require_admin(request, backend.settings)
+async def delete_client(request: Request, client_id: str) -> HTTPResponse:
+    require_admin(request, backend_of(request).settings)
     canonical = _client_id(client_id)
-    registry = _registry(backend)
-    async with _cluster_call():
-        record = await registry.delete(canonical)
+    async with _cluster(request) as cluster:
+        record = await cluster.registry.delete(canonical)
     if record is None:
         raise UnknownClient("unknown client id")
     return empty()

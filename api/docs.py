@@ -1,19 +1,23 @@
-"""Shapes of the bodies, for the OpenAPI document only (validation is in api.validation)."""
+"""Shapes for the OpenAPI document that exist nowhere else: request bodies as sent (every
+field but the name optional), the usage of a window, and errors. A client record is
+:class:`api.registry.ClientRecord` itself; validation is in :mod:`api.validation`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.registry import ClientRecord
 from limiter import Alignment
 
 __all__ = [
-    "Bucket",
-    "BucketUpdate",
-    "BucketWithUsage",
+    "ClientRecord",
+    "ClientUpdateRequest",
+    "ClientWithUsage",
     "Error",
     "FieldError",
     "Message",
-    "NewBucket",
+    "NewClientRequest",
     "Status",
     "Usage",
 ]
@@ -41,7 +45,7 @@ class FieldError:
 
 
 @dataclass
-class NewBucket:
+class NewClientRequest:
     name: str
     limit: int | None = None
     window_seconds: int | None = None
@@ -49,20 +53,10 @@ class NewBucket:
 
 
 @dataclass
-class BucketUpdate:
+class ClientUpdateRequest:
     limit: int | None = None
     window_seconds: int | None = None
     window_alignment: Alignment | None = None
-
-
-@dataclass
-class Bucket:
-    id: str
-    name: str
-    limit: int
-    window_seconds: int
-    created_at: str
-    window_alignment: Alignment
 
 
 @dataclass
@@ -73,12 +67,6 @@ class Usage:
     reset_after_seconds: int
 
 
-@dataclass
-class BucketWithUsage:
-    id: str
-    name: str
-    limit: int
-    window_seconds: int
-    created_at: str
-    window_alignment: Alignment
+@dataclass(frozen=True)
+class ClientWithUsage(ClientRecord):
     usage: Usage

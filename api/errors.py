@@ -10,7 +10,8 @@
     ├── ManagementDisabled   403  RATELIMIT_ADMIN_TOKEN is empty
     ├── UnknownClient        404  no client has that id
     ├── NameTaken            409  another client already has that name
-    └── ClusterUnavailable   503  the cluster gave no answer in time
+    ├── UpdateConflict       409  a PATCH kept losing to concurrent changes of the client
+    └── ClusterUnavailable   503  the cluster gave no answer in time (a limiter BackendError)
 
 Every response of status 400 or above is ``{"error": "..."}`` (422 adds ``"field"``),
 Sanic's own errors (404 no route, 405 wrong method, 413 body too large) included; an
@@ -36,6 +37,7 @@ __all__ = [
     "NameTaken",
     "Unauthenticated",
     "UnknownClient",
+    "UpdateConflict",
     "error_body",
     "render_error",
 ]
@@ -92,6 +94,12 @@ class UnknownClient(ApiError):
 
 
 class NameTaken(ApiError):
+    status_code = 409
+
+
+class UpdateConflict(ApiError):
+    """The record changed under every attempt of an update: a conflict, not an outage."""
+
     status_code = 409
 
 

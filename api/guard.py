@@ -28,21 +28,20 @@ import dataclasses
 import json as json_module
 import time
 
-from hazelcast.errors import HazelcastError
 from sanic import Request
 from sanic.log import error_logger
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext.extensions.openapi import openapi
 
-from api.backend import Backend, backend_of
+from api.backend import backend_of
 from api.docs import Error, Message
 from api.errors import MissingApiId, UnknownClient
 from api.headers import DEGRADED, decision_headers, policy_headers
 from api.metrics import BACKEND_ERRORS, DECISION_SECONDS, DECISIONS, labelled
-from api.registry import ClientRecord, Registry, parse_client_id
-from limiter import BackendError, BackendTimeout, BackendUnavailable, Decision, Reason
+from api.registry import ClientRecord, parse_client_id
+from limiter import BackendError, Decision, Reason, Strategy, cluster_call
 
-__all__ = ["FAIL_CLOSED_RETRY_AFTER_SECONDS", "Verdict", "decide", "example", "judge"]
+__all__ = ["FAIL_CLOSED_RETRY_AFTER_SECONDS", "Verdict", "example", "gateway_decision", "judge"]
 
 HELLO = {"message": "Hello World"}
 JSON_TYPE = "application/json"
@@ -100,22 +99,16 @@ async def judge(request: Request) -> Verdict:
     deadline = asyncio.get_running_loop().time() + backend.settings.decision_timeout_seconds
     record: ClientRecord | None = None
     try:
-        registry = _registry(backend)
-        known, record = registry.remembered(client_id)
+        connection = backend.require_connection()
+        known, record = connection.registry.remembered(client_id)
         if not known:
-            async with asyncio.timeout_at(deadline):
-                record = await registry.fetch(client_id)
+            async with cluster_call(deadline):
+                record = await connection.registry.fetch(client_id)
         if record is None:
             raise UnknownClient("unknown client id")
-        decision = await _decide(backend, client_id, record, deadline)
-    except TimeoutError:
-        error: BackendError = BackendTimeout(
-            f"no decision within {backend.settings.decision_timeout_seconds}s"
-        )
+        decision = await _ask_strategy(connection.strategy, client_id, record, deadline)
     except BackendError as failure:
         error = failure
-    except HazelcastError as failure:
-        error = BackendUnavailable(f"{type(failure).__name__}: {failure}")
     else:
         labelled(DECISION_SECONDS, strategy).observe(time.perf_counter() - started)
         outcome = "allowed" if decision.allowed else "denied"
@@ -186,7 +179,7 @@ class GuardedResponse(HTTPResponse):
 @openapi.response(204, None, "admitted")
 @openapi.response(401, {"application/json": Error}, "no X-Api-Id, or no client has this id")
 @openapi.response(403, {"application/json": Error}, "over the limit, or no decision (fail closed)")
-async def decide(request: Request) -> HTTPResponse:
+async def gateway_decision(request: Request) -> HTTPResponse:
     try:
         verdict = await judge(request)
     except (MissingApiId, UnknownClient) as caller:
@@ -197,18 +190,12 @@ async def decide(request: Request) -> HTTPResponse:
     return json({"error": reason}, status=403, headers=verdict.headers())
 
 
-def _registry(backend: Backend) -> Registry:
-    if backend.registry is None:
-        raise BackendUnavailable("not connected to the cluster yet")
-    return backend.registry
-
-
-async def _decide(
-    backend: Backend, client_id: str, record: ClientRecord, deadline: float
+async def _ask_strategy(
+    strategy: Strategy, client_id: str, record: ClientRecord, deadline: float
 ) -> Decision:
-    if backend.strategy is None:
-        raise BackendUnavailable("not connected to the cluster yet")
-    return await backend.strategy.decide(
+    """The strategy's decision (it raises only a ``BackendError`` when the cluster
+    cannot be reached, and keeps to ``deadline`` itself: no timer per request here)."""
+    return await strategy.decide(
         client_id,
         record.limit,
         record.window_seconds,

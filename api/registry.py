@@ -32,26 +32,27 @@ from typing import Any
 
 from hazelcast.config import InMemoryFormat
 
-from limiter import Alignment, ContentionExhausted, Settings
+from api.errors import NameTaken, UpdateConflict
+from api.settings import Settings
+from limiter import Alignment
 
-__all__ = ["ClientRecord", "NameTaken", "Registry", "near_cache_config", "parse_client_id"]
+__all__ = ["ClientRecord", "Registry", "near_cache_config", "parse_client_id"]
 
 #: A PATCH re-reads and retries when another PATCH of the same client won the race.
 UPDATE_ATTEMPTS = 16
 
 
-class NameTaken(Exception):
-    """Another client already has this name."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class ClientRecord:
+    """A client as the registry stores it and the management routes show it (the one
+    shape of a record: the OpenAPI document describes this class too)."""
+
     id: str
     name: str
     limit: int
     window_seconds: int
     created_at: str
-    window_alignment: Alignment = Alignment.CLOCK
+    window_alignment: Alignment
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), separators=(",", ":"), ensure_ascii=False)
@@ -204,7 +205,7 @@ class Registry:
         try:
             holder = await self.names.put_if_absent(name, record.id)
             if holder is not None and not await self._take_over_stale(name, holder, record.id):
-                raise NameTaken(name)
+                raise NameTaken("a client with this name already exists")
         except BaseException:
             # The record of a create that did not get its name must not stay behind.
             with contextlib.suppress(Exception):
@@ -247,7 +248,9 @@ class Registry:
                 self._events += 1
                 self._remember(client_id, changed)
                 return changed
-        raise ContentionExhausted(f"client record changed {UPDATE_ATTEMPTS} times during an update")
+        raise UpdateConflict(
+            f"the client changed {UPDATE_ATTEMPTS} times during this update; try again"
+        )
 
     async def delete(self, client_id: str) -> ClientRecord | None:
         """Removes the client and frees its name; None when it did not exist."""

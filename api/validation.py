@@ -12,9 +12,10 @@ import unicodedata
 from typing import Any, NamedTuple
 
 from api.errors import InvalidField, MalformedBody
-from limiter import Alignment, Settings
+from api.settings import Settings
+from limiter import Alignment
 
-__all__ = ["NewClient", "Update", "parse_object", "validate_create", "validate_update"]
+__all__ = ["ClientUpdate", "NewClient", "parse_object", "validate_create", "validate_update"]
 
 #: Unicode categories a name may not contain: controls, format characters (zero-width
 #: and bidirectional marks), surrogates, private use, unassigned, line/paragraph breaks.
@@ -22,13 +23,17 @@ FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 class NewClient(NamedTuple):
+    """A valid create, the settings' defaults filled in."""
+
     name: str
     limit: int
     window_seconds: int
     window_alignment: Alignment
 
 
-class Update(NamedTuple):
+class ClientUpdate(NamedTuple):
+    """A valid PATCH: None for what stays as it is."""
+
     limit: int | None
     window_seconds: int | None
     window_alignment: Alignment | None
@@ -113,7 +118,7 @@ def validate_create(data: dict[str, Any], settings: Settings) -> NewClient:
     )
 
 
-def validate_update(data: dict[str, Any], settings: Settings) -> Update:
+def validate_update(data: dict[str, Any], settings: Settings) -> ClientUpdate:
     if "name" in data:
         raise InvalidField("name", "cannot be changed; create a new client instead")
     _refuse_unknown(data, UPDATE_FIELDS)
@@ -121,7 +126,7 @@ def validate_update(data: dict[str, Any], settings: Settings) -> Update:
         raise InvalidField("body", f"give at least one of {', '.join(UPDATE_FIELDS)}")
     limit = data.get("limit")
     window = data.get("window_seconds")
-    return Update(
+    return ClientUpdate(
         _positive_int("limit", limit, settings.max_limit) if "limit" in data else None,
         _positive_int("window_seconds", window, settings.max_window_seconds)
         if "window_seconds" in data

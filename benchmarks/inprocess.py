@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from limiter import STRATEGY_NAMES, Settings, connect, create_strategy
+from api.settings import Settings
+from limiter import STRATEGY_NAMES, connect, create_strategy
 
 RESULTS = Path(__file__).parent / "results"
 FLOOR = "floor (IMap.get)"

@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from limiter import Settings
+from api.settings import Settings
 from stack.runner import ROOT, Stack
 
 MEMBERS = 3

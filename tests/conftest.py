@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Verbosity, settings
 
-from limiter import ClusterLink, Settings, connect
+from api.settings import Settings
+from limiter import ClusterLink, connect
 from stack.runner import Stack
 from tests.cluster import MEMBERS, settings_env, test_settings, test_stack
 from tests.loop import LoopThread

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 import pytest
 
 from api import create_app
-from limiter import Settings, window_start
+from api.settings import Settings
+from limiter import window_start
 from stack.runner import LOOPBACK
 from tests.cluster import quiet_window
 from tests.cluster import test_settings as cluster_settings

@@ -12,7 +12,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from limiter import Alignment, ClusterLink, Settings, connect
+from api.settings import Settings
+from limiter import Alignment, ClusterLink, connect
 from tests.loop import LoopThread
 from tests.property.contenders import build
 

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from limiter import STRATEGY_NAMES, Alignment, ClusterLink, Settings
+from api.settings import Settings
+from limiter import STRATEGY_NAMES, Alignment, ClusterLink
 from stack.runner import Stack
 from tests.loop import LoopThread
 from tests.property import burst_worker

@@ -17,7 +17,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from limiter import STRATEGY_NAMES, ClusterLink, Settings
+from api.settings import Settings
+from limiter import STRATEGY_NAMES, ClusterLink
 from limiter.base import window_key
 from tests.cluster import quiet_window
 from tests.conftest import Topology

@@ -13,7 +13,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
-from limiter import STRATEGY_NAMES, Alignment, ClusterLink, Settings, WindowState, decide
+from api.settings import Settings
+from limiter import STRATEGY_NAMES, Alignment, ClusterLink, WindowState, decide
 from tests.loop import LoopThread
 from tests.property.contenders import build
 

@@ -17,7 +17,7 @@ import compose
 import pytest
 import yaml
 
-from limiter import Settings
+from api.settings import Settings
 from stack.runner import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

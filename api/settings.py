@@ -1,0 +1,66 @@
+"""The service's settings: the limiter's (:class:`limiter.LimiterSettings`) and the HTTP
+service's own, read together once from ``RATELIMIT_*`` variables (``Settings.from_env``).
+
+Every default lives in a field here or in the limiter's; README.md lists them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from limiter import Alignment, LimiterSettings, SettingsError
+from limiter.settings import choices
+
+__all__ = ["ALIGNMENT_NAMES", "Settings"]
+
+ALIGNMENT_NAMES: tuple[str, ...] = tuple(alignment.value for alignment in Alignment)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(LimiterSettings):
+    """The limiter's settings plus the HTTP service's. Field ``x`` is read from ``RATELIMIT_X``."""
+
+    #: The registry's maps (client records, names); tests give each run fresh ones.
+    clients_map: str = "ratelimit.clients"
+    names_map: str = "ratelimit.names"
+    #: Limits of a new client when the request names none (the original's 100 per 60 s).
+    default_limit: int = 100
+    default_window_seconds: int = 60
+    #: Where a new client's windows start when the request names no ``window_alignment``:
+    #: "first_request" (a window opens at the first request after the last one ended, as
+    #: in the original service; resets spread over time) or "clock" (at multiples of the
+    #: window length, the same instant for every client). README.md argues the default.
+    default_window_alignment: str = dataclasses.field(
+        default="first_request", metadata=choices(*ALIGNMENT_NAMES)
+    )
+    #: Longest window a client may have; hazelcast.xml's counter-map TTL must exceed it.
+    max_window_seconds: int = 86400
+    #: Largest limit a client may have.
+    max_limit: int = 1_000_000_000
+    #: When no decision can be had in time: "open" admits (marked in a header and a
+    #: metric), "closed" answers 503 with Retry-After.
+    failure_mode: str = dataclasses.field(default="open", metadata=choices("open", "closed"))
+    #: Bearer token of the client-management routes; empty disables them (403).
+    admin_token: str = ""
+    #: HTTP listener of one replica.
+    host: str = "127.0.0.1"
+    port: int = 8081
+    #: Sanic worker processes per replica.
+    workers: int = 1
+    #: Largest request body accepted (413 above it).
+    max_body_bytes: int = 4096
+    #: Longest client name.
+    max_name_length: int = 64
+    #: After SIGTERM, /ready answers 503 for this long before the replica stops, so that
+    #: nginx stops sending it requests first.
+    drain_seconds: float = 2.0
+    #: Upper bound on how stale a replica's near-cached client record may be (the
+    #: cluster also invalidates it on every change, within about a second).
+    registry_near_cache_ttl_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.default_window_seconds > self.max_window_seconds:
+            raise SettingsError(
+                "RATELIMIT_DEFAULT_WINDOW_SECONDS exceeds RATELIMIT_MAX_WINDOW_SECONDS"
+            )
