@@ -4,6 +4,10 @@ Every process is started in its own session (so a stop reaches its children too)
 its log in ``<run dir>/logs`` and its pid in ``<run dir>/pids``. A pid file holds the
 pid and the process's start time (from ``/proc``), so a recycled pid is never mistaken
 for ours, and a second ``up`` starts nothing twice.
+
+Whether the members have formed one cluster is asked of the members themselves, through
+a Hazelcast client on each, rather than read from their logs: the logs' format is not an
+interface, and a member's view of the cluster is.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from hazelcast.client import HazelcastClient
+from hazelcast.config import ReconnectMode
+
 ROOT = Path(__file__).resolve().parents[1]
 HAZELCAST_DIR = ROOT / "hazelcast"
 HAZELCAST_JAR = HAZELCAST_DIR / "target" / "lib" / "hazelcast.jar"
@@ -39,6 +46,9 @@ LOOPBACK = "127.0.0.1"
 #: tries it again. One failure was too few: a single connect that timed out in a burst
 #: took a healthy replica out, and under a few hundred clients all three at once.
 NGINX_REPLICA_CHECK = "max_fails=3 fail_timeout=5s"
+#: Inherited variables an isolated API part does not see (prefixes): its settings are
+#: then exactly the ones it is given, and its metrics folder is its own.
+API_ENV_PREFIXES = ("RATELIMIT_", "PROMETHEUS_MULTIPROC_DIR")
 
 
 class StackError(RuntimeError):
@@ -55,6 +65,8 @@ class Part:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     #: Path that answers 200 on ``port`` once the part is ready; None: listening is enough.
     ready_path: str | None = None
+    #: Prefixes of variables of the caller's environment the part must not inherit.
+    unset_env: tuple[str, ...] = ()
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
@@ -95,16 +107,59 @@ def poll_until(
     what: str,
     check_alive: Callable[[], None] = lambda: None,
     interval: float = 0.1,
+    detail: Callable[[], str] = lambda: "",
 ) -> None:
-    """Polls ``condition`` until it holds; ``check_alive`` raises as soon as a part died."""
+    """Polls ``condition`` until it holds; ``check_alive`` raises as soon as a part died.
+    At the deadline the error carries ``detail()``: what the caller knows of the cause."""
     deadline = time.monotonic() + deadline_seconds
     while True:
         check_alive()
         if condition():
             return
         if time.monotonic() >= deadline:
-            raise StackError(f"timed out after {deadline_seconds:.0f}s waiting for {what}")
+            raise StackError(
+                f"timed out after {deadline_seconds:.0f}s waiting for {what}{detail()}"
+            )
         time.sleep(interval)
+
+
+class MemberView:
+    """The cluster as one member sees it, through a Hazelcast client on that member alone.
+
+    The client starts in the background and retries until ``connect_seconds`` have passed
+    (a member answers clients only once it runs, and never a client of another cluster);
+    :meth:`members` reads its latest member list without waiting, so a poll stays cheap.
+    One client per wait rather than one per poll: each client's goodbye is a few lines in
+    the member's log, and that log's tail is what a failure shows.
+    """
+
+    def __init__(self, address: str, cluster_name: str, connect_seconds: float) -> None:
+        self.address = address
+        self._client = HazelcastClient(
+            cluster_name=cluster_name,
+            cluster_members=[address],
+            # Unisocket: the client talks to this member only, so the list is its view.
+            smart_routing=False,
+            async_start=True,
+            reconnect_mode=ReconnectMode.OFF,
+            cluster_connect_timeout=connect_seconds,
+            connection_timeout=2.0,
+            # Soon after a member opens to clients; not so often that a member that
+            # refuses this client (another cluster's) logs little else.
+            retry_initial_backoff=0.1,
+            retry_multiplier=1.5,
+            retry_max_backoff=1.0,
+        )
+
+    def members(self) -> set[str]:
+        """``host:port`` of every member this member lists; empty until it answered."""
+        return {
+            f"{member.address.host}:{member.address.port}"
+            for member in self._client.cluster_service.get_members()
+        }
+
+    def close(self) -> None:
+        self._client.shutdown()
 
 
 class Stack:
@@ -191,8 +246,9 @@ class Stack:
         launcher = ["/bin/sh", "-c", '"$@" & echo $! > "$0"', str(pid_path), *part.argv]
         log_path = self.log_path(part.name)
         if log_path.exists():
-            # A fresh log per start: readiness reads it, and must not read the last run's.
+            # A fresh log per start: the tail in an error must be this start's.
             log_path.replace(log_path.with_suffix(".log.previous"))
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(part.unset_env)}
         with open(log_path, "wb") as log:
             subprocess.run(
                 launcher,
@@ -200,7 +256,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=ROOT,
-                env={**os.environ, **part.env},
+                env={**inherited, **part.env},
                 start_new_session=True,
                 check=True,
             )
@@ -214,24 +270,36 @@ class Stack:
         pid_path.write_text(f"{pid} {stat[1]}\n")
         return pid
 
-    def adopt(self, name: str, pid: int) -> None:
-        """Records a process started elsewhere (a test's replica) as a part of this stack,
-        so that ``stop`` (and ``make down``) reach it too."""
-        stat = _stat(pid)
-        if stat is not None:
-            self.pid_dir.mkdir(parents=True, exist_ok=True)
-            self._pid_path(name).write_text(f"{pid} {stat[1]}\n")
-
-    def forget(self, name: str) -> None:
-        self._pid_path(name).unlink(missing_ok=True)
-
-    def _raise_if_dead(self, names: Sequence[str]) -> None:
+    def _raise_if_dead(self, names: Sequence[str], when: str = "during start-up") -> None:
         for name in names:
             if self.pid_of(name) is None:
                 raise StackError(
-                    f"{name} exited during start-up; last lines of {self.log_path(name)}:\n"
+                    f"{name} exited {when}; last lines of {self.log_path(name)}:\n"
                     + self.log_tail(name)
                 )
+
+    def _tails(self, names: Sequence[str]) -> str:
+        return "".join(f"\n--- {name} ---\n" + self.log_tail(name) for name in names)
+
+    def wait_until(
+        self,
+        condition: Callable[[], bool],
+        deadline_seconds: float,
+        what: str,
+        parts: Sequence[str] = (),
+    ) -> float:
+        """Polls ``condition`` until it holds and returns the seconds that took. Fails as
+        soon as one of ``parts`` exits, or at the deadline, either way with the tail of
+        their logs, which usually say why."""
+        started = time.monotonic()
+        poll_until(
+            condition,
+            deadline_seconds,
+            what,
+            lambda: self._raise_if_dead(parts, f"while waiting for {what}"),
+            detail=lambda: self._tails(parts),
+        )
+        return time.monotonic() - started
 
     def stop(self, names: Sequence[str] | None = None, grace_seconds: float = 15.0) -> list[str]:
         """SIGTERM, then SIGKILL after ``grace_seconds``; returns the names stopped."""
@@ -255,7 +323,19 @@ class Stack:
         if pid is None:
             raise StackError(f"{name} is not running")
         _signal_group(pid, signal.SIGKILL)
-        poll_until(lambda: self.pid_of(name) is None, 10, f"{name} to die")
+        self.wait_for_exit(name, 10)
+
+    def terminate(self, name: str) -> None:
+        """SIGTERM to the part's own process, not its group, and no wait: how an
+        orchestrator stops a replica, which then drains and stops its workers itself."""
+        pid = self.pid_of(name)
+        if pid is None:
+            raise StackError(f"{name} is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+    def wait_for_exit(self, name: str, deadline_seconds: float) -> None:
+        poll_until(lambda: self.pid_of(name) is None, deadline_seconds, f"{name} to exit")
         self._pid_path(name).unlink(missing_ok=True)
 
     # ---- Hazelcast members ------------------------------------------------------------
@@ -333,8 +413,12 @@ class Stack:
         self.wait_for_members(count, deadline_seconds)
 
     def wait_for_members(self, count: int, deadline_seconds: float = 90.0) -> None:
+        """Waits until each of the first ``count`` members lists all of them, as its
+        clients see it; fails at once if one exits, and at the deadline naming the members
+        that have not joined, with their logs' tails."""
         names = [self.member_name(i) for i in range(count)]
         ports = [self.member_port(i) for i in range(count)]
+        addresses = self.member_addresses(count)
 
         def alive() -> None:
             self._raise_if_dead(names)
@@ -345,28 +429,32 @@ class Stack:
             f"members to listen on ports {ports}",
             alive,
         )
-        expected = set(self.member_addresses(count))
+        expected = set(addresses)
+        views = [MemberView(a, self.cluster_name, deadline_seconds) for a in addresses]
         try:
             poll_until(
-                lambda: all(self.member_list(i) >= expected for i in range(count)),
+                lambda: all(view.members() >= expected for view in views),
                 deadline_seconds,
                 f"{count} members to join cluster {self.cluster_name!r}",
                 alive,
                 interval=0.25,
+                detail=lambda: self._not_joined(views),
             )
-        except StackError as error:
-            # Whoever member-1 does not list has not joined (member-1 is the reference).
-            missing = sorted(expected - self.member_list(0))
-            tails = "\n".join(
-                f"--- {self.member_name(i)} ---\n" + self.log_tail(self.member_name(i))
-                for i, address in enumerate(self.member_addresses(count))
-                if address in missing
-            )
-            raise StackError(f"{error}; not joined: {', '.join(missing)}\n{tails}") from None
+        finally:
+            for view in views:
+                view.close()
 
-    def member_list(self, index: int) -> set[str]:
-        """The cluster as member ``index`` last logged it (its latest "Members {size:" block)."""
-        return _last_member_list(self.log_path(self.member_name(index)))
+    def _not_joined(self, views: Sequence[MemberView]) -> str:
+        """Who has not joined: those missing from the largest view any member has (none
+        answering: all of them), else those whose own view still lacks someone."""
+        expected = {view.address for view in views}
+        seen = [view.members() for view in views]
+        missing = expected - max(seen, key=len)
+        if not missing:
+            lagging = zip(views, seen, strict=True)
+            missing = {view.address for view, members in lagging if not members >= expected}
+        names = [self.member_name(i) for i, v in enumerate(views) if v.address in missing]
+        return f"; not joined: {', '.join(sorted(missing))}" + self._tails(names)
 
     # ---- API replicas, nginx, Prometheus, the demo app -----------------------------------
 
@@ -377,7 +465,15 @@ class Stack:
         return self.api_base_port + index
 
     def replica_part(self, index: int, env: Mapping[str, str]) -> Part:
-        port = self.replica_port(index)
+        """Replica ``index`` of the topology behind nginx."""
+        return self.api_part(self.replica_name(index), self.replica_port(index), env)
+
+    def api_part(
+        self, name: str, port: int, env: Mapping[str, str], isolated: bool = False
+    ) -> Part:
+        """``python -m api`` on ``port``, on this stack's members unless ``env`` names
+        others. ``isolated``: no ``RATELIMIT_*`` (nor metrics folder) from the caller's
+        environment, so ``env`` is the whole configuration (the tests' replicas)."""
         settings = {
             "RATELIMIT_HAZELCAST_MEMBERS": ",".join(self.member_addresses(self.members)),
             "RATELIMIT_HAZELCAST_CLUSTER_NAME": self.cluster_name,
@@ -385,9 +481,8 @@ class Stack:
             "RATELIMIT_HOST": LOOPBACK,
             "RATELIMIT_PORT": str(port),
         }
-        return Part(
-            self.replica_name(index), [sys.executable, "-m", "api"], port, settings, "/ready"
-        )
+        unset = API_ENV_PREFIXES if isolated else ()
+        return Part(name, [sys.executable, "-m", "api"], port, settings, "/ready", unset)
 
     def start_replicas(
         self, count: int = 3, env: Mapping[str, str] | None = None, deadline_seconds: float = 60
@@ -473,19 +568,23 @@ class Stack:
         probes["prometheus"] = (self.prometheus_port, "/-/ready")
         return probes
 
-    def start_parts(self, parts: Sequence[Part], deadline_seconds: float = 60) -> None:
-        """Spawns the parts not running yet and waits until each is ready; on failure,
-        stops the ones it started."""
+    def start_parts(
+        self, parts: Sequence[Part], deadline_seconds: float = 60, wait: bool = True
+    ) -> None:
+        """Spawns the parts not running yet and, with ``wait``, waits until each is ready
+        (without: a part that may never be, such as a replica whose cluster is down); on
+        failure, stops the ones it started."""
         fresh = [p.name for p in parts if self.pid_of(p.name) is None]
         try:
             for part in parts:
                 self._spawn(part)
-            for part in parts:
+            for part in parts if wait else ():
                 poll_until(
                     lambda part=part: part_is_ready(part),  # type: ignore[misc]
                     deadline_seconds,
                     f"{part.name} to be ready on port {part.port}",
                     lambda part=part: self._raise_if_dead([part.name]),  # type: ignore[misc]
+                    detail=lambda part=part: self._tails([part.name]),  # type: ignore[misc]
                 )
         except BaseException:
             self.stop(fresh)
@@ -518,31 +617,3 @@ def _signal_group(pid: int, signum: int) -> None:
     """Signals the part's whole process group (it has one of its own), children included."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(os.getpgid(pid), signum)
-
-
-def _last_member_list(log: Path) -> set[str]:
-    """Parses the most recent member list a Hazelcast member logged.
-
-    A member logs the whole list after every change::
-
-        Members {size:3, ver:3} [
-            Member [127.0.0.1]:5701 - 6c6d... this
-            ...
-        ]
-    """
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return set()
-    for start in range(len(lines) - 1, -1, -1):
-        if "Members {size:" in lines[start]:
-            members = set()
-            for line in lines[start + 1 :]:
-                line = line.strip()
-                if not line.startswith("Member ["):
-                    break
-                host = line[len("Member [") : line.index("]")]
-                port = line[line.index("]:") + 2 :].split()[0]
-                members.add(f"{host}:{port}")
-            return members
-    return set()

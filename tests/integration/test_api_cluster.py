@@ -206,8 +206,7 @@ def test_sigterm_drains_before_stopping(replicas: Replicas) -> None:
     replica.wait_for(lambda: replica.ready_status() == 503, 2.0, "/ready = 503 after SIGTERM")
     assert replica.get("/health").status_code == 200
     assert replica.get("/example", headers={"X-Api-Id": client["id"]}).status_code == 200
-    assert replica.process is not None
-    replica.process.wait(8.0 + 15.0)
+    replica.wait_exit(8.0 + 15.0)
 
 
 def _timed(replica: Replica, client_id: str) -> tuple[float, httpx.Response]:
