@@ -25,19 +25,22 @@ from collections.abc import AsyncIterator
 from sanic import Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext.extensions.openapi import openapi
+from sanic_ext.extensions.openapi.definitions import RequestBody
 
 from api.auth import require_admin
 from api.backend import Connection, backend_of
 from api.docs import (
     ClientRecord,
-    ClientUpdateRequest,
     ClientWithUsage,
     Error,
     FieldError,
-    NewClientRequest,
+    client_name,
+    client_update_body,
+    new_client_body,
 )
 from api.errors import ClusterUnavailable, InvalidField, UnknownClient
 from api.registry import parse_client_id
+from api.settings import Settings
 from api.usage import current_usage
 from api.validation import parse_object, validate_create, validate_name, validate_update
 from limiter import BackendError, cluster_call
@@ -54,6 +57,8 @@ __all__ = [
 #: Longest a management request waits for the cluster (a few round trips).
 MANAGEMENT_TIMEOUT_SECONDS = 5.0
 RETRY_AFTER_SECONDS = 1
+#: The document states the default settings' bounds (names, limits, windows).
+DOCUMENTED = Settings()
 
 
 @contextlib.asynccontextmanager
@@ -107,7 +112,7 @@ _FIELD_ERROR = {
 @openapi.definition(
     summary="Create a client (name unique; limit, window and alignment default to the settings)",
     tag="clients",
-    body={"application/json": NewClientRequest},
+    body=RequestBody({"application/json": new_client_body(DOCUMENTED)}, required=True),
     secured=_ADMIN,
     response=[
         {"status": 201, "content": {"application/json": ClientRecord}, "description": "created"},
@@ -130,7 +135,12 @@ async def create_client(request: Request) -> HTTPResponse:
     summary="The client holding a name: the way back when a create's answer was lost",
     tag="clients",
     secured=_ADMIN,
-    parameter={"name": "name", "schema": str, "location": "query", "required": True},
+    parameter={
+        "name": "name",
+        "schema": client_name(DOCUMENTED),
+        "location": "query",
+        "required": True,
+    },
     response=[
         {"status": 200, "content": {"application/json": ClientRecord}, "description": "found"},
         *_documented_errors((404, "no client has this name")),
@@ -174,7 +184,7 @@ async def read_client(request: Request, client_id: str) -> HTTPResponse:
 @openapi.definition(
     summary="Change a client's limit, window and/or window alignment",
     tag="clients",
-    body={"application/json": ClientUpdateRequest},
+    body=RequestBody({"application/json": client_update_body(DOCUMENTED)}, required=True),
     secured=_ADMIN,
     response=[
         {"status": 200, "content": {"application/json": ClientRecord}, "description": "updated"},

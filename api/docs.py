@@ -1,25 +1,29 @@
-"""Shapes for the OpenAPI document that exist nowhere else: request bodies as sent (every
-field but the name optional), the usage of a window, and errors. A client record is
-:class:`api.registry.ClientRecord` itself; validation is in :mod:`api.validation`.
+"""Shapes for the OpenAPI document that exist nowhere else: request bodies as sent, with
+the bounds :mod:`api.validation` enforces (those of the default settings), the usage of a
+window, and errors. A client record is :class:`api.registry.ClientRecord` itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sanic_ext.extensions.openapi.types import Integer, Object, Schema, String
+
 from api.registry import ClientRecord
+from api.settings import Settings
 from limiter import Alignment
 
 __all__ = [
     "ClientRecord",
-    "ClientUpdateRequest",
     "ClientWithUsage",
     "Error",
     "FieldError",
     "Message",
-    "NewClientRequest",
     "Status",
     "Usage",
+    "client_name",
+    "client_update_body",
+    "new_client_body",
 ]
 
 
@@ -44,19 +48,49 @@ class FieldError:
     field: str
 
 
-@dataclass
-class NewClientRequest:
-    name: str
-    limit: int | None = None
-    window_seconds: int | None = None
-    window_alignment: Alignment | None = None
+def _integer(**keywords: object) -> Schema:
+    return Integer(**keywords)  # type: ignore[no-untyped-call]  # untyped upstream
 
 
-@dataclass
-class ClientUpdateRequest:
-    limit: int | None = None
-    window_seconds: int | None = None
-    window_alignment: Alignment | None = None
+def _string(**keywords: object) -> Schema:
+    return String(**keywords)  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+def _client_fields(defaults: Settings) -> dict[str, Schema]:
+    return {
+        "limit": _integer(minimum=1, maximum=defaults.max_limit),
+        "window_seconds": _integer(minimum=1, maximum=defaults.max_window_seconds),
+        "window_alignment": _string(enum=[alignment.value for alignment in Alignment]),
+    }
+
+
+def client_name(defaults: Settings) -> Schema:
+    """A name as :func:`api.validation.validate_name` accepts it, as far as a pattern can
+    say: 1 to ``max_name_length`` characters, no whitespace at either end, no control
+    character. (The validation also refuses format, private-use and unassigned characters,
+    which a pattern cannot name portably.)"""
+    edge = r"[^\s\x00-\x1f\x7f]"
+    inner = r"[^\x00-\x1f\x7f]"
+    return _string(
+        minLength=1,
+        maxLength=defaults.max_name_length,
+        pattern=f"^{edge}(?:{inner}*{edge})?$",
+    )
+
+
+def new_client_body(defaults: Settings) -> Schema:
+    """``POST /bucket``: a name, and optionally limit, window and alignment (the settings'
+    defaults otherwise); nothing else."""
+    return Object(
+        {"name": client_name(defaults), **_client_fields(defaults)},
+        required=["name"],
+        additionalProperties=False,
+    )
+
+
+def client_update_body(defaults: Settings) -> Schema:
+    """``PATCH /bucket/{id}``: at least one of limit, window and alignment; nothing else."""
+    return Object(_client_fields(defaults), minProperties=1, additionalProperties=False)
 
 
 @dataclass

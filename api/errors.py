@@ -119,16 +119,36 @@ def render_error(request: Request, exception: Exception) -> HTTPResponse:
     if isinstance(exception, ApiError):
         return json(exception.body(), status=exception.status_code, headers=exception.headers)
     if isinstance(exception, SanicException) and exception.status_code < 500:
+        headers = dict(exception.headers or {})
+        if isinstance(exception, MethodNotAllowed) and "Allow" not in headers:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return json(
             error_body(_sanic_message(request, exception)),
             status=exception.status_code,
-            headers=dict(exception.headers or {}),
+            headers=headers,
         )
     error_logger.exception(
         "unexpected error answering %s %s", request.method, request.path, exc_info=exception
     )
     status = exception.status_code if isinstance(exception, SanicException) else 500
     return json(error_body("internal error"), status=status)
+
+
+#: Methods a route of this service may serve, for the Allow header of a 405.
+KNOWN_METHODS = ("GET", "POST", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path serves: RFC 9110 requires them on every 405, and
+    Sanic names none for a method it does not know (``QUERY``, say)."""
+    allowed = []
+    for method in KNOWN_METHODS:
+        try:
+            request.app.router.get(request.path, method, None)
+        except SanicException:
+            continue
+        allowed.append(method)
+    return allowed
 
 
 def _sanic_message(request: Request, exception: SanicException) -> str:

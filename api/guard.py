@@ -176,7 +176,7 @@ class GuardedResponse(HTTPResponse):
 )
 @openapi.tag("guarded")
 @openapi.parameter("X-Api-Id", str, "header", required=True, description="the client's id")
-@openapi.response(204, None, "admitted")
+@openapi.response(204, {}, "admitted")
 @openapi.response(401, {"application/json": Error}, "no X-Api-Id, or no client has this id")
 @openapi.response(403, {"application/json": Error}, "over the limit, or no decision (fail closed)")
 async def gateway_decision(request: Request) -> HTTPResponse:
