@@ -94,8 +94,14 @@ class LimiterSettings:
     max_queued_per_key: int = 1000
     #: Exhausted windows one worker remembers, answering 429 locally until each ends.
     deny_cache_size: int = 10000
-    #: Counter keys live until their window ends plus this much.
-    expiry_grace_seconds: float = 1.0
+    #: Counter keys live until their window ends plus this much. It must cover the clock
+    #: skew between deciders plus the time from reading the clock to the write landing
+    #: (at most the decision timeout): a key that expires before its window really ended
+    #: would let the next request start afresh in it.
+    expiry_grace_seconds: float = 2.0
+    #: The largest clock difference expected between replicas (lock, cas) or members
+    #: (entry_processor); keep clocks synchronised (NTP) well within it.
+    max_clock_skew_seconds: float = 0.5
     #: The window counters' map; tests give each run a fresh one.
     counters_map: str = "ratelimit.counters"
 
@@ -118,6 +124,12 @@ class LimiterSettings:
             raise SettingsError(
                 "RATELIMIT_LOCK_WAIT_SECONDS must be below RATELIMIT_DECISION_TIMEOUT_SECONDS, "
                 "or a busy lock is only noticed at the decision deadline"
+            )
+        if self.expiry_grace_seconds < self.max_clock_skew_seconds + self.decision_timeout_seconds:
+            raise SettingsError(
+                "RATELIMIT_EXPIRY_GRACE_SECONDS must be at least RATELIMIT_MAX_CLOCK_SKEW_SECONDS "
+                "+ RATELIMIT_DECISION_TIMEOUT_SECONDS, or a decider whose clock is ahead can "
+                "write a counter that expires before its window ends"
             )
         if not self.member_addresses:
             raise SettingsError("RATELIMIT_HAZELCAST_MEMBERS names no member")

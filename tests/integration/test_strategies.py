@@ -17,12 +17,14 @@ from limiter import (
     Alignment,
     BackendTimeout,
     BackendUnavailable,
+    CasStrategy,
     Decision,
     LimiterSettings,
     Liveness,
     LockConfig,
     LockStrategy,
     Reason,
+    StrategyConfig,
     WindowState,
     connect,
     create_strategy,
@@ -236,11 +238,71 @@ def test_replace_if_same_drops_the_per_entry_ttl(counters: Any, loop: LoopThread
     assert loop.run(scenario()) == (30_000, 90_000_000)
 
 
+def production_waits(base: Settings, **overrides: Any) -> Settings:
+    """The test settings with the production decision timeout (1 s) and lock wait, so
+    that a short expiry grace passes the start-up check."""
+    values = {
+        "decision_timeout_seconds": 1.0,
+        "lock_wait_seconds": 0.5,
+        "max_clock_skew_seconds": 0.5,
+    }
+    return dataclasses.replace(base, **(values | overrides))
+
+
+async def until_window_offset(window_seconds: int, offset_seconds: float) -> None:
+    """Sleeps until the real clock is ``offset_seconds`` into a window (the next one, when
+    this one is past that point): the scenario needs the instant, not a server."""
+    window = window_seconds * 1000
+    now = time.time_ns() // 1_000_000
+    target = window_start(now, window_seconds) + int(offset_seconds * 1000)
+    if target <= now:
+        target += window
+    await asyncio.sleep((target - now) / 1000)
+
+
+@pytest.mark.parametrize("strategy_name", ["lock", "cas"])
+def test_a_decider_whose_clock_is_ahead_never_shortens_a_window(
+    strategy_name: str, counters: Any, loop: LoopThread, base_settings: Settings
+) -> None:
+    """A replica 0.8 s ahead spends a client's limit early in a 3 s window; a replica on
+    the true clock asking 0.3 s before the window ends still finds it spent (the grace
+    covers the skew), while the same scenario with a grace below the skew, which the
+    start-up check refuses, admits a request the window had no room for."""
+    skew_ms, window = 800, 3
+    settings = production_waits(base_settings, max_clock_skew_seconds=1.0, expiry_grace_seconds=2.0)
+    too_short = dataclasses.replace(settings.strategy_config, expiry_grace_seconds=0.1)
+
+    def build(config: StrategyConfig, clock: Any) -> Any:
+        if strategy_name == "lock":
+            return LockStrategy(counters, config, settings.lock_config, clock=clock)
+        return CasStrategy(counters, config, settings.cas_config, clock=clock)
+
+    def ahead() -> int:
+        return time.time_ns() // 1_000_000 + skew_ms
+
+    async def late_request(grace_config: StrategyConfig, client: str) -> Decision:
+        early, on_time = build(grace_config, ahead), build(grace_config, None)
+        await until_window_offset(window, 0.2)
+        for _ in range(3):
+            assert (await early.decide(client, 3, window)).allowed
+        await until_window_offset(window, window - 0.3)
+        decision = await on_time.decide(client, 3, window)
+        for strategy in (early, on_time):
+            await strategy.close()
+        return decision
+
+    covered = loop.run(late_request(settings.strategy_config, "covered"))
+    short = loop.run(late_request(too_short, "short"))
+    print(f"\n{strategy_name}: grace 2.0 s -> {covered.reason.name}; 0.1 s -> {short.reason.name}")
+    assert (covered.allowed, covered.reason) == (False, Reason.LIMIT_REACHED)
+    assert short.allowed, "the scenario must be able to show an early expiry"
+
+
 def test_cas_restores_the_window_ttl_after_replacing(
     counters: Any, loop: LoopThread, base_settings: Settings
 ) -> None:
     """After the cas strategy's replace, the key's TTL is its window's again."""
-    settings = Settings(**{**base_settings.__dict__, "expiry_grace_seconds": 1.0})
+    settings = production_waits(base_settings, expiry_grace_seconds=2.0)
     strategy = create_strategy(settings, counters, clock=lambda: NOW_MS, name="cas")
     key = window_key("c", 60)
 
@@ -250,8 +312,8 @@ def test_cas_restores_the_window_ttl_after_replacing(
         await strategy.close()
         return int((await counters.get_entry_view(key)).ttl)
 
-    # The clock is pinned to a window start: the window has 60 s left, plus 1 s of grace.
-    assert loop.run(scenario()) == 61_000
+    # The clock is pinned to a window start: the window has 60 s left, plus 2 s of grace.
+    assert loop.run(scenario()) == 62_000
 
 
 @pytest.mark.parametrize("alignment", Alignment)
@@ -266,7 +328,7 @@ def test_counter_map_empties_after_its_windows_pass(
     """With the real clock and 1 s windows, every key a strategy wrote expires, for both
     alignments (one key per client holds whichever window is open): the map's size comes
     back to 0 once traffic stops."""
-    settings = Settings(**{**base_settings.__dict__, "expiry_grace_seconds": 0.5})
+    settings = production_waits(base_settings, expiry_grace_seconds=1.5)
     strategy = create_strategy(settings, counters, name=strategy_name)
 
     async def traffic() -> int:

@@ -63,6 +63,7 @@ def test_unknown_strategy_fails_and_lists_the_allowed_ones() -> None:
         ("RATELIMIT_HAZELCAST_MEMBERS", " , ", "names no member"),
         ("RATELIMIT_LOCK_WAIT_SECONDS", "1.0", "below RATELIMIT_DECISION_TIMEOUT_SECONDS"),
         ("RATELIMIT_LOCK_LEASE_SECONDS", "1.0", "exceed RATELIMIT_DECISION_TIMEOUT_SECONDS"),
+        ("RATELIMIT_EXPIRY_GRACE_SECONDS", "1.2", "at least RATELIMIT_MAX_CLOCK_SKEW_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
