@@ -63,3 +63,16 @@ def quiet_window(margin_seconds: int = 120) -> int:
         if window - now % window > margin_seconds:
             return window
     raise AssertionError("unreachable: the candidate windows' edges are spread apart")
+
+
+class NginxLog:
+    """nginx's error log from the moment this is made on."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.path = stack.log_path("nginx")
+        self.start = self.path.stat().st_size
+
+    def since(self) -> str:
+        with open(self.path, "rb") as log:
+            log.seek(self.start)
+            return log.read().decode(errors="replace")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from benchmarks.wrk import WRK, WrkRun, run_wrk
+from tests.cluster import NginxLog
 from tests.conftest import Topology
 
 pytestmark = pytest.mark.skipif(
@@ -18,19 +19,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 SECONDS = 3
-
-
-class NginxLog:
-    """nginx's error log from the moment this is made on."""
-
-    def __init__(self, topology: Topology) -> None:
-        self.path = topology.stack.log_path("nginx")
-        self.start = self.path.stat().st_size
-
-    def since(self) -> str:
-        with open(self.path, "rb") as log:
-            log.seek(self.start)
-            return log.read().decode(errors="replace")
 
 
 def assert_clean(load: WrkRun, what: str) -> None:
@@ -44,7 +32,7 @@ def assert_clean(load: WrkRun, what: str) -> None:
 def test_health_through_nginx_under_load_never_fails(connections: int, topology: Topology) -> None:
     """Hundreds and a thousand concurrent clients on /health: every answer 2xx, no socket
     error, and nginx marks no replica as failed."""
-    log = NginxLog(topology)
+    log = NginxLog(topology.stack)
     load = run_wrk(f"{topology.url}/health", connections, SECONDS)
     assert_clean(load, f"/health, {connections} connections")
     errors = log.since()
@@ -55,7 +43,7 @@ def test_health_through_nginx_under_load_never_fails(connections: int, topology:
 def test_a_killed_replica_is_skipped_under_load(topology: Topology) -> None:
     """With one replica killed, 300 concurrent clients on /health all get 2xx: nginx skips
     the replica that refuses connections."""
-    log = NginxLog(topology)
+    log = NginxLog(topology.stack)
     topology.stack.kill(topology.stack.replica_name(0))
     try:
         load = run_wrk(f"{topology.url}/health", 300, SECONDS)

@@ -72,6 +72,7 @@ def test_fuzzing_finds_no_server_error_and_no_answer_outside_the_schema(
         text=True,
         timeout=RUN_TIMEOUT_SECONDS,
         stdin=subprocess.DEVNULL,
+        cwd=tmp_path,  # its cache folder stays out of the checkout
         check=False,
     )
     (tmp_path / "schemathesis.txt").write_text(result.stdout)
