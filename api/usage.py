@@ -12,7 +12,7 @@ import datetime
 from typing import Any
 
 from api.registry import ClientRecord
-from limiter import Strategy, wall_clock_ms
+from limiter import Strategy
 
 __all__ = ["current_usage"]
 
@@ -26,7 +26,7 @@ async def current_usage(strategy: Strategy, record: ClientRecord) -> dict[str, A
     window = await strategy.current_window(
         record.id, record.window_seconds, record.window_alignment
     )
-    now = wall_clock_ms()
+    now = strategy.now_ms()  # the clock current_window picked the window with
     end = window.window_start_ms + record.window_seconds * 1000
     return {
         "window_start": _iso(window.window_start_ms),

@@ -30,7 +30,7 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol, Self
+from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypedDict, Unpack
 
 from limiter.deny_cache import DenyCache
 from limiter.errors import BackendTimeout, as_backend_error
@@ -45,6 +45,7 @@ __all__ = [
     "Observer",
     "Quota",
     "Strategy",
+    "Wiring",
     "contended",
     "wall_clock_ms",
 ]
@@ -104,6 +105,16 @@ class NullObserver:
         pass
 
 
+class Wiring(TypedDict, total=False):
+    """What a strategy is connected to, beside its map and its configuration: the clock
+    that picks windows (default: this process's), the cluster's liveness (default: always
+    reachable) and the observer of its metrics (default: none)."""
+
+    clock: Clock | None
+    liveness: Liveness | None
+    observer: Observer | None
+
+
 class Quota(NamedTuple):
     """One client's rule as a request asks for it: the requests that one cluster operation
     can decide together, and the key of the deny cache. A PATCH that changes the limit,
@@ -151,42 +162,26 @@ class Strategy(abc.ABC):
 
     name: ClassVar[StrategyName]
 
-    def __init__(
-        self,
-        counters: Any,
-        config: StrategyConfig,
-        *,
-        clock: Clock | None = None,
-        liveness: Liveness | None = None,
-        observer: Observer | None = None,
-    ) -> None:
+    def __init__(self, counters: Any, config: StrategyConfig, **wiring: Unpack[Wiring]) -> None:
         self.counters = counters
-        self.clock = clock
+        self.clock = wiring.get("clock")
         self.decision_timeout_seconds = config.decision_timeout_seconds
         self.expiry_grace_ms = int(config.expiry_grace_seconds * 1000)
         self.max_queued_per_key = config.max_queued_per_key
         self.deny_cache = DenyCache(config.deny_cache_size)
-        self.liveness = liveness
-        self.observer: Observer = observer or NullObserver()
+        self.liveness = wiring.get("liveness")
+        self.observer: Observer = wiring.get("observer") or NullObserver()
         self._flights: dict[Quota, _Flight] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._ttl_restores: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(
-        cls,
-        counters: Any,
-        settings: LimiterSettings,
-        *,
-        clock: Clock | None = None,
-        liveness: Liveness | None = None,
-        observer: Observer | None = None,
+        cls, counters: Any, settings: LimiterSettings, **wiring: Unpack[Wiring]
     ) -> Self:
         """The strategy configured by ``settings`` (a strategy with settings of its own
         adds them here)."""
-        return cls(
-            counters, settings.strategy_config, clock=clock, liveness=liveness, observer=observer
-        )
+        return cls(counters, settings.strategy_config, **wiring)
 
     def now_ms(self) -> int:
         """The time that picks the window (lock and cas)."""

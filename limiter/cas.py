@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from limiter.base import (
-    Clock,
-    Observer,
     Quota,
     Strategy,
+    Wiring,
     contended,
     decode_window,
     encode_window,
     window_key,
 )
-from limiter.liveness import Liveness
 from limiter.rule import Decision, decide_batch
 from limiter.settings import CasConfig, LimiterSettings, StrategyConfig
 
@@ -45,37 +43,17 @@ class CasStrategy(Strategy):
     name = "cas"
 
     def __init__(
-        self,
-        counters: Any,
-        config: StrategyConfig,
-        cas: CasConfig,
-        *,
-        clock: Clock | None = None,
-        liveness: Liveness | None = None,
-        observer: Observer | None = None,
+        self, counters: Any, config: StrategyConfig, cas: CasConfig, **wiring: Unpack[Wiring]
     ) -> None:
-        super().__init__(counters, config, clock=clock, liveness=liveness, observer=observer)
+        super().__init__(counters, config, **wiring)
         self.max_attempts = cas.max_attempts
         self.backoff_max_ms = cas.backoff_max_ms
 
     @classmethod
     def from_settings(
-        cls,
-        counters: Any,
-        settings: LimiterSettings,
-        *,
-        clock: Clock | None = None,
-        liveness: Liveness | None = None,
-        observer: Observer | None = None,
+        cls, counters: Any, settings: LimiterSettings, **wiring: Unpack[Wiring]
     ) -> Self:
-        return cls(
-            counters,
-            settings.strategy_config,
-            settings.cas_config,
-            clock=clock,
-            liveness=liveness,
-            observer=observer,
-        )
+        return cls(counters, settings.strategy_config, settings.cas_config, **wiring)
 
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float

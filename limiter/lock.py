@@ -6,21 +6,19 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from hazelcast.errors import HazelcastError
 
 from limiter.base import (
-    Clock,
-    Observer,
     Quota,
     Strategy,
+    Wiring,
     contended,
     decode_window,
     encode_window,
     window_key,
 )
-from limiter.liveness import Liveness
 from limiter.rule import Decision, WindowState, decide_batch
 from limiter.settings import LimiterSettings, LockConfig, StrategyConfig
 
@@ -51,37 +49,17 @@ class LockStrategy(Strategy):
     name = "lock"
 
     def __init__(
-        self,
-        counters: Any,
-        config: StrategyConfig,
-        lock: LockConfig,
-        *,
-        clock: Clock | None = None,
-        liveness: Liveness | None = None,
-        observer: Observer | None = None,
+        self, counters: Any, config: StrategyConfig, lock: LockConfig, **wiring: Unpack[Wiring]
     ) -> None:
-        super().__init__(counters, config, clock=clock, liveness=liveness, observer=observer)
+        super().__init__(counters, config, **wiring)
         self.lock_lease_seconds = lock.lease_seconds
         self.lock_wait_seconds = lock.wait_seconds
 
     @classmethod
     def from_settings(
-        cls,
-        counters: Any,
-        settings: LimiterSettings,
-        *,
-        clock: Clock | None = None,
-        liveness: Liveness | None = None,
-        observer: Observer | None = None,
+        cls, counters: Any, settings: LimiterSettings, **wiring: Unpack[Wiring]
     ) -> Self:
-        return cls(
-            counters,
-            settings.strategy_config,
-            settings.lock_config,
-            clock=clock,
-            liveness=liveness,
-            observer=observer,
-        )
+        return cls(counters, settings.strategy_config, settings.lock_config, **wiring)
 
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float

@@ -60,7 +60,11 @@ class Alignment(enum.StrEnum):
     @property
     def wire_id(self) -> int:
         """The number the entry processor carries (``FixedWindowRule.CLOCK`` = 0, ...)."""
-        return list(Alignment).index(self)
+        return WIRE_IDS[self]
+
+
+#: Each alignment's number on the wire, in declaration order (the Java constants').
+WIRE_IDS: dict[Alignment, int] = {alignment: i for i, alignment in enumerate(Alignment)}
 
 
 class Reason(enum.IntEnum):

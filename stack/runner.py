@@ -408,7 +408,12 @@ class Stack:
         return time.monotonic() - started_at
 
     def start_member(self, index: int, count: int = 3, deadline_seconds: float = 90.0) -> None:
-        """(Re)starts one member and waits until the cluster has ``count`` members again."""
+        """(Re)starts one member and waits until the cluster has ``count`` members again.
+
+        A killed member's socket may outlive its process a moment, so the port is awaited
+        first: binding it at once could fail with "address already in use"."""
+        port = self.member_port(index)
+        poll_until(lambda: port_is_free(port), deadline_seconds, f"port {port} to be free")
         self._spawn(self.member_part(index, count))
         self.wait_for_members(count, deadline_seconds)
 

@@ -21,7 +21,7 @@ import aiohttp
 from hazelcast.client import HazelcastClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.runner import Stack, poll_until, port_is_free
+from stack.runner import Stack
 
 #: Longest one request through nginx may take before it counts as an error (nginx's own
 #: proxy_read_timeout is 10 s, so nginx answers first).
@@ -257,14 +257,6 @@ async def until(
                 f"timed out after {deadline_seconds:.0f}s waiting for {what}{detail()}"
             )
         await asyncio.sleep(interval)
-    return time.monotonic() - started
-
-
-def wait_port_free(port: int, deadline_seconds: float) -> float:
-    """A killed member's socket may outlive its process a moment: wait until the port
-    can be bound again before restarting the member on it. Returns the seconds waited."""
-    started = time.monotonic()
-    poll_until(lambda: port_is_free(port), deadline_seconds, f"port {port} to be free")
     return time.monotonic() - started
 
 

@@ -84,7 +84,6 @@ from tests.faults import (
     spend_until_denied,
     undecided_causes,
     until,
-    wait_port_free,
 )
 
 #: This module's cluster and HTTP parts sit this far above the session's ports.
@@ -193,7 +192,6 @@ def rig(fault_stack: Stack, request: pytest.FixtureRequest) -> Iterator[Rig]:
     strategy: str = request.param
     for index in range(MEMBERS):
         if stack.pid_of(stack.member_name(index)) is None:
-            wait_port_free(stack.member_port(index), 60)
             stack.start_member(index, MEMBERS)
     run = uuid.uuid4().hex[:8]
     settings = suite_settings(
@@ -380,7 +378,6 @@ async def _member_rejoin(
     stack, url = rig.stack, rig.url
     fresh = [await _create(http, url, REJOIN_LIMIT, window) for _ in range(REJOIN_CLIENTS)]
     before = await _spend_before(http, url, fresh)
-    port_wait = await asyncio.to_thread(wait_port_free, stack.member_port(victim), 60)
     address = stack.member_addresses(MEMBERS)[victim]
 
     causes = await undecided_causes(http, rig.replica_ports)
@@ -413,8 +410,8 @@ async def _member_rejoin(
     )
     admitted = count([*before, *load.shots, *(s for shots in rest for s in shots)], Kind.ADMITTED)
     print(
-        f"[{rig.strategy}] {stack.member_name(victim)} restarted ({port_wait:.1f}s for its "
-        f"port): joined after {joined_after:.1f}s, owned {owned}/{rig.view.partition_count} "
+        f"[{rig.strategy}] {stack.member_name(victim)} restarted: joined after "
+        f"{joined_after:.1f}s, owned {owned}/{rig.view.partition_count} "
         f"partitions {rebalanced_after:.1f}s after its start; {figures.describe()}, "
         f"causes {dict(causes)}"
     )
