@@ -20,7 +20,8 @@ noise of a shared machine falls on each alike; the report gives medians and the 
 each rate to ``/health`` measured in the same round.
 
 The benchmark starts its own cluster and parts on ports of their own (members 5901+,
-HTTP 20901+) in ``.run/bench``, and stops them at the end.
+HTTP 20901+; RATELIMIT_BENCH_BASE_PORT moves both) in ``.run/bench-<port>``, and stops
+them at the end.
 
     python -m benchmarks.endtoend [--connections 64] [--duration 5] [--rounds 3]
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -51,14 +53,16 @@ SCENARIOS = ("health", "under", "past", "exact")
 
 
 def bench_stack() -> Stack:
+    """The benchmark's own stack; RATELIMIT_BENCH_BASE_PORT moves it to run beside another."""
+    base = int(os.environ.get("RATELIMIT_BENCH_BASE_PORT", "5901"))
     return Stack(
-        run_dir=ROOT / ".run" / "bench",
-        cluster_name="ratelimit-bench",
-        member_base_port=5901,
-        api_base_port=20901,
-        nginx_port=20911,
-        prometheus_port=20921,
-        demo_app_port=20931,
+        run_dir=ROOT / ".run" / f"bench-{base}",
+        cluster_name=f"ratelimit-bench-{base}",
+        member_base_port=base,
+        api_base_port=base + 15000,
+        nginx_port=base + 15010,
+        prometheus_port=base + 15020,
+        demo_app_port=base + 15030,
     )
 
 
