@@ -10,7 +10,12 @@ and each round runs, one after the other with the same wrk settings:
 - ``past``: one client long past its limit (1 per hour, spent before the run);
 - ``exact``: one client with a limit of ``--exact-limit`` flooded for the same time:
   exactly that many 200s must come back (or every request, if fewer were sent), and no
-  other status than 200 and 429.
+  other status than 200 and 429;
+- ``spread-N`` for each N of ``--spread``: requests spread at random over N clients far
+  under their limits (created once, before the first strategy).
+
+Each run also reads the CPU time the replicas (Sanic main and workers), the members
+(JVMs) and nginx used during it, from ``/proc``, and reports it per request.
 
 Every run is checked as it goes: a run with over-admission, a ``contended`` denial of the
 client under its limit, an answer marked ``X-RateLimit-Degraded``, a socket error or
@@ -29,6 +34,7 @@ them at the end.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import os
@@ -39,8 +45,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
+from benchmarks.cpu import CpuMeter
 from benchmarks.wrk import WrkRun, run_wrk
 from limiter import STRATEGY_NAMES
 from stack.runner import ROOT, Stack
@@ -74,10 +82,11 @@ def problems(scenario: str, run: WrkRun, exact_limit: int) -> list[str]:
         found.append(f"{run.socket_error_count} socket errors")
     if run.degraded:
         found.append(f"{run.degraded} answers degraded (failed open or closed)")
-    allowed_statuses = {200} if scenario in ("health", "under") else {200, 429}
+    under_limits = scenario in ("health", "under") or scenario.startswith("spread")
+    allowed_statuses = {200} if under_limits else {200, 429}
     if set(statuses) - allowed_statuses:
         found.append(f"statuses {statuses}")
-    if scenario == "under" and run.contended:
+    if under_limits and run.contended:
         found.append(f"{run.contended} contended denials under the limit")
     if scenario == "past" and statuses.get(200, 0):
         found.append(f"{statuses[200]} admitted past the limit")
@@ -100,6 +109,27 @@ def create_client(base: str, limit: int) -> str:
     return str(response.json()["id"])
 
 
+async def _create_many(base: str, count: int, limit: int, concurrency: int = 32) -> list[str]:
+    ids: list[str] = []
+    pending = iter(range(count))
+    async with aiohttp.ClientSession(base_url=base, headers=ADMIN) as session:
+
+        async def creator() -> None:
+            for _ in pending:
+                body = {"name": f"bench-{uuid.uuid4().hex}", "limit": limit, "window_seconds": 3600}
+                async with session.post("/bucket", json=body) as response:
+                    response.raise_for_status()
+                    ids.append(str((await response.json())["id"]))
+
+        await asyncio.gather(*(creator() for _ in range(concurrency)))
+    return ids
+
+
+def create_clients(base: str, count: int, limit: int) -> list[str]:
+    """``count`` clients, created 32 at a time (100k take a minute or two)."""
+    return asyncio.run(_create_many(base, count, limit))
+
+
 def seconds_left_in_hour() -> float:
     return 3600 - time.time() % 3600
 
@@ -108,7 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stack = bench_stack()
     base = f"http://127.0.0.1:{stack.nginx_port}"
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    needed = (len(args.strategies) * len(SCENARIOS) * args.rounds + 1) * (args.duration + 2)
+    scenarios = [*SCENARIOS, *(f"spread-{n}" for n in args.spread)]
+    needed = (len(args.strategies) * len(scenarios) * args.rounds + 1) * (args.duration + 2)
     if seconds_left_in_hour() < needed + 60:
         wait = seconds_left_in_hour() + 1
         print(f"waiting {wait:.0f}s for the next hour: a window edge would reset the clients")
@@ -116,6 +147,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         stack.start_members(3)
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
+        spread_files: dict[str, Path] = {}
+        if args.spread:
+            stack.start_replicas(REPLICAS, {"RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN})
+            for count in args.spread:
+                started = time.monotonic()
+                ids = create_clients(base, count, 10**9)
+                spread_files[f"spread-{count}"] = path = stack.run_dir / f"clients-{count}.txt"
+                path.write_text("\n".join(ids) + "\n")
+                print(f"created {count} clients in {time.monotonic() - started:.1f}s", flush=True)
         for strategy in args.strategies:
             stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
             env = {
@@ -124,6 +164,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{strategy}",
             }
             stack.start_replicas(REPLICAS, env)
+            meter = CpuMeter(
+                {
+                    "replicas": [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)],
+                    "members": [stack.pid_of(stack.member_name(i)) or 0 for i in range(3)],
+                    "nginx": [stack.pid_of("nginx") or 0],
+                }
+            )
             # Warm-up, not recorded: connections, the members' JIT, near caches.
             warm = create_client(base, 10**9)
             run_wrk(f"{base}/example", args.connections, 2, headers={"X-Api-Id": warm})
@@ -134,20 +181,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "exact": create_client(base, args.exact_limit),
                 }
                 httpx.get(f"{base}/example", headers={"X-Api-Id": clients["past"]})
-                for scenario in SCENARIOS:
+                for scenario in scenarios:
                     path = "/health" if scenario == "health" else "/example"
-                    headers = {} if scenario == "health" else {"X-Api-Id": clients[scenario]}
+                    headers = {"X-Api-Id": clients[scenario]} if scenario in clients else {}
+                    cpu_before = meter.read()
                     seen = run_wrk(
-                        f"{base}{path}", args.connections, args.duration, headers=headers
+                        f"{base}{path}",
+                        args.connections,
+                        args.duration,
+                        headers=headers,
+                        client_ids=spread_files.get(scenario),
                     )
+                    cpu_ms = meter.since(cpu_before).per_request_ms(seen.requests)
                     result = {k: v for k, v in dataclasses.asdict(seen).items() if k != "output"}
+                    result["cpu_ms_per_request"] = cpu_ms
                     result["problems"] = problems(scenario, seen, args.exact_limit)
                     raw.setdefault(strategy, {}).setdefault(scenario, []).append(result)
                     mark = "FAILED " + "; ".join(result["problems"]) if result["problems"] else "ok"
                     print(
                         f"{strategy:>15} round {round_ + 1}/{args.rounds} {scenario:>6}: "
                         f"{seen.per_second:8.0f}/s p50 {seen.p50_ms:6.2f} ms "
-                        f"p99 {seen.p99_ms:7.2f} ms {seen.statuses} {mark}",
+                        f"p99 {seen.p99_ms:7.2f} ms cpu/request replicas "
+                        f"{cpu_ms['replicas']:.3f} members {cpu_ms['members']:.3f} ms "
+                        f"{seen.statuses} {mark}",
                         flush=True,
                     )
     finally:
@@ -176,6 +232,10 @@ def summarise(
                 "ratio_to_health": statistics.median(ratios),
                 "p50_ms": statistics.median(r["p50_ms"] for r in runs),
                 "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                "cpu_ms_per_request": {
+                    group: statistics.median(r["cpu_ms_per_request"][group] for r in runs)
+                    for group in runs[0]["cpu_ms_per_request"]
+                },
                 "problems": [p for r in runs for p in r["problems"]],
                 "runs": runs,
             }
@@ -188,15 +248,18 @@ def as_markdown(summary: dict[str, Any]) -> str:
         f"wrk, {summary['connections']} connections, {summary['duration_seconds']} s per run, "
         f"median of {summary['rounds']} interleaved rounds; ratio to `/health` of the same round",
         "",
-        "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms | check |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms "
+        "| CPU ms/request: replicas | members | nginx | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for strategy, rows in summary["strategies"].items():
         for scenario, r in rows.items():
             check = "FAILED: " + "; ".join(r["problems"]) if r["problems"] else "exact"
+            cpu = r["cpu_ms_per_request"]
             lines.append(
                 f"| {strategy} | {scenario} | {r['per_second']:.0f} | "
-                f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {check} |"
+                f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                f"{cpu['replicas']:.3f} | {cpu['members']:.3f} | {cpu['nginx']:.3f} | {check} |"
             )
     return "\n".join(lines)
 
@@ -210,6 +273,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--exact-limit", type=int, default=1000)
+    parser.add_argument(
+        "--spread",
+        type=int,
+        nargs="*",
+        default=[1000],
+        help="client counts to spread a load over (default 1000; e.g. 1000 100000)",
+    )
     summary = run(parser.parse_args())
     table = as_markdown(summary)
     print("\n" + table)

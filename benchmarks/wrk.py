@@ -20,10 +20,25 @@ __all__ = ["SOCKET_ERROR_KINDS", "WRK", "WrkRun", "run_wrk"]
 WRK = shutil.which("wrk")
 SOCKET_ERROR_KINDS = ("connect", "read", "write", "timeout")
 
+#: Added only for a spread load: a script with ``request()`` makes wrk build every request.
+SPREAD_SCRIPT = """
+function request()
+  return wrk.format(nil, nil, {["X-Api-Id"] = ids[math.random(#ids)]})
+end
+"""
+
 COUNTING_SCRIPT = """
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function init(args) counts = {}; contended = 0; degraded = 0 end
+function init(args)
+  counts = {}; contended = 0; degraded = 0
+  ids = {}
+  if args[1] then
+    for line in io.lines(args[1]) do table.insert(ids, line) end
+    math.randomseed(os.time() + tonumber(tostring(ids):match("0x(%x+)") or "0", 16))
+  end
+end
+
 function response(status, headers, body)
   counts[status] = (counts[status] or 0) + 1
   if headers["X-RateLimit-Degraded"] then degraded = degraded + 1 end
@@ -82,18 +97,22 @@ def run_wrk(
     headers: Mapping[str, str] | None = None,
     threads: int = 2,
     timeout: str = "10s",
+    client_ids: Path | None = None,
 ) -> WrkRun:
-    """One wrk run against ``url``; raises when wrk itself fails."""
+    """One wrk run against ``url``; raises when wrk itself fails.
+
+    ``client_ids``: a file of one client id per line; each request then carries one of
+    them, drawn at random, in ``X-Api-Id`` (a load spread over many clients)."""
     if WRK is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "count.lua"
-        script.write_text(COUNTING_SCRIPT)
+        script.write_text(COUNTING_SCRIPT + (SPREAD_SCRIPT if client_ids else ""))
         argv = [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", timeout]
         for name, value in (headers or {}).items():
             argv += ["-H", f"{name}: {value}"]
         done = subprocess.run(
-            [*argv, "-s", str(script), url],
+            [*argv, "-s", str(script), url, *(["--", str(client_ids)] if client_ids else [])],
             capture_output=True,
             text=True,
             timeout=seconds + 60,
