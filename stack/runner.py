@@ -35,6 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HAZELCAST_DIR = ROOT / "hazelcast"
 HAZELCAST_JAR = HAZELCAST_DIR / "target" / "lib" / "hazelcast.jar"
 PROCESSOR_JAR = HAZELCAST_DIR / "target" / "ratelimit-processor.jar"
+#: Prometheus's JMX exporter, run by each member as a Java agent (its /metrics).
+JMX_EXPORTER_JAR = HAZELCAST_DIR / "target" / "lib" / "jmx_prometheus_javaagent.jar"
+JMX_EXPORTER_CONFIG = HAZELCAST_DIR / "jmx-exporter.yml"
+#: A member's metrics port is its cluster port plus this (5701 → 17701).
+MEMBER_METRICS_PORT_OFFSET = 12000
 MEMBER_CONFIG = HAZELCAST_DIR / "hazelcast.xml"
 NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
 PROMETHEUS_DIR = ROOT / "prometheus"
@@ -346,6 +351,9 @@ class Stack:
     def member_port(self, index: int) -> int:
         return self.member_base_port + index
 
+    def member_metrics_port(self, index: int) -> int:
+        return self.member_port(index) + MEMBER_METRICS_PORT_OFFSET
+
     def member_addresses(self, count: int) -> list[str]:
         return [f"{LOOPBACK}:{self.member_port(i)}" for i in range(count)]
 
@@ -356,7 +364,7 @@ class Stack:
                 "java is not installed: install OpenJDK 17 or later "
                 "(apt-get install openjdk-17-jre-headless)"
             )
-        for jar in (HAZELCAST_JAR, PROCESSOR_JAR):
+        for jar in (HAZELCAST_JAR, PROCESSOR_JAR, JMX_EXPORTER_JAR):
             if not jar.is_file():
                 raise StackError(f"{jar} is missing: run `make build` (Maven) first")
         # Hazelcast refuses a split-brain quorum below 2: a one-member cluster has none.
@@ -376,6 +384,8 @@ class Stack:
             "-Xmx512m",
             "-XX:+UseSerialGC",
             "-Djava.net.preferIPv4Stack=true",
+            f"-javaagent:{JMX_EXPORTER_JAR}="
+            f"{LOOPBACK}:{self.member_metrics_port(index)}:{JMX_EXPORTER_CONFIG}",
             # Start-up speed: members list each other, so there is nothing to wait for.
             "-Dhazelcast.wait.seconds.before.join=1",
             # The internal APIs Hazelcast asks for on Java 17 (fewer copies, real metrics).
@@ -556,6 +566,15 @@ class Stack:
             }
         ]
         (folder / "targets" / "api.json").write_text(json.dumps(targets, indent=2))
+        members = [
+            {
+                "targets": [
+                    f"{LOOPBACK}:{self.member_metrics_port(i)}" for i in range(self.members)
+                ],
+                "labels": {"stack": "local"},
+            }
+        ]
+        (folder / "targets" / "members.json").write_text(json.dumps(members, indent=2))
         argv = [
             prometheus,
             f"--config.file={folder / 'prometheus.yml'}",
