@@ -1,0 +1,248 @@
+"""Where a decision's CPU goes: py-spy on a replica worker and Java Flight Recorder on
+every member, while wrk spreads requests over many clients far under their limits.
+
+Starts the benchmark's own stack (``RATELIMIT_BENCH_BASE_PORT``, as
+:mod:`benchmarks.endtoend`), creates the clients, warms up, then records for
+``--seconds`` and writes to ``benchmarks/results/profile-<strategy>-<time>/``:
+
+- ``replica.speedscope.json``: the worker's stacks, for https://www.speedscope.app;
+- ``replica.collapsed.txt``: the same as collapsed stacks (flamegraph.pl input);
+- ``member-N.jfr``: each member's recording (``jfr print``, JDK Mission Control);
+- ``summary.md``: the top functions of both sides, by own time and by inclusive time.
+
+    python -m benchmarks.profile [--strategy entry_processor] [--clients 1000] [--seconds 20]
+
+Needs py-spy (``pip install -e '.[profile]'``) and, for an attach to a process of
+another user, root (not needed here: the stack's processes are the caller's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from benchmarks.cpu import CpuMeter, _children_by_parent, tree_cpu_seconds
+from benchmarks.endtoend import (
+    ADMIN_TOKEN,
+    REPLICAS,
+    RESULTS,
+    bench_stack,
+    create_client,
+    create_clients,
+)
+from benchmarks.wrk import run_wrk
+
+#: Frames of the JDK's and Hazelcast's idle waits, left out of the member's top lists.
+JAVA_IDLE = re.compile(r"park|epollWait|Object\.wait|Thread\.sleep|LockSupport|select0")
+
+
+def top(counter: Mapping[str, int], total: int, count: int = 25) -> list[str]:
+    return [
+        f"| {100 * n / max(total, 1):5.1f}% | `{name}` |"
+        for name, n in sorted(counter.items(), key=lambda item: -item[1])[:count]
+    ]
+
+
+def summarise_collapsed(lines: Iterable[str]) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Samples, own time and inclusive time per frame, from py-spy's collapsed stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in lines:
+        stack, _, count_text = line.rstrip().rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    return total, own, inclusive
+
+
+def summarise_jfr(recording: Path) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Execution samples of one recording: own and inclusive counts per method."""
+    printed = subprocess.run(
+        ["jfr", "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64", str(recording)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for event in printed.split("jdk.ExecutionSample")[1:]:
+        frames = re.findall(r"^\s+([\w.$<>]+)\(", event, re.MULTILINE)
+        if not frames or JAVA_IDLE.search(frames[0]):
+            continue
+        total += 1
+        own[frames[0]] += 1
+        for frame in set(frames):
+            inclusive[frame] += 1
+    return total, own, inclusive
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--strategy", default="entry_processor")
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        print("error: py-spy is missing: pip install -e '.[profile]'", file=sys.stderr)
+        return 1
+    out = RESULTS / f"profile-{args.strategy}-{time.strftime('%Y%m%dT%H%M%S')}"
+    out.mkdir(parents=True)
+    stack = bench_stack()
+    base = f"http://127.0.0.1:{stack.nginx_port}"
+    try:
+        stack.start_members(3)
+        env = {
+            "RATELIMIT_STRATEGY": args.strategy,
+            "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
+            "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.profile-{args.strategy}",
+        }
+        stack.start_replicas(REPLICAS, env)
+        stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
+        ids = create_clients(base, args.clients, 10**9)
+        clients_file = stack.run_dir / "profile-clients.txt"
+        clients_file.write_text("\n".join(ids) + "\n")
+        warm = create_client(base, 10**9)
+        run_wrk(f"{base}/example", args.connections, 3, headers={"X-Api-Id": warm})
+        run_wrk(f"{base}/example", args.connections, 5, client_ids=clients_file)
+
+        replica_pid = stack.pid_of(stack.replica_name(0)) or 0
+        # The busiest child after the warm-up is a worker (Sanic also forks helpers).
+        workers = sorted(
+            _children_by_parent().get(replica_pid, []), key=lambda pid: -tree_cpu_seconds([pid])
+        )
+        if not workers:
+            raise RuntimeError("replica-1 has no worker process")
+        (out / "replica-worker.txt").write_text(
+            Path(f"/proc/{workers[0]}/cmdline").read_text().replace("\0", " ") + "\n"
+        )
+        members = {i: stack.pid_of(stack.member_name(i)) or 0 for i in range(3)}
+        for index, pid in members.items():
+            subprocess.run(
+                [
+                    "jcmd",
+                    str(pid),
+                    "JFR.start",
+                    "name=decisions",
+                    "settings=profile",
+                    f"duration={args.seconds + 5}s",
+                    f"filename={out / f'member-{index + 1}.jfr'}",
+                ],
+                check=True,
+                capture_output=True,
+            )
+        spies = [
+            subprocess.Popen(
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(workers[0]),
+                    "--duration",
+                    str(args.seconds),
+                    "--rate",
+                    str(args.rate),
+                    "--nonblocking",
+                    "--format",
+                    fmt,
+                    "--output",
+                    str(out / name),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(out / f"py-spy-{fmt}.log").open("w"),
+            )
+            for fmt, name in (
+                ("speedscope", "replica.speedscope.json"),
+                ("raw", "replica.collapsed.txt"),
+            )
+        ]
+        meter = CpuMeter(
+            {
+                "replicas": [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)],
+                "members": list(members.values()),
+            }
+        )
+        before = meter.read()
+        seen = run_wrk(f"{base}/example", args.connections, args.seconds, client_ids=clients_file)
+        cpu = meter.since(before).per_request_ms(seen.requests)
+        for spy in spies:
+            spy.wait(timeout=args.seconds + 60)
+        for pid in members.values():
+            subprocess.run(
+                ["jcmd", str(pid), "JFR.stop", "name=decisions"], check=False, capture_output=True
+            )
+    finally:
+        stack.stop()
+
+    lines = [
+        f"# Profile: `{args.strategy}`, {args.clients} clients, wrk {args.connections} "
+        f"connections, {args.seconds} s",
+        "",
+        f"Command: `python -m benchmarks.profile {' '.join(sys.argv[1:])}`",
+        "",
+        f"{seen.per_second:.0f} requests/s, statuses {seen.statuses}; CPU per request: "
+        f"replicas {cpu['replicas']:.3f} ms, members {cpu['members']:.3f} ms",
+        "",
+    ]
+    total, own, inclusive = summarise_collapsed(
+        (out / "replica.collapsed.txt").read_text().splitlines()
+    )
+    lines += [
+        f"## Replica worker (py-spy, {total} samples)",
+        "",
+        "### Own time",
+        "",
+        "| share | frame |",
+        "|---:|---|",
+        *top(own, total),
+        "",
+        "### Inclusive",
+        "",
+        "| share | frame |",
+        "|---:|---|",
+        *top(inclusive, total, 40),
+        "",
+    ]
+    for recording in sorted(out.glob("member-*.jfr")):
+        total, own, inclusive = summarise_jfr(recording)
+        lines += [
+            f"## {recording.stem} (JFR, {total} busy samples)",
+            "",
+            "### Own time",
+            "",
+            "| share | method |",
+            "|---:|---|",
+            *top(own, total),
+            "",
+            "### Inclusive",
+            "",
+            "| share | method |",
+            "|---:|---|",
+            *top(inclusive, total, 40),
+            "",
+        ]
+    (out / "summary.md").write_text("\n".join(lines))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
