@@ -1,0 +1,128 @@
+"""Bytes per active window in the cluster, from the members' own metrics.
+
+Starts the benchmark's members (``RATELIMIT_BENCH_BASE_PORT``, as
+:mod:`benchmarks.endtoend`), opens one window for each of ``--clients`` clients with each
+strategy (one admitted decision per client, in process, ``--tasks`` at a time), then
+reads what every member's JMX exporter reports for that strategy's counter map:
+``hazelcast_map_ownedEntryCount`` and ``hazelcast_map_ownedEntryMemoryCost`` (Hazelcast's
+estimate of key, value and record), and the same for the backups.
+
+    python -m benchmarks.memory [--clients 100000] [--tasks 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+from api.settings import Settings
+from benchmarks.endtoend import RESULTS, bench_stack
+from limiter import STRATEGY_NAMES, connect, create_strategy
+from stack.runner import LOOPBACK, Stack, poll_until
+
+METRIC = re.compile(r'^(hazelcast_map_\w+)\{map="([^"]+)"\} ([\d.eE+-]+)$', re.MULTILINE)
+MEASURED = ("ownedEntryCount", "ownedEntryMemoryCost", "backupEntryCount", "backupEntryMemoryCost")
+
+
+def map_metrics(stack: Stack, map_name: str) -> dict[str, float]:
+    """The counter map's entries and memory, summed over every member's exporter."""
+    totals = dict.fromkeys(MEASURED, 0.0)
+    for index in range(stack.members):
+        url = f"http://{LOOPBACK}:{stack.member_metrics_port(index)}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        for name, found_map, value in METRIC.findall(text):
+            short = name.removeprefix("hazelcast_map_")
+            if found_map == map_name and short in totals:
+                totals[short] += float(value)
+    return totals
+
+
+async def open_windows(
+    settings: Settings, strategy: str, map_name: str, clients: int, tasks: int
+) -> None:
+    link = await connect(settings)
+    try:
+        counters = await link.get_map(map_name)
+        limiter = create_strategy(settings, counters, name=strategy)
+        run_id = uuid.uuid4().hex[:8]
+        pending = iter(range(clients))
+
+        async def worker() -> None:
+            for i in pending:
+                decision = await limiter.decide(f"{run_id}-{i}", 100, 3600)
+                if not decision.allowed:
+                    raise RuntimeError(f"client {i} was denied its first request: {decision}")
+
+        await asyncio.gather(*(worker() for _ in range(tasks)))
+        await limiter.close()
+    finally:
+        await link.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=100_000)
+    parser.add_argument("--tasks", type=int, default=256)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGY_NAMES))
+    args = parser.parse_args()
+    stack = bench_stack()
+    settings = Settings.from_env(
+        hazelcast_members=",".join(stack.member_addresses(stack.members)),
+        hazelcast_cluster_name=stack.cluster_name,
+        decision_timeout_seconds=30.0,
+        expiry_grace_seconds=31.0,
+        lock_wait_seconds=25.0,
+        lock_lease_seconds=40.0,
+    )
+    results: dict[str, Any] = {"clients": args.clients, "strategies": {}}
+    try:
+        stack.start_members(stack.members)
+        for strategy in args.strategies:
+            map_name = f"ratelimit.counters.memory-{strategy}-{uuid.uuid4().hex[:6]}"
+            started = time.monotonic()
+            asyncio.run(open_windows(settings, strategy, map_name, args.clients, args.tasks))
+            seconds = time.monotonic() - started
+            # Members publish their metrics every few seconds: wait for every window.
+            poll_until(
+                lambda m=map_name: map_metrics(stack, m)["ownedEntryCount"] >= args.clients,
+                60,
+                f"the members to report {args.clients} entries of {map_name}",
+            )
+            found = map_metrics(stack, map_name)
+            row = {
+                **found,
+                "seconds_to_open": seconds,
+                "bytes_per_window": found["ownedEntryMemoryCost"] / found["ownedEntryCount"],
+                "bytes_per_window_with_backup": (
+                    found["ownedEntryMemoryCost"] + found["backupEntryMemoryCost"]
+                )
+                / found["ownedEntryCount"],
+            }
+            results["strategies"][strategy] = row
+            print(
+                f"{strategy:>15}: {found['ownedEntryCount']:.0f} windows, "
+                f"{row['bytes_per_window']:.0f} B each "
+                f"({row['bytes_per_window_with_backup']:.0f} B with its backup), "
+                f"opened in {seconds:.0f}s",
+                flush=True,
+            )
+    finally:
+        stack.stop()
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (RESULTS / f"memory-{stamp}.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
