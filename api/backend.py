@@ -98,8 +98,12 @@ class Backend:
                 await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)
             raise
         registry = Registry(
-            clients, names, memo_ttl_seconds=self.settings.registry_near_cache_ttl_seconds
+            clients,
+            names,
+            memo_ttl_seconds=self.settings.registry_memo_seconds,
+            memo_size=self.settings.registry_memo_size,
         )
+        link.on_disconnect(registry.forget_all)
         try:
             await registry.follow_changes()
         except BaseException:

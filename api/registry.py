@@ -107,10 +107,6 @@ def _now_iso() -> str:
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-#: Records a worker keeps in front of the near cache (the oldest go first past this).
-MEMO_SIZE = 10_000
-
-
 class Registry:
     """Create, read, update and delete clients; ``clients`` and ``names`` are map proxies.
 
@@ -119,14 +115,23 @@ class Registry:
     key serialisation and a proxy call). The dict follows the cluster through an entry
     listener: a change replaces the record, a removal leaves a tombstone, both as soon as
     the member's event arrives (sooner than the near cache's batched invalidation). A
-    read that overlapped any event is not kept, and every entry lives at most
-    ``memo_ttl_seconds``, which bounds what a lost event could leave behind.
+    read that overlapped any event is not kept, the memo is emptied when the connection
+    drops (:meth:`forget_all`), and every entry lives at most ``memo_ttl_seconds``, which
+    bounds what a lost event could leave behind otherwise.
     """
 
-    def __init__(self, clients: Any, names: Any, *, memo_ttl_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        clients: Any,
+        names: Any,
+        *,
+        memo_ttl_seconds: float = 30.0,
+        memo_size: int = 100_000,
+    ) -> None:
         self.clients = clients
         self.names = names
         self.memo_ttl_seconds = memo_ttl_seconds
+        self.memo_size = memo_size
         self._memo: dict[str, tuple[ClientRecord | None, float]] = {}
         self._events = 0
         self._listening = False
@@ -153,8 +158,13 @@ class Registry:
     def _remember(self, client_id: str, record: ClientRecord | None) -> None:
         self._memo.pop(client_id, None)
         self._memo[client_id] = (record, time.monotonic() + self.memo_ttl_seconds)
-        if len(self._memo) > MEMO_SIZE:
+        if len(self._memo) > self.memo_size:
             del self._memo[next(iter(self._memo))]
+
+    def forget_all(self) -> None:
+        """Empties the memo: change events may have been missed (connection lost)."""
+        self._memo.clear()
+        self._events += 1
 
     def remembered(self, client_id: str) -> tuple[bool, ClientRecord | None]:
         """``(True, record or None)`` when the memo knows the id, without any await."""

@@ -57,6 +57,14 @@ class Settings(LimiterSettings):
     #: Upper bound on how stale a replica's near-cached client record may be (the
     #: cluster also invalidates it on every change, within about a second).
     registry_near_cache_ttl_seconds: float = 5.0
+    #: How long a worker keeps a client record in its own memo in front of the near
+    #: cache. The memo follows the cluster's change events (a PATCH or DELETE reaches it
+    #: as soon as the event does), and is emptied whenever the connection drops, when
+    #: events could be lost; this bounds what a lost event could leave behind otherwise.
+    #: Longer saves the near-cache read of a client seen less often than this.
+    registry_memo_seconds: float = 30.0
+    #: Records a worker keeps in that memo (the oldest go first past this).
+    registry_memo_size: int = 100_000
 
     def __post_init__(self) -> None:
         super().__post_init__()

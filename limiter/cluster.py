@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from hazelcast.asyncio import HazelcastClient
@@ -36,7 +37,12 @@ class ClusterLink:
         self._connected = asyncio.Event()
         self.liveness = Liveness(connected=lambda: self.connected)
         self._heartbeat: asyncio.Task[None] | None = None
+        self._disconnect_callbacks: list[Callable[[], None]] = []
         client.lifecycle_service.add_listener(self._on_state)
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback`` whenever the client loses the cluster (events may be lost)."""
+        self._disconnect_callbacks.append(callback)
 
     def _on_state(self, state: str) -> None:
         if state == LifecycleState.CONNECTED:
@@ -47,6 +53,8 @@ class ClusterLink:
             LifecycleState.SHUTDOWN,
         ):
             self._connected.clear()
+            for callback in self._disconnect_callbacks:
+                callback()
 
     @property
     def connected(self) -> bool:

@@ -8,10 +8,12 @@ import dataclasses
 from typing import Any
 
 import pytest
+from hazelcast.lifecycle import LifecycleState
 
 from api.errors import UpdateConflict
 from api.registry import ClientRecord, Registry
 from limiter import Alignment
+from limiter.cluster import ClusterLink
 
 
 @dataclasses.dataclass
@@ -57,3 +59,58 @@ def test_a_record_written_before_alignments_reads_as_clock() -> None:
     assert ClientRecord.from_json(old).window_alignment is Alignment.CLOCK
     new = ClientRecord("i", "n", 3, 60, "t", Alignment.FIRST_REQUEST)
     assert ClientRecord.from_json(new.to_json()) == new
+
+
+class OneRecordClients:
+    """A clients map holding one record; counts the reads that reach it."""
+
+    def __init__(self, record: ClientRecord) -> None:
+        self.record = record
+        self.reads = 0
+
+    async def get(self, key: str) -> str | None:
+        self.reads += 1
+        return self.record.to_json() if key == self.record.id else None
+
+
+def test_the_memo_serves_a_record_it_read_until_the_connection_drops() -> None:
+    """A record read once is served from the worker's memo (no second read of the map)
+    while the memo may trust it, and read again after forget_all, which the connection's
+    loss calls because change events may have been missed meanwhile."""
+    record = ClientRecord("id-1", "a", 5, 60, "2026-11-30T00:00:00.000Z", Alignment.CLOCK)
+    clients = OneRecordClients(record)
+    registry = Registry(clients, names=None, memo_ttl_seconds=60)
+    registry._listening = True  # as after follow_changes(): the memo may keep reads
+
+    assert asyncio.run(registry.fetch("id-1")) == record
+    assert registry.remembered("id-1") == (True, record)
+    registry.forget_all()
+    assert registry.remembered("id-1") == (False, None)
+    assert asyncio.run(registry.fetch("id-1")) == record
+    assert clients.reads == 2
+
+
+class FakeLifecycle:
+    def __init__(self) -> None:
+        self.listeners: list[Any] = []
+
+    def add_listener(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+
+def test_the_cluster_link_tells_its_listeners_when_the_cluster_is_lost() -> None:
+    """on_disconnect callbacks run on DISCONNECTED (and shutdown), not on CONNECTED."""
+    client = type("Client", (), {"lifecycle_service": FakeLifecycle()})()
+
+    async def scenario() -> list[str]:
+        link = ClusterLink(client)
+        seen: list[str] = []
+        link.on_disconnect(lambda: seen.append("lost"))
+        for listener in client.lifecycle_service.listeners:
+            listener(LifecycleState.CONNECTED)
+        assert seen == []
+        for listener in client.lifecycle_service.listeners:
+            listener(LifecycleState.DISCONNECTED)
+        return seen
+
+    assert asyncio.run(scenario()) == ["lost"]
