@@ -32,7 +32,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from limiter import STRATEGY_NAMES, Alignment, Decision, LimiterSettings, connect, create_strategy
 
@@ -210,6 +210,18 @@ async def burst(strategy: Any, client_id: str) -> list[str]:
     return []
 
 
+def contender(name: str, counters: Any, strategy: Any, tag: str) -> Callable[[str], Awaitable[Any]]:
+    """What one request of ``name`` does on key ``k`` (keys of a run are prefixed ``tag``)."""
+    if name == FLOORS[0]:
+        return lambda k: cast(Awaitable[Any], counters.get(f"floor-{k}"))
+    if name == FLOORS[1]:
+        return lambda k: cast(Awaitable[Any], counters.set(f"{tag}-{k}", 1, ttl=60))
+    return lambda k: cast(
+        Awaitable[Any],
+        strategy.decide(f"{tag}-{k}", UNLIMITED, WINDOW_SECONDS, alignment=Alignment.FIRST_REQUEST),
+    )
+
+
 async def run_grid(options: GridOptions, progress: Callable[[str], None]) -> dict[str, Any]:
     """Every contender for every spread and concurrency, rounds interleaved; returns the
     medians over rounds, each with its ratio to both floors of the same spread and
@@ -256,28 +268,7 @@ async def run_grid(options: GridOptions, progress: Callable[[str], None]) -> dic
                         recorder = recorders.get(name)
                         if recorder is not None:
                             recorder.reset()
-                        if name == FLOORS[0]:
-
-                            def call(k: str) -> Awaitable[Any]:
-                                return counters.get(f"floor-{k}")
-
-                        elif name == FLOORS[1]:
-
-                            def call(k: str, t: str = tag) -> Awaitable[Any]:
-                                return counters.set(f"{t}-{k}", 1, ttl=60)
-
-                        else:
-
-                            def call(
-                                k: str, s: Any = strategies[name], t: str = tag
-                            ) -> Awaitable[Any]:
-                                return s.decide(
-                                    f"{t}-{k}",
-                                    UNLIMITED,
-                                    WINDOW_SECONDS,
-                                    alignment=Alignment.FIRST_REQUEST,
-                                )
-
+                        call = contender(name, counters, strategies.get(name), tag)
                         run = await timed_run(call, key, tasks, seconds, options.max_decisions)
                         problems: list[str] = []
                         if recorder is not None:
@@ -323,11 +314,11 @@ def summarise(
                     else:
                         merged[field] = statistics.median(r[field] for r in runs)
                 medians.setdefault(spread, {}).setdefault(name, {})[str(tasks)] = merged
-    for by_name in medians.values():
-        for by_tasks in by_name.values():
-            for tasks, merged in by_tasks.items():
+    for contenders in medians.values():
+        for per_tasks in contenders.values():
+            for level, merged in per_tasks.items():
                 for floor, label in zip(FLOORS, ("vs_get", "vs_set"), strict=True):
-                    floor_rate = by_name[floor][tasks]["per_second"]
+                    floor_rate = contenders[floor][level]["per_second"]
                     merged[label] = merged["per_second"] / floor_rate if floor_rate else 0.0
     return {
         "seconds_per_run": options.seconds,
