@@ -41,7 +41,7 @@ from benchmarks.endtoend import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack, creat
 from benchmarks.grid import FLOORS, GridOptions, run_grid
 from benchmarks.k6 import clients as k6_clients
 from benchmarks.k6 import run_scenario as run_original
-from benchmarks.report import failed, headline, machine, write_report
+from benchmarks.report import failed, headline, load_average, machine, write_report
 from benchmarks.wrk import run_wrk
 from limiter import STRATEGY_NAMES
 from stack.runner import ROOT
@@ -102,7 +102,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     group.add_argument("--exact-limit", type=int, default=1000)
     group.add_argument("--clients", type=int, default=1000)
     group = parser.add_argument_group("k6")
-    group.add_argument("--steps", type=int, nargs="+", default=[150, 300, 600, 900, 1200, 1800])
+    group.add_argument("--steps", type=int, nargs="+", default=[50, 100, 200, 400, 800, 1200, 1600])
     group.add_argument("--step-seconds", type=int, default=5)
     group.add_argument("--step-clients", type=int, default=50)
     group.add_argument("--max-vus", type=int, default=300)
@@ -181,6 +181,7 @@ class Run:
             finally:
                 self.stack.stop()
         finished = time.time()
+        self.report["machine"]["load_average_at_end"] = load_average()
         self.report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(finished))
         self.report["elapsed_seconds"] = finished - started
         return self.report

@@ -21,7 +21,7 @@ from typing import Any
 
 from stack.runner import HAZELCAST_JAR, ROOT
 
-__all__ = ["failed", "headline", "machine", "write_report"]
+__all__ = ["failed", "headline", "load_average", "machine", "write_report"]
 
 
 def _version(argv: list[str], pattern: str = r"(\d+(?:\.\d+)+)") -> str:
@@ -44,6 +44,14 @@ def _hazelcast_version() -> str:
         return "unknown"
     found = re.search(r"^Bundle-Version: (\S+)", manifest, re.MULTILINE)
     return found.group(1) if found else "unknown"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages: how busy the shared machine was."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def machine() -> dict[str, Any]:
@@ -75,6 +83,7 @@ def machine() -> dict[str, Any]:
         "wrk": _version(["wrk", "-v"]),
         "k6": k6,
         "commit": commit,
+        "load_average_at_start": load_average(),
     }
 
 
@@ -161,7 +170,10 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
         f"Python {m['python']}, Java {m['java']}, Hazelcast {m['hazelcast']} (3 members, "
         f"Python client {m['hazelcast_python_client']}), Sanic {m['sanic']}, nginx {m['nginx']}, "
         f"wrk {m['wrk']}, k6 {m['k6']}. Everything (members, replicas, nginx, load) shares "
-        "those CPUs with whatever else ran: read the ratios, measured in the same run.",
+        "those CPUs with whatever else ran (load average "
+        f"{m.get('load_average_at_start', '?')} at the start, "
+        f"{m.get('load_average_at_end', '?')} at the end): read the ratios, measured in "
+        "the same run.",
         "",
         "## Headline",
         "",
