@@ -102,7 +102,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     group.add_argument("--exact-limit", type=int, default=1000)
     group.add_argument("--clients", type=int, default=1000)
     group = parser.add_argument_group("k6")
-    group.add_argument("--steps", type=int, nargs="+", default=[50, 100, 200, 400, 800, 1200, 1600])
+    group.add_argument("--steps", type=int, nargs="+", default=[50, 100, 200, 300, 450, 600, 800])
     group.add_argument("--step-seconds", type=int, default=5)
     group.add_argument("--step-clients", type=int, default=50)
     group.add_argument("--max-vus", type=int, default=300)
