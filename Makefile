@@ -20,7 +20,7 @@ help:
 	@echo "make status  show what runs"
 	@echo "make test    lint, Java tests, then the whole Python suite on a real cluster"
 	@echo "make bench   the benchmark report: every strategy in process, end to end and with k6"
-	@echo "             (own stack; about 12 min; writes docs/benchmarks/)"
+	@echo "             (own stack; 12-16 min on a shared 2-core machine; writes docs/benchmarks/)"
 	@echo "make bench-smoke  the same in tiny sizes (about a minute), into .run/bench-smoke/"
 	@echo "make bench-inprocess  in-process benchmark alone, one concurrency (needs make up)"
 	@echo "make bench-e2e  end-to-end benchmark alone, through nginx with wrk (own stack)"
@@ -87,7 +87,7 @@ bench: bootstrap
 	$(PY) -m benchmarks
 
 bench-smoke: bootstrap
-	$(PY) -m benchmarks --smoke --out .run/bench-smoke
+	$(PY) -m benchmarks --smoke
 
 bench-inprocess: $(STAMPS)/venv
 	$(PY) -m benchmarks.inprocess

@@ -1,6 +1,8 @@
 """Every strategy side by side, in one run on one stack, into one report.
 
-    python -m benchmarks [--smoke] [--out docs/benchmarks] [--only inprocess endtoend k6]
+    python -m benchmarks [--smoke] [--out DIR] [--only inprocess endtoend k6]
+
+``--out`` defaults to ``docs/benchmarks/`` (``.run/bench-smoke/`` with ``--smoke``).
 
 Starts the benchmark stack (3 Hazelcast members, then nginx and 3 replicas per strategy;
 ports from RATELIMIT_BENCH_BASE_PORT, see :func:`benchmarks.endtoend.bench_stack`),
@@ -110,6 +112,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--no-original", dest="original", action="store_false", help="skip the original scenario"
     )
     args = parser.parse_args(argv)
+    if args.smoke and args.out == parser.get_default("out"):
+        # A smoke report's figures mean nothing: never over the committed report.
+        args.out = ROOT / ".run" / "bench-smoke"
     if args.smoke:
         # Smoke sizes win over the defaults, not over what was asked for explicitly.
         defaults = parser.parse_args([])
