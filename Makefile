@@ -12,15 +12,18 @@ MVN := mvn -q -B -f hazelcast/pom.xml
 JARS := hazelcast/target/ratelimit-processor.jar hazelcast/target/lib/hazelcast.jar
 JAVA_SOURCES := $(shell find hazelcast/src/main -name '*.java') hazelcast/pom.xml
 
-.PHONY: up down status test lint unit java-test bootstrap build system-deps bench bench-e2e k6 clean help
+.PHONY: up down status test lint unit java-test bootstrap build system-deps bench bench-smoke bench-inprocess bench-e2e k6 clean help
 
 help:
 	@echo "make up      start 3 Hazelcast members (bootstraps everything first)"
 	@echo "make down    stop everything the stack or the tests started"
 	@echo "make status  show what runs"
 	@echo "make test    lint, Java tests, then the whole Python suite on a real cluster"
-	@echo "make bench   in-process benchmark of the three strategies (needs make up)"
-	@echo "make bench-e2e  end-to-end benchmark through nginx with wrk (starts its own stack)"
+	@echo "make bench   the benchmark report: every strategy in process, end to end and with k6"
+	@echo "             (own stack; 12-16 min on a shared 2-core machine; writes docs/benchmarks/)"
+	@echo "make bench-smoke  the same in tiny sizes (about a minute), into .run/bench-smoke/"
+	@echo "make bench-inprocess  in-process benchmark alone, one concurrency (needs make up)"
+	@echo "make bench-e2e  end-to-end benchmark alone, through nginx with wrk (own stack)"
 	@echo "make k6      the original's k6 scenario, exact, for both window alignments (needs make up)"
 
 bootstrap: $(STAMPS)/venv $(JARS) system-deps
@@ -28,7 +31,7 @@ bootstrap: $(STAMPS)/venv $(JARS) system-deps
 $(STAMPS)/venv: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11+"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 	@mkdir -p $(STAMPS) && touch $@
 
 build: $(JARS)
@@ -79,7 +82,14 @@ unit: $(STAMPS)/venv
 test: bootstrap lint java-test
 	$(PY) -m pytest
 
-bench: $(STAMPS)/venv
+# Its own stack on RATELIMIT_BENCH_BASE_PORT (default 5901), stopped at the end.
+bench: bootstrap
+	$(PY) -m benchmarks
+
+bench-smoke: bootstrap
+	$(PY) -m benchmarks --smoke
+
+bench-inprocess: $(STAMPS)/venv
 	$(PY) -m benchmarks.inprocess
 
 bench-e2e: bootstrap

@@ -147,14 +147,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         stack.start_members(3)
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
-        spread_files: dict[str, Path] = {}
+        spread_ids: dict[str, list[str]] = {}
         if args.spread:
             stack.start_replicas(REPLICAS, {"RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN})
             for count in args.spread:
                 started = time.monotonic()
-                ids = create_clients(base, count, 10**9)
-                spread_files[f"spread-{count}"] = path = stack.run_dir / f"clients-{count}.txt"
-                path.write_text("\n".join(ids) + "\n")
+                spread_ids[f"spread-{count}"] = create_clients(base, count, 10**9)
                 print(f"created {count} clients in {time.monotonic() - started:.1f}s", flush=True)
         for strategy in args.strategies:
             stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
@@ -190,7 +188,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         args.connections,
                         args.duration,
                         headers=headers,
-                        client_ids=spread_files.get(scenario),
+                        rotate=("X-Api-Id", spread_ids[scenario])
+                        if scenario in spread_ids
+                        else None,
                     )
                     cpu_ms = meter.since(cpu_before).per_request_ms(seen.requests)
                     result = {k: v for k, v in dataclasses.asdict(seen).items() if k != "output"}

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from api.settings import Settings
 from limiter import STRATEGY_NAMES, connect, create_strategy
@@ -78,16 +78,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     FLOOR: lambda i: counters.get(f"floor-{key(i)}"),
                 }
                 for name, strategy in strategies.items():
-                    contenders[name] = lambda i, s=strategy, n=name: s.decide(
-                        f"{run_id}-{n}-{key(i)}", limit, window
-                    )
-                for name, call in contenders.items():
+
+                    def decide(i: int, s: Any = strategy, n: str = name) -> Awaitable[Any]:
+                        decided = s.decide(f"{run_id}-{n}-{key(i)}", limit, window)
+                        return cast(Awaitable[Any], decided)
+
+                    contenders[name] = decide
+                for label, call in contenders.items():
                     result = await run_scenario(call, args.decisions, args.tasks)
                     if round_ < 0:
                         continue
-                    raw.setdefault(spread, {}).setdefault(name, []).append(result)
+                    raw.setdefault(spread, {}).setdefault(label, []).append(result)
                     print(
-                        f"round {round_ + 1}/{args.rounds} {spread:>12} {name:>17}: "
+                        f"round {round_ + 1}/{args.rounds} {spread:>12} {label:>17}: "
                         f"{result[0]:8.0f}/s p50 {result[1]:6.2f} ms p99 {result[2]:6.2f} ms",
                         flush=True,
                     )

@@ -25,6 +25,7 @@ from typing import Any
 from api.settings import Settings
 from benchmarks.endtoend import RESULTS, bench_stack
 from limiter import STRATEGY_NAMES, connect, create_strategy
+from limiter.settings import StrategyName
 from stack.runner import LOOPBACK, Stack, poll_until
 
 METRIC = re.compile(r'^(hazelcast_map_\w+)\{map="([^"]+)"\} ([\d.eE+-]+)$', re.MULTILINE)
@@ -46,7 +47,7 @@ def map_metrics(stack: Stack, map_name: str) -> dict[str, float]:
 
 
 async def open_windows(
-    settings: Settings, strategy: str, map_name: str, clients: int, tasks: int
+    settings: Settings, strategy: StrategyName, map_name: str, clients: int, tasks: int
 ) -> None:
     link = await connect(settings)
     try:
@@ -73,7 +74,9 @@ def main() -> int:
     )
     parser.add_argument("--clients", type=int, default=100_000)
     parser.add_argument("--tasks", type=int, default=256)
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGY_NAMES))
+    parser.add_argument(
+        "--strategies", nargs="+", choices=STRATEGY_NAMES, default=list(STRATEGY_NAMES)
+    )
     args = parser.parse_args()
     stack = bench_stack()
     settings = Settings.from_env(
@@ -92,9 +95,13 @@ def main() -> int:
             started = time.monotonic()
             asyncio.run(open_windows(settings, strategy, map_name, args.clients, args.tasks))
             seconds = time.monotonic() - started
+
+            def all_reported(name: str = map_name) -> bool:
+                return map_metrics(stack, name)["ownedEntryCount"] >= int(args.clients)
+
             # Members publish their metrics every few seconds: wait for every window.
             poll_until(
-                lambda m=map_name: map_metrics(stack, m)["ownedEntryCount"] >= args.clients,
+                all_reported,
                 60,
                 f"the members to report {args.clients} entries of {map_name}",
             )

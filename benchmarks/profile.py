@@ -118,11 +118,9 @@ def main() -> int:
         stack.start_replicas(REPLICAS, env)
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
         ids = create_clients(base, args.clients, 10**9)
-        clients_file = stack.run_dir / "profile-clients.txt"
-        clients_file.write_text("\n".join(ids) + "\n")
         warm = create_client(base, 10**9)
         run_wrk(f"{base}/example", args.connections, 3, headers={"X-Api-Id": warm})
-        run_wrk(f"{base}/example", args.connections, 5, client_ids=clients_file)
+        run_wrk(f"{base}/example", args.connections, 5, rotate=("X-Api-Id", ids))
 
         replica_pid = stack.pid_of(stack.replica_name(0)) or 0
         # The busiest child after the warm-up is a worker (Sanic also forks helpers).
@@ -181,7 +179,7 @@ def main() -> int:
             }
         )
         before = meter.read()
-        seen = run_wrk(f"{base}/example", args.connections, args.seconds, client_ids=clients_file)
+        seen = run_wrk(f"{base}/example", args.connections, args.seconds, rotate=("X-Api-Id", ids))
         cpu = meter.since(before).per_request_ms(seen.requests)
         for spy in spies:
             spy.wait(timeout=args.seconds + 60)

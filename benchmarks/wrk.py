@@ -3,16 +3,19 @@
 Every run carries a Lua script that counts what wrk's summary does not: each status,
 answers marked ``X-RateLimit-Degraded`` (the cluster was unreachable), and ``contended``
 429s (a busy key: ``Retry-After: 1`` and a "too busy" body), plus latency percentiles.
+With ``rotate``, each request carries the next value of a list in one header (many
+clients from one wrk run); each thread starts at its own offset of the list.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 __all__ = ["SOCKET_ERROR_KINDS", "WRK", "WrkRun", "run_wrk"]
@@ -20,25 +23,13 @@ __all__ = ["SOCKET_ERROR_KINDS", "WRK", "WrkRun", "run_wrk"]
 WRK = shutil.which("wrk")
 SOCKET_ERROR_KINDS = ("connect", "read", "write", "timeout")
 
-#: Added only for a spread load: a script with ``request()`` makes wrk build every request.
-SPREAD_SCRIPT = """
-function request()
-  return wrk.format(nil, nil, {["X-Api-Id"] = ids[math.random(#ids)]})
-end
-"""
-
 COUNTING_SCRIPT = """
 local threads = {}
-function setup(thread) table.insert(threads, thread) end
+function setup(thread) table.insert(threads, thread); thread:set("tid", #threads) end
 function init(args)
   counts = {}; contended = 0; degraded = 0
-  ids = {}
-  if args[1] then
-    for line in io.lines(args[1]) do table.insert(ids, line) end
-    math.randomseed(os.time() + tonumber(tostring(ids):match("0x(%x+)") or "0", 16))
-  end
+  if init_rotation then init_rotation() end
 end
-
 function response(status, headers, body)
   counts[status] = (counts[status] or 0) + 1
   if headers["X-RateLimit-Degraded"] then degraded = degraded + 1 end
@@ -59,6 +50,18 @@ function done(summary, latency, requests)
   for _, p in ipairs({50, 99, 99.9}) do
     io.write(string.format("latency_p%s_us %d\\n", p, latency:percentile(p)))
   end
+end
+"""
+
+ROTATING_SCRIPT = """
+function init_rotation()
+  values = {}
+  for line in io.lines(ROTATE_FILE) do table.insert(values, line) end
+  sent = (tid or 0) * 7919
+end
+function request()
+  sent = sent + 1
+  return wrk.format(nil, nil, {[ROTATE_HEADER] = values[sent % #values + 1]})
 end
 """
 
@@ -97,22 +100,26 @@ def run_wrk(
     headers: Mapping[str, str] | None = None,
     threads: int = 2,
     timeout: str = "10s",
-    client_ids: Path | None = None,
+    rotate: tuple[str, Sequence[str]] | None = None,
 ) -> WrkRun:
-    """One wrk run against ``url``; raises when wrk itself fails.
-
-    ``client_ids``: a file of one client id per line; each request then carries one of
-    them, drawn at random, in ``X-Api-Id`` (a load spread over many clients)."""
+    """One wrk run against ``url``; raises when wrk itself fails. ``rotate``: a header
+    name and the values its requests take in turn."""
     if WRK is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "count.lua"
-        script.write_text(COUNTING_SCRIPT + (SPREAD_SCRIPT if client_ids else ""))
+        text = COUNTING_SCRIPT
+        if rotate is not None:
+            values = Path(folder) / "values.txt"
+            values.write_text("".join(f"{value}\n" for value in rotate[1]))
+            text += f"ROTATE_HEADER = {json.dumps(rotate[0])}\n"
+            text += f"ROTATE_FILE = {json.dumps(str(values))}\n" + ROTATING_SCRIPT
+        script.write_text(text)
         argv = [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", timeout]
         for name, value in (headers or {}).items():
             argv += ["-H", f"{name}: {value}"]
         done = subprocess.run(
-            [*argv, "-s", str(script), url, *(["--", str(client_ids)] if client_ids else [])],
+            [*argv, "-s", str(script), url],
             capture_output=True,
             text=True,
             timeout=seconds + 60,

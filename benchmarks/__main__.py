@@ -1,0 +1,324 @@
+"""Every strategy side by side, in one run on one stack, into one report.
+
+    python -m benchmarks [--smoke] [--out DIR] [--only inprocess endtoend k6]
+
+``--out`` defaults to ``docs/benchmarks/`` (``.run/bench-smoke/`` with ``--smoke``).
+
+Starts the benchmark stack (3 Hazelcast members, then nginx and 3 replicas per strategy;
+ports from RATELIMIT_BENCH_BASE_PORT, see :func:`benchmarks.endtoend.bench_stack`),
+measures, stops everything it started (also on failure or Ctrl-C) and writes
+``report.json``, ``report.md`` and PNG plots into ``--out``:
+
+1. in process (:mod:`benchmarks.grid`): the ``IMap.get`` and ``IMap.set(ttl)`` floors and
+   each strategy at each concurrency, for one hot key and for each ``--keys``;
+2. end to end (:mod:`benchmarks.frontdoor`, wrk through nginx): per strategy ``/health``,
+   one client under its limit, one past it, one flooded with an exact limit, and
+   ``--clients`` clients;
+3. k6 (:mod:`benchmarks.rate_steps`): per strategy, constant-arrival-rate steps, and the
+   highest rate held with p99 under 100 ms and exact admissions; and once, on
+   ``entry_processor`` (the default strategy), the original's scenario made exact
+   (:mod:`benchmarks.k6`).
+
+Every run is checked for exactness; one that admits more than expected marks the report
+FAILED and the exit code 1. ``--smoke`` shrinks every size and duration to a run of
+about a minute that only proves the tool works (``make test`` runs it); its figures mean
+nothing. Every load targets 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from benchmarks import frontdoor, rate_steps
+from benchmarks.endtoend import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack, create_client
+from benchmarks.grid import FLOORS, GridOptions, run_grid
+from benchmarks.k6 import clients as k6_clients
+from benchmarks.k6 import run_scenario as run_original
+from benchmarks.report import failed, headline, load_average, machine, write_report
+from benchmarks.wrk import run_wrk
+from limiter import STRATEGY_NAMES
+from stack.runner import ROOT
+
+__all__ = ["main", "parse"]
+
+SECTIONS = ("inprocess", "endtoend", "k6")
+#: The strategy the original scenario runs on: the service's default.
+ORIGINAL_ON = "entry_processor"
+
+SMOKE = {
+    "concurrency": [1, 16],
+    "keys": [100],
+    "seconds": 0.2,
+    "rounds": 1,
+    "connections": 8,
+    "duration": 1,
+    "e2e_rounds": 1,
+    "exact_limit": 50,
+    "clients": 20,
+    "steps": [20, 40],
+    "step_seconds": 1,
+    "step_clients": 5,
+    "max_vus": 20,
+    "original": False,
+    # One replica restart, not three: the HTTP code paths are the same for every strategy,
+    # and the in-process grid still runs all of them.
+    "http_strategies": ["entry_processor"],
+}
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: does the tool work?")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGY_NAMES, default=None)
+    parser.add_argument(
+        "--http-strategies",
+        nargs="+",
+        choices=STRATEGY_NAMES,
+        default=None,
+        help="strategies of the end-to-end and k6 parts (default: --strategies)",
+    )
+    group = parser.add_argument_group("in process")
+    group.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
+    group.add_argument("--keys", type=int, nargs="+", default=[10_000, 100_000])
+    group.add_argument("--seconds", type=float, default=1.0, help="per contender and run")
+    group.add_argument("--rounds", type=int, default=2)
+    group = parser.add_argument_group("end to end (wrk)")
+    group.add_argument("--connections", type=int, default=64)
+    group.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    group.add_argument("--e2e-rounds", type=int, default=2)
+    group.add_argument("--exact-limit", type=int, default=1000)
+    group.add_argument("--clients", type=int, default=1000)
+    group = parser.add_argument_group("k6")
+    group.add_argument("--steps", type=int, nargs="+", default=[50, 100, 200, 300, 450, 600, 800])
+    group.add_argument("--step-seconds", type=int, default=5)
+    group.add_argument("--step-clients", type=int, default=50)
+    group.add_argument("--max-vus", type=int, default=300)
+    group.add_argument(
+        "--no-original", dest="original", action="store_false", help="skip the original scenario"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke and args.out == parser.get_default("out"):
+        # A smoke report's figures mean nothing: never over the committed report.
+        args.out = ROOT / ".run" / "bench-smoke"
+    if args.smoke:
+        # Smoke sizes win over the defaults, not over what was asked for explicitly.
+        defaults = parser.parse_args([])
+        for name, value in SMOKE.items():
+            if getattr(args, name) == getattr(defaults, name):
+                setattr(args, name, value)
+    args.strategies = args.strategies or list(STRATEGY_NAMES)
+    args.http_strategies = args.http_strategies or args.strategies
+    if not set(args.http_strategies) <= set(args.strategies):
+        args.http_strategies = [s for s in args.http_strategies if s in args.strategies] or [
+            args.strategies[0]
+        ]
+    return args
+
+
+class Run:
+    """One benchmark run: its stack, its progress display and what it found."""
+
+    def __init__(self, args: argparse.Namespace, argv: Sequence[str]) -> None:
+        self.args = args
+        self.stack = bench_stack()
+        self.base = f"http://127.0.0.1:{self.stack.nginx_port}"
+        self.console = Console(stderr=True)
+        self.report: dict[str, Any] = {
+            "command": " ".join(["python -m benchmarks", *argv]),
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "machine": machine(),
+            "stack": {
+                "members": self.stack.member_addresses(3),
+                "nginx": self.base,
+                "replicas": REPLICAS,
+            },
+        }
+
+    def log(self, line: str) -> None:
+        self.console.log(line, highlight=False)
+
+    def main(self) -> dict[str, Any]:
+        args = self.args
+        started = time.time()
+        self.report["started"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+        columns = (
+            TextColumn("{task.description:<12}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            tasks = {}
+            spreads = 1 + len(args.keys)
+            contenders = len(FLOORS) + len(args.strategies)
+            if "inprocess" in args.only:
+                runs = spreads * contenders * (len(args.concurrency) * args.rounds + 1)
+                tasks["inprocess"] = progress.add_task("in process", total=runs)
+            if "endtoend" in args.only:
+                runs = len(args.http_strategies) * args.e2e_rounds * len(frontdoor.SCENARIOS)
+                tasks["endtoend"] = progress.add_task("end to end", total=runs)
+            if "k6" in args.only:
+                runs = len(args.http_strategies) + (1 if self.runs_original() else 0)
+                tasks["k6"] = progress.add_task("k6", total=runs)
+            try:
+                progress.update(tasks[args.only[0]], description="members…")
+                self.stack.start_members(3)
+                progress.update(tasks[args.only[0]], description=self._label(args.only[0]))
+                if "inprocess" in args.only:
+                    self.inprocess(progress, tasks["inprocess"])
+                if "endtoend" in args.only or "k6" in args.only:
+                    self.over_http(progress, tasks)
+            finally:
+                self.stack.stop()
+        finished = time.time()
+        self.report["machine"]["load_average_at_end"] = load_average()
+        self.report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(finished))
+        self.report["elapsed_seconds"] = finished - started
+        return self.report
+
+    @staticmethod
+    def _label(section: str) -> str:
+        return {"inprocess": "in process", "endtoend": "end to end", "k6": "k6"}[section]
+
+    def runs_original(self) -> bool:
+        return bool(self.args.original) and ORIGINAL_ON in self.args.http_strategies
+
+    def inprocess(self, progress: Progress, task: Any) -> None:
+        args = self.args
+        options = GridOptions(
+            members=self.stack.member_addresses(3),
+            cluster_name=self.stack.cluster_name,
+            strategies=args.strategies,
+            concurrency=args.concurrency,
+            keys=args.keys,
+            seconds=args.seconds,
+            rounds=args.rounds,
+        )
+
+        def step(line: str) -> None:
+            self.log(line)
+            progress.advance(task)
+
+        self.report["inprocess"] = asyncio.run(run_grid(options, step))
+
+    def over_http(self, progress: Progress, tasks: dict[str, Any]) -> None:
+        """Per strategy: replicas restarted with it, then wrk's rounds, then k6's steps
+        (and the original scenario on the default strategy), on those same replicas."""
+        args = self.args
+        stack = self.stack
+        stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
+        e2e: dict[str, Any] = {}
+        steps: dict[str, Any] = {}
+        self.report["endtoend"] = e2e if "endtoend" in args.only else None
+        self.report["k6_steps"] = steps if "k6" in args.only else None
+        for strategy in args.http_strategies:
+            stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
+            stack.start_replicas(
+                REPLICAS,
+                {
+                    "RATELIMIT_STRATEGY": strategy,
+                    "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{strategy}",
+                    "RATELIMIT_DEFAULT_WINDOW_ALIGNMENT": "first_request",
+                },
+            )
+            # Warm-up, not recorded: connections, the members' JIT, near caches.
+            warm = create_client(self.base, 10**9)
+            run_wrk(
+                f"{self.base}/example",
+                args.connections,
+                1 if args.smoke else 2,
+                headers={"X-Api-Id": warm},
+            )
+            if "endtoend" in args.only:
+                options = frontdoor.FrontDoorOptions(
+                    connections=args.connections,
+                    duration=args.duration,
+                    rounds=args.e2e_rounds,
+                    exact_limit=args.exact_limit,
+                    clients=args.clients,
+                )
+                rounds = []
+                for round_ in range(args.e2e_rounds):
+
+                    def seen(
+                        scenario: str, r: dict[str, Any], n: int = round_, s: str = strategy
+                    ) -> None:
+                        mark = " FAILED " + "; ".join(r["problems"]) if r["problems"] else ""
+                        self.log(
+                            f"{s} round {n + 1} {scenario}: {r['per_second']:.0f}/s "
+                            f"p99 {r['p99_ms']:.2f} ms {r['statuses']}{mark}"
+                        )
+                        progress.advance(tasks["endtoend"])
+
+                    rounds.append(frontdoor.run_round(self.base, options, seen))
+                e2e[strategy] = frontdoor.summarise(rounds)
+            if "k6" in args.only:
+                result = rate_steps.run_steps(
+                    self.base,
+                    args.steps,
+                    args.step_seconds,
+                    args.step_clients,
+                    stack.run_dir / "k6" / strategy,
+                    args.max_vus,
+                )
+                steps[strategy] = result
+                for s in result["steps"]:
+                    self.log(
+                        f"{strategy} k6 {s['rate']}/s: sent {s['per_second']:.0f}/s, "
+                        f"p99 {s['p99_ms']:.1f} ms, dropped {s['dropped']}, admitted "
+                        f"{s['admitted']}/{s['expected']}: {'held' if s['held'] else 'not held'}"
+                    )
+                progress.advance(tasks["k6"])
+                if strategy == ORIGINAL_ON and self.runs_original():
+                    self.original()
+                    progress.advance(tasks["k6"])
+
+    def original(self) -> None:
+        """The original's scenario made exact (up to ~110 s: it waits for a minute edge)."""
+        self.log("k6 original scenario: up to 110 s …")
+        export = self.stack.run_dir / "k6" / "original-summary.json"
+        export.parent.mkdir(parents=True, exist_ok=True)
+        with k6_clients(self.base, ADMIN) as ids:
+            run = run_original(self.base, ids, export)
+        self.report["k6_original"] = {
+            "strategy": ORIGINAL_ON,
+            "exit_code": run.exit_code,
+            "figures": run.figures(),
+            "thresholds": run.thresholds(),
+        }
+        self.log(f"k6 original scenario: exit {run.exit_code}\n{run.figures()}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv)
+    run = Run(args, argv)
+    report = run.main()
+    paths = write_report(report, args.out)
+    problems = failed(report)
+    print(headline(report))
+    print("\n".join(["", "written:", *(f"  {p}" for p in paths)]))
+    if problems:
+        print("FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

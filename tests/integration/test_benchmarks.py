@@ -1,0 +1,61 @@
+"""The benchmark tool (``python -m benchmarks``) in its smoke mode: tiny sizes, every part
+of it (in process, wrk end to end, k6 steps, the report and its plots) on a stack of its
+own, so that the tool keeps working between the runs that produce a real report.
+
+No figure is asserted (the machine is shared and the sizes tiny); exactness is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.endtoend import bench_stack
+from stack.runner import ROOT
+from tests.cluster import BASE_PORT
+
+#: The smoke run's stack sits this far above the suite's ports (members, and HTTP parts
+#: 15000 above them), clear of the suite's other stacks (+40, +60, +100).
+PORT_OFFSET = 150
+PLOTS = ("throughput.png", "latency.png", "ratios.png", "k6_steps.png")
+
+
+def test_smoke_run_writes_an_exact_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m benchmarks --smoke`` writes JSON, Markdown and every plot, no run over-admits,
+    and nothing it started is left running."""
+    monkeypatch.setenv("RATELIMIT_BENCH_BASE_PORT", str(BASE_PORT + PORT_OFFSET))
+    stack = bench_stack()
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],
+            cwd=ROOT,
+            env=dict(os.environ),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=480,
+            check=False,
+        )
+    finally:
+        # The tool stops its own stack; this covers a run killed by the timeout.
+        left = stack.stop()
+    print(f"\nsmoke run: {time.monotonic() - started:.0f} s")
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-6000:]}"
+    assert left == [], f"the smoke run left {left} running"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["failed"] == []
+    assert set(report["inprocess"]["scenarios"]["hot key"]) >= {"lock", "cas", "entry_processor"}
+    assert report["endtoend"] and report["k6_steps"]
+    for steps in report["k6_steps"].values():
+        assert all(s["admitted"] <= s["expected"] for s in steps["steps"])
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Headline" in markdown and "**Exact**" in markdown
+    for plot in PLOTS:
+        assert (tmp_path / plot).stat().st_size > 0, plot
