@@ -302,7 +302,11 @@ class Strategy(abc.ABC):
                         pending.answer.set_result(decision)
                 last = decisions[-1]
                 if last.remaining == 0 and last.reason != Reason.CONTENDED:
-                    self.deny_cache.remember(key, sent_at + last.reset_after_ms)
+                    self.deny_cache.remember(
+                        key,
+                        sent_at + last.reset_after_ms,
+                        self._local_ms() + last.reset_after_ms,
+                    )
         finally:
             for pending in flight.queue:
                 pending.answer.cancel()

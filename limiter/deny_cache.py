@@ -13,7 +13,10 @@ A DELETE needs nothing here: the registry lookup before the cache answers 404.
 
 Expiry is measured from the decision's ``reset_after_ms`` on the local clock, starting
 from when the operation was *sent*, so an entry never outlives its window (it may end a
-round trip early, and that request then simply asks the cluster). The size is bounded;
+round trip early, and that request then simply asks the cluster). The rest of the window
+a denial reports (``Retry-After``, ``RateLimit``) is counted from when the answer
+*arrived* instead: the member measured it somewhere between the two, so that count never
+points before the window's end (it may overshoot by a round trip). The size is bounded;
 the oldest entries go first.
 """
 
@@ -34,25 +37,30 @@ class DenyCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._ends: OrderedDict[Key, int] = OrderedDict()
+        #: key -> (deny until, window end to report), both in local milliseconds.
+        self._ends: OrderedDict[Key, tuple[int, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._ends)
 
-    def remember(self, key: Key, window_end_ms: int) -> None:
-        self._ends[key] = window_end_ms
+    def remember(self, key: Key, deny_until_ms: int, reported_end_ms: int | None = None) -> None:
+        """Denies ``key`` until ``deny_until_ms``; denials report the window ending at
+        ``reported_end_ms`` (default: the same instant)."""
+        reported = deny_until_ms if reported_end_ms is None else reported_end_ms
+        self._ends[key] = (deny_until_ms, max(reported, deny_until_ms))
         self._ends.move_to_end(key)
         while len(self._ends) > self.size:
             self._ends.popitem(last=False)
 
     def denial(self, key: Key, cost: int, now_ms: int) -> Decision | None:
         """The decision the cluster would give now, if the window is known to be full."""
-        end = self._ends.get(key)
-        if end is None:
+        entry = self._ends.get(key)
+        if entry is None:
             return None
-        if now_ms >= end:
+        deny_until, reported_end = entry
+        if now_ms >= deny_until:
             del self._ends[key]
             return None
         limit = key[1]
         reason = Reason.COST_OVER_LIMIT if cost > limit else Reason.LIMIT_REACHED
-        return Decision(False, limit, 0, end - now_ms, reason)
+        return Decision(False, limit, 0, reported_end - now_ms, reason)

@@ -246,3 +246,16 @@ def test_the_deny_cache_is_bounded_oldest_first() -> None:
     assert len(cache) == 2
     assert cache.denial(Quota("a", 1, 60, Alignment.CLOCK), 1, 0) is None
     assert cache.denial(Quota("c", 1, 60, Alignment.CLOCK), 1, 0) is not None
+
+
+def test_a_cached_denial_never_reports_a_window_end_before_the_true_one() -> None:
+    """The cache stops denying a round trip early (counted from the send) but reports the
+    rest of the window counted from the answer's arrival, so Retry-After never points
+    before the window's end."""
+    cache = DenyCache(4)
+    quota = Quota("a", 1, 60, Alignment.CLOCK)
+    # Sent at 0, answered at 40, the member said 1,000 ms were left when it decided.
+    cache.remember(quota, 0 + 1000, 40 + 1000)
+    denial = cache.denial(quota, 1, 500)
+    assert denial is not None and denial.reset_after_ms == 540
+    assert cache.denial(quota, 1, 1000) is None
