@@ -38,7 +38,7 @@ public final class ClientNameLoader implements MapLoader<String, String> {
 
     @Override
     public Map<String, String> loadAll(Collection<String> names) {
-        return database.call(connection -> {
+        return database.callPatiently(connection -> {
             Map<String, String> found = new HashMap<>();
             Array keys = connection.createArrayOf("text", names.toArray());
             try (PreparedStatement select = connection.prepareStatement(
@@ -58,7 +58,7 @@ public final class ClientNameLoader implements MapLoader<String, String> {
 
     @Override
     public Iterable<String> loadAllKeys() {
-        return database.call(connection -> {
+        return database.callPatiently(connection -> {
             List<String> names = new ArrayList<>();
             try (PreparedStatement select = connection.prepareStatement(
                     "SELECT name FROM " + RegistryDatabase.TABLE + " WHERE map_name = ?")) {

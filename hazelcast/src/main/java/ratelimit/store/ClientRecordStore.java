@@ -77,7 +77,7 @@ public final class ClientRecordStore implements MapStore<String, String> {
 
     @Override
     public Map<String, String> loadAll(Collection<String> ids) {
-        return database.call(connection -> {
+        return database.callPatiently(connection -> {
             Map<String, String> found = new HashMap<>();
             Array keys = connection.createArrayOf("text", ids.toArray());
             try (PreparedStatement select = connection.prepareStatement(
@@ -97,7 +97,7 @@ public final class ClientRecordStore implements MapStore<String, String> {
 
     @Override
     public Iterable<String> loadAllKeys() {
-        return database.call(connection -> {
+        return database.callPatiently(connection -> {
             List<String> ids = new ArrayList<>();
             try (PreparedStatement select = connection.prepareStatement(
                     "SELECT id FROM " + RegistryDatabase.TABLE + " WHERE map_name = ?")) {

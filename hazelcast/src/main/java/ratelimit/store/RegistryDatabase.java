@@ -10,6 +10,8 @@ import java.util.Properties;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
 
 /**
  * The registry's PostgreSQL database as one member sees it: a few pooled JDBC connections
@@ -20,15 +22,21 @@ import java.util.concurrent.ConcurrentHashMap;
  * the record, unique per map: the database never holds two clients of one name, and the
  * names map is loaded from it, so it never holds a name without its record either.
  *
- * <p>A connection that fails is dropped and the call is tried once more on a fresh one
- * (every statement here is idempotent), so a database that restarted is used again at
- * once; a database that is away fails the call within the driver's timeouts.
+ * <p>A connection that fails is dropped with every idle one, and the call is tried once
+ * more on a fresh connection (every statement here is idempotent), so a database that
+ * restarted is used again at once; a database that is away fails the call within the
+ * driver's timeouts.
  */
 public final class RegistryDatabase {
 
     static final String TABLE = "ratelimit_registry";
     static final String NAME_CONSTRAINT = "ratelimit_registry_name_unique";
+    /** Connections of one member at most, in use or idle (the initial load runs on many
+     *  partition threads at once; the database's max_connections is shared). */
     private static final int POOL_SIZE = 4;
+    private static final long PERMIT_WAIT_SECONDS = 3;
+    /** Attempts of a load at cluster start: a load that fails leaves partitions empty. */
+    private static final int LOAD_ATTEMPTS = 6;
     /** Serialises the schema's creation between members (a transaction-scoped lock). */
     private static final long SCHEMA_LOCK = 7301_0014L;
 
@@ -37,6 +45,7 @@ public final class RegistryDatabase {
     private final String url;
     private final Properties properties;
     private final BlockingQueue<Connection> idle = new ArrayBlockingQueue<>(POOL_SIZE);
+    private final Semaphore permits = new Semaphore(POOL_SIZE, true);
     private volatile boolean schemaReady;
 
     RegistryDatabase(String url, String user, String password) {
@@ -74,6 +83,49 @@ public final class RegistryDatabase {
      * retried.
      */
     <T> T call(Work<T> work) {
+        try {
+            if (!permits.tryAcquire(PERMIT_WAIT_SECONDS, TimeUnit.SECONDS)) {
+                throw new RegistryUnavailableException(
+                        "the registry database is busy: no connection free within "
+                                + PERMIT_WAIT_SECONDS + " s", null);
+            }
+        } catch (InterruptedException interrupted) {
+            Thread.currentThread().interrupt();
+            throw new RegistryUnavailableException("interrupted waiting for a connection", interrupted);
+        }
+        try {
+            return callHoldingPermit(work);
+        } finally {
+            permits.release();
+        }
+    }
+
+    /**
+     * {@link #call} retried with a growing pause (0.2 s, 0.4 s, ... about 6 s in all): for
+     * the initial load, where a failure would leave the map incomplete until the next
+     * restart, while a write answers its caller at once instead.
+     */
+    <T> T callPatiently(Work<T> work) {
+        long pauseMillis = 200;
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return call(work);
+            } catch (RegistryUnavailableException error) {
+                if (attempt >= LOAD_ATTEMPTS) {
+                    throw error;
+                }
+            }
+            try {
+                Thread.sleep(pauseMillis);
+            } catch (InterruptedException interrupted) {
+                Thread.currentThread().interrupt();
+                throw new RegistryUnavailableException("interrupted loading", interrupted);
+            }
+            pauseMillis *= 2;
+        }
+    }
+
+    private <T> T callHoldingPermit(Work<T> work) {
         SQLException last = null;
         for (int attempt = 0; attempt < 2; attempt++) {
             Connection connection = null;
@@ -83,10 +135,14 @@ public final class RegistryDatabase {
                 release(connection);
                 return result;
             } catch (SQLException error) {
-                discard(connection);
-                if (isConstraint(error)) {
+                if (isConstraint(error) && connection != null) {
+                    release(connection);
                     throw translate(error);
                 }
+                // One broken connection means the others are suspect too (the database
+                // restarted, say): the retry, and every call after it, starts afresh.
+                discard(connection);
+                discardIdle();
                 last = error;
             }
         }
@@ -114,6 +170,13 @@ public final class RegistryDatabase {
             return;
         }
         if (!idle.offer(connection)) {
+            discard(connection);
+        }
+    }
+
+    private void discardIdle() {
+        Connection connection;
+        while ((connection = idle.poll()) != null) {
             discard(connection);
         }
     }
