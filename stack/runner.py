@@ -413,6 +413,7 @@ class Stack:
             "ratelimit.interface": LOOPBACK,
             "ratelimit.registry.quorum": str(max(quorum, 2)),
             "ratelimit.registry.quorum.enabled": str(quorum >= 2).lower(),
+            "ratelimit.cluster.min.size": str(count),
             "ratelimit.registry.store.enabled": str(self.registry_store).lower(),
             "ratelimit.registry.jdbc.url": self.jdbc_url(),
             "ratelimit.registry.jdbc.user": DATABASE_USER,
@@ -533,7 +534,7 @@ class Stack:
             "-c",
             "unix_socket_directories=",
             "-c",
-            "max_connections=50",
+            "max_connections=100",
         ]
         return Part(
             self.DATABASE,
