@@ -12,7 +12,7 @@ MVN := mvn -q -B -f hazelcast/pom.xml
 JARS := hazelcast/target/ratelimit-processor.jar hazelcast/target/lib/hazelcast.jar hazelcast/target/lib/postgresql.jar
 JAVA_SOURCES := $(shell find hazelcast/src/main -name '*.java') hazelcast/pom.xml
 
-.PHONY: up down clean-data status test lint unit java-test bootstrap build system-deps bench bench-e2e k6 clean help
+.PHONY: up down clean-data status test lint unit java-test bootstrap build system-deps bench bench-e2e bench-create k6 clean help
 
 help:
 	@echo "make up      start 3 Hazelcast members (bootstraps everything first)"
@@ -22,6 +22,7 @@ help:
 	@echo "make test    lint, Java tests, then the whole Python suite on a real cluster"
 	@echo "make bench   in-process benchmark of the three strategies (needs make up)"
 	@echo "make bench-e2e  end-to-end benchmark through nginx with wrk (starts its own stack)"
+	@echo "make bench-create  POST /bucket latency with the registry's PostgreSQL store on and off (own stack)"
 	@echo "make k6      the original's k6 scenario, exact, for both window alignments (needs make up)"
 
 bootstrap: $(STAMPS)/venv $(JARS) system-deps
@@ -92,6 +93,9 @@ bench: $(STAMPS)/venv
 
 bench-e2e: bootstrap
 	$(PY) -m benchmarks.endtoend
+
+bench-create: bootstrap
+	$(PY) -m benchmarks.create
 
 k6: $(STAMPS)/venv
 	$(PY) -m benchmarks.k6
