@@ -26,6 +26,7 @@ def up(stack: Stack, args: argparse.Namespace) -> None:
     if args.members < 1:
         raise StackError("--members must be at least 1")
     already = set(stack.running())
+    stack.member_part(0, args.members)  # java and the jars, checked before anything starts
     try:
         seconds = stack.start_database()
         print(

@@ -818,7 +818,8 @@ def run_unprivileged() -> list[str]:
     if owner is None:
         return []
     uid, gid = owner
-    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
 
 def database_ready(port: int) -> bool:
