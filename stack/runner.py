@@ -826,5 +826,8 @@ def database_ready(port: int) -> bool:
     """Whether PostgreSQL on ``port`` accepts connections (``pg_isready``)."""
     if not port_accepts(port):
         return False
-    check = [str(postgres_bin_dir() / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(port)]
+    check = [
+        str(postgres_bin_dir() / "pg_isready"),
+        *("-q", "-h", LOOPBACK, "-p", str(port), "-U", DATABASE_USER, "-d", "postgres"),
+    ]
     return subprocess.run(check, check=False, timeout=10).returncode == 0
