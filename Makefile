@@ -9,14 +9,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
 MVN := mvn -q -B -f hazelcast/pom.xml
-JARS := hazelcast/target/ratelimit-processor.jar hazelcast/target/lib/hazelcast.jar
+JARS := hazelcast/target/ratelimit-processor.jar hazelcast/target/lib/hazelcast.jar hazelcast/target/lib/postgresql.jar \
+  hazelcast/target/lib/jmx_prometheus_javaagent.jar
 JAVA_SOURCES := $(shell find hazelcast/src/main -name '*.java') hazelcast/pom.xml
 
-.PHONY: up down status test lint unit java-test bootstrap build system-deps bench bench-smoke bench-inprocess bench-e2e k6 clean help
+.PHONY: up down clean-data status test lint unit java-test bootstrap build system-deps bench bench-smoke bench-inprocess bench-e2e bench-create k6 clean help
 
 help:
 	@echo "make up      start 3 Hazelcast members (bootstraps everything first)"
-	@echo "make down    stop everything the stack or the tests started"
+	@echo "make down    stop everything the stack or the tests started (the database keeps its data)"
+	@echo "make clean-data  delete the local registry database (every client); after make down"
 	@echo "make status  show what runs"
 	@echo "make test    lint, Java tests, then the whole Python suite on a real cluster"
 	@echo "make bench   the benchmark report: every strategy in process, end to end and with k6"
@@ -24,6 +26,7 @@ help:
 	@echo "make bench-smoke  the same in tiny sizes (about a minute), into .run/bench-smoke/"
 	@echo "make bench-inprocess  in-process benchmark alone, one concurrency (needs make up)"
 	@echo "make bench-e2e  end-to-end benchmark alone, through nginx with wrk (own stack)"
+	@echo "make bench-create  POST /bucket latency with the registry's PostgreSQL store on and off (own stack)"
 	@echo "make k6      the original's k6 scenario, exact, for both window alignments (needs make up)"
 
 bootstrap: $(STAMPS)/venv $(JARS) system-deps
@@ -43,15 +46,19 @@ $(JARS) &: $(JAVA_SOURCES)
 	@touch $(JARS)
 
 # nginx and Prometheus serve the replicas and metrics, wrk loads the front door in the
-# tests; installed from Debian when missing.
+# tests, PostgreSQL keeps the client registry; installed from Debian when missing.
 system-deps:
 	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing with apt-get"; \
+	    : "no system-wide cluster on 5432: the stack runs its own server under .run/"; \
+	    mkdir -p /etc/postgresql-common/createcluster.d; \
+	    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/ratelimit.conf; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
 	    echo "error: missing$$missing: run 'sudo apt-get install$$missing'"; exit 1; \
@@ -63,6 +70,9 @@ up: bootstrap
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "nothing was running (no venv yet)"; fi
+
+clean-data:
+	@if [ -x $(PY) ]; then $(PY) -m stack clean-data; else rm -rf .run/postgres; fi
 
 status:
 	@if [ -x $(PY) ]; then $(PY) -m stack status; else echo "nothing is running (no venv yet)"; fi
@@ -94,6 +104,9 @@ bench-inprocess: $(STAMPS)/venv
 
 bench-e2e: bootstrap
 	$(PY) -m benchmarks.endtoend
+
+bench-create: bootstrap
+	$(PY) -m benchmarks.create
 
 k6: $(STAMPS)/venv
 	$(PY) -m benchmarks.k6

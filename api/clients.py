@@ -10,6 +10,12 @@ it. Each route waits at most :data:`MANAGEMENT_TIMEOUT_SECONDS` for the cluster,
 answers 503 with ``Retry-After``; a PATCH that keeps losing to concurrent changes of the
 same client is a 409, not an outage.
 
+The members write every create, change and delete through to PostgreSQL before they
+apply it (see :mod:`api.registry`): while the database is away, POST, PATCH and DELETE
+answer 503 ``{"error": "registry database unavailable: nothing was changed, ..."}`` with
+``Retry-After`` and change nothing, while GET and the guarded routes, which read the
+members' memory, go on answering.
+
 Changing ``window_seconds`` starts counting afresh in windows of the new length;
 changing ``limit`` applies to the window in progress; changing ``window_alignment`` only
 moves where the next window opens (the window in progress runs to its end). Deleting a
@@ -87,7 +93,11 @@ _ADMIN: dict[str, list[str]] = {"admin": []}
 _COMMON_ERRORS = (
     (401, "missing or wrong admin token"),
     (403, "client management disabled (no RATELIMIT_ADMIN_TOKEN)"),
-    (503, "the cluster did not answer in time"),
+    (
+        503,
+        "the cluster did not answer in time, or (POST, PATCH, DELETE) the registry "
+        "database is unavailable; nothing was changed",
+    ),
 )
 
 

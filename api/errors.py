@@ -11,7 +11,8 @@
     ├── UnknownClient        404  no client has that id
     ├── NameTaken            409  another client already has that name
     ├── UpdateConflict       409  a PATCH kept losing to concurrent changes of the client
-    └── ClusterUnavailable   503  the cluster gave no answer in time (a limiter BackendError)
+    ├── ClusterUnavailable   503  the cluster gave no answer in time (a limiter BackendError)
+    └── RegistryUnavailable  503  the registry's database refused a write; nothing changed
 
 Every response of status 400 or above is ``{"error": "..."}`` (422 adds ``"field"``),
 Sanic's own errors (404 no route, 405 wrong method, 413 body too large) included; an
@@ -35,6 +36,7 @@ __all__ = [
     "ManagementDisabled",
     "MissingApiId",
     "NameTaken",
+    "RegistryUnavailable",
     "Unauthenticated",
     "UnknownClient",
     "UpdateConflict",
@@ -108,6 +110,19 @@ class ClusterUnavailable(ApiError):
 
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_seconds)})
+
+
+class RegistryUnavailable(ApiError):
+    """The members could not write a registry change to PostgreSQL (write-through), so
+    they made none: the client is as it was, and the same request may be sent again."""
+
+    status_code = 503
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            "registry database unavailable: nothing was changed, try again later",
+            headers={"Retry-After": str(retry_after_seconds)},
+        )
 
 
 def error_body(message: str) -> dict[str, Any]:

@@ -12,9 +12,19 @@ Two maps (both with a synchronous backup and the registry quorum in hazelcast.xm
 - ``RATELIMIT_NAMES_MAP``: name → id. ``put_if_absent`` on it decides atomically which of
   two concurrent creates of one name wins.
 
+Both survive a restart of the whole cluster: the members write every record through to
+PostgreSQL before changing their memory (``ratelimit.store`` in the member jar), and
+load both maps from it when the cluster starts; a name is durable inside its record (the
+database holds each name once). A write the database refuses fails whole and changes
+nothing: :class:`RegistryUnavailable` (503), or :class:`NameTaken` when the database
+already holds the name. Reads and the guarded route use memory only, so they go on
+while the database is away.
+
 Order of writes, so that a crash between two of them never breaks a name for good:
 create writes the record first and claims the name second (a lost claim deletes the
-record); delete removes the record first and the name second. A name left pointing at a
+record); delete removes the record first and the name second. Only the record's write
+reaches the database, so a database that is away stops a create or a delete at its
+first step, before anything changed. A name left pointing at a
 missing record is therefore stale, and the next create of that name takes it over with
 ``replace_if_same``, which is atomic too.
 """
@@ -28,11 +38,13 @@ import functools
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from hazelcast.config import InMemoryFormat
+from hazelcast.errors import UndefinedErrorCodeError
 
-from api.errors import NameTaken, UpdateConflict
+from api.errors import NameTaken, RegistryUnavailable, UpdateConflict
 from api.settings import Settings
 from limiter import Alignment
 
@@ -40,6 +52,28 @@ __all__ = ["ClientRecord", "Registry", "near_cache_config", "parse_client_id"]
 
 #: A PATCH re-reads and retries when another PATCH of the same client won the race.
 UPDATE_ATTEMPTS = 16
+#: What the members' map store throws (hazelcast/src/main/java/ratelimit/store), as the
+#: client reports a server exception it has no class of its own for.
+STORE_UNAVAILABLE = "ratelimit.store.RegistryUnavailableException"
+STORE_NAME_TAKEN = "ratelimit.store.NameTakenException"
+#: Retry-After of a write refused for want of the database.
+STORE_RETRY_AFTER_SECONDS = 2
+
+
+@contextlib.asynccontextmanager
+async def _written_through() -> AsyncIterator[None]:
+    """One write of a record, which the members store in PostgreSQL before memory: the
+    store's refusal becomes the API's error (nothing was written, in memory or on disk);
+    any other cluster error passes on to the caller's ``cluster_call``."""
+    try:
+        yield
+    except UndefinedErrorCodeError as error:
+        server_class = error.args[1] if len(error.args) > 1 else ""
+        if server_class == STORE_NAME_TAKEN:
+            raise NameTaken("a client with this name already exists") from None
+        if server_class == STORE_UNAVAILABLE:
+            raise RegistryUnavailable(STORE_RETRY_AFTER_SECONDS) from None
+        raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +245,8 @@ class Registry:
         record = ClientRecord(
             str(uuid.uuid4()), name, limit, window_seconds, _now_iso(), window_alignment
         )
-        await self.clients.set(record.id, record.to_json())
+        async with _written_through():
+            await self.clients.set(record.id, record.to_json())
         try:
             holder = await self.names.put_if_absent(name, record.id)
             if holder is not None and not await self._take_over_stale(name, holder, record.id):
@@ -254,7 +289,9 @@ class Registry:
             )
             if changed == current:
                 return current
-            if await self.clients.replace_if_same(client_id, text, changed.to_json()):
+            async with _written_through():
+                replaced = await self.clients.replace_if_same(client_id, text, changed.to_json())
+            if replaced:
                 self._events += 1
                 self._remember(client_id, changed)
                 return changed
@@ -264,7 +301,8 @@ class Registry:
 
     async def delete(self, client_id: str) -> ClientRecord | None:
         """Removes the client and frees its name; None when it did not exist."""
-        text = await self.clients.remove(client_id)
+        async with _written_through():
+            text = await self.clients.remove(client_id)
         if text is None:
             return None
         self._events += 1

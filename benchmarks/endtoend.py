@@ -71,6 +71,7 @@ def bench_stack() -> Stack:
         nginx_port=base + 15010,
         prometheus_port=base + 15020,
         demo_app_port=base + 15030,
+        database_port=base + 15040,
     )
 
 
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"waiting {wait:.0f}s for the next hour: a window edge would reset the clients")
         time.sleep(wait)
     try:
+        stack.start_database()
         stack.start_members(3)
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
         spread_ids: dict[str, list[str]] = {}

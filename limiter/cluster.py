@@ -9,11 +9,17 @@ from typing import Any
 
 from hazelcast.asyncio import HazelcastClient
 from hazelcast.config import ReconnectMode
+from hazelcast.errors import HazelcastError
+from hazelcast.internal.asyncio_invocation import Invocation
 from hazelcast.lifecycle import LifecycleState
+from hazelcast.protocol.codec import client_create_proxy_codec
 
 from limiter.errors import BackendUnavailable
 from limiter.liveness import Liveness
 from limiter.settings import LimiterSettings
+
+#: The cluster's name for the map service (as hazelcast.proxy.MAP_SERVICE).
+MAP_SERVICE = "hz:impl:mapService"
 
 __all__ = ["HEARTBEAT_KEY", "ClusterLink", "connect"]
 
@@ -30,6 +36,12 @@ class ClusterLink:
     (ClientOfflineError) instead of queueing, and the caller's own timeout bounds the rest.
     ``liveness`` says whether the cluster answers right now (see :mod:`limiter.liveness`);
     :meth:`start_heartbeat` keeps it current while no decision is being made.
+
+    After a reconnection the maps handed out by :meth:`get_map` are created on the
+    cluster again before the link counts as connected, as the Java client does and this
+    client does not: a cluster that restarted whole knows none of them, and creating a
+    map whose store loads it EAGERly (the client registry) returns once it is loaded, so
+    no read sees a registry still loading.
     """
 
     def __init__(self, client: HazelcastClient) -> None:
@@ -38,6 +50,10 @@ class ClusterLink:
         self.liveness = Liveness(connected=lambda: self.connected)
         self._heartbeat: asyncio.Task[None] | None = None
         self._disconnect_callbacks: list[Callable[[], None]] = []
+        self._maps: list[str] = []
+        self._was_connected = False
+        self._recreating: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
         client.lifecycle_service.add_listener(self._on_state)
 
     def on_disconnect(self, callback: Callable[[], None]) -> None:
@@ -46,6 +62,14 @@ class ClusterLink:
 
     def _on_state(self, state: str) -> None:
         if state == LifecycleState.CONNECTED:
+            if self._was_connected and self._maps:
+                if self._recreating is not None:
+                    self._recreating.cancel()
+                self._recreating = self._loop.create_task(
+                    self._recreate_maps(), name="ratelimit-recreate-maps"
+                )
+                return
+            self._was_connected = True
             self._connected.set()
         elif state in (
             LifecycleState.DISCONNECTED,
@@ -62,7 +86,29 @@ class ClusterLink:
         return self._connected.is_set() and bool(self.client.cluster_service.get_members())
 
     async def get_map(self, name: str) -> Any:
-        return await self.client.get_map(name)
+        proxy: Any = await self.client.get_map(name)
+        if name not in self._maps:
+            self._maps.append(name)
+        return proxy
+
+    async def _recreate_maps(self) -> None:
+        """Creates every map of this link on the cluster again (a no-op for those it
+        still has), retried until it succeeds or the connection drops again; then the
+        link counts as connected."""
+        pause = 0.1
+        while self.client.lifecycle_service.is_running():
+            try:
+                for name in self._maps:
+                    # The create-proxy call get_map makes once (untyped upstream).
+                    request = client_create_proxy_codec.encode_request(name, MAP_SERVICE)  # type: ignore[no-untyped-call]
+                    invocation = Invocation(request)  # type: ignore[no-untyped-call]
+                    await self.client._invocation_service.ainvoke(invocation)
+            except HazelcastError:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            self._connected.set()
+            return
 
     def start_heartbeat(self, probe_map: Any, interval_seconds: float, ping_seconds: float) -> None:
         """Pings with a ``get`` on ``probe_map`` whenever nothing answered for the interval."""

@@ -1,4 +1,4 @@
-"""CLI of the local stack: ``python -m stack up|down|status``."""
+"""CLI of the local stack: ``python -m stack up|down|status|clean-data``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ def up(stack: Stack, args: argparse.Namespace) -> None:
     if args.members < 1:
         raise StackError("--members must be at least 1")
     already = set(stack.running())
+    stack.member_part(0, args.members)  # java and the jars, checked before anything starts
     try:
+        seconds = stack.start_database()
+        print(
+            f"postgres    ready in {seconds:.1f}s on {LOOPBACK}:{stack.database_port}, "
+            f"data in {stack.database_dir / 'data'}"
+        )
         seconds = stack.start_members(args.members)
         print(
             f"hazelcast   {args.members} member(s) joined in {seconds:.1f}s, cluster "
@@ -79,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("down", help="stop every part this stack (or a test run) started")
     sub.add_parser("status", help="show which parts run and whether they are ready")
+    sub.add_parser(
+        "clean-data", help="delete the registry's database (every client); the stack must be down"
+    )
     args = parser.parse_args(argv)
 
     stack = Stack(
@@ -93,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             for pid_dir in sorted(stack.run_dir.glob("**/pids")):
                 stopped += Stack(run_dir=pid_dir.parent).stop()
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.command == "clean-data":
+            stack.remove_database_data()
+            print(f"removed {stack.database_dir}")
         else:
             status(stack)
     except StackError as error:

@@ -8,6 +8,12 @@ for ours, and a second ``up`` starts nothing twice.
 Whether the members have formed one cluster is asked of the members themselves, through
 a Hazelcast client on each, rather than read from their logs: the logs' format is not an
 interface, and a member's view of the cluster is.
+
+PostgreSQL, which keeps the client registry across restarts of the whole cluster, is a
+part like the others: its data folder is created (``initdb``) on first start under the
+run folder and kept by a stop; it runs as Debian's ``postgres`` user when the stack runs
+as root (PostgreSQL refuses root), listens on loopback TCP only, is awaited with
+``pg_isready`` and stopped with SIGINT, its fast shutdown.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -40,6 +47,15 @@ JMX_EXPORTER_JAR = HAZELCAST_DIR / "target" / "lib" / "jmx_prometheus_javaagent.
 JMX_EXPORTER_CONFIG = HAZELCAST_DIR / "jmx-exporter.yml"
 #: A member's metrics port is its cluster port plus this (5701 → 17701).
 MEMBER_METRICS_PORT_OFFSET = 12000
+#: The registry MapStore's JDBC driver, copied beside the member jar by the Maven build.
+POSTGRES_JAR = HAZELCAST_DIR / "target" / "lib" / "postgresql.jar"
+#: Where Debian's postgresql package puts each major version's server binaries.
+POSTGRES_LIB = Path("/usr/lib/postgresql")
+#: The registry database, its role, and the unprivileged user that runs the server when
+#: the stack runs as root (the one Debian's package creates).
+DATABASE_NAME = "ratelimit"
+DATABASE_USER = "ratelimit"
+DATABASE_OS_USER = "postgres"
 MEMBER_CONFIG = HAZELCAST_DIR / "hazelcast.xml"
 NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
 PROMETHEUS_DIR = ROOT / "prometheus"
@@ -72,6 +88,11 @@ class Part:
     ready_path: str | None = None
     #: Prefixes of variables of the caller's environment the part must not inherit.
     unset_env: tuple[str, ...] = ()
+    #: Readiness check of a part that is not HTTP (takes precedence over ``ready_path``).
+    ready_check: Callable[[], bool] | None = None
+    #: Signal that stops the part gracefully, sent to its own process (which stops its
+    #: children); None: SIGTERM to its whole process group.
+    stop_signal: int | None = None
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
@@ -101,6 +122,8 @@ def http_ok(port: int, path: str, host: str = LOOPBACK) -> bool:
 
 
 def part_is_ready(part: Part) -> bool:
+    if part.ready_check is not None:
+        return part.ready_check()
     if part.ready_path is None:
         return port_accepts(part.port)
     return http_ok(part.port, part.ready_path)
@@ -182,6 +205,8 @@ class Stack:
         nginx_port: int = 9999,
         prometheus_port: int = 9090,
         demo_app_port: int = 8090,
+        database_port: int = 5432,
+        registry_store: bool = True,
     ) -> None:
         self.run_dir = run_dir.resolve()
         self.cluster_name = cluster_name
@@ -193,6 +218,11 @@ class Stack:
         self.nginx_port = nginx_port
         self.prometheus_port = prometheus_port
         self.demo_app_port = demo_app_port
+        self.database_port = database_port
+        #: False: members keep the registry in memory only (to measure what the store costs).
+        self.registry_store = registry_store
+        #: PostgreSQL's folder; its data (``data/``) outlives a stop (`make clean-data`).
+        self.database_dir = self.run_dir / "postgres"
         self.log_dir = self.run_dir / "logs"
         self.pid_dir = self.run_dir / "pids"
 
@@ -207,7 +237,7 @@ class Stack:
     def pid_of(self, name: str) -> int | None:
         """The live pid of a part this stack started, or None."""
         try:
-            pid_text, started = self._pid_path(name).read_text().split()
+            pid_text, started, *_ = self._pid_path(name).read_text().split()
             pid = int(pid_text)
         except (OSError, ValueError):
             return None
@@ -272,8 +302,17 @@ class Stack:
                 f"{part.name} exited at once; last lines of {self.log_path(part.name)}:\n"
                 + self.log_tail(part.name)
             )
-        pid_path.write_text(f"{pid} {stat[1]}\n")
+        # The stop signal is kept with the pid: `make down` stops parts it does not know.
+        stop = "" if part.stop_signal is None else f" {int(part.stop_signal)}"
+        pid_path.write_text(f"{pid} {stat[1]}{stop}\n")
         return pid
+
+    def _stop_signal_of(self, name: str) -> int | None:
+        try:
+            fields = self._pid_path(name).read_text().split()
+        except OSError:
+            return None
+        return int(fields[2]) if len(fields) > 2 else None
 
     def _raise_if_dead(self, names: Sequence[str], when: str = "during start-up") -> None:
         for name in names:
@@ -309,8 +348,13 @@ class Stack:
     def stop(self, names: Sequence[str] | None = None, grace_seconds: float = 15.0) -> list[str]:
         """SIGTERM, then SIGKILL after ``grace_seconds``; returns the names stopped."""
         targets = {n: p for n, p in self.running().items() if names is None or n in names}
-        for pid in targets.values():
-            _signal_group(pid, signal.SIGTERM)
+        for name, pid in targets.items():
+            own_signal = self._stop_signal_of(name)
+            if own_signal is None:
+                _signal_group(pid, signal.SIGTERM)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, own_signal)
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline and any(self.pid_of(n) for n in targets):
             time.sleep(0.1)
@@ -364,7 +408,7 @@ class Stack:
                 "java is not installed: install OpenJDK 17 or later "
                 "(apt-get install openjdk-17-jre-headless)"
             )
-        for jar in (HAZELCAST_JAR, PROCESSOR_JAR, JMX_EXPORTER_JAR):
+        for jar in (HAZELCAST_JAR, PROCESSOR_JAR, POSTGRES_JAR, JMX_EXPORTER_JAR):
             if not jar.is_file():
                 raise StackError(f"{jar} is missing: run `make build` (Maven) first")
         # Hazelcast refuses a split-brain quorum below 2: a one-member cluster has none.
@@ -377,6 +421,12 @@ class Stack:
             "ratelimit.interface": LOOPBACK,
             "ratelimit.registry.quorum": str(max(quorum, 2)),
             "ratelimit.registry.quorum.enabled": str(quorum >= 2).lower(),
+            "ratelimit.cluster.min.size": str(count),
+            "ratelimit.registry.store.enabled": str(self.registry_store).lower(),
+            "ratelimit.registry.jdbc.url": self.jdbc_url(),
+            "ratelimit.registry.jdbc.user": DATABASE_USER,
+            # Trust authentication on loopback: the local database has no password.
+            "ratelimit.registry.jdbc.password": "",
         }
         argv = [
             java,
@@ -397,7 +447,7 @@ class Stack:
             "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED",
             *(f"-D{key}={value}" for key, value in properties.items()),
             "-cp",
-            f"{HAZELCAST_JAR}:{PROCESSOR_JAR}",
+            f"{HAZELCAST_JAR}:{PROCESSOR_JAR}:{POSTGRES_JAR}",
             "com.hazelcast.core.server.HazelcastMemberStarter",
         ]
         return Part(self.member_name(index), argv, self.member_port(index))
@@ -470,6 +520,117 @@ class Stack:
             missing = {view.address for view, members in lagging if not members >= expected}
         names = [self.member_name(i) for i, v in enumerate(views) if v.address in missing]
         return f"; not joined: {', '.join(sorted(missing))}" + self._tails(names)
+
+    # ---- PostgreSQL, the registry's durable copy -----------------------------------------
+
+    DATABASE = "postgres"
+
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://{LOOPBACK}:{self.database_port}/{DATABASE_NAME}"
+
+    def database_part(self) -> Part:
+        """The PostgreSQL server on loopback TCP only (no Unix socket), as an unprivileged
+        user; its data folder must exist (:meth:`start_database` creates it)."""
+        bin_dir = postgres_bin_dir()
+        argv = [
+            *run_unprivileged(),
+            str(bin_dir / "postgres"),
+            "-D",
+            str(self.database_dir / "data"),
+            "-p",
+            str(self.database_port),
+            "-c",
+            f"listen_addresses={LOOPBACK}",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=100",
+        ]
+        return Part(
+            self.DATABASE,
+            argv,
+            self.database_port,
+            ready_check=lambda: database_ready(self.database_port),
+            stop_signal=signal.SIGINT,
+        )
+
+    def start_database(self, deadline_seconds: float = 60.0) -> float:
+        """Creates the data folder on first start (``initdb``, trust authentication on
+        loopback, role ``ratelimit``), starts the server, waits until it accepts
+        connections and creates the ``ratelimit`` database when missing. The members
+        create their table in it. Returns the seconds it took."""
+        started_at = time.monotonic()
+        data = self.database_dir / "data"
+        if not (data / "PG_VERSION").is_file():
+            self._initdb(data)
+        self.start_parts([self.database_part()], deadline_seconds)
+        exists = self.sql("SELECT 1 FROM pg_database WHERE datname = 'ratelimit'", "postgres")
+        if exists.strip() != "1":
+            self.sql(f"CREATE DATABASE {DATABASE_NAME}", "postgres")
+        return time.monotonic() - started_at
+
+    def stop_database(self) -> None:
+        """Stops PostgreSQL (fast shutdown: open sessions are ended); the data stays."""
+        self.stop([self.DATABASE])
+
+    def remove_database_data(self) -> None:
+        """Deletes the registry's durable copy; refuses while the server runs."""
+        if self.pid_of(self.DATABASE) is not None:
+            raise StackError("PostgreSQL is running: stop the stack first (make down)")
+        shutil.rmtree(self.database_dir, ignore_errors=True)
+
+    def sql(self, statement: str, database: str = DATABASE_NAME) -> str:
+        """Runs one statement with ``psql`` and returns its unaligned output."""
+        psql = postgres_bin_dir() / "psql"
+        argv = [
+            str(psql),
+            "-h",
+            LOOPBACK,
+            "-p",
+            str(self.database_port),
+            "-U",
+            DATABASE_USER,
+            "-d",
+            database,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            statement,
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise StackError(f"psql {statement!r} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def _initdb(self, data: Path) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(data, ignore_errors=True)
+        self.database_dir.mkdir(parents=True, exist_ok=True)
+        owner = unprivileged_owner()
+        if owner is not None:
+            os.chown(self.database_dir, *owner)
+        argv = [
+            *run_unprivileged(),
+            str(postgres_bin_dir() / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            DATABASE_USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        ]
+        with open(self.log_path("initdb"), "wb") as log:
+            done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd="/", check=False)
+        if done.returncode != 0:
+            raise StackError(
+                f"initdb failed; last lines of {self.log_path('initdb')}:\n"
+                + self.log_tail("initdb")
+            )
 
     # ---- API replicas, nginx, Prometheus, the demo app -----------------------------------
 
@@ -641,3 +802,51 @@ def _signal_group(pid: int, signum: int) -> None:
     """Signals the part's whole process group (it has one of its own), children included."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(os.getpgid(pid), signum)
+
+
+def postgres_bin_dir() -> Path:
+    """The newest PostgreSQL server installed from Debian's packages."""
+    versions = sorted(
+        (p for p in POSTGRES_LIB.glob("*/bin") if (p / "postgres").is_file()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if not versions:
+        raise StackError(
+            "PostgreSQL is not installed: run `make up` as root, or apt-get install postgresql"
+        )
+    return versions[-1]
+
+
+def unprivileged_owner() -> tuple[int, int] | None:
+    """(uid, gid) of the user that runs PostgreSQL when we are root; None otherwise."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(DATABASE_OS_USER)
+    except KeyError:
+        raise StackError(
+            f"user {DATABASE_OS_USER!r} is missing: apt-get install postgresql creates it"
+        ) from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def run_unprivileged() -> list[str]:
+    """The prefix that runs a PostgreSQL program as its own user: ``setpriv`` replaces
+    itself with the program, so the pid we keep is the server's."""
+    owner = unprivileged_owner()
+    if owner is None:
+        return []
+    uid, gid = owner
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+
+
+def database_ready(port: int) -> bool:
+    """Whether PostgreSQL on ``port`` accepts connections (``pg_isready``)."""
+    if not port_accepts(port):
+        return False
+    check = [
+        str(postgres_bin_dir() / "pg_isready"),
+        *("-q", "-h", LOOPBACK, "-p", str(port), "-U", DATABASE_USER, "-d", "postgres"),
+    ]
+    return subprocess.run(check, check=False, timeout=10).returncode == 0

@@ -18,7 +18,8 @@ RUN_DIR = ROOT / ".run" / f"test-{BASE_PORT}"
 
 
 def test_stack() -> Stack:
-    """The suite's stack; its HTTP ports sit 15000 above the members' (20801, 20811, ...)."""
+    """The suite's stack; its HTTP ports sit 15000 above the members' (20801, 20811, ...),
+    and its PostgreSQL (the registry's durable copy, data under its run folder) 15040."""
     return Stack(
         run_dir=RUN_DIR,
         cluster_name=CLUSTER_NAME,
@@ -28,6 +29,7 @@ def test_stack() -> Stack:
         nginx_port=BASE_PORT + 15010,
         prometheus_port=BASE_PORT + 15020,
         demo_app_port=BASE_PORT + 15030,
+        database_port=BASE_PORT + 15040,
     )
 
 

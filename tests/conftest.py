@@ -1,8 +1,9 @@
-"""Session fixtures: a real 3-member Hazelcast cluster and a client on it.
+"""Session fixtures: a real 3-member Hazelcast cluster, its PostgreSQL, and a client on it.
 
-The cluster is started by the same runner as ``make up`` (ports 5801-5803, its own
-cluster name and run folder, so a developer's stack is left alone), awaited by
-readiness, and stopped at the end of the session whatever happened.
+The cluster is started by the same runner as ``make up`` (ports 5801-5803, PostgreSQL on
+20841, its own cluster name and run folder, so a developer's stack is left alone),
+awaited by readiness, and stopped at the end of the session whatever happened. Each
+session starts from an empty registry table (the members create it again).
 ``RATELIMIT_TEST_KEEP_CLUSTER=1`` leaves it running between local runs.
 """
 
@@ -53,8 +54,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Stack]:
     stack = test_stack()
-    stack.start_members(MEMBERS)
     try:
+        stack.start_database()
+        stack.sql("DROP TABLE IF EXISTS ratelimit_registry")
+        stack.start_members(MEMBERS)
         yield stack
     finally:
         if os.environ.get("RATELIMIT_TEST_KEEP_CLUSTER") != "1":

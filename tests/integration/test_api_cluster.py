@@ -270,6 +270,7 @@ def doomed_cluster(cluster: Stack) -> Iterator[Stack]:
         cluster_name=f"{cluster.cluster_name}-doomed",
         member_base_port=base,
         members=MEMBERS,
+        database_port=cluster.database_port,
     )
     own.start_members(MEMBERS)
     try:
@@ -327,7 +328,7 @@ def test_failure_policy_with_every_member_stopped(
     finally:
         restart_seconds = cluster.start_members(MEMBERS)
 
-    # Every member was stopped, so the cluster lost its data: register the client anew.
+    # Every member was stopped: writes work again once the registry is loaded back.
     started = time.monotonic()
     recreated: dict[str, Any] = {}
 

@@ -1,4 +1,8 @@
-"""The cluster under the tests is real: three JVMs, partitions, backups."""
+"""The cluster under the tests is real: three JVMs, partitions, backups.
+
+The maps here are registry maps (``ratelimit.clients.*``: sync backup, quorum), which the
+members write through to PostgreSQL, so their values are client records (JSON with a
+``name``), as the registry writes them."""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from limiter import ClusterLink
 from stack.runner import Stack
 from tests.cluster import CLUSTER_NAME, MEMBERS
 from tests.loop import LoopThread
+
+WRITTEN = '{"id":"key","name":"written-via-member-1"}'
+KEPT = '{"id":"survivor","name":"kept"}'
 
 
 def test_three_members_joined(cluster: Stack, link: ClusterLink) -> None:
@@ -35,13 +42,13 @@ def test_value_written_through_one_member_is_read_through_another(
         try:
             assert writer.cluster_service.get_members()  # joined
             name = f"ratelimit.clients.{uuid.uuid4().hex}"
-            await (await writer.get_map(name)).put("key", "written-via-member-1")
+            await (await writer.get_map(name)).put("key", WRITTEN)
             return await (await reader.get_map(name)).get("key")
         finally:
             await writer.shutdown()
             await reader.shutdown()
 
-    assert loop.run(scenario()) == "written-via-member-1"
+    assert loop.run(scenario()) == WRITTEN
 
 
 def test_value_survives_sigkill_of_its_partition_owner(
@@ -53,7 +60,7 @@ def test_value_survives_sigkill_of_its_partition_owner(
 
     async def write_and_find_owner() -> int:
         records = await link.get_map(name)
-        await records.put(key, "kept")
+        await records.put(key, KEPT)
         partitions = link.client.partition_service
         owner_uuid = partitions.get_partition_owner(await partitions.get_partition_id(key))
         (owner,) = [m for m in link.client.cluster_service.get_members() if m.uuid == owner_uuid]
@@ -67,6 +74,6 @@ def test_value_survives_sigkill_of_its_partition_owner(
         async def read_back() -> object:
             return await (await link.get_map(name)).get(key)
 
-        assert loop.run(read_back(), timeout=60) == "kept"
+        assert loop.run(read_back(), timeout=60) == KEPT
     finally:
         cluster.start_member(owner_index, MEMBERS)

@@ -145,6 +145,8 @@ def _own_stack() -> Stack:
         nginx_port=session.nginx_port + PORT_OFFSET,
         prometheus_port=session.prometheus_port + PORT_OFFSET,
         demo_app_port=session.demo_app_port + PORT_OFFSET,
+        # The session's database: this stack's registry maps are its own by name.
+        database_port=session.database_port,
     )
 
 

@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 SETTING_VARIABLES = {f"RATELIMIT_{f.name.upper()}" for f in dataclasses.fields(Settings)}
-BUILT_BY_MAVEN = "./hazelcast/target/ratelimit-processor.jar"
+BUILT_BY_MAVEN = {
+    "./hazelcast/target/ratelimit-processor.jar": "<finalName>ratelimit-processor</finalName>",
+    "./hazelcast/target/lib/postgresql.jar": "<includeArtifactIds>hazelcast,postgresql<",
+}
 
 
 def env_of(service: str) -> dict[str, str]:
@@ -43,9 +46,12 @@ def test_mounted_paths_exist(service: str) -> None:
     """Every host path a service mounts is in the repository (or built by make build)."""
     for volume in SERVICES[service].get("volumes", []):
         host = volume.split(":")[0]
-        if host == BUILT_BY_MAVEN:
+        if host in BUILT_BY_MAVEN:
             pom = (ROOT / "hazelcast" / "pom.xml").read_text()
-            assert "<finalName>ratelimit-processor</finalName>" in pom
+            assert BUILT_BY_MAVEN[host] in pom
+            continue
+        if not host.startswith("."):
+            assert host in COMPOSE["volumes"], f"{service} mounts an undeclared volume {host}"
             continue
         assert (ROOT / host).exists(), f"{service} mounts {host}, which does not exist"
 
@@ -96,6 +102,27 @@ def test_versions_and_ports_agree_with_the_local_stack() -> None:
     assert targets[0]["targets"] == [f"api{i}:{api_port}" for i in (1, 2, 3)]
     for i in (1, 2, 3):
         assert f"server api{i}:{api_port}" in env_of("nginx")["RATELIMIT_UPSTREAMS"]
+
+
+def test_members_write_the_registry_through_to_the_postgres_service() -> None:
+    """Every member waits for a healthy PostgreSQL, has the JDBC driver on its classpath,
+    and reaches the service's database as its user; the data lives in a named volume."""
+    database = env_of("postgres")
+    options = dict(re.findall(r"-D([a-z.]+)=(\S+)", env_of("hazelcast1")["JAVA_OPTS"]))
+    assert options["ratelimit.registry.store.enabled"] == "true"
+    assert options["ratelimit.registry.jdbc.url"] == (
+        f"jdbc:postgresql://postgres:5432/{database['POSTGRES_DB']}"
+    )
+    assert options["ratelimit.registry.jdbc.user"] == database["POSTGRES_USER"]
+    assert options["ratelimit.registry.jdbc.password"] == database["POSTGRES_PASSWORD"]
+    assert "ports" not in SERVICES["postgres"]  # reachable on the compose network only
+    volume = SERVICES["postgres"]["volumes"][0]
+    assert volume.split(":")[0] in COMPOSE["volumes"]
+    assert volume.endswith(":/var/lib/postgresql/data")
+    for member in ("hazelcast1", "hazelcast2", "hazelcast3"):
+        assert SERVICES[member]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+        mounts = [v.split(":")[1] for v in SERVICES[member]["volumes"]]
+        assert "/opt/hazelcast/CLASSPATH_EXT/postgresql.jar" in mounts
 
 
 def test_start_order_waits_on_health_not_on_sleeps() -> None:
