@@ -613,6 +613,7 @@ class Stack:
         owner = unprivileged_owner()
         if owner is not None:
             os.chown(self.database_dir, *owner)
+            let_traverse(self.database_dir.parent, owner[0])
         argv = [
             *run_unprivileged(),
             str(postgres_bin_dir() / "initdb"),
@@ -828,6 +829,16 @@ def unprivileged_owner() -> tuple[int, int] | None:
             f"user {DATABASE_OS_USER!r} is missing: apt-get install postgresql creates it"
         ) from None
     return entry.pw_uid, entry.pw_gid
+
+
+def let_traverse(folder: Path, uid: int) -> None:
+    """Lets ``uid`` pass through ``folder`` and each folder above it (search permission
+    for others, never read): a checkout in a private folder such as ``mktemp -d``'s
+    (mode 700, root's) would otherwise keep PostgreSQL from its data folder."""
+    for path in (folder, *folder.parents):
+        mode = path.stat().st_mode
+        if path.stat().st_uid != uid and not mode & 0o001:
+            path.chmod(mode | 0o001)
 
 
 def run_unprivileged() -> list[str]:
