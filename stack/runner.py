@@ -182,6 +182,7 @@ class Stack:
         nginx_port: int = 9999,
         prometheus_port: int = 9090,
         demo_app_port: int = 8090,
+        member_metrics_base_port: int | None = None,
     ) -> None:
         self.run_dir = run_dir.resolve()
         self.cluster_name = cluster_name
@@ -193,6 +194,12 @@ class Stack:
         self.nginx_port = nginx_port
         self.prometheus_port = prometheus_port
         self.demo_app_port = demo_app_port
+        #: The members' metrics ports (JMX exporter): default their cluster ports + 12000.
+        self.member_metrics_base_port = (
+            member_base_port + MEMBER_METRICS_PORT_OFFSET
+            if member_metrics_base_port is None
+            else member_metrics_base_port
+        )
         self.log_dir = self.run_dir / "logs"
         self.pid_dir = self.run_dir / "pids"
 
@@ -352,7 +359,7 @@ class Stack:
         return self.member_base_port + index
 
     def member_metrics_port(self, index: int) -> int:
-        return self.member_port(index) + MEMBER_METRICS_PORT_OFFSET
+        return self.member_metrics_base_port + index
 
     def member_addresses(self, count: int) -> list[str]:
         return [f"{LOOPBACK}:{self.member_port(i)}" for i in range(count)]
