@@ -177,7 +177,7 @@ class Run:
                 tasks["k6"] = progress.add_task("k6", total=runs)
             try:
                 progress.update(tasks[args.only[0]], description="members…")
-                self.stack.start_members(3)
+                self.stack.start_cluster(3)
                 progress.update(tasks[args.only[0]], description=self._label(args.only[0]))
                 if "inprocess" in args.only:
                     self.inprocess(progress, tasks["inprocess"])

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["CpuMeter", "CpuSample", "tree_cpu_seconds"]
+__all__ = ["CpuMeter", "CpuSample", "children_by_parent", "tree_cpu_seconds"]
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
@@ -28,7 +28,7 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def _children_by_parent() -> dict[int, list[int]]:
+def children_by_parent() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
@@ -41,7 +41,7 @@ def _children_by_parent() -> dict[int, list[int]]:
 
 def tree_cpu_seconds(root_pids: Iterable[int]) -> float:
     """User plus system CPU seconds of these processes and all their descendants."""
-    children = _children_by_parent()
+    children = children_by_parent()
     total_ticks = 0
     pending = list(root_pids)
     seen: set[int] = set()

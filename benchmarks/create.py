@@ -88,8 +88,7 @@ async def creates(url: str, count: int, concurrency: int) -> dict[str, float]:
 def measure(store: bool, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     stack = bench_stack(store)
     stack.stop()  # members of the other mode: they must restart with this one's setting
-    stack.start_database()
-    stack.start_members(3)
+    stack.start_cluster(3)
     stack.start_replicas(1, {"RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN})
     url = f"http://127.0.0.1:{stack.replica_port(0)}"
     asyncio.run(creates(url, 100, 4))  # warm-up: connections, JIT, the database's caches

@@ -110,25 +110,27 @@ def create_client(base: str, limit: int) -> str:
     return str(response.json()["id"])
 
 
-async def _create_many(base: str, count: int, limit: int, concurrency: int = 32) -> list[str]:
+async def create_clients(base: str, count: int, limit: int, concurrency: int = 32) -> list[str]:
+    """``count`` clients with hour-long first_request windows, ``concurrency`` creations in
+    flight (one by one took seconds per round; 100k take a few minutes)."""
     ids: list[str] = []
     pending = iter(range(count))
     async with aiohttp.ClientSession(base_url=base, headers=ADMIN) as session:
 
         async def creator() -> None:
             for _ in pending:
-                body = {"name": f"bench-{uuid.uuid4().hex}", "limit": limit, "window_seconds": 3600}
+                body = {
+                    "name": f"bench-{uuid.uuid4().hex}",
+                    "limit": limit,
+                    "window_seconds": 3600,
+                    "window_alignment": "first_request",
+                }
                 async with session.post("/bucket", json=body) as response:
                     response.raise_for_status()
                     ids.append(str((await response.json())["id"]))
 
         await asyncio.gather(*(creator() for _ in range(concurrency)))
     return ids
-
-
-def create_clients(base: str, count: int, limit: int) -> list[str]:
-    """``count`` clients, created 32 at a time (100k take a minute or two)."""
-    return asyncio.run(_create_many(base, count, limit))
 
 
 def seconds_left_in_hour() -> float:
@@ -146,15 +148,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"waiting {wait:.0f}s for the next hour: a window edge would reset the clients")
         time.sleep(wait)
     try:
-        stack.start_database()
-        stack.start_members(3)
+        stack.start_cluster(3)
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
         spread_ids: dict[str, list[str]] = {}
         if args.spread:
             stack.start_replicas(REPLICAS, {"RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN})
             for count in args.spread:
                 started = time.monotonic()
-                spread_ids[f"spread-{count}"] = create_clients(base, count, 10**9)
+                spread_ids[f"spread-{count}"] = asyncio.run(create_clients(base, count, 10**9))
                 print(f"created {count} clients in {time.monotonic() - started:.1f}s", flush=True)
         for strategy in args.strategies:
             stack.stop([stack.replica_name(i) for i in range(REPLICAS)])

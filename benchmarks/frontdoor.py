@@ -20,19 +20,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import statistics
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 
-from benchmarks.endtoend import ADMIN, create_client, problems
+from benchmarks.endtoend import ADMIN, create_client, create_clients, problems
 from benchmarks.wrk import run_wrk
 
-__all__ = ["SCENARIOS", "FrontDoorOptions", "create_clients", "run_round", "summarise"]
+__all__ = ["SCENARIOS", "FrontDoorOptions", "run_round", "summarise"]
 
 SCENARIOS = ("health", "under", "past", "exact", "clients")
-HOUR = 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,28 +40,6 @@ class FrontDoorOptions:
     rounds: int = 2
     exact_limit: int = 1000
     clients: int = 1000
-
-
-async def create_clients(base: str, count: int, limit: int) -> list[str]:
-    """``count`` clients, 32 creations in flight (one by one took seconds per round)."""
-    gate = asyncio.Semaphore(32)
-    async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=30) as http:
-
-        async def one() -> str:
-            async with gate:
-                created = await http.post(
-                    "/bucket",
-                    json={
-                        "name": f"bench-{uuid.uuid4().hex}",
-                        "limit": limit,
-                        "window_seconds": HOUR,
-                        "window_alignment": "first_request",
-                    },
-                )
-                created.raise_for_status()
-                return str(created.json()["id"])
-
-        return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
 async def _used(base: str, ids: Sequence[str]) -> int:

@@ -153,11 +153,31 @@ class K6Run:
         return self.stdout[start:end].strip() if start >= 0 else self.stdout[-4000:]
 
 
+def run_k6(
+    script: Path, variables: dict[str, str], export: Path, timeout_seconds: float
+) -> subprocess.CompletedProcess[str]:
+    """``k6 run`` of ``script`` with ``-e`` variables and its summary exported to ``export``;
+    loopback only (no usage report), no ``K6_*`` option inherited from the caller."""
+    argv = [str(k6_binary()), "run", "--quiet", "--no-color", "--no-usage-report"]
+    argv += ["--summary-export", str(export)]
+    for name, value in variables.items():
+        argv += ["-e", f"{name}={value}"]
+    return subprocess.run(
+        [*argv, str(script)],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("K6_")},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout_seconds,
+        check=False,
+    )
+
+
 def run_scenario(base_url: str, ids: dict[str, str], export: Path) -> K6Run:
     """``k6 run`` of the scenario with its summary exported to ``export``; loopback only
     (no usage report), no ``K6_*`` option inherited from the caller's environment."""
     schedule = Schedule.from_now(time.time_ns() // 1_000_000)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("K6_")}
     variables = {
         "BASE_URL": base_url,
         "FIRST_REQUEST_ID": ids["first_request"],
@@ -166,20 +186,7 @@ def run_scenario(base_url: str, ids: dict[str, str], export: Path) -> K6Run:
         "CLOCK_EDGE_MS": str(schedule.clock_edge_ms),
         "CLOCK_START_SECONDS": f"{schedule.clock_start_seconds:.3f}",
     }
-    argv = [str(k6_binary()), "run", "--quiet", "--no-color", "--no-usage-report"]
-    argv += ["--summary-export", str(export)]
-    for name, value in variables.items():
-        argv += ["-e", f"{name}={value}"]
-    result = subprocess.run(
-        [*argv, str(SCRIPT)],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
-    )
+    result = run_k6(SCRIPT, variables, export, RUN_TIMEOUT_SECONDS)
     metrics: dict[str, Any] = {}
     if export.exists():
         metrics = json.loads(export.read_text())["metrics"]

@@ -89,7 +89,7 @@ def main() -> int:
     )
     results: dict[str, Any] = {"clients": args.clients, "strategies": {}}
     try:
-        stack.start_members(stack.members)
+        stack.start_cluster(stack.members)
         for strategy in args.strategies:
             map_name = f"ratelimit.counters.memory-{strategy}-{uuid.uuid4().hex[:6]}"
             started = time.monotonic()

@@ -19,6 +19,7 @@ another user, root (not needed here: the stack's processes are the caller's).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import re
 import shutil
@@ -28,7 +29,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from benchmarks.cpu import CpuMeter, _children_by_parent, tree_cpu_seconds
+from benchmarks.cpu import CpuMeter, children_by_parent, tree_cpu_seconds
 from benchmarks.endtoend import (
     ADMIN_TOKEN,
     REPLICAS,
@@ -109,7 +110,7 @@ def main() -> int:
     stack = bench_stack()
     base = f"http://127.0.0.1:{stack.nginx_port}"
     try:
-        stack.start_members(3)
+        stack.start_cluster(3)
         env = {
             "RATELIMIT_STRATEGY": args.strategy,
             "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -117,7 +118,7 @@ def main() -> int:
         }
         stack.start_replicas(REPLICAS, env)
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
-        ids = create_clients(base, args.clients, 10**9)
+        ids = asyncio.run(create_clients(base, args.clients, 10**9))
         warm = create_client(base, 10**9)
         run_wrk(f"{base}/example", args.connections, 3, headers={"X-Api-Id": warm})
         run_wrk(f"{base}/example", args.connections, 5, rotate=("X-Api-Id", ids))
@@ -125,7 +126,7 @@ def main() -> int:
         replica_pid = stack.pid_of(stack.replica_name(0)) or 0
         # The busiest child after the warm-up is a worker (Sanic also forks helpers).
         workers = sorted(
-            _children_by_parent().get(replica_pid, []), key=lambda pid: -tree_cpu_seconds([pid])
+            children_by_parent().get(replica_pid, []), key=lambda pid: -tree_cpu_seconds([pid])
         )
         if not workers:
             raise RuntimeError("replica-1 has no worker process")

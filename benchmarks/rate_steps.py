@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchmarks.frontdoor import create_clients
-from benchmarks.k6 import ROOT, k6_binary
+from benchmarks.endtoend import create_clients
+from benchmarks.k6 import ROOT, run_k6
 
 __all__ = ["P99_LIMIT_MS", "run_steps"]
 
@@ -67,21 +65,7 @@ def run_steps(
         "GAP_SECONDS": str(GAP_SECONDS),
         "MAX_VUS": str(max_vus),
     }
-    argv = [str(k6_binary()), "run", "--quiet", "--no-color", "--no-usage-report"]
-    argv += ["--summary-export", str(export)]
-    for name, value in variables.items():
-        argv += ["-e", f"{name}={value}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("K6_")}
-    done = subprocess.run(
-        [*argv, str(SCRIPT)],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=len(steps) * (step_seconds + GAP_SECONDS) + 120,
-        check=False,
-    )
+    done = run_k6(SCRIPT, variables, export, len(steps) * (step_seconds + GAP_SECONDS) + 120)
     # 99: a p99 threshold failed, which only means a step was not held.
     if done.returncode not in (0, 99) or not export.exists():
         raise RuntimeError(f"k6 failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")

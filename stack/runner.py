@@ -207,6 +207,7 @@ class Stack:
         demo_app_port: int = 8090,
         database_port: int = 5432,
         registry_store: bool = True,
+        member_metrics_base_port: int | None = None,
     ) -> None:
         self.run_dir = run_dir.resolve()
         self.cluster_name = cluster_name
@@ -223,6 +224,12 @@ class Stack:
         self.registry_store = registry_store
         #: PostgreSQL's folder; its data (``data/``) outlives a stop (`make clean-data`).
         self.database_dir = self.run_dir / "postgres"
+        #: The members' metrics ports (JMX exporter): default their cluster ports + 12000.
+        self.member_metrics_base_port = (
+            member_base_port + MEMBER_METRICS_PORT_OFFSET
+            if member_metrics_base_port is None
+            else member_metrics_base_port
+        )
         self.log_dir = self.run_dir / "logs"
         self.pid_dir = self.run_dir / "pids"
 
@@ -396,7 +403,7 @@ class Stack:
         return self.member_base_port + index
 
     def member_metrics_port(self, index: int) -> int:
-        return self.member_port(index) + MEMBER_METRICS_PORT_OFFSET
+        return self.member_metrics_base_port + index
 
     def member_addresses(self, count: int) -> list[str]:
         return [f"{LOOPBACK}:{self.member_port(i)}" for i in range(count)]
@@ -465,6 +472,15 @@ class Stack:
         except BaseException:
             self.stop(fresh)
             raise
+        return time.monotonic() - started_at
+
+    def start_cluster(self, count: int = 3, deadline_seconds: float = 90.0) -> float:
+        """The registry's database when the store is on (the members load the registry from
+        it), then ``count`` members. Returns the seconds it took."""
+        started_at = time.monotonic()
+        if self.registry_store:
+            self.start_database(deadline_seconds)
+        self.start_members(count, deadline_seconds)
         return time.monotonic() - started_at
 
     def start_member(self, index: int, count: int = 3, deadline_seconds: float = 90.0) -> None:

@@ -28,6 +28,8 @@ def scratch_stack(tmp_path: Path) -> Iterator[Stack]:
         run_dir=tmp_path / "run",
         cluster_name=f"scratch-{os.getpid()}",
         member_base_port=free_port(),
+        # An ephemeral port + 12000 could pass 65535, which the metrics agent refuses.
+        member_metrics_base_port=free_port(),
     )
     yield stack
     stack.stop()
@@ -71,6 +73,7 @@ def test_a_member_that_never_joins_times_out_with_its_name(scratch_stack: Stack)
         run_dir=scratch_stack.run_dir,
         cluster_name=f"{scratch_stack.cluster_name}-other",
         member_base_port=scratch_stack.member_base_port,
+        member_metrics_base_port=scratch_stack.member_metrics_base_port,
     )
     stranger._spawn(stranger.member_part(1, 2))
     missing = scratch_stack.member_addresses(2)[1]
