@@ -1,6 +1,8 @@
 package ratelimit.store;
 
+import com.hazelcast.core.HazelcastInstance;
 import com.hazelcast.map.MapLoader;
+import com.hazelcast.map.MapLoaderLifecycleSupport;
 import java.sql.Array;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -9,6 +11,7 @@ import java.util.Collection;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Properties;
 
 /**
  * Loads one names map (name to id) from the records of its paired records map, where
@@ -20,14 +23,26 @@ import java.util.Map;
  * so a database that is away never leaves a name without its record or a record
  * without its name behind, in memory or on disk.
  */
-public final class ClientNameLoader implements MapLoader<String, String> {
+public final class ClientNameLoader implements MapLoader<String, String>, MapLoaderLifecycleSupport {
 
     private final RegistryDatabase database;
     private final String recordsMap;
+    /** Set by the member before the first load; see {@link ClusterReadiness}. */
+    private volatile ClusterReadiness readiness;
 
     public ClientNameLoader(RegistryDatabase database, String recordsMap) {
         this.database = database;
         this.recordsMap = recordsMap;
+    }
+
+    @Override
+    public void init(HazelcastInstance instance, Properties properties, String name) {
+        readiness = ClusterReadiness.of(instance);
+    }
+
+    @Override
+    public void destroy() {
+        // The connection pool is shared by every registry map of this member.
     }
 
     @Override
@@ -58,6 +73,10 @@ public final class ClientNameLoader implements MapLoader<String, String> {
 
     @Override
     public Iterable<String> loadAllKeys() {
+        ClusterReadiness gate = readiness;
+        if (gate != null) {
+            gate.await("loading the names of " + recordsMap);
+        }
         return database.callPatiently(connection -> {
             List<String> names = new ArrayList<>();
             try (PreparedStatement select = connection.prepareStatement(

@@ -1,6 +1,8 @@
 package ratelimit.store;
 
 import com.hazelcast.map.MapStore;
+import com.hazelcast.core.HazelcastInstance;
+import com.hazelcast.map.MapLoaderLifecycleSupport;
 import java.sql.Array;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -9,6 +11,7 @@ import java.util.Collection;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Properties;
 
 /**
  * Write-through store of one client-records map (id to record, a JSON string with a
@@ -21,10 +24,12 @@ import java.util.Map;
  * key answers "none" without asking the database: an unknown id costs no query, and is
  * answered while the database is away.
  */
-public final class ClientRecordStore implements MapStore<String, String> {
+public final class ClientRecordStore implements MapStore<String, String>, MapLoaderLifecycleSupport {
 
     private final RegistryDatabase database;
     private final String mapName;
+    /** Set by the member before the first load; see {@link ClusterReadiness}. */
+    private volatile ClusterReadiness readiness;
 
     public ClientRecordStore(RegistryDatabase database, String mapName) {
         this.database = database;
@@ -71,6 +76,16 @@ public final class ClientRecordStore implements MapStore<String, String> {
     }
 
     @Override
+    public void init(HazelcastInstance instance, Properties properties, String name) {
+        readiness = ClusterReadiness.of(instance);
+    }
+
+    @Override
+    public void destroy() {
+        // The connection pool is shared by every registry map of this member.
+    }
+
+    @Override
     public String load(String id) {
         return null;
     }
@@ -97,6 +112,10 @@ public final class ClientRecordStore implements MapStore<String, String> {
 
     @Override
     public Iterable<String> loadAllKeys() {
+        ClusterReadiness gate = readiness;
+        if (gate != null) {
+            gate.await("loading " + mapName);
+        }
         return database.callPatiently(connection -> {
             List<String> ids = new ArrayList<>();
             try (PreparedStatement select = connection.prepareStatement(
