@@ -42,6 +42,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ REPLICAS = 3
 SCENARIOS = ("health", "under", "past", "exact")
 
 
-def bench_stack() -> Stack:
+def bench_stack(member_options: Sequence[str] = ()) -> Stack:
     """The benchmark's own stack; RATELIMIT_BENCH_BASE_PORT moves it to run beside another."""
     base = int(os.environ.get("RATELIMIT_BENCH_BASE_PORT", "5901"))
     return Stack(
@@ -72,6 +73,7 @@ def bench_stack() -> Stack:
         prometheus_port=base + 15020,
         demo_app_port=base + 15030,
         database_port=base + 15040,
+        member_options=member_options,
     )
 
 
@@ -138,7 +140,7 @@ def seconds_left_in_hour() -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    stack = bench_stack()
+    stack = bench_stack(args.member_option)
     base = f"http://127.0.0.1:{stack.nginx_port}"
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
     scenarios = [*SCENARIOS, *(f"spread-{n}" for n in args.spread)]
@@ -282,6 +284,12 @@ def main() -> int:
         nargs="*",
         default=[1000],
         help="client counts to spread a load over (default 1000; e.g. 1000 100000)",
+    )
+    parser.add_argument(
+        "--member-option",
+        action="append",
+        default=[],
+        help="a JVM option for every member, e.g. -Dhazelcast.io.thread.count=1 (repeatable)",
     )
     summary = run(parser.parse_args())
     table = as_markdown(summary)

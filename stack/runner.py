@@ -208,6 +208,7 @@ class Stack:
         database_port: int = 5432,
         registry_store: bool = True,
         member_metrics_base_port: int | None = None,
+        member_options: Sequence[str] = (),
     ) -> None:
         self.run_dir = run_dir.resolve()
         self.cluster_name = cluster_name
@@ -230,6 +231,8 @@ class Stack:
             if member_metrics_base_port is None
             else member_metrics_base_port
         )
+        #: More JVM options for every member (``-Dhazelcast.…`` properties, say), last.
+        self.member_options = tuple(member_options)
         self.log_dir = self.run_dir / "logs"
         self.pid_dir = self.run_dir / "pids"
 
@@ -453,6 +456,7 @@ class Stack:
             "--add-opens=java.management/sun.management=ALL-UNNAMED",
             "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED",
             *(f"-D{key}={value}" for key, value in properties.items()),
+            *self.member_options,
             "-cp",
             f"{HAZELCAST_JAR}:{PROCESSOR_JAR}:{POSTGRES_JAR}",
             "com.hazelcast.core.server.HazelcastMemberStarter",
