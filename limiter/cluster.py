@@ -39,9 +39,9 @@ class ClusterLink:
 
     After a reconnection the maps handed out by :meth:`get_map` are created on the
     cluster again before the link counts as connected, as the Java client does and this
-    client does not: a cluster that restarted whole knows none of them, and creating a
-    map whose store loads it EAGERly (the client registry) returns once it is loaded, so
-    no read sees a registry still loading.
+    client does not: a cluster that restarted whole knows none of them. A map whose store
+    loads it EAGERly (the client registry) is awaited until loaded, on the first
+    :meth:`get_map` and after each reconnection, so no read sees a registry still loading.
     """
 
     def __init__(self, client: HazelcastClient) -> None:
@@ -50,7 +50,7 @@ class ClusterLink:
         self.liveness = Liveness(connected=lambda: self.connected)
         self._heartbeat: asyncio.Task[None] | None = None
         self._disconnect_callbacks: list[Callable[[], None]] = []
-        self._maps: list[str] = []
+        self._maps: dict[str, Any] = {}
         self._was_connected = False
         self._recreating: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
@@ -86,23 +86,31 @@ class ClusterLink:
         return self._connected.is_set() and bool(self.client.cluster_service.get_members())
 
     async def get_map(self, name: str) -> Any:
+        """The map, once it is loaded (see :meth:`_recreate_maps` for why ``size``)."""
         proxy: Any = await self.client.get_map(name)
         if name not in self._maps:
-            self._maps.append(name)
+            await proxy.size()
+            self._maps[name] = proxy
         return proxy
 
     async def _recreate_maps(self) -> None:
         """Creates every map of this link on the cluster again (a no-op for those it
-        still has), retried until it succeeds or the connection drops again; then the
-        link counts as connected."""
+        still has) and waits until each is loaded, retried until that succeeds or the
+        connection drops again; then the link counts as connected.
+
+        The wait is a ``size()``: it answers only once a map's initial load is done
+        (the member says "retry" until then), while some reads do not wait (an entry
+        view of a partition still loading reads as absent), so a client read during
+        the load would be told a registered client does not exist."""
         pause = 0.1
         while self.client.lifecycle_service.is_running():
             try:
-                for name in self._maps:
+                for name, proxy in self._maps.items():
                     # The create-proxy call get_map makes once (untyped upstream).
                     request = client_create_proxy_codec.encode_request(name, MAP_SERVICE)  # type: ignore[no-untyped-call]
                     invocation = Invocation(request)  # type: ignore[no-untyped-call]
                     await self.client._invocation_service.ainvoke(invocation)
+                    await proxy.size()
             except HazelcastError:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
