@@ -60,9 +60,14 @@ class Backend:
         return self.connected and not self.draining
 
     def require_connection(self) -> Connection:
-        """The connection, or :class:`limiter.BackendUnavailable` before there is one."""
+        """The connection, or :class:`limiter.BackendUnavailable` before there is one and
+        while it reconnects."""
         if self.connection is None:
             raise BackendUnavailable("not connected to the cluster yet")
+        if not self.connection.link.connected:
+            # Reconnecting: until the link has its maps back and loaded, a registry read
+            # could find a partition still loading and call an existing client unknown.
+            raise BackendUnavailable("reconnecting to the cluster")
         return self.connection
 
     def start(self) -> None:

@@ -51,7 +51,6 @@ class ClusterLink:
         self._heartbeat: asyncio.Task[None] | None = None
         self._disconnect_callbacks: list[Callable[[], None]] = []
         self._maps: dict[str, Any] = {}
-        self._was_connected = False
         self._recreating: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
         client.lifecycle_service.add_listener(self._on_state)
@@ -62,14 +61,14 @@ class ClusterLink:
 
     def _on_state(self, state: str) -> None:
         if state == LifecycleState.CONNECTED:
-            if self._was_connected and self._maps:
+            # Maps handed out mean this is a reconnection: the cluster may have lost them.
+            if self._maps:
                 if self._recreating is not None:
                     self._recreating.cancel()
                 self._recreating = self._loop.create_task(
                     self._recreate_maps(), name="ratelimit-recreate-maps"
                 )
                 return
-            self._was_connected = True
             self._connected.set()
         elif state in (
             LifecycleState.DISCONNECTED,

@@ -108,8 +108,11 @@ def test_every_client_survives_a_restart_of_every_member(replica: Replica, durab
 
     durable.stop([durable.member_name(i) for i in range(MEMBERS)])
     restart_seconds = durable.start_members(MEMBERS)
+    # 503 until the replica has reconnected and seen the registry loaded.
     back_seconds = replica.wait_for(
-        lambda: shown(replica, created[1]["id"]) is not None, 120, "the registry to be loaded"
+        lambda: replica.get(f"/bucket/{created[1]['id']}", headers=ADMIN).status_code == 200,
+        120,
+        "the registry to be loaded",
     )
     print(
         f"\n{CLIENTS} clients created in {create_seconds:.1f}s; members restarted in "
