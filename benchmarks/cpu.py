@@ -13,7 +13,15 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["CpuMeter", "CpuSample", "children_by_parent", "tree_cpu_seconds"]
+__all__ = [
+    "CpuMeter",
+    "CpuSample",
+    "ThreadTime",
+    "children_by_parent",
+    "jit_cpu_seconds",
+    "thread_times",
+    "tree_cpu_seconds",
+]
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
@@ -71,14 +79,102 @@ class CpuSample:
 
 class CpuMeter:
     """The CPU of named groups of process trees (replicas, members) over a run:
-    ``before = meter.read()``, the run, then ``meter.since(before)``."""
+    ``before = meter.read()``, the run, then ``meter.since(before)``.
 
-    def __init__(self, groups: Mapping[str, Iterable[int]]) -> None:
+    For each group of ``jit_of`` (JVMs), ``<name>_jit`` is also read: the part of that
+    group's CPU its JIT compiler threads used. A member started minutes ago still spends
+    much of its CPU compiling (docs/profiling.md); a long-running one does not, so the
+    cost of a decision in a warm cluster is the group's CPU minus this part."""
+
+    def __init__(self, groups: Mapping[str, Iterable[int]], jit_of: Iterable[str] = ()) -> None:
         self.groups = {name: tuple(pids) for name, pids in groups.items()}
+        self.jit_of = tuple(jit_of)
 
     def read(self) -> dict[str, float]:
-        return {name: tree_cpu_seconds(pids) for name, pids in self.groups.items()}
+        seconds = {name: tree_cpu_seconds(pids) for name, pids in self.groups.items()}
+        for name in self.jit_of:
+            seconds[f"{name}_jit"] = jit_cpu_seconds(self.groups[name])
+        return seconds
 
     def since(self, before: Mapping[str, float]) -> CpuSample:
         after = self.read()
-        return CpuSample({name: after[name] - before[name] for name in self.groups})
+        return CpuSample({name: after[name] - before[name] for name in after})
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadTime:
+    """One thread's CPU split into user and kernel time, and how often it gave the CPU up.
+
+    On loopback a ``send`` also runs the receiver's TCP processing and wakes its reader, so
+    kernel time and voluntary switches (sleeps on a queue or a socket) show a per-message
+    cost that a sampling profiler of Java or Python code does not see."""
+
+    name: str
+    user_seconds: float
+    system_seconds: float
+    voluntary_switches: int
+    involuntary_switches: int
+
+    def minus(self, before: ThreadTime | None) -> ThreadTime:
+        if before is None:
+            return self
+        return ThreadTime(
+            self.name,
+            self.user_seconds - before.user_seconds,
+            self.system_seconds - before.system_seconds,
+            self.voluntary_switches - before.voluntary_switches,
+            self.involuntary_switches - before.involuntary_switches,
+        )
+
+
+def _switches(status: str, field: str) -> int:
+    _, _, rest = status.partition(f"\n{field}:")
+    return int(rest.split()[0]) if rest else 0
+
+
+def thread_times(root_pids: Iterable[int]) -> dict[int, ThreadTime]:
+    """Every thread of these processes and their descendants, by thread id, named as the
+    kernel knows it (``comm``: 15 characters at most)."""
+    children = children_by_parent()
+    found: dict[int, ThreadTime] = {}
+    pending = list(root_pids)
+    seen: set[int] = set()
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        pending.extend(children.get(pid, []))
+        try:
+            tids = [int(t) for t in os.listdir(PROC / str(pid) / "task")]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        for tid in tids:
+            task = PROC / str(pid) / "task" / str(tid)
+            try:
+                stat = (task / "stat").read_text()
+                status = (task / "status").read_text()
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            found[tid] = ThreadTime(
+                stat[stat.index("(") + 1 : stat.rindex(")")],
+                int(fields[11]) / TICKS_PER_SECOND,
+                int(fields[12]) / TICKS_PER_SECOND,
+                _switches(status, "voluntary_ctxt_switches"),
+                _switches(status, "nonvoluntary_ctxt_switches"),
+            )
+    return found
+
+
+#: How the kernel names HotSpot's compiler threads (``comm`` keeps 15 characters).
+JIT_THREAD_PREFIXES = ("C1 CompilerThre", "C2 CompilerThre")
+
+
+def jit_cpu_seconds(root_pids: Iterable[int]) -> float:
+    """CPU seconds of the JIT compiler threads of these processes and their descendants."""
+    return sum(
+        t.user_seconds + t.system_seconds
+        for t in thread_times(root_pids).values()
+        if t.name.startswith(JIT_THREAD_PREFIXES)
+    )

@@ -8,7 +8,11 @@ Starts the benchmark's own stack (``RATELIMIT_BENCH_BASE_PORT``, as
 - ``replica.speedscope.json``: the worker's stacks, for https://www.speedscope.app;
 - ``replica.collapsed.txt``: the same as collapsed stacks (flamegraph.pl input);
 - ``member-N.jfr``: each member's recording (``jfr print``, JDK Mission Control);
-- ``summary.md``: the top functions of both sides, by own time and by inclusive time.
+- ``summary.md``: the top functions of both sides, by own time and by inclusive time,
+  and every thread's user and kernel CPU and context switches per decision, grouped by
+  what the thread does (from ``/proc``; a member's thread names from ``jcmd Thread.print``).
+  The sampling profilers see only Java or Python code; this table also shows the
+  system calls and thread wake-ups around each message.
 
     python -m benchmarks.profile [--strategy entry_processor] [--clients 1000] [--seconds 20]
 
@@ -29,7 +33,13 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from benchmarks.cpu import CpuMeter, children_by_parent, tree_cpu_seconds
+from benchmarks.cpu import (
+    CpuMeter,
+    ThreadTime,
+    children_by_parent,
+    thread_times,
+    tree_cpu_seconds,
+)
 from benchmarks.endtoend import (
     ADMIN_TOKEN,
     REPLICAS,
@@ -42,6 +52,51 @@ from benchmarks.wrk import run_wrk
 
 #: Frames of the JDK's and Hazelcast's idle waits, left out of the member's top lists.
 JAVA_IDLE = re.compile(r"park|epollWait|Object\.wait|Thread\.sleep|LockSupport|select0")
+#: A thread line of ``jcmd Thread.print``: its name and native id (hex on JDK 17).
+JAVA_THREAD = re.compile(r'^"(?P<name>[^"]*)".*\bnid=(?P<nid>0x[0-9a-fA-F]+|\d+)', re.MULTILINE)
+#: Hazelcast prefixes its threads with the instance's name (``hz.<name>.``).
+HAZELCAST_INSTANCE = re.compile(r"^hz\.[^.]+\.")
+
+
+def java_thread_names(pid: int) -> dict[int, str]:
+    """Thread id -> the JVM's name for it (the kernel keeps only 15 characters)."""
+    dump = subprocess.run(
+        ["jcmd", str(pid), "Thread.print"], check=False, capture_output=True, text=True
+    ).stdout
+    return {int(m["nid"], 0): m["name"] for m in JAVA_THREAD.finditer(dump)}
+
+
+def thread_group(name: str) -> str:
+    """One row per kind of thread: the instance prefix dropped, numbers as N."""
+    return re.sub(r"(?<=[-#])\d+|\d+$", "N", HAZELCAST_INSTANCE.sub("", name))
+
+
+def thread_table(
+    side: str,
+    before: Mapping[int, ThreadTime],
+    after: Mapping[int, ThreadTime],
+    names: Mapping[int, str],
+    decisions: int,
+) -> list[str]:
+    """Rows of user and kernel CPU (ms) and switches per decision, by thread group."""
+    groups: dict[str, list[float]] = {}
+    for tid, now in after.items():
+        used = now.minus(before.get(tid))
+        row = groups.setdefault(thread_group(names.get(tid, now.name)), [0.0, 0.0, 0.0, 0.0])
+        row[0] += used.user_seconds
+        row[1] += used.system_seconds
+        row[2] += used.voluntary_switches
+        row[3] += used.involuntary_switches
+    per = 1000 / max(decisions, 1)
+    total = [sum(row[i] for row in groups.values()) for i in range(4)]
+    lines = []
+    for group, row in sorted([*groups.items(), ("all", total)], key=lambda g: -(g[1][0] + g[1][1])):
+        if row[0] + row[1] + row[2] > 0:
+            lines.append(
+                f"| {side} | {group} | {row[0] * per:.3f} | {row[1] * per:.3f} | "
+                f"{row[2] / max(decisions, 1):.2f} | {row[3] / max(decisions, 1):.2f} |"
+            )
+    return lines
 
 
 def top(counter: Mapping[str, int], total: int, count: int = 25) -> list[str]:
@@ -100,6 +155,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
+        "--warmup", type=int, default=15, help="seconds of the spread load before recording"
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -121,7 +179,9 @@ def main() -> int:
         ids = asyncio.run(create_clients(base, args.clients, 10**9))
         warm = create_client(base, 10**9)
         run_wrk(f"{base}/example", args.connections, 3, headers={"X-Api-Id": warm})
-        run_wrk(f"{base}/example", args.connections, 5, rotate=("X-Api-Id", ids))
+        # Long enough for the members' JIT to compile the spread's paths: a shorter
+        # warm-up left the compiler threads with a quarter of the members' CPU.
+        run_wrk(f"{base}/example", args.connections, args.warmup, rotate=("X-Api-Id", ids))
 
         replica_pid = stack.pid_of(stack.replica_name(0)) or 0
         # The busiest child after the warm-up is a worker (Sanic also forks helpers).
@@ -179,9 +239,21 @@ def main() -> int:
                 "members": list(members.values()),
             }
         )
+        replica_pids = [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)]
+        threads_before = {
+            "members": thread_times(members.values()),
+            "replicas": thread_times(replica_pids),
+        }
         before = meter.read()
         seen = run_wrk(f"{base}/example", args.connections, args.seconds, rotate=("X-Api-Id", ids))
         cpu = meter.since(before).per_request_ms(seen.requests)
+        threads_after = {
+            "members": thread_times(members.values()),
+            "replicas": thread_times(replica_pids),
+        }
+        java_names: dict[int, str] = {}
+        for pid in members.values():
+            java_names.update(java_thread_names(pid))
         for spy in spies:
             spy.wait(timeout=args.seconds + 60)
         for pid in members.values():
@@ -199,6 +271,21 @@ def main() -> int:
         "",
         f"{seen.per_second:.0f} requests/s, statuses {seen.statuses}; CPU per request: "
         f"replicas {cpu['replicas']:.3f} ms, members {cpu['members']:.3f} ms",
+        "",
+        "## CPU by thread, per decision (every member, every replica process)",
+        "",
+        "| side | threads | user ms | kernel ms | voluntary switches | involuntary switches |",
+        "|---|---|---:|---:|---:|---:|",
+        *thread_table(
+            "members",
+            threads_before["members"],
+            threads_after["members"],
+            java_names,
+            seen.requests,
+        ),
+        *thread_table(
+            "replicas", threads_before["replicas"], threads_after["replicas"], {}, seen.requests
+        ),
         "",
     ]
     total, own, inclusive = summarise_collapsed(

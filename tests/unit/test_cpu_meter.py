@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -37,3 +38,101 @@ def test_a_process_tree_counts_the_cpu_of_its_descendants() -> None:
     assert 0.35 <= used.seconds["parent"] < 5
     assert used.seconds["nobody"] == 0
     assert used.per_request_ms(1000)["parent"] == pytest.approx(used.seconds["parent"])
+
+
+def test_thread_times_split_a_busy_thread_from_an_idle_one() -> None:
+    """A thread that burns CPU shows it as its own user time, named as it was named, while
+    a thread asleep on an event gains none and counts voluntary switches."""
+    import threading
+
+    from benchmarks.cpu import thread_times
+
+    stop = threading.Event()
+    ids: dict[str, int] = {}
+
+    def burn() -> None:
+        ids["busy"] = threading.get_native_id()
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+        stop.wait()
+
+    def sleep() -> None:
+        ids["idle"] = threading.get_native_id()
+        for _ in range(5):
+            stop.wait(0.01)
+        stop.wait()
+
+    threads = [threading.Thread(target=burn), threading.Thread(target=sleep)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            found = thread_times([os.getpid()])
+            busy = found.get(ids.get("busy", -1))
+            if busy is not None and busy.user_seconds + busy.system_seconds >= 0.25:
+                break
+            assert time.monotonic() < deadline, "the busy thread never showed its CPU"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    idle = found[ids["idle"]]
+    assert idle.user_seconds + idle.system_seconds < 0.1
+    assert idle.voluntary_switches >= 5
+    assert busy.minus(busy).user_seconds == 0
+
+
+def test_member_thread_names_group_by_kind() -> None:
+    """A thread dump's names and native ids are read in either notation, and threads of
+    one kind across members and numbers fall into one row."""
+    from benchmarks.profile import JAVA_THREAD, thread_group
+
+    dump = (
+        '"hz.brave_x.partition-operation.thread-1" #45 daemon prio=5 nid=0x3039 waiting\n'
+        '"C2 CompilerThread0" #8 daemon prio=9 nid=12346 runnable\n'
+    )
+    parsed = {int(m["nid"], 0): m["name"] for m in JAVA_THREAD.finditer(dump)}
+    assert parsed == {
+        0x3039: "hz.brave_x.partition-operation.thread-1",
+        12346: "C2 CompilerThread0",
+    }
+    assert thread_group(parsed[0x3039]) == "partition-operation.thread-N"
+    assert thread_group("hz.calm_y.partition-operation.thread-0") == thread_group(parsed[0x3039])
+    assert thread_group(parsed[12346]) == "C2 CompilerThreadN"
+
+
+def test_jit_part_counts_only_compiler_threads() -> None:
+    """Only threads the kernel names as HotSpot's compiler threads count as a JVM's JIT
+    part: CPU of a thread so named shows there, CPU of the process's others does not."""
+    import threading
+
+    from benchmarks.cpu import jit_cpu_seconds
+
+    done = threading.Event()
+
+    def compile_for(seconds: float) -> None:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
+            comm.write("C2 CompilerThread0")
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+        done.wait()  # alive, so that its CPU is still in /proc when read
+
+    before = jit_cpu_seconds([os.getpid()])
+    end = time.thread_time() + 0.3
+    while time.thread_time() < end:
+        pass
+    assert jit_cpu_seconds([os.getpid()]) - before < 0.05
+    compiler = threading.Thread(target=compile_for, args=(0.3,))
+    compiler.start()
+    try:
+        deadline = time.monotonic() + 30
+        while jit_cpu_seconds([os.getpid()]) - before < 0.25:
+            assert time.monotonic() < deadline, "the compiler thread's CPU never counted"
+            time.sleep(0.01)
+    finally:
+        done.set()
+        compiler.join(timeout=30)
