@@ -52,11 +52,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Stack]:
+def registry_database() -> Iterator[Stack]:
+    """The session's PostgreSQL, emptied of an earlier session's registry: the session's
+    members load from it, and so do the stacks of tests that bring their own members."""
     stack = test_stack()
     try:
         stack.start_database()
         stack.sql("DROP TABLE IF EXISTS ratelimit_registry")
+        yield stack
+    finally:
+        if os.environ.get("RATELIMIT_TEST_KEEP_CLUSTER") != "1":
+            stack.stop_database()
+
+
+@pytest.fixture(scope="session")
+def cluster(registry_database: Stack) -> Iterator[Stack]:
+    stack = registry_database
+    try:
         stack.start_members(MEMBERS)
         yield stack
     finally:

@@ -151,9 +151,9 @@ def _own_stack() -> Stack:
 
 
 @pytest.fixture(scope="module")
-def fault_stack() -> Iterator[Stack]:
-    """Three members and nginx of this module's own (their replicas start per test);
-    everything stopped at the end whatever happened."""
+def fault_stack(registry_database: Stack) -> Iterator[Stack]:
+    """Three members and nginx of this module's own (their replicas start per test), on
+    the session's database; everything stopped at the end whatever happened."""
     stack = _own_stack()
     try:
         stack.start_members(MEMBERS)
@@ -328,7 +328,10 @@ async def _member_loss(
     during = load.shots
     causes = await undecided_causes(http, rig.replica_ports) - causes
     undecided = [shot for shot in during if not shot.decided]
-    assert all(shot.sent >= killed_at for shot in undecided), "errors before the kill"
+    # A request in flight when the member died may fail (a lock decision is four round
+    # trips); one answered before that must not have.
+    early = [shot for shot in undecided if shot.done < killed_at]
+    assert not early, f"errors answered before the kill: {early[:5]}"
     recovered_after = max((shot.done - killed_at for shot in undecided), default=0.0)
 
     found = await asyncio.gather(*(_registered(http, url, c) for c in ids))
