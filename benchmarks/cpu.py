@@ -19,6 +19,7 @@ __all__ = [
     "ThreadTime",
     "children_by_parent",
     "jit_cpu_seconds",
+    "process_tree",
     "thread_times",
     "tree_cpu_seconds",
 ]
@@ -27,13 +28,26 @@ TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
 
 
+#: What reading a file of a process or thread that just exited raises.
+GONE = (FileNotFoundError, ProcessLookupError, PermissionError)
+
+
+def _parse_stat(text: str) -> tuple[str, list[str]]:
+    """The command name and the fields after it of a ``stat`` file; the name (field 2) is
+    in parentheses and may hold spaces, so the split starts after it."""
+    return text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return _parse_stat((PROC / str(pid) / "stat").read_text())[1]
+    except GONE:
         return None
-    # The command name (field 2) is in parentheses and may hold spaces: split after it.
-    return text[text.rindex(")") + 2 :].split()
+
+
+def _cpu_seconds(fields: list[str]) -> tuple[float, float]:
+    """User and system seconds: after the name, state(0) ppid(1) ... utime(11) stime(12)."""
+    return int(fields[11]) / TICKS_PER_SECOND, int(fields[12]) / TICKS_PER_SECOND
 
 
 def children_by_parent() -> dict[int, list[int]]:
@@ -47,24 +61,23 @@ def children_by_parent() -> dict[int, list[int]]:
     return children
 
 
-def tree_cpu_seconds(root_pids: Iterable[int]) -> float:
-    """User plus system CPU seconds of these processes and all their descendants."""
+def process_tree(root_pids: Iterable[int]) -> list[int]:
+    """These processes and all their descendants alive now, each once."""
     children = children_by_parent()
-    total_ticks = 0
     pending = list(root_pids)
-    seen: set[int] = set()
+    seen: dict[int, None] = {}
     while pending:
         pid = pending.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        fields = _stat_fields(pid)
-        if fields is None:
-            continue
-        # After the name: state(0) ppid(1) ... utime(11) stime(12).
-        total_ticks += int(fields[11]) + int(fields[12])
-        pending.extend(children.get(pid, []))
-    return total_ticks / TICKS_PER_SECOND
+        if pid not in seen:
+            seen[pid] = None
+            pending.extend(children.get(pid, []))
+    return list(seen)
+
+
+def tree_cpu_seconds(root_pids: Iterable[int]) -> float:
+    """User plus system CPU seconds of these processes and all their descendants."""
+    fields = (_stat_fields(pid) for pid in process_tree(root_pids))
+    return sum(sum(_cpu_seconds(f)) for f in fields if f is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,14 +129,20 @@ class ThreadTime:
     involuntary_switches: int
 
     def minus(self, before: ThreadTime | None) -> ThreadTime:
-        if before is None:
-            return self
+        """What the thread used since ``before`` (all of it for a thread new since)."""
+        return self if before is None else self._combine(before, -1)
+
+    def plus(self, other: ThreadTime, name: str) -> ThreadTime:
+        """Both threads' use together, under ``name`` (a group of threads)."""
+        return dataclasses.replace(self._combine(other, 1), name=name)
+
+    def _combine(self, other: ThreadTime, sign: int) -> ThreadTime:
         return ThreadTime(
             self.name,
-            self.user_seconds - before.user_seconds,
-            self.system_seconds - before.system_seconds,
-            self.voluntary_switches - before.voluntary_switches,
-            self.involuntary_switches - before.involuntary_switches,
+            self.user_seconds + sign * other.user_seconds,
+            self.system_seconds + sign * other.system_seconds,
+            self.voluntary_switches + sign * other.voluntary_switches,
+            self.involuntary_switches + sign * other.involuntary_switches,
         )
 
 
@@ -135,32 +154,21 @@ def _switches(status: str, field: str) -> int:
 def thread_times(root_pids: Iterable[int]) -> dict[int, ThreadTime]:
     """Every thread of these processes and their descendants, by thread id, named as the
     kernel knows it (``comm``: 15 characters at most)."""
-    children = children_by_parent()
     found: dict[int, ThreadTime] = {}
-    pending = list(root_pids)
-    seen: set[int] = set()
-    while pending:
-        pid = pending.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        pending.extend(children.get(pid, []))
+    for pid in process_tree(root_pids):
         try:
-            tids = [int(t) for t in os.listdir(PROC / str(pid) / "task")]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            tasks = list((PROC / str(pid) / "task").iterdir())
+        except GONE:
             continue
-        for tid in tids:
-            task = PROC / str(pid) / "task" / str(tid)
+        for task in tasks:
             try:
-                stat = (task / "stat").read_text()
+                name, fields = _parse_stat((task / "stat").read_text())
                 status = (task / "status").read_text()
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
+            except GONE:
                 continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            found[tid] = ThreadTime(
-                stat[stat.index("(") + 1 : stat.rindex(")")],
-                int(fields[11]) / TICKS_PER_SECOND,
-                int(fields[12]) / TICKS_PER_SECOND,
+            found[int(task.name)] = ThreadTime(
+                name,
+                *_cpu_seconds(fields),
                 _switches(status, "voluntary_ctxt_switches"),
                 _switches(status, "nonvoluntary_ctxt_switches"),
             )

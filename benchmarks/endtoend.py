@@ -293,7 +293,7 @@ def as_markdown(summary: dict[str, Any]) -> str:
                 f"| {strategy} | {scenario} | {r['per_second']:.0f} | "
                 f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                 f"{cpu['replicas']:.3f} | {cpu['members']:.3f} | "
-                f"{cpu.get('members_jit', float('nan')):.3f} | {cpu['nginx']:.3f} | {check} |"
+                f"{cpu['members_jit']:.3f} | {cpu['nginx']:.3f} | {check} |"
             )
     return "\n".join(lines)
 

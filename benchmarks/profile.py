@@ -78,25 +78,25 @@ def thread_table(
     names: Mapping[int, str],
     decisions: int,
 ) -> list[str]:
-    """Rows of user and kernel CPU (ms) and switches per decision, by thread group."""
-    groups: dict[str, list[float]] = {}
+    """Rows of user and kernel CPU (ms) and switches per decision, by thread group, the
+    sum of all groups first."""
+    groups: dict[str, ThreadTime] = {}
+    total = ThreadTime("all", 0.0, 0.0, 0, 0)
     for tid, now in after.items():
+        group = thread_group(names.get(tid, now.name))
         used = now.minus(before.get(tid))
-        row = groups.setdefault(thread_group(names.get(tid, now.name)), [0.0, 0.0, 0.0, 0.0])
-        row[0] += used.user_seconds
-        row[1] += used.system_seconds
-        row[2] += used.voluntary_switches
-        row[3] += used.involuntary_switches
-    per = 1000 / max(decisions, 1)
-    total = [sum(row[i] for row in groups.values()) for i in range(4)]
-    lines = []
-    for group, row in sorted([*groups.items(), ("all", total)], key=lambda g: -(g[1][0] + g[1][1])):
-        if row[0] + row[1] + row[2] > 0:
-            lines.append(
-                f"| {side} | {group} | {row[0] * per:.3f} | {row[1] * per:.3f} | "
-                f"{row[2] / max(decisions, 1):.2f} | {row[3] / max(decisions, 1):.2f} |"
-            )
-    return lines
+        groups[group] = groups.get(group, ThreadTime(group, 0.0, 0.0, 0, 0)).plus(used, group)
+        total = total.plus(used, "all")
+    per = max(decisions, 1)
+    return [
+        f"| {side} | {row.name} | {1000 * row.user_seconds / per:.3f} | "
+        f"{1000 * row.system_seconds / per:.3f} | {row.voluntary_switches / per:.2f} | "
+        f"{row.involuntary_switches / per:.2f} |"
+        for row in sorted(
+            [total, *groups.values()], key=lambda r: -(r.user_seconds + r.system_seconds)
+        )
+        if row.user_seconds + row.system_seconds + row.voluntary_switches > 0
+    ]
 
 
 def top(counter: Mapping[str, int], total: int, count: int = 25) -> list[str]:

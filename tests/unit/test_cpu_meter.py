@@ -41,8 +41,8 @@ def test_a_process_tree_counts_the_cpu_of_its_descendants() -> None:
 
 
 def test_thread_times_split_a_busy_thread_from_an_idle_one() -> None:
-    """A thread that burns CPU shows it as its own user time, named as it was named, while
-    a thread asleep on an event gains none and counts voluntary switches."""
+    """A thread that burns CPU shows it as its own user time, while a thread asleep on an
+    event gains none and counts voluntary switches."""
     import threading
 
     from benchmarks.cpu import thread_times
@@ -136,3 +136,32 @@ def test_jit_part_counts_only_compiler_threads() -> None:
     finally:
         done.set()
         compiler.join(timeout=30)
+
+
+def test_thread_table_sums_threads_of_one_kind_per_decision() -> None:
+    """Threads of one kind on different members make one row, the sum of every thread
+    comes first, CPU is in ms per decision, and a thread new since the first reading
+    counts whole."""
+    from benchmarks.cpu import ThreadTime
+    from benchmarks.profile import thread_table
+
+    before = {
+        1: ThreadTime("hz.a.partit", 1.0, 0.5, 10, 0),
+        2: ThreadTime("hz.b.partit", 2.0, 0.0, 20, 0),
+    }
+    after = {
+        1: ThreadTime("hz.a.partit", 1.4, 0.6, 30, 2),
+        2: ThreadTime("hz.b.partit", 2.2, 0.1, 40, 0),
+        3: ThreadTime("C2 CompilerThre", 0.1, 0.0, 0, 0),
+    }
+    names = {
+        1: "hz.a.partition-operation.thread-0",
+        2: "hz.b.partition-operation.thread-1",
+        3: "C2 CompilerThread0",
+    }
+    rows = thread_table("members", before, after, names, decisions=100)
+    assert rows == [
+        "| members | all | 7.000 | 2.000 | 0.40 | 0.02 |",
+        "| members | partition-operation.thread-N | 6.000 | 2.000 | 0.40 | 0.02 |",
+        "| members | C2 CompilerThreadN | 1.000 | 0.000 | 0.00 | 0.00 |",
+    ]
