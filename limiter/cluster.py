@@ -11,6 +11,7 @@ from hazelcast.asyncio import HazelcastClient
 from hazelcast.config import ReconnectMode
 from hazelcast.errors import HazelcastError
 from hazelcast.internal.asyncio_invocation import Invocation
+from hazelcast.internal.asyncio_proxy.map import Map as AsyncioMap
 from hazelcast.lifecycle import LifecycleState
 from hazelcast.protocol.codec import client_create_proxy_codec
 
@@ -21,7 +22,7 @@ from limiter.settings import LimiterSettings
 #: The cluster's name for the map service (as hazelcast.proxy.MAP_SERVICE).
 MAP_SERVICE = "hz:impl:mapService"
 
-__all__ = ["HEARTBEAT_KEY", "ClusterLink", "connect"]
+__all__ = ["HEARTBEAT_KEY", "ClusterLink", "connect", "sibling_map"]
 
 #: The key the heartbeat reads (never written: a read of an absent key is the cheapest
 #: answer a member can give).
@@ -171,3 +172,14 @@ async def connect(settings: LimiterSettings, **client_config: Any) -> ClusterLin
             f"within {settings.connect_timeout_seconds}s"
         ) from None
     return link
+
+
+def sibling_map(proxy: Any, name: str) -> Any:
+    """The map ``name`` on the same client as the map proxy ``proxy``, without a round trip.
+
+    A strategy is built synchronously over the one counter map it is handed; a layout of
+    its own that needs another map configuration (the entry processor's shards) reaches
+    it through this. Members create a map on its first operation, so nothing has to be
+    announced first.
+    """
+    return AsyncioMap(MAP_SERVICE, name, proxy._context)  # type: ignore[no-untyped-call]  # untyped upstream

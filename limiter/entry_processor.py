@@ -1,8 +1,33 @@
-"""One round trip: the rule runs inside the member that owns the client's counter."""
+"""One round trip: the rule runs inside the member that owns the client's counter.
+
+Two layouts, chosen by ``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``):
+
+- **shards** (the default, 8): every client window lives in one of a few shard entries
+  of the map ``{counters_map}.shards`` (OBJECT in-memory format, so a shard is changed in
+  place and never serialised per call). A worker sends at most one call per shard at a
+  time; everything its keys queue for that shard meanwhile goes in the next call, one
+  :class:`ShardProcessor` carrying each key's batch. The member decides them all on the
+  shard's partition thread and sends one synchronous backup with the windows that
+  changed, so the cost of a client message, a partition operation and a backup is shared
+  by every decision in the call, as exact and as durable as one call per key::
+
+      key flights (one batch per key, limiter.base)
+        └─ shard of the key (crc32 of the key, mod the shard count)
+             └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight;
+                what queues meanwhile goes in the next one
+
+- **one entry per key** (0): ``{client}:{window}`` in ``counters_map`` holding
+  ``long[]{window start, count}`` with its TTL, one :class:`FixedWindowProcessor` call
+  per key batch.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import zlib
 from collections.abc import Sequence
+from typing import Any, Self, Unpack
 
 from hazelcast.serialization.api import (
     IdentifiedDataSerializable,
@@ -10,14 +35,26 @@ from hazelcast.serialization.api import (
     ObjectDataOutput,
 )
 
-from limiter.base import Quota, Strategy
+from limiter.base import Quota, Strategy, Wiring
+from limiter.cluster import sibling_map
 from limiter.rule import Alignment, Decision, Reason, WindowState
+from limiter.settings import LimiterSettings, StrategyConfig
 
-__all__ = ["PROCESSOR_FACTORY_ID", "EntryProcessorStrategy", "FixedWindowProcessor"]
+__all__ = [
+    "PROCESSOR_FACTORY_ID",
+    "EntryProcessorStrategy",
+    "FixedWindowProcessor",
+    "ShardProcessor",
+    "ShardWindowReader",
+    "counter_entry",
+    "shard_of",
+]
 
 #: Must match ProcessorFactory.java and hazelcast.xml.
 PROCESSOR_FACTORY_ID = 7301
 FIXED_WINDOW_PROCESSOR_ID = 1
+SHARD_PROCESSOR_ID = 3
+SHARD_WINDOW_READER_ID = 6
 #: Sent instead of a time: let the member's clock pick the window.
 MEMBER_CLOCK = -1
 #: The result is ``[limit, reset_after_ms]`` then ``allowed, remaining, reason`` per request.
@@ -71,15 +108,84 @@ class FixedWindowProcessor(IdentifiedDataSerializable):
         return FIXED_WINDOW_PROCESSOR_ID
 
 
-def parse_result(result: Sequence[int], requests: int) -> list[Decision]:
-    """The member's ``long[]`` answer as one decision per request."""
-    if len(result) != RESULT_HEADER + RESULT_STRIDE * requests:
-        raise ValueError(f"processor answered {len(result)} values for {requests} requests")
-    limit, reset_after_ms = result[0], result[1]
+class ShardProcessor(IdentifiedDataSerializable):
+    """The Python half of ``ratelimit.processor.ShardProcessor``: the batches of several
+    windows of one shard, each as :class:`FixedWindowProcessor` carries one."""
+
+    def __init__(self, now_ms: int, expiry_grace_ms: int, windows: Sequence[_ShardItem]) -> None:
+        self.now_ms = now_ms
+        self.expiry_grace_ms = expiry_grace_ms
+        self.windows = list(windows)
+
+    def write_data(self, output: ObjectDataOutput) -> None:
+        output.write_long(self.now_ms)
+        output.write_long(self.expiry_grace_ms)
+        output.write_int(len(self.windows))
+        for item in self.windows:
+            output.write_string(item.key)
+            output.write_long(item.quota.limit)
+            output.write_long(item.quota.window_seconds)
+            output.write_int(item.quota.alignment.wire_id)
+            output.write_long_array(item.costs)
+
+    def read_data(self, inp: ObjectDataInput) -> None:
+        raise NotImplementedError("only ever sent to a member")
+
+    def get_factory_id(self) -> int:
+        return PROCESSOR_FACTORY_ID
+
+    def get_class_id(self) -> int:
+        return SHARD_PROCESSOR_ID
+
+
+class ShardWindowReader(IdentifiedDataSerializable):
+    """``ratelimit.processor.ShardWindowReader``: one window of a shard, read on its owner."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def write_data(self, output: ObjectDataOutput) -> None:
+        output.write_string(self.key)
+
+    def read_data(self, inp: ObjectDataInput) -> None:
+        raise NotImplementedError("only ever sent to a member")
+
+    def get_factory_id(self) -> int:
+        return PROCESSOR_FACTORY_ID
+
+    def get_class_id(self) -> int:
+        return SHARD_WINDOW_READER_ID
+
+
+def parse_result(result: Sequence[int], requests: int, start: int = 0) -> list[Decision]:
+    """One batch's part of the member's ``long[]`` answer, from ``start``, as one decision
+    per request."""
+    end = start + RESULT_HEADER + RESULT_STRIDE * requests
+    if len(result) < end:
+        raise ValueError(f"processor answered {len(result)} values, short of {end}")
+    limit, reset_after_ms = result[start], result[start + 1]
     return [
         Decision(bool(result[i]), limit, result[i + 1], reset_after_ms, Reason(result[i + 2]))
-        for i in range(RESULT_HEADER, len(result), RESULT_STRIDE)
+        for i in range(start + RESULT_HEADER, end, RESULT_STRIDE)
     ]
+
+
+@dataclasses.dataclass(slots=True)
+class _ShardItem:
+    """One key's batch waiting for its shard's next call."""
+
+    key: str
+    quota: Quota
+    costs: Sequence[int]
+    answer: asyncio.Future[list[Decision]]
+
+
+@dataclasses.dataclass(slots=True)
+class _ShardQueue:
+    """What a worker has queued for one shard, and the task sending its calls."""
+
+    items: list[_ShardItem] = dataclasses.field(default_factory=list)
+    sender: asyncio.Task[None] | None = None
 
 
 class EntryProcessorStrategy(Strategy):
@@ -94,23 +200,146 @@ class EntryProcessorStrategy(Strategy):
 
     name = "entry_processor"
 
+    def __init__(self, counters: Any, config: StrategyConfig, **wiring: Unpack[Wiring]) -> None:
+        super().__init__(counters, config, **wiring)
+        self.shard_count = config.counter_shards
+        self.shards = (
+            sibling_map(counters, shards_map_name(counters.name)) if self.shard_count else None
+        )
+        self._shard_queues: dict[int, _ShardQueue] = {}
+        self._senders: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_settings(
+        cls, counters: Any, settings: LimiterSettings, **wiring: Unpack[Wiring]
+    ) -> Self:
+        return cls(counters, settings.strategy_config, **wiring)
+
+    def _now_or_member_clock(self) -> int:
+        return MEMBER_CLOCK if self.clock is None else self.clock()
+
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[Decision]:
-        now = MEMBER_CLOCK if self.clock is None else self.clock()
-        processor = FixedWindowProcessor(
-            quota.limit, quota.window_seconds, quota.alignment, now, self.expiry_grace_ms, costs
-        )
-        result = await self.counters.execute_on_key(
-            processor_key(quota.client_id, quota.window_seconds), processor
-        )
-        return parse_result(result, len(costs))
+        key = processor_key(quota.client_id, quota.window_seconds)
+        if self.shards is None:
+            processor = FixedWindowProcessor(
+                quota.limit,
+                quota.window_seconds,
+                quota.alignment,
+                self._now_or_member_clock(),
+                self.expiry_grace_ms,
+                costs,
+            )
+            result = await self.counters.execute_on_key(key, processor)
+            return split_result(result, [len(costs)])[0]
+        index = shard_of(key, self.shard_count)
+        queue = self._shard_queues.get(index)
+        if queue is None:
+            queue = self._shard_queues[index] = _ShardQueue()
+        item = _ShardItem(key, quota, costs, asyncio.get_running_loop().create_future())
+        queue.items.append(item)
+        if queue.sender is None:
+            queue.sender = asyncio.get_running_loop().create_task(self._send(index, queue))
+            self._senders.add(queue.sender)
+            queue.sender.add_done_callback(self._senders.discard)
+        return await item.answer
+
+    async def _send(self, index: int, queue: _ShardQueue) -> None:
+        """Sends the shard's queue, one call at a time, until nothing is queued.
+
+        Started in the iteration of the event loop that queued the first item, it runs in
+        the next one: what every key queued in between rides along in the first call.
+        """
+        assert self.shards is not None
+        shard_key = shard_entry_key(index, self.shard_count)
+        try:
+            while queue.items:
+                items = [item for item in queue.items if not item.answer.done()]
+                queue.items = []
+                if not items:
+                    continue
+                processor = ShardProcessor(self._now_or_member_clock(), self.expiry_grace_ms, items)
+                try:
+                    result = await self.shards.execute_on_key(shard_key, processor)
+                    answers = split_result(result, [len(item.costs) for item in items])
+                except Exception as error:
+                    for item in items:
+                        if not item.answer.done():
+                            item.answer.set_exception(error)
+                    continue
+                for item, decisions in zip(items, answers, strict=True):
+                    if not item.answer.done():
+                        item.answer.set_result(decisions)
+        finally:
+            for item in queue.items:
+                item.answer.cancel()
+            queue.items = []
+            queue.sender = None
+            if self._shard_queues.get(index) is queue:
+                del self._shard_queues[index]
+
+    async def close(self) -> None:
+        await super().close()
+        if self._senders:
+            await asyncio.gather(*self._senders, return_exceptions=True)
 
     async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
-        stored = await self.counters.get(processor_key(client_id, window_seconds))
+        key = processor_key(client_id, window_seconds)
+        if self.shards is not None:
+            stored = await self.shards.execute_on_key(
+                shard_entry_key(shard_of(key, self.shard_count), self.shard_count),
+                ShardWindowReader(key),
+            )
+        else:
+            stored = await self.counters.get(key)
         if isinstance(stored, list) and len(stored) == 2:
             return WindowState(int(stored[0]), int(stored[1]))
         return None
+
+    def counter_entry(self, client_id: str, window_seconds: int) -> tuple[str, str]:
+        """The map and key of the entry holding the client's window (its owner decides)."""
+        return counter_entry(self.counters.name, self.shard_count, client_id, window_seconds)
+
+
+def split_result(result: Sequence[int], batch_sizes: Sequence[int]) -> list[list[Decision]]:
+    """A processor's answer, one list of decisions per batch of ``batch_sizes`` in order
+    (one batch for a key's processor, one per window for a shard's)."""
+    answers = []
+    at = 0
+    for size in batch_sizes:
+        answers.append(parse_result(result, size, at))
+        at += RESULT_HEADER + RESULT_STRIDE * size
+    if at != len(result):
+        raise ValueError(f"processor answered {len(result)} values, expected {at}")
+    return answers
+
+
+def shards_map_name(counters_map: str) -> str:
+    """The map of the shard layout, configured apart (OBJECT format, no map-level TTL)."""
+    return f"{counters_map}.shards"
+
+
+def shard_of(key: str, shard_count: int) -> int:
+    """The shard of a window key: the same in every replica (``hash()`` is per process)."""
+    return zlib.crc32(key.encode()) % shard_count
+
+
+def shard_entry_key(index: int, shard_count: int) -> str:
+    """The entry of a shard; the count is part of it, so replicas that disagree on the
+    count never share an entry laid out for another count."""
+    return f"shard-{index}-of-{shard_count}"
+
+
+def counter_entry(
+    counters_map: str, shard_count: int, client_id: str, window_seconds: int
+) -> tuple[str, str]:
+    """The map and key of the entry that holds a client's window in the entry processor's
+    layout (``shard_count`` 0: one entry per key)."""
+    key = processor_key(client_id, window_seconds)
+    if not shard_count:
+        return counters_map, key
+    return shards_map_name(counters_map), shard_entry_key(shard_of(key, shard_count), shard_count)
 
 
 def processor_key(client_id: str, window_seconds: int) -> str:

@@ -38,6 +38,10 @@ def choices(*allowed: str) -> dict[str, Any]:
     return {"choices": allowed}
 
 
+#: Field metadata: zero is a meaningful value of this number (every other must be positive).
+ZERO_ALLOWED = {"zero_allowed": True}
+
+
 @dataclasses.dataclass(frozen=True)
 class StrategyConfig:
     """What every strategy needs (see :class:`limiter.base.Strategy`)."""
@@ -46,6 +50,7 @@ class StrategyConfig:
     expiry_grace_seconds: float
     max_queued_per_key: int
     deny_cache_size: int
+    counter_shards: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +109,12 @@ class LimiterSettings:
     max_clock_skew_seconds: float = 0.5
     #: The window counters' map; tests give each run a fresh one.
     counters_map: str = "ratelimit.counters"
+    #: entry_processor: the windows of all clients live in this many shard entries of the
+    #: map ``{counters_map}.shards``, and a worker decides everything it has queued for one
+    #: shard with one cluster call (see :mod:`limiter.entry_processor`). 0: one entry per
+    #: client window in ``counters_map``, one call per key. Every replica must use the
+    #: same value, as it must use the same strategy: the layouts do not see each other.
+    counter_shards: int = dataclasses.field(default=8, metadata=ZERO_ALLOWED)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -113,8 +124,13 @@ class LimiterSettings:
                 raise SettingsError(
                     f"{PREFIX}{field.name.upper()}={value!r} is not one of: {', '.join(allowed)}"
                 )
-            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-                raise SettingsError(f"{PREFIX}{field.name.upper()} must be positive, got {value}")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                zero_allowed = field.metadata.get("zero_allowed", False)
+                if value < 0 or (value == 0 and not zero_allowed):
+                    least = "0 or more" if zero_allowed else "positive"
+                    raise SettingsError(
+                        f"{PREFIX}{field.name.upper()} must be {least}, got {value}"
+                    )
         if self.lock_lease_seconds <= self.decision_timeout_seconds:
             raise SettingsError(
                 "RATELIMIT_LOCK_LEASE_SECONDS must exceed RATELIMIT_DECISION_TIMEOUT_SECONDS, "
@@ -141,6 +157,7 @@ class LimiterSettings:
             expiry_grace_seconds=self.expiry_grace_seconds,
             max_queued_per_key=self.max_queued_per_key,
             deny_cache_size=self.deny_cache_size,
+            counter_shards=self.counter_shards,
         )
 
     @property

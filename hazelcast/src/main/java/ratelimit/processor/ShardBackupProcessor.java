@@ -1,0 +1,92 @@
+package ratelimit.processor;
+
+import com.hazelcast.map.EntryProcessor;
+import com.hazelcast.map.ExtendedMapEntry;
+import com.hazelcast.nio.ObjectDataInput;
+import com.hazelcast.nio.ObjectDataOutput;
+import com.hazelcast.nio.serialization.IdentifiedDataSerializable;
+import java.io.IOException;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Applies to a backup replica's shard what the primary's {@link ShardProcessor} changed:
+ * the sweep at the primary's instant, then the windows it wrote, as values. It decides
+ * nothing again (another member's clock could pick another window), and it carries only
+ * the windows that changed, not the shard, and the entry's TTL the primary gave it.
+ */
+public class ShardBackupProcessor
+        implements EntryProcessor<Object, Object, long[]>, IdentifiedDataSerializable {
+
+    /** {@code sweptAtMs} when the primary did not sweep. */
+    static final long NO_SWEEP = -1L;
+
+    private long sweptAtMs;
+    private long ttlMs;
+    private int changes;
+    private String[] keys;
+    private long[][] states;
+
+    public ShardBackupProcessor() {
+    }
+
+    ShardBackupProcessor(long sweptAtMs, long ttlMs, int changes, String[] keys, long[][] states) {
+        this.sweptAtMs = sweptAtMs;
+        this.ttlMs = ttlMs;
+        this.changes = changes;
+        this.keys = keys;
+        this.states = states;
+    }
+
+    @Override
+    public long[] process(Map.Entry<Object, Object> entry) {
+        WindowShard shard = entry.getValue() instanceof WindowShard stored ? stored : new WindowShard();
+        if (sweptAtMs != NO_SWEEP) {
+            shard.sweep(sweptAtMs);
+        }
+        for (int i = 0; i < changes; i++) {
+            shard.put(keys[i], states[i][0], states[i][1], states[i][2]);
+        }
+        ((ExtendedMapEntry<Object, Object>) entry).setValue(shard, ttlMs, TimeUnit.MILLISECONDS);
+        return null;
+    }
+
+    @Override
+    public EntryProcessor<Object, Object, long[]> getBackupProcessor() {
+        return null;
+    }
+
+    @Override
+    public int getFactoryId() {
+        return ProcessorFactory.FACTORY_ID;
+    }
+
+    @Override
+    public int getClassId() {
+        return ProcessorFactory.SHARD_BACKUP_PROCESSOR;
+    }
+
+    @Override
+    public void writeData(ObjectDataOutput out) throws IOException {
+        out.writeLong(sweptAtMs);
+        out.writeLong(ttlMs);
+        out.writeInt(changes);
+        for (int i = 0; i < changes; i++) {
+            out.writeString(keys[i]);
+            out.writeLongArray(states[i]);
+        }
+    }
+
+    @Override
+    public void readData(ObjectDataInput in) throws IOException {
+        sweptAtMs = in.readLong();
+        ttlMs = in.readLong();
+        changes = in.readInt();
+        keys = new String[changes];
+        states = new long[changes][];
+        for (int i = 0; i < changes; i++) {
+            keys[i] = in.readString();
+            states[i] = in.readLongArray();
+        }
+    }
+}
