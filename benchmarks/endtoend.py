@@ -40,6 +40,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -156,6 +157,43 @@ async def warm_registry(
             await asyncio.gather(*(requester(session, pending) for _ in range(concurrency)))
 
 
+def variants(
+    strategies: Sequence[str], counter_shards: Sequence[int]
+) -> list[tuple[str, str, dict[str, str]]]:
+    """What to run: each strategy, and the entry processor once per shard count asked for
+    (label, strategy, the replicas' extra settings)."""
+    runs: list[tuple[str, str, dict[str, str]]] = []
+    for strategy in strategies:
+        if strategy == "entry_processor" and counter_shards:
+            runs.extend(
+                (f"{strategy} shards={n}", strategy, {"RATELIMIT_COUNTER_SHARDS": str(n)})
+                for n in counter_shards
+            )
+        else:
+            runs.append((strategy, strategy, {}))
+    return runs
+
+
+BATCH_METRIC = re.compile(r"^ratelimit_batch_size_(sum|count) ([\d.eE+-]+)$", re.MULTILINE)
+
+
+def cluster_calls(replica_urls: Sequence[str]) -> tuple[float, float]:
+    """(requests decided, cluster operations that decided them) so far, over every
+    replica, from its ``ratelimit_batch_size`` histogram."""
+    totals = {"sum": 0.0, "count": 0.0}
+    for url in replica_urls:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        for part, value in BATCH_METRIC.findall(text):
+            totals[part] += float(value)
+    return totals["sum"], totals["count"]
+
+
+def requests_per_call(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Requests one cluster operation decided on average between two readings (0: none)."""
+    calls = after[1] - before[1]
+    return (after[0] - before[0]) / calls if calls else 0.0
+
+
 def seconds_left_in_hour() -> float:
     return 3600 - time.time() % 3600
 
@@ -180,12 +218,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 started = time.monotonic()
                 spread_ids[f"spread-{count}"] = asyncio.run(create_clients(base, count, 10**9))
                 print(f"created {count} clients in {time.monotonic() - started:.1f}s", flush=True)
-        for strategy in args.strategies:
+        for label, strategy, layout in variants(args.strategies, args.counter_shards):
             stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
             env = {
                 "RATELIMIT_STRATEGY": strategy,
                 "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
-                "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{strategy}",
+                "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{uuid.uuid4().hex[:8]}",
+                **layout,
             }
             stack.start_replicas(REPLICAS, env)
             meter = CpuMeter(
@@ -215,6 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         # scenarios before this one can outlast that.
                         asyncio.run(warm_registry(urls, spread_ids[scenario]))
                     cpu_before = meter.read()
+                    calls_before = cluster_calls(urls)
                     seen = run_wrk(
                         f"{base}{path}",
                         args.connections,
@@ -225,17 +265,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         else None,
                     )
                     cpu_ms = meter.since(cpu_before).per_request_ms(seen.requests)
+                    calls_after = cluster_calls(urls)
                     result = {k: v for k, v in dataclasses.asdict(seen).items() if k != "output"}
                     result["cpu_ms_per_request"] = cpu_ms
+                    result["requests_per_call"] = requests_per_call(calls_before, calls_after)
                     result["problems"] = problems(scenario, seen, args.exact_limit)
-                    raw.setdefault(strategy, {}).setdefault(scenario, []).append(result)
+                    raw.setdefault(label, {}).setdefault(scenario, []).append(result)
                     mark = "FAILED " + "; ".join(result["problems"]) if result["problems"] else "ok"
                     print(
-                        f"{strategy:>15} round {round_ + 1}/{args.rounds} {scenario:>6}: "
+                        f"{label:>15} round {round_ + 1}/{args.rounds} {scenario:>6}: "
                         f"{seen.per_second:8.0f}/s p50 {seen.p50_ms:6.2f} ms "
                         f"p99 {seen.p99_ms:7.2f} ms cpu/request replicas "
                         f"{cpu_ms['replicas']:.3f} members {cpu_ms['members']:.3f} "
-                        f"(JIT {cpu_ms['members_jit']:.3f}) ms "
+                        f"(JIT {cpu_ms['members_jit']:.3f}) ms, "
+                        f"{result['requests_per_call']:.2f} requests per cluster call "
                         f"{seen.statuses} {mark}",
                         flush=True,
                     )
@@ -269,6 +312,7 @@ def summarise(
                     group: statistics.median(r["cpu_ms_per_request"][group] for r in runs)
                     for group in runs[0]["cpu_ms_per_request"]
                 },
+                "requests_per_call": statistics.median(r["requests_per_call"] for r in runs),
                 "problems": [p for r in runs for p in r["problems"]],
                 "runs": runs,
             }
@@ -282,8 +326,9 @@ def as_markdown(summary: dict[str, Any]) -> str:
         f"median of {summary['rounds']} interleaved rounds; ratio to `/health` of the same round",
         "",
         "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms "
-        "| CPU ms/request: replicas | members | of which JIT | nginx | check |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| CPU ms/request: replicas | members | of which JIT | nginx "
+        "| requests per cluster call | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for strategy, rows in summary["strategies"].items():
         for scenario, r in rows.items():
@@ -293,7 +338,8 @@ def as_markdown(summary: dict[str, Any]) -> str:
                 f"| {strategy} | {scenario} | {r['per_second']:.0f} | "
                 f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                 f"{cpu['replicas']:.3f} | {cpu['members']:.3f} | "
-                f"{cpu['members_jit']:.3f} | {cpu['nginx']:.3f} | {check} |"
+                f"{cpu['members_jit']:.3f} | {cpu['nginx']:.3f} | "
+                f"{r['requests_per_call']:.2f} | {check} |"
             )
     return "\n".join(lines)
 
@@ -313,6 +359,14 @@ def main() -> int:
         nargs="*",
         default=[1000],
         help="client counts to spread a load over (default 1000; e.g. 1000 100000)",
+    )
+    parser.add_argument(
+        "--counter-shards",
+        type=int,
+        nargs="*",
+        default=[],
+        help="run entry_processor once per shard count (RATELIMIT_COUNTER_SHARDS; 0: one "
+        "entry per key); default: the replicas' setting",
     )
     parser.add_argument(
         "--cold-registry",

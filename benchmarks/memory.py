@@ -7,6 +7,13 @@ reads what every member's JMX exporter reports for that strategy's counter map:
 ``hazelcast_map_ownedEntryCount`` and ``hazelcast_map_ownedEntryMemoryCost`` (Hazelcast's
 estimate of key, value and record), and the same for the backups.
 
+The entry processor's shard layout (``RATELIMIT_COUNTER_SHARDS`` > 0, the default) keeps
+its windows as objects inside a few entries, and Hazelcast reports the memory cost of an
+OBJECT entry as 0; its windows are measured from the members' heaps instead: the heap
+in use after a full collection (``jcmd GC.run``, then ``jvm_memory_used_bytes`` from the
+JMX exporter), summed over the members, before and after the windows were opened. That
+difference holds both copies of every window (backup count 1).
+
     python -m benchmarks.memory [--clients 100000] [--tasks 256]
 """
 
@@ -16,6 +23,7 @@ import argparse
 import asyncio
 import json
 import re
+import subprocess
 import sys
 import time
 import urllib.request
@@ -28,6 +36,7 @@ from limiter import STRATEGY_NAMES, connect, create_strategy
 from limiter.settings import StrategyName
 from stack.runner import LOOPBACK, Stack, poll_until
 
+HEAP_USED = re.compile(r'^jvm_memory_used_bytes\{area="heap"\} ([\d.eE+-]+)$', re.MULTILINE)
 METRIC = re.compile(r'^(hazelcast_map_\w+)\{map="([^"]+)"\} ([\d.eE+-]+)$', re.MULTILINE)
 MEASURED = ("ownedEntryCount", "ownedEntryMemoryCost", "backupEntryCount", "backupEntryMemoryCost")
 
@@ -44,6 +53,23 @@ def map_metrics(stack: Stack, map_name: str) -> dict[str, float]:
             if found_map == map_name and short in totals:
                 totals[short] += float(value)
     return totals
+
+
+def heap_after_collection(stack: Stack) -> float:
+    """Bytes in use on every member's heap right after a full collection, summed."""
+    total = 0.0
+    for index in range(stack.members):
+        pid = stack.pid_of(stack.member_name(index))
+        if pid is None:
+            raise RuntimeError(f"member {index + 1} is not running")
+        subprocess.run(["jcmd", str(pid), "GC.run"], check=True, capture_output=True, timeout=60)
+        url = f"http://{LOOPBACK}:{stack.member_metrics_port(index)}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            found = HEAP_USED.search(response.read().decode())
+        if found is None:
+            raise RuntimeError(f"member {index + 1} reports no heap in use")
+        total += float(found.group(1))
+    return total
 
 
 async def open_windows(
@@ -92,32 +118,49 @@ def main() -> int:
         stack.start_cluster(stack.members)
         for strategy in args.strategies:
             map_name = f"ratelimit.counters.memory-{strategy}-{uuid.uuid4().hex[:6]}"
+            sharded = strategy == "entry_processor" and settings.counter_shards > 0
+            heap_before = heap_after_collection(stack) if sharded else 0.0
             started = time.monotonic()
             asyncio.run(open_windows(settings, strategy, map_name, args.clients, args.tasks))
             seconds = time.monotonic() - started
+            if sharded:
+                heap_after = heap_after_collection(stack)
+                with_backup = (heap_after - heap_before) / args.clients
+                row = {
+                    "layout": f"{settings.counter_shards} shard entries (heap measured)",
+                    "heap_before": heap_before,
+                    "heap_after": heap_after,
+                    "seconds_to_open": seconds,
+                    "bytes_per_window": with_backup / 2,
+                    "bytes_per_window_with_backup": with_backup,
+                }
+                windows = args.clients
+            else:
 
-            def all_reported(name: str = map_name) -> bool:
-                return map_metrics(stack, name)["ownedEntryCount"] >= int(args.clients)
+                def all_reported(name: str = map_name) -> bool:
+                    return map_metrics(stack, name)["ownedEntryCount"] >= int(args.clients)
 
-            # Members publish their metrics every few seconds: wait for every window.
-            poll_until(
-                all_reported,
-                60,
-                f"the members to report {args.clients} entries of {map_name}",
-            )
-            found = map_metrics(stack, map_name)
-            row = {
-                **found,
-                "seconds_to_open": seconds,
-                "bytes_per_window": found["ownedEntryMemoryCost"] / found["ownedEntryCount"],
-                "bytes_per_window_with_backup": (
-                    found["ownedEntryMemoryCost"] + found["backupEntryMemoryCost"]
+                # Members publish their metrics every few seconds: wait for every window.
+                poll_until(
+                    all_reported,
+                    60,
+                    f"the members to report {args.clients} entries of {map_name}",
                 )
-                / found["ownedEntryCount"],
-            }
+                found = map_metrics(stack, map_name)
+                row = {
+                    **found,
+                    "layout": "one entry per window (Hazelcast's memory cost)",
+                    "seconds_to_open": seconds,
+                    "bytes_per_window": found["ownedEntryMemoryCost"] / found["ownedEntryCount"],
+                    "bytes_per_window_with_backup": (
+                        found["ownedEntryMemoryCost"] + found["backupEntryMemoryCost"]
+                    )
+                    / found["ownedEntryCount"],
+                }
+                windows = int(found["ownedEntryCount"])
             results["strategies"][strategy] = row
             print(
-                f"{strategy:>15}: {found['ownedEntryCount']:.0f} windows, "
+                f"{strategy:>15}: {windows} windows, {row['layout']}: "
                 f"{row['bytes_per_window']:.0f} B each "
                 f"({row['bytes_per_window_with_backup']:.0f} B with its backup), "
                 f"opened in {seconds:.0f}s",

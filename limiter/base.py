@@ -296,7 +296,7 @@ class Strategy(abc.ABC):
                     continue
                 if self.liveness is not None:
                     self.liveness.answered()
-                self.observer.batch_decided(len(batch))
+                self._batch_decided(len(batch))
                 for pending, decision in zip(batch, decisions, strict=True):
                     if not pending.answer.done():
                         pending.answer.set_result(decision)
@@ -318,6 +318,11 @@ class Strategy(abc.ABC):
             flight.runner = None
             if self._flights.get(key) is flight:
                 del self._flights[key]
+
+    def _batch_decided(self, size: int) -> None:
+        """Counts the requests one cluster operation decided (a layout that joins several
+        keys' batches into one operation counts them where it sends it)."""
+        self.observer.batch_decided(size)
 
     @abc.abstractmethod
     async def _decide_batch(

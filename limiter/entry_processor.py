@@ -27,7 +27,7 @@ import asyncio
 import dataclasses
 import zlib
 from collections.abc import Sequence
-from typing import Any, Self, Unpack
+from typing import Any, Unpack
 
 from hazelcast.serialization.api import (
     IdentifiedDataSerializable,
@@ -38,7 +38,7 @@ from hazelcast.serialization.api import (
 from limiter.base import Quota, Strategy, Wiring
 from limiter.cluster import sibling_map
 from limiter.rule import Alignment, Decision, Reason, WindowState
-from limiter.settings import LimiterSettings, StrategyConfig
+from limiter.settings import StrategyConfig
 
 __all__ = [
     "PROCESSOR_FACTORY_ID",
@@ -203,17 +203,18 @@ class EntryProcessorStrategy(Strategy):
     def __init__(self, counters: Any, config: StrategyConfig, **wiring: Unpack[Wiring]) -> None:
         super().__init__(counters, config, **wiring)
         self.shard_count = config.counter_shards
-        self.shards = (
-            sibling_map(counters, shards_map_name(counters.name)) if self.shard_count else None
-        )
+        self._shards: Any = None
         self._shard_queues: dict[int, _ShardQueue] = {}
         self._senders: set[asyncio.Task[None]] = set()
 
-    @classmethod
-    def from_settings(
-        cls, counters: Any, settings: LimiterSettings, **wiring: Unpack[Wiring]
-    ) -> Self:
-        return cls(counters, settings.strategy_config, **wiring)
+    @property
+    def shards(self) -> Any:
+        """The map of the shard layout (None with one entry per key), reached on first use."""
+        if not self.shard_count:
+            return None
+        if self._shards is None:
+            self._shards = sibling_map(self.counters, shards_map_name(self.counters.name))
+        return self._shards
 
     def _now_or_member_clock(self) -> int:
         return MEMBER_CLOCK if self.clock is None else self.clock()
@@ -222,7 +223,7 @@ class EntryProcessorStrategy(Strategy):
         self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[Decision]:
         key = processor_key(quota.client_id, quota.window_seconds)
-        if self.shards is None:
+        if not self.shard_count:
             processor = FixedWindowProcessor(
                 quota.limit,
                 quota.window_seconds,
@@ -251,7 +252,6 @@ class EntryProcessorStrategy(Strategy):
         Started in the iteration of the event loop that queued the first item, it runs in
         the next one: what every key queued in between rides along in the first call.
         """
-        assert self.shards is not None
         shard_key = shard_entry_key(index, self.shard_count)
         try:
             while queue.items:
@@ -268,6 +268,7 @@ class EntryProcessorStrategy(Strategy):
                         if not item.answer.done():
                             item.answer.set_exception(error)
                     continue
+                self.observer.batch_decided(sum(len(item.costs) for item in items))
                 for item, decisions in zip(items, answers, strict=True):
                     if not item.answer.done():
                         item.answer.set_result(decisions)
@@ -279,6 +280,11 @@ class EntryProcessorStrategy(Strategy):
             if self._shard_queues.get(index) is queue:
                 del self._shard_queues[index]
 
+    def _batch_decided(self, size: int) -> None:
+        # A shard call carries several keys' batches: it is counted where it is sent.
+        if not self.shard_count:
+            super()._batch_decided(size)
+
     async def close(self) -> None:
         await super().close()
         if self._senders:
@@ -286,7 +292,7 @@ class EntryProcessorStrategy(Strategy):
 
     async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
         key = processor_key(client_id, window_seconds)
-        if self.shards is not None:
+        if self.shard_count:
             stored = await self.shards.execute_on_key(
                 shard_entry_key(shard_of(key, self.shard_count), self.shard_count),
                 ShardWindowReader(key),

@@ -114,7 +114,7 @@ class LimiterSettings:
     #: shard with one cluster call (see :mod:`limiter.entry_processor`). 0: one entry per
     #: client window in ``counters_map``, one call per key. Every replica must use the
     #: same value, as it must use the same strategy: the layouts do not see each other.
-    counter_shards: int = dataclasses.field(default=8, metadata=ZERO_ALLOWED)
+    counter_shards: int = dataclasses.field(default=1, metadata=ZERO_ALLOWED)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

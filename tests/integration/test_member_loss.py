@@ -70,7 +70,7 @@ import pytest
 from api.settings import Settings
 from limiter import STRATEGY_NAMES
 from limiter.base import window_key
-from limiter.entry_processor import processor_key
+from limiter.entry_processor import counter_entry
 from stack.runner import MEMBER_CONFIG, Stack
 from tests.cluster import MEMBERS, quiet_window, settings_env
 from tests.cluster import test_settings as suite_settings
@@ -184,8 +184,12 @@ class Rig:
         return [self.stack.replica_port(i) for i in range(REPLICAS)]
 
     def counter_key(self, client_id: str, window_seconds: int) -> str:
+        """The key of the entry holding the client's window: its owner decides."""
         if self.strategy == "entry_processor":
-            return processor_key(client_id, window_seconds)
+            _, key = counter_entry(
+                self.settings.counters_map, self.settings.counter_shards, client_id, window_seconds
+            )
+            return key
         return window_key(client_id, window_seconds)
 
 

@@ -13,6 +13,7 @@ from limiter import (
     STRATEGIES,
     STRATEGY_NAMES,
     CasStrategy,
+    EntryProcessorStrategy,
     LockStrategy,
     SettingsError,
     create_strategy,
@@ -64,6 +65,7 @@ def test_unknown_strategy_fails_and_lists_the_allowed_ones() -> None:
         ("RATELIMIT_LOCK_WAIT_SECONDS", "1.0", "below RATELIMIT_DECISION_TIMEOUT_SECONDS"),
         ("RATELIMIT_LOCK_LEASE_SECONDS", "1.0", "exceed RATELIMIT_DECISION_TIMEOUT_SECONDS"),
         ("RATELIMIT_EXPIRY_GRACE_SECONDS", "1.2", "at least RATELIMIT_MAX_CLOCK_SKEW_SECONDS"),
+        ("RATELIMIT_COUNTER_SHARDS", "-1", "must be 0 or more"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
@@ -71,6 +73,13 @@ def test_bad_values_name_the_variable(variable: str, value: str, message: str) -
     with pytest.raises(SettingsError, match=message) as error:
         Settings.from_env({variable: value})
     assert variable in str(error.value) or "MEMBERS" in str(error.value)
+
+
+def test_zero_counter_shards_chooses_one_entry_per_key() -> None:
+    """RATELIMIT_COUNTER_SHARDS accepts 0 (the one-entry-per-key layout), unlike the
+    other numbers, and hands it to the strategies."""
+    settings = Settings.from_env({"RATELIMIT_COUNTER_SHARDS": "0"})
+    assert settings.strategy_config.counter_shards == 0
 
 
 def test_readme_documents_every_setting_and_its_default() -> None:
@@ -96,6 +105,7 @@ def test_each_strategy_is_built_from_the_settings_alone(name: str) -> None:
             "RATELIMIT_CAS_MAX_ATTEMPTS": "5",
             "RATELIMIT_MAX_QUEUED_PER_KEY": "9",
             "RATELIMIT_EXPIRY_GRACE_SECONDS": "4",
+            "RATELIMIT_COUNTER_SHARDS": "3",
         }
     )
     strategy = create_strategy(settings, counters=None, name=name)
@@ -106,3 +116,5 @@ def test_each_strategy_is_built_from_the_settings_alone(name: str) -> None:
         assert (strategy.lock_wait_seconds, strategy.lock_lease_seconds) == (2.5, 7.0)
     if isinstance(strategy, CasStrategy):
         assert strategy.max_attempts == 5
+    if isinstance(strategy, EntryProcessorStrategy):
+        assert strategy.shard_count == 3
