@@ -42,14 +42,18 @@ METRIC = re.compile(r'^(hazelcast_map_\w+)\{map="([^"]+)"\} ([\d.eE+-]+)$', re.M
 MEASURED = ("ownedEntryCount", "ownedEntryMemoryCost", "backupEntryCount", "backupEntryMemoryCost")
 
 
+def member_metrics(stack: Stack, index: int) -> str:
+    """What member ``index``'s JMX exporter publishes right now."""
+    url = f"http://{LOOPBACK}:{stack.member_metrics_port(index)}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
 def map_metrics(stack: Stack, map_name: str) -> dict[str, float]:
     """The counter map's entries and memory, summed over every member's exporter."""
     totals = dict.fromkeys(MEASURED, 0.0)
     for index in range(stack.members):
-        url = f"http://{LOOPBACK}:{stack.member_metrics_port(index)}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            text = response.read().decode()
-        for name, found_map, value in METRIC.findall(text):
+        for name, found_map, value in METRIC.findall(member_metrics(stack, index)):
             short = name.removeprefix("hazelcast_map_")
             if found_map == map_name and short in totals:
                 totals[short] += float(value)
@@ -64,9 +68,7 @@ def heap_after_collection(stack: Stack) -> float:
         if pid is None:
             raise RuntimeError(f"member {index + 1} is not running")
         subprocess.run(["jcmd", str(pid), "GC.run"], check=True, capture_output=True, timeout=60)
-        url = f"http://{LOOPBACK}:{stack.member_metrics_port(index)}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            found = HEAP_USED.search(response.read().decode())
+        found = HEAP_USED.search(member_metrics(stack, index))
         if found is None:
             raise RuntimeError(f"member {index + 1} reports no heap in use")
         total += float(found.group(1))

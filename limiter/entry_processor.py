@@ -2,7 +2,7 @@
 
 Two layouts, chosen by ``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``):
 
-- **shards** (the default, 8): every client window lives in one of a few shard entries
+- **shards** (the default, 1): every client window lives in one of a few shard entries
   of the map ``{counters_map}.shards`` (OBJECT in-memory format, so a shard is changed in
   place and never serialised per call). A worker sends at most one call per shard at a
   time; everything its keys queue for that shard meanwhile goes in the next call, one
@@ -189,13 +189,14 @@ class _ShardQueue:
 
 
 class EntryProcessorStrategy(Strategy):
-    """``execute_on_key`` with :class:`FixedWindowProcessor`: one round trip per batch.
+    """``execute_on_key`` with :class:`ShardProcessor` (or :class:`FixedWindowProcessor`
+    with one entry per key): one round trip per call, for every key batch it carries.
 
-    The member runs read-decide-write on the key's partition thread, so no other
-    operation on the key interleaves, and writes value and TTL in one step. The key is
-    per client and window length (:func:`processor_key`) and its value is
-    ``[window start, count]``, because the window is picked on the member. Clock: the owning
-    member's, unless a clock was injected (tests), which is then sent with each request.
+    The member runs read-decide-write on the entry's partition thread, so no other
+    operation on the entry interleaves, and writes value and expiry in one step. A window
+    is per client and window length (:func:`processor_key`) and holds the window's start
+    and count, because the window is picked on the member. Clock: the owning member's,
+    unless a clock was injected (tests), which is then sent with each request.
     """
 
     name = "entry_processor"
@@ -204,7 +205,7 @@ class EntryProcessorStrategy(Strategy):
         super().__init__(counters, config, **wiring)
         self.shard_count = config.counter_shards
         self._shards: Any = None
-        self._shard_queues: dict[int, _ShardQueue] = {}
+        self._shard_queues: dict[str, _ShardQueue] = {}
         self._senders: set[asyncio.Task[None]] = set()
 
     @property
@@ -234,25 +235,24 @@ class EntryProcessorStrategy(Strategy):
             )
             result = await self.counters.execute_on_key(key, processor)
             return split_result(result, [len(costs)])[0]
-        index = shard_of(key, self.shard_count)
-        queue = self._shard_queues.get(index)
+        shard_key = shard_entry_of(key, self.shard_count)
+        queue = self._shard_queues.get(shard_key)
         if queue is None:
-            queue = self._shard_queues[index] = _ShardQueue()
+            queue = self._shard_queues[shard_key] = _ShardQueue()
         item = _ShardItem(key, quota, costs, asyncio.get_running_loop().create_future())
         queue.items.append(item)
         if queue.sender is None:
-            queue.sender = asyncio.get_running_loop().create_task(self._send(index, queue))
+            queue.sender = asyncio.get_running_loop().create_task(self._send(shard_key, queue))
             self._senders.add(queue.sender)
             queue.sender.add_done_callback(self._senders.discard)
         return await item.answer
 
-    async def _send(self, index: int, queue: _ShardQueue) -> None:
+    async def _send(self, shard_key: str, queue: _ShardQueue) -> None:
         """Sends the shard's queue, one call at a time, until nothing is queued.
 
         Started in the iteration of the event loop that queued the first item, it runs in
         the next one: what every key queued in between rides along in the first call.
         """
-        shard_key = shard_entry_key(index, self.shard_count)
         try:
             while queue.items:
                 items = [item for item in queue.items if not item.answer.done()]
@@ -277,8 +277,8 @@ class EntryProcessorStrategy(Strategy):
                 item.answer.cancel()
             queue.items = []
             queue.sender = None
-            if self._shard_queues.get(index) is queue:
-                del self._shard_queues[index]
+            if self._shard_queues.get(shard_key) is queue:
+                del self._shard_queues[shard_key]
 
     def _batch_decided(self, size: int) -> None:
         # A shard call carries several keys' batches: it is counted where it is sent.
@@ -294,18 +294,13 @@ class EntryProcessorStrategy(Strategy):
         key = processor_key(client_id, window_seconds)
         if self.shard_count:
             stored = await self.shards.execute_on_key(
-                shard_entry_key(shard_of(key, self.shard_count), self.shard_count),
-                ShardWindowReader(key),
+                shard_entry_of(key, self.shard_count), ShardWindowReader(key)
             )
         else:
             stored = await self.counters.get(key)
         if isinstance(stored, list) and len(stored) == 2:
             return WindowState(int(stored[0]), int(stored[1]))
         return None
-
-    def counter_entry(self, client_id: str, window_seconds: int) -> tuple[str, str]:
-        """The map and key of the entry holding the client's window (its owner decides)."""
-        return counter_entry(self.counters.name, self.shard_count, client_id, window_seconds)
 
 
 def split_result(result: Sequence[int], batch_sizes: Sequence[int]) -> list[list[Decision]]:
@@ -331,10 +326,10 @@ def shard_of(key: str, shard_count: int) -> int:
     return zlib.crc32(key.encode()) % shard_count
 
 
-def shard_entry_key(index: int, shard_count: int) -> str:
-    """The entry of a shard; the count is part of it, so replicas that disagree on the
-    count never share an entry laid out for another count."""
-    return f"shard-{index}-of-{shard_count}"
+def shard_entry_of(key: str, shard_count: int) -> str:
+    """The entry of the shard holding the window ``key``; the count is part of it, so
+    replicas that disagree on the count never share an entry laid out for another."""
+    return f"shard-{shard_of(key, shard_count)}-of-{shard_count}"
 
 
 def counter_entry(
@@ -345,7 +340,7 @@ def counter_entry(
     key = processor_key(client_id, window_seconds)
     if not shard_count:
         return counters_map, key
-    return shards_map_name(counters_map), shard_entry_key(shard_of(key, shard_count), shard_count)
+    return shards_map_name(counters_map), shard_entry_of(key, shard_count)
 
 
 def processor_key(client_id: str, window_seconds: int) -> str:

@@ -98,9 +98,8 @@ public class ShardProcessor
             // Denied requests change nothing, as with one entry per key.
             if (outcome.anyAllowed()) {
                 long expiresAt = now + outcome.resetAfterMs() + expiryGraceMs;
-                shard.put(keys[i], outcome.windowStartMs(), outcome.count(), expiresAt);
                 changedKeys[changes] = keys[i];
-                changedStates[changes] = new long[] {outcome.windowStartMs(), outcome.count(), expiresAt};
+                changedStates[changes] = shard.put(keys[i], outcome.windowStartMs(), outcome.count(), expiresAt);
                 changes++;
             }
         }

@@ -48,9 +48,12 @@ public final class WindowShard implements IdentifiedDataSerializable {
         return window != null && window[2] > nowMs ? window : null;
     }
 
-    void put(String key, long windowStartMs, long count, long expiresAtMs) {
-        windows.put(key, new long[] {windowStartMs, count, expiresAtMs});
+    /** Stores a window and returns its state; a stored state is never changed in place. */
+    long[] put(String key, long windowStartMs, long count, long expiresAtMs) {
+        long[] state = {windowStartMs, count, expiresAtMs};
+        windows.put(key, state);
         latestExpiryMs = Math.max(latestExpiryMs, expiresAtMs);
+        return state;
     }
 
     /** When the last of its windows expires: the end of the shard entry's TTL. */
