@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -21,15 +22,33 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_ports(count: int, avoid: range = range(0)) -> int:
+    """The first of ``count`` consecutive ports that are all free now, none in ``avoid``
+    (a stack uses its base port and the ones after it: a free base alone is not enough)."""
+    while True:
+        base = free_port()
+        ports = range(base, base + count)
+        if ports[-1] > 65535 or any(port in avoid for port in ports):
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in ports:
+                    probe = held.enter_context(socket.socket())
+                    probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+
+
 @pytest.fixture
 def scratch_stack(tmp_path: Path) -> Iterator[Stack]:
     """A one-off stack in a temporary run folder, stopped whatever the test did."""
     stack = Stack(
         run_dir=tmp_path / "run",
         cluster_name=f"scratch-{os.getpid()}",
-        member_base_port=free_port(),
+        member_base_port=(base := free_ports(MEMBERS)),
         # An ephemeral port + 12000 could pass 65535, which the metrics agent refuses.
-        member_metrics_base_port=free_port(),
+        member_metrics_base_port=free_ports(MEMBERS, avoid=range(base, base + MEMBERS)),
     )
     yield stack
     stack.stop()
