@@ -1,17 +1,21 @@
 """The one interface every strategy implements, and what they share: one cluster
-operation in flight per key, a local cache of exhausted windows, and the line between a
+operation in flight per lane, a local cache of exhausted windows, and the line between a
 busy key and an unreachable cluster.
 
-How one request is decided, in a worker (one event loop)::
+A lane is what one cluster operation can decide at once: one key for lock and cas (and
+the entry processor with one entry per key), one shard entry holding many keys' windows
+for the entry processor's shard layout. How one request is decided, in a worker (one
+event loop)::
 
     decide(client, limit, window, cost)
       ├─ deny cache: window known to be exhausted → denied here, no cluster call
       ├─ key's queue full (max_queued_per_key)   → denied, reason CONTENDED
-      └─ queued; the key's runner (one task per busy key) takes everything queued and
-         decides it with ONE cluster operation (_decide_batch), in arrival order, then
-         takes what queued meanwhile, until the queue is empty
+      └─ queued on its lane; the lane's runner (one task per busy lane) takes everything
+         queued, groups it by key in arrival order, and decides it with ONE cluster
+         operation (_decide_lane), then takes what queued meanwhile, until the queue is
+         empty
 
-    no answer by the request's deadline (one timer per busy key, not per request):
+    no answer by the request's deadline (one timer per busy lane, not per request):
       ├─ cluster answered meanwhile (limiter.liveness) → denied, reason CONTENDED
       └─ cluster silent or disconnected                → BackendTimeout (failure mode)
 
@@ -29,7 +33,7 @@ import collections
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypedDict, Unpack
 
 from limiter.deny_cache import DenyCache
@@ -132,6 +136,7 @@ DEADLINE_SLACK_SECONDS = 0.001
 
 @dataclasses.dataclass(slots=True)
 class _Pending:
+    quota: Quota
     cost: int
     answer: asyncio.Future[Decision]
     deadline: float
@@ -141,10 +146,12 @@ class _Pending:
 
 @dataclasses.dataclass(slots=True)
 class _Flight:
-    """One key's queue, the batch its runner has sent, and one timer for all their
+    """One lane's queue, the batch its runner has sent, and one timer for all their
     deadlines (cheaper than a timeout per request on the hottest path)."""
 
     queue: collections.deque[_Pending] = dataclasses.field(default_factory=collections.deque)
+    #: Requests queued per key (a lane may carry several keys' requests).
+    queued: dict[Quota, int] = dataclasses.field(default_factory=dict)
     sent: list[_Pending] = dataclasses.field(default_factory=list)
     runner: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
@@ -171,7 +178,7 @@ class Strategy(abc.ABC):
         self.deny_cache = DenyCache(config.deny_cache_size)
         self.liveness = wiring.get("liveness")
         self.observer: Observer = wiring.get("observer") or NullObserver()
-        self._flights: dict[Quota, _Flight] = {}
+        self._flights: dict[Hashable, _Flight] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._ttl_restores: set[asyncio.Task[None]] = set()
 
@@ -218,29 +225,37 @@ class Strategy(abc.ABC):
         if cached is not None:
             self.observer.denied_locally()
             return cached
-        flight = self._flights.get(key)
+        lane = self._lane(key)
+        flight = self._flights.get(lane)
         if flight is None:
-            flight = self._flights[key] = _Flight()
-        if len(flight.queue) >= self.max_queued_per_key:
+            flight = self._flights[lane] = _Flight()
+        queued = flight.queued.get(key, 0)
+        if queued >= self.max_queued_per_key:
             self.observer.contended("queue_full")
             return contended(limit)
-        pending = _Pending(cost, loop.create_future(), deadline, time.monotonic())
+        flight.queued[key] = queued + 1
+        pending = _Pending(key, cost, loop.create_future(), deadline, time.monotonic())
         flight.queue.append(pending)
         if flight.timer is None or deadline < flight.timer.when():
-            self._arm(key, flight, deadline)
+            self._arm(flight, deadline)
         if flight.runner is None:
-            flight.runner = loop.create_task(self._run(key, flight))
+            flight.runner = loop.create_task(self._run(lane, flight))
             self._runners.add(flight.runner)
             flight.runner.add_done_callback(self._runners.discard)
         return await pending.answer
 
-    def _arm(self, key: Quota, flight: _Flight, when: float) -> None:
+    def _lane(self, quota: Quota) -> Hashable:
+        """The lane of a key: what one cluster operation decides together with it (the
+        key itself unless a layout holds many keys in one entry)."""
+        return quota
+
+    def _arm(self, flight: _Flight, when: float) -> None:
         if flight.timer is not None:
             flight.timer.cancel()
-        flight.timer = asyncio.get_running_loop().call_at(when, self._expire, key, flight)
+        flight.timer = asyncio.get_running_loop().call_at(when, self._expire, flight)
 
-    def _expire(self, key: Quota, flight: _Flight) -> None:
-        """Answers every waiter of the key whose deadline has come, and re-arms.
+    def _expire(self, flight: _Flight) -> None:
+        """Answers every waiter of the lane whose deadline has come, and re-arms.
 
         A waiter still queued is then never counted (the runner skips answered ones);
         one whose batch was sent may have been counted: an under-admission at worst.
@@ -252,18 +267,18 @@ class Strategy(abc.ABC):
             if pending.answer.done():
                 continue
             if pending.deadline <= now:
-                self._answer_late(pending, key.limit)
+                self._answer_late(pending)
             elif nearest is None or pending.deadline < nearest:
                 nearest = pending.deadline
         if nearest is not None:
-            self._arm(key, flight, nearest)
+            self._arm(flight, nearest)
 
-    def _answer_late(self, pending: _Pending, limit: int) -> None:
+    def _answer_late(self, pending: _Pending) -> None:
         """Busy is a denial; only a cluster that answered nothing while the request
         waited (or a lost connection) is unreachable, for the failure mode to decide."""
         if self.liveness is None or self.liveness.reachable_since(pending.asked_at):
             self.observer.contended("deadline")
-            pending.answer.set_result(contended(limit))
+            pending.answer.set_result(contended(pending.quota.limit))
             return
         pending.answer.set_exception(
             BackendTimeout(
@@ -272,22 +287,27 @@ class Strategy(abc.ABC):
             )
         )
 
-    async def _run(self, key: Quota, flight: _Flight) -> None:
-        """Decides the key's queue, one cluster operation per batch, until it is empty."""
+    async def _run(self, lane: Hashable, flight: _Flight) -> None:
+        """Decides the lane's queue, one cluster operation per batch, until it is empty."""
         try:
             while flight.queue:
-                batch = []
-                while flight.queue:
-                    pending = flight.queue.popleft()
-                    if not pending.answer.done():
-                        batch.append(pending)
+                batch = [pending for pending in flight.queue if not pending.answer.done()]
+                flight.queue.clear()
+                flight.queued.clear()
                 if not batch:
                     continue
+                by_key: dict[Quota, list[_Pending]] = {}
+                for pending in batch:
+                    by_key.setdefault(pending.quota, []).append(pending)
                 deadline = max(pending.deadline for pending in batch)
                 sent_at = self._local_ms()
                 flight.sent = batch
                 try:
-                    decisions = await self._decide_batch(key, [p.cost for p in batch], deadline)
+                    answers = await self._decide_lane(
+                        lane,
+                        [(quota, [p.cost for p in waiting]) for quota, waiting in by_key.items()],
+                        deadline,
+                    )
                 except Exception as error:
                     failure = as_backend_error(error)
                     for pending in batch:
@@ -296,33 +316,38 @@ class Strategy(abc.ABC):
                     continue
                 if self.liveness is not None:
                     self.liveness.answered()
-                self._batch_decided(len(batch))
-                for pending, decision in zip(batch, decisions, strict=True):
-                    if not pending.answer.done():
-                        pending.answer.set_result(decision)
-                last = decisions[-1]
-                if last.remaining == 0 and last.reason != Reason.CONTENDED:
-                    self.deny_cache.remember(
-                        key,
-                        sent_at + last.reset_after_ms,
-                        self._local_ms() + last.reset_after_ms,
-                    )
+                self.observer.batch_decided(len(batch))
+                answered_at = self._local_ms()
+                for (quota, waiting), decisions in zip(by_key.items(), answers, strict=True):
+                    for pending, decision in zip(waiting, decisions, strict=True):
+                        if not pending.answer.done():
+                            pending.answer.set_result(decision)
+                    last = decisions[-1]
+                    if last.remaining == 0 and last.reason != Reason.CONTENDED:
+                        self.deny_cache.remember(
+                            quota, sent_at + last.reset_after_ms, answered_at + last.reset_after_ms
+                        )
         finally:
             for pending in flight.queue:
                 pending.answer.cancel()
             flight.queue.clear()
+            flight.queued.clear()
             flight.sent = []
             if flight.timer is not None:
                 flight.timer.cancel()
                 flight.timer = None
             flight.runner = None
-            if self._flights.get(key) is flight:
-                del self._flights[key]
+            if self._flights.get(lane) is flight:
+                del self._flights[lane]
 
-    def _batch_decided(self, size: int) -> None:
-        """Counts the requests one cluster operation decided (a layout that joins several
-        keys' batches into one operation counts them where it sends it)."""
-        self.observer.batch_decided(size)
+    async def _decide_lane(
+        self, lane: Hashable, batches: Sequence[tuple[Quota, Sequence[int]]], deadline: float
+    ) -> list[list[Decision]]:
+        """Every key batch of ``batches`` (each key once, its requests in arrival order),
+        one list of decisions per batch. A lane is one key unless :meth:`_lane` says
+        otherwise, so this is one :meth:`_decide_batch`; a layout that holds many keys in
+        one entry decides them all in one operation here."""
+        return [await self._decide_batch(quota, costs, deadline) for quota, costs in batches]
 
     @abc.abstractmethod
     async def _decide_batch(

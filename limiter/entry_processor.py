@@ -4,17 +4,17 @@ Two layouts, chosen by ``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``):
 
 - **shards** (the default, 1): every client window lives in one of a few shard entries
   of the map ``{counters_map}.shards`` (OBJECT in-memory format, so a shard is changed in
-  place and never serialised per call). A worker sends at most one call per shard at a
-  time; everything its keys queue for that shard meanwhile goes in the next call, one
-  :class:`ShardProcessor` carrying each key's batch. The member decides them all on the
-  shard's partition thread and sends one synchronous backup with the windows that
-  changed, so the cost of a client message, a partition operation and a backup is shared
-  by every decision in the call, as exact and as durable as one call per key::
+  place and never serialised per call). A shard is a lane (:mod:`limiter.base`): a
+  worker sends at most one call per shard at a time, and everything queued for that
+  shard meanwhile goes in the next call, one :class:`ShardProcessor` carrying each key's
+  batch. The member decides them all on the shard's partition thread and sends one
+  synchronous backup with the windows that changed, so the cost of a client message, a
+  partition operation and a backup is shared by every decision in the call, as exact and
+  as durable as one call per key::
 
-      key flights (one batch per key, limiter.base)
-        └─ shard of the key (crc32 of the key, mod the shard count)
-             └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight;
-                what queues meanwhile goes in the next one
+      request → lane of its key (crc32 of the key, mod the shard count)
+        └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight;
+           what queues meanwhile goes in the next one
 
 - **one entry per key** (0): ``{client}:{window}`` in ``counters_map`` holding
   ``long[]{window start, count}`` with its TTL, one :class:`FixedWindowProcessor` call
@@ -23,10 +23,8 @@ Two layouts, chosen by ``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``):
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import zlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, Unpack
 
 from hazelcast.serialization.api import (
@@ -112,21 +110,26 @@ class ShardProcessor(IdentifiedDataSerializable):
     """The Python half of ``ratelimit.processor.ShardProcessor``: the batches of several
     windows of one shard, each as :class:`FixedWindowProcessor` carries one."""
 
-    def __init__(self, now_ms: int, expiry_grace_ms: int, windows: Sequence[_ShardItem]) -> None:
+    def __init__(
+        self,
+        now_ms: int,
+        expiry_grace_ms: int,
+        windows: Sequence[tuple[Quota, Sequence[int]]],
+    ) -> None:
         self.now_ms = now_ms
         self.expiry_grace_ms = expiry_grace_ms
-        self.windows = list(windows)
+        self.windows = windows
 
     def write_data(self, output: ObjectDataOutput) -> None:
         output.write_long(self.now_ms)
         output.write_long(self.expiry_grace_ms)
         output.write_int(len(self.windows))
-        for item in self.windows:
-            output.write_string(item.key)
-            output.write_long(item.quota.limit)
-            output.write_long(item.quota.window_seconds)
-            output.write_int(item.quota.alignment.wire_id)
-            output.write_long_array(item.costs)
+        for quota, costs in self.windows:
+            output.write_string(processor_key(quota.client_id, quota.window_seconds))
+            output.write_long(quota.limit)
+            output.write_long(quota.window_seconds)
+            output.write_int(quota.alignment.wire_id)
+            output.write_long_array(costs)
 
     def read_data(self, inp: ObjectDataInput) -> None:
         raise NotImplementedError("only ever sent to a member")
@@ -170,24 +173,6 @@ def parse_result(result: Sequence[int], requests: int, start: int = 0) -> list[D
     ]
 
 
-@dataclasses.dataclass(slots=True)
-class _ShardItem:
-    """One key's batch waiting for its shard's next call."""
-
-    key: str
-    quota: Quota
-    costs: Sequence[int]
-    answer: asyncio.Future[list[Decision]]
-
-
-@dataclasses.dataclass(slots=True)
-class _ShardQueue:
-    """What a worker has queued for one shard, and the task sending its calls."""
-
-    items: list[_ShardItem] = dataclasses.field(default_factory=list)
-    sender: asyncio.Task[None] | None = None
-
-
 class EntryProcessorStrategy(Strategy):
     """``execute_on_key`` with :class:`ShardProcessor` (or :class:`FixedWindowProcessor`
     with one entry per key): one round trip per call, for every key batch it carries.
@@ -205,8 +190,6 @@ class EntryProcessorStrategy(Strategy):
         super().__init__(counters, config, **wiring)
         self.shard_count = config.counter_shards
         self._shards: Any = None
-        self._shard_queues: dict[str, _ShardQueue] = {}
-        self._senders: set[asyncio.Task[None]] = set()
 
     @property
     def shards(self) -> Any:
@@ -220,75 +203,36 @@ class EntryProcessorStrategy(Strategy):
     def _now_or_member_clock(self) -> int:
         return MEMBER_CLOCK if self.clock is None else self.clock()
 
+    def _lane(self, quota: Quota) -> Hashable:
+        if not self.shard_count:
+            return quota
+        key = processor_key(quota.client_id, quota.window_seconds)
+        return shard_entry_of(key, self.shard_count)
+
+    async def _decide_lane(
+        self, lane: Hashable, batches: Sequence[tuple[Quota, Sequence[int]]], deadline: float
+    ) -> list[list[Decision]]:
+        if not self.shard_count:
+            return await super()._decide_lane(lane, batches, deadline)
+        processor = ShardProcessor(self._now_or_member_clock(), self.expiry_grace_ms, batches)
+        result = await self.shards.execute_on_key(lane, processor)
+        return split_result(result, [len(costs) for _, costs in batches])
+
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[Decision]:
-        key = processor_key(quota.client_id, quota.window_seconds)
-        if not self.shard_count:
-            processor = FixedWindowProcessor(
-                quota.limit,
-                quota.window_seconds,
-                quota.alignment,
-                self._now_or_member_clock(),
-                self.expiry_grace_ms,
-                costs,
-            )
-            result = await self.counters.execute_on_key(key, processor)
-            return split_result(result, [len(costs)])[0]
-        shard_key = shard_entry_of(key, self.shard_count)
-        queue = self._shard_queues.get(shard_key)
-        if queue is None:
-            queue = self._shard_queues[shard_key] = _ShardQueue()
-        item = _ShardItem(key, quota, costs, asyncio.get_running_loop().create_future())
-        queue.items.append(item)
-        if queue.sender is None:
-            queue.sender = asyncio.get_running_loop().create_task(self._send(shard_key, queue))
-            self._senders.add(queue.sender)
-            queue.sender.add_done_callback(self._senders.discard)
-        return await item.answer
-
-    async def _send(self, shard_key: str, queue: _ShardQueue) -> None:
-        """Sends the shard's queue, one call at a time, until nothing is queued.
-
-        Started in the iteration of the event loop that queued the first item, it runs in
-        the next one: what every key queued in between rides along in the first call.
-        """
-        try:
-            while queue.items:
-                items = [item for item in queue.items if not item.answer.done()]
-                queue.items = []
-                if not items:
-                    continue
-                processor = ShardProcessor(self._now_or_member_clock(), self.expiry_grace_ms, items)
-                try:
-                    result = await self.shards.execute_on_key(shard_key, processor)
-                    answers = split_result(result, [len(item.costs) for item in items])
-                except Exception as error:
-                    for item in items:
-                        if not item.answer.done():
-                            item.answer.set_exception(error)
-                    continue
-                self.observer.batch_decided(sum(len(item.costs) for item in items))
-                for item, decisions in zip(items, answers, strict=True):
-                    if not item.answer.done():
-                        item.answer.set_result(decisions)
-        finally:
-            for item in queue.items:
-                item.answer.cancel()
-            queue.items = []
-            queue.sender = None
-            if self._shard_queues.get(shard_key) is queue:
-                del self._shard_queues[shard_key]
-
-    def _batch_decided(self, size: int) -> None:
-        # A shard call carries several keys' batches: it is counted where it is sent.
-        if not self.shard_count:
-            super()._batch_decided(size)
-
-    async def close(self) -> None:
-        await super().close()
-        if self._senders:
-            await asyncio.gather(*self._senders, return_exceptions=True)
+        processor = FixedWindowProcessor(
+            quota.limit,
+            quota.window_seconds,
+            quota.alignment,
+            self._now_or_member_clock(),
+            self.expiry_grace_ms,
+            costs,
+        )
+        result = await self.counters.execute_on_key(
+            processor_key(quota.client_id, quota.window_seconds), processor
+        )
+        return split_result(result, [len(costs)])[0]
 
     async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
         key = processor_key(client_id, window_seconds)

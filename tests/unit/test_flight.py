@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import pytest
@@ -67,6 +67,37 @@ class DictStrategy(Strategy):
 
     async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
         return self.store.get(f"{client_id}:{window_seconds}")
+
+
+class OneLaneDictStrategy(DictStrategy):
+    """Every key in one lane, decided by one operation per batch, as the entry
+    processor's shard layout does."""
+
+    name = "dict-one-lane"
+
+    def __init__(self, delay: float = 0.005, **config: Any) -> None:
+        super().__init__(delay, **config)
+        self.lane_batches: list[list[tuple[str, list[int]]]] = []
+
+    def _lane(self, quota: Quota) -> Hashable:
+        return "the-only-lane"
+
+    async def _decide_lane(
+        self, lane: Hashable, batches: Sequence[tuple[Quota, Sequence[int]]], deadline: float
+    ) -> list[list[Decision]]:
+        assert lane == "the-only-lane"
+        self.lane_batches.append([(quota.client_id, list(costs)) for quota, costs in batches])
+        self.sending.set()
+        await asyncio.sleep(self.delay)
+        answers = []
+        for quota, costs in batches:
+            key = f"{quota.client_id}:{quota.window_seconds}"
+            state, decisions = decide_batch(
+                self.store.get(key), self.now, costs, quota.limit, quota.window_seconds
+            )
+            self.store[key] = state
+            answers.append(decisions)
+        return answers
 
 
 async def flood(strategy: Strategy, requests: int, limit: int = 100) -> list[Decision]:
@@ -259,3 +290,64 @@ def test_a_cached_denial_never_reports_a_window_end_before_the_true_one() -> Non
     denial = cache.denial(quota, 1, 500)
     assert denial is not None and denial.reset_after_ms == 540
     assert cache.denial(quota, 1, 1000) is None
+
+
+def test_a_lane_of_many_keys_decides_them_together_and_exactly() -> None:
+    """Floods on 20 keys sharing one lane: each key admits exactly its limit, and one
+    operation carries many keys' batches (each key once, its requests in order)."""
+    strategy = OneLaneDictStrategy()
+
+    async def scenario() -> list[list[Decision]]:
+        return list(
+            await asyncio.gather(
+                *(
+                    asyncio.gather(*(strategy.decide(f"k{k}", 7, 60) for _ in range(10)))
+                    for k in range(20)
+                )
+            )
+        )
+
+    per_key = asyncio.run(scenario())
+    assert [sum(d.allowed for d in decisions) for decisions in per_key] == [7] * 20
+    assert len(strategy.lane_batches) <= 3, [len(b) for b in strategy.lane_batches]
+    assert max(len(batches) for batches in strategy.lane_batches) >= 10
+    for batches in strategy.lane_batches:
+        keys = [key for key, _ in batches]
+        assert len(keys) == len(set(keys))
+
+
+def test_the_queue_bound_counts_each_key_of_a_lane_apart() -> None:
+    """In a shared lane, a full key is shed while another key's requests still queue."""
+    strategy = OneLaneDictStrategy(delay=0.2, max_queued_per_key=3)
+
+    async def scenario() -> tuple[list[Decision], list[Decision]]:
+        first = asyncio.create_task(strategy.decide("busy", 100, 60))
+        await strategy.sending.wait()
+        busy = [asyncio.create_task(strategy.decide("busy", 100, 60)) for _ in range(5)]
+        other = [asyncio.create_task(strategy.decide("other", 100, 60)) for _ in range(3)]
+        await asyncio.sleep(0)
+        shed = [task.result() for task in busy + other if task.done()]
+        await asyncio.gather(first, *busy)
+        return shed, list(await asyncio.gather(*other))
+
+    shed, other = asyncio.run(scenario())
+    assert len(shed) == 2
+    assert all(d.reason == Reason.CONTENDED for d in shed)
+    assert all(d.allowed for d in other)
+
+
+def test_a_late_request_in_a_shared_lane_is_contended_with_its_own_limit() -> None:
+    """A deadline passed in a lane of several keys answers that request, with its key's
+    limit, at its deadline."""
+    strategy = OneLaneDictStrategy(delay=1.0, decision_timeout_seconds=0.2)
+
+    async def scenario() -> list[Decision]:
+        decisions = await asyncio.gather(strategy.decide("a", 5, 60), strategy.decide("b", 9, 60))
+        await strategy.close()
+        return list(decisions)
+
+    decisions = asyncio.run(scenario())
+    assert [(d.allowed, d.reason, d.limit) for d in decisions] == [
+        (False, Reason.CONTENDED, 5),
+        (False, Reason.CONTENDED, 9),
+    ]
