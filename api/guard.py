@@ -37,7 +37,7 @@ from api.backend import backend_of
 from api.docs import Error, Message
 from api.errors import MissingApiId, UnknownClient
 from api.headers import DEGRADED, decision_headers, policy_headers
-from api.metrics import BACKEND_ERRORS, DECISION_SECONDS, DECISIONS, labelled
+from api.metrics import BACKEND_ERRORS, DECISION_SECONDS, DECISIONS, REGISTRY_READS, labelled
 from api.registry import ClientRecord, parse_client_id
 from limiter import BackendError, Decision, Reason, Strategy, cluster_call
 
@@ -102,6 +102,7 @@ async def judge(request: Request) -> Verdict:
         connection = backend.require_connection()
         known, record = connection.registry.remembered(client_id)
         if not known:
+            REGISTRY_READS.inc()
             async with cluster_call(deadline):
                 record = await connection.registry.fetch(client_id)
         if record is None:

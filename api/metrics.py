@@ -37,6 +37,7 @@ __all__ = [
     "LOCAL_DENIALS",
     "LOCK_WAIT_SECONDS",
     "MULTIPROC_ENV",
+    "REGISTRY_READS",
     "TTL_RESTORE_FAILURES",
     "MetricsObserver",
     "exposition",
@@ -107,6 +108,13 @@ BACKEND_ERRORS = Counter(
     "Guarded requests the cluster gave no decision for (unreachable), by strategy and "
     "kind: unavailable, timeout.",
     ["strategy", "kind"],
+    registry=REGISTRY,
+)
+REGISTRY_READS = Counter(
+    "ratelimit_registry_reads",
+    "Client records the guarded route read from the cluster because the worker's memo "
+    "did not hold them: a client's first request to the worker, or one more than "
+    "RATELIMIT_REGISTRY_MEMO_SECONDS after its record was read.",
     registry=REGISTRY,
 )
 HTTP_REQUESTS = Counter(

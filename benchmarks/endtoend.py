@@ -17,7 +17,9 @@ and each round runs, one after the other with the same wrk settings:
 Each run also reads the CPU time the replicas (Sanic main and workers), the members
 (JVMs) and nginx used during it, from ``/proc``, and reports it per request, with the
 part of the members' CPU that their JIT compilers used (large in a cluster started
-minutes ago, nothing in a long-running one).
+minutes ago, nothing in a long-running one), and from the replicas' metrics the requests
+one cluster call decided and the client records read from the cluster per request (a
+spread run whose clients the replicas' memos do not hold pays a cluster read for each).
 
 Every run is checked as it goes: a run with over-admission, a ``contended`` denial of the
 client under its limit, an answer marked ``X-RateLimit-Degraded``, a socket error or
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
 import json
 import os
@@ -142,19 +145,22 @@ async def warm_registry(
     replica_urls: Sequence[str], ids: Sequence[str], concurrency: int = 32
 ) -> None:
     """One guarded request per client on every replica, straight to it (not through
-    nginx): each replica then holds every client's record in its memo and near cache,
-    as a long-running replica does for its active clients. Without it a 5 s run over
-    1,000 clients mostly measures first lookups (a cluster read per request)."""
+    nginx), all replicas at once: each replica then holds every client's record in its
+    memo and near cache, as a long-running replica does for its active clients. Without
+    it a 5 s run over 1,000 clients mostly measures first lookups (a cluster read per
+    request)."""
 
     async def requester(session: aiohttp.ClientSession, pending: Iterator[str]) -> None:
         for client_id in pending:
             async with session.get("/example", headers={"X-Api-Id": client_id}) as reply:
                 await reply.read()
 
-    for url in replica_urls:
+    async def warm(url: str) -> None:
         pending = iter(ids)
         async with aiohttp.ClientSession(base_url=url) as session:
             await asyncio.gather(*(requester(session, pending) for _ in range(concurrency)))
+
+    await asyncio.gather(*(warm(url) for url in replica_urls))
 
 
 def variants(
@@ -174,24 +180,35 @@ def variants(
     return runs
 
 
-BATCH_METRIC = re.compile(r"^ratelimit_batch_size_(sum|count) ([\d.eE+-]+)$", re.MULTILINE)
+#: Samples of a replica's /metrics the benchmark reads: the requests its cluster calls
+#: decided, the calls, and the client records it read from the cluster.
+REPLICA_COUNTERS = re.compile(
+    r"^(ratelimit_batch_size_sum|ratelimit_batch_size_count|ratelimit_registry_reads_total)"
+    r" ([\d.eE+-]+)$",
+    re.MULTILINE,
+)
 
 
-def cluster_calls(replica_urls: Sequence[str]) -> tuple[float, float]:
-    """(requests decided, cluster operations that decided them) so far, over every
-    replica, from its ``ratelimit_batch_size`` histogram."""
-    totals = {"sum": 0.0, "count": 0.0}
+def replica_counters(replica_urls: Sequence[str]) -> dict[str, float]:
+    """The counters of :data:`REPLICA_COUNTERS` so far, summed over every replica."""
+    totals: dict[str, float] = collections.defaultdict(float)
     for url in replica_urls:
         text = httpx.get(f"{url}/metrics", timeout=10).text
-        for part, value in BATCH_METRIC.findall(text):
-            totals[part] += float(value)
-    return totals["sum"], totals["count"]
+        for name, value in REPLICA_COUNTERS.findall(text):
+            totals[name] += float(value)
+    return totals
 
 
-def requests_per_call(before: tuple[float, float], after: tuple[float, float]) -> float:
+def requests_per_call(before: dict[str, float], after: dict[str, float]) -> float:
     """Requests one cluster operation decided on average between two readings (0: none)."""
-    calls = after[1] - before[1]
-    return (after[0] - before[0]) / calls if calls else 0.0
+    calls = after["ratelimit_batch_size_count"] - before["ratelimit_batch_size_count"]
+    decided = after["ratelimit_batch_size_sum"] - before["ratelimit_batch_size_sum"]
+    return decided / calls if calls else 0.0
+
+
+def registry_reads(before: dict[str, float], after: dict[str, float]) -> float:
+    """Client records the replicas read from the cluster between two readings."""
+    return after["ratelimit_registry_reads_total"] - before["ratelimit_registry_reads_total"]
 
 
 def seconds_left_in_hour() -> float:
@@ -224,6 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "RATELIMIT_STRATEGY": strategy,
                 "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
                 "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{uuid.uuid4().hex[:8]}",
+                **dict(args.replica_setting),
                 **layout,
             }
             stack.start_replicas(REPLICAS, env)
@@ -254,7 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         # scenarios before this one can outlast that.
                         asyncio.run(warm_registry(urls, spread_ids[scenario]))
                     cpu_before = meter.read()
-                    calls_before = cluster_calls(urls)
+                    counters_before = replica_counters(urls)
                     seen = run_wrk(
                         f"{base}{path}",
                         args.connections,
@@ -265,10 +283,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         else None,
                     )
                     cpu_ms = meter.since(cpu_before).per_request_ms(seen.requests)
-                    calls_after = cluster_calls(urls)
+                    counters_after = replica_counters(urls)
                     result = {k: v for k, v in dataclasses.asdict(seen).items() if k != "output"}
                     result["cpu_ms_per_request"] = cpu_ms
-                    result["requests_per_call"] = requests_per_call(calls_before, calls_after)
+                    result["requests_per_call"] = requests_per_call(counters_before, counters_after)
+                    result["registry_reads_per_request"] = registry_reads(
+                        counters_before, counters_after
+                    ) / max(seen.requests, 1)
                     result["problems"] = problems(scenario, seen, args.exact_limit)
                     raw.setdefault(label, {}).setdefault(scenario, []).append(result)
                     mark = "FAILED " + "; ".join(result["problems"]) if result["problems"] else "ok"
@@ -278,7 +299,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"p99 {seen.p99_ms:7.2f} ms cpu/request replicas "
                         f"{cpu_ms['replicas']:.3f} members {cpu_ms['members']:.3f} "
                         f"(JIT {cpu_ms['members_jit']:.3f}) ms, "
-                        f"{result['requests_per_call']:.2f} requests per cluster call "
+                        f"{result['requests_per_call']:.2f} requests per cluster call, "
+                        f"{result['registry_reads_per_request']:.3f} registry reads per request "
                         f"{seen.statuses} {mark}",
                         flush=True,
                     )
@@ -313,6 +335,9 @@ def summarise(
                     for group in runs[0]["cpu_ms_per_request"]
                 },
                 "requests_per_call": statistics.median(r["requests_per_call"] for r in runs),
+                "registry_reads_per_request": statistics.median(
+                    r["registry_reads_per_request"] for r in runs
+                ),
                 "problems": [p for r in runs for p in r["problems"]],
                 "runs": runs,
             }
@@ -327,8 +352,8 @@ def as_markdown(summary: dict[str, Any]) -> str:
         "",
         "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms "
         "| CPU ms/request: replicas | members | of which JIT | nginx "
-        "| requests per cluster call | check |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| requests per cluster call | registry reads per request | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for strategy, rows in summary["strategies"].items():
         for scenario, r in rows.items():
@@ -339,9 +364,17 @@ def as_markdown(summary: dict[str, Any]) -> str:
                 f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                 f"{cpu['replicas']:.3f} | {cpu['members']:.3f} | "
                 f"{cpu['members_jit']:.3f} | {cpu['nginx']:.3f} | "
-                f"{r['requests_per_call']:.2f} | {check} |"
+                f"{r['requests_per_call']:.2f} | {r['registry_reads_per_request']:.3f} | {check} |"
             )
     return "\n".join(lines)
+
+
+def replica_setting(text: str) -> tuple[str, str]:
+    """``RATELIMIT_NAME=VALUE`` as an environment variable for the replicas."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("RATELIMIT_"):
+        raise argparse.ArgumentTypeError(f"expected RATELIMIT_NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def main() -> int:
@@ -372,6 +405,15 @@ def main() -> int:
         "--cold-registry",
         action="store_true",
         help="skip the warm-up that lets every replica see every spread client once",
+    )
+    parser.add_argument(
+        "--replica-setting",
+        type=replica_setting,
+        action="append",
+        default=[],
+        metavar="RATELIMIT_NAME=VALUE",
+        help="a setting for every replica, e.g. RATELIMIT_REGISTRY_MEMO_SECONDS=600 "
+        "(repeatable; the replicas' defaults otherwise)",
     )
     parser.add_argument(
         "--member-option",

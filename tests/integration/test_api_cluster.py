@@ -193,8 +193,27 @@ def test_metrics_sum_every_worker_and_carry_no_client_id(replicas: Replicas) -> 
         "ratelimit_batch_size",
         "ratelimit_contended",
         "ratelimit_deny_cache_denials",
+        "ratelimit_registry_reads",
     }
     assert expected <= {family.name for family in text_string_to_metric_families(text)}
+
+
+def test_a_worker_reads_a_client_record_once_while_its_memo_holds_it(replicas: Replicas) -> None:
+    """Sequential guarded requests of two clients on a one-worker replica read each
+    client's record from the cluster once (``ratelimit_registry_reads_total``)."""
+    replica = replicas.start("registry-reads")
+    clients = [create_client(replica, limit=100, window_seconds=quiet_window()) for _ in range(2)]
+
+    def reads() -> float:
+        text = replica.get("/metrics").text
+        return sum(v for n, _, v in _samples(text) if n == "ratelimit_registry_reads_total")
+
+    before = reads()
+    for client in clients:
+        for _ in range(4):
+            response = replica.get("/example", headers={"X-Api-Id": client["id"]})
+            assert response.status_code == 200
+    assert reads() - before == 2.0
 
 
 def test_sigterm_drains_before_stopping(replicas: Replicas) -> None:
