@@ -84,8 +84,9 @@ TTL_RESTORE_FAILURES = Counter(
 )
 BATCH_SIZE = Histogram(
     "ratelimit_batch_size",
-    "Requests decided by one cluster operation (requests for one key queue in a worker "
-    "while its operation runs, and the next operation decides them all).",
+    "Requests decided by one cluster operation (requests for one key, or for one shard "
+    "of the entry processor's shard layout, queue in a worker while its operation runs, "
+    "and the next operation decides them all).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
     registry=REGISTRY,
 )
