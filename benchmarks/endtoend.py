@@ -237,11 +237,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"created {count} clients in {time.monotonic() - started:.1f}s", flush=True)
         for label, strategy, layout in variants(args.strategies, args.counter_shards):
             stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
+            # The run's own settings come last: a --replica-setting cannot relabel a run.
             env = {
+                **dict(args.replica_setting),
                 "RATELIMIT_STRATEGY": strategy,
                 "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
                 "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{uuid.uuid4().hex[:8]}",
-                **dict(args.replica_setting),
                 **layout,
             }
             stack.start_replicas(REPLICAS, env)
