@@ -36,6 +36,7 @@ import dataclasses
 import datetime
 import functools
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -58,6 +59,8 @@ STORE_UNAVAILABLE = "ratelimit.store.RegistryUnavailableException"
 STORE_NAME_TAKEN = "ratelimit.store.NameTakenException"
 #: Retry-After of a write refused for want of the database.
 STORE_RETRY_AFTER_SECONDS = 2
+#: A client id as the service writes it (``str(uuid.UUID(...))``): lower case, hyphenated.
+CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @contextlib.asynccontextmanager
@@ -119,6 +122,9 @@ def parse_client_id(raw: str) -> str | None:
     """
     if len(raw) > 64:
         return None
+    if CANONICAL_ID.fullmatch(raw):
+        # What the parse below would give back (every request names its client).
+        return raw
     try:
         return str(uuid.UUID(raw))
     except ValueError:

@@ -48,6 +48,8 @@ class ClusterLink:
     def __init__(self, client: HazelcastClient) -> None:
         self.client = client
         self._connected = asyncio.Event()
+        #: The member list arrived since the last connection (it only empties on a loss).
+        self._members_known = False
         self.liveness = Liveness(connected=lambda: self.connected)
         self._heartbeat: asyncio.Task[None] | None = None
         self._disconnect_callbacks: list[Callable[[], None]] = []
@@ -77,13 +79,21 @@ class ClusterLink:
             LifecycleState.SHUTDOWN,
         ):
             self._connected.clear()
+            self._members_known = False
             for callback in self._disconnect_callbacks:
                 callback()
 
     @property
     def connected(self) -> bool:
-        """Connected and holding the member list (which arrives just after connecting)."""
-        return self._connected.is_set() and bool(self.client.cluster_service.get_members())
+        """Connected and holding the member list (which arrives just after connecting).
+
+        Asked on every request: the client copies its member list each time it is read,
+        so the list is looked at only until it has arrived."""
+        if not self._connected.is_set():
+            return False
+        if not self._members_known:
+            self._members_known = bool(self.client.cluster_service.get_members())
+        return self._members_known
 
     async def get_map(self, name: str) -> Any:
         """The map, once it is loaded (see :meth:`_recreate_maps` for why ``size``)."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from typing import Any
 
 import pytest
 from hazelcast.lifecycle import LifecycleState
+from hypothesis import given
+from hypothesis import strategies as st
 
 from api.errors import UpdateConflict
-from api.registry import ClientRecord, Registry
+from api.registry import ClientRecord, Registry, parse_client_id
 from limiter import Alignment
 from limiter.cluster import ClusterLink
 
@@ -114,3 +117,22 @@ def test_the_cluster_link_tells_its_listeners_when_the_cluster_is_lost() -> None
         return seen
 
     assert asyncio.run(scenario()) == ["lost"]
+
+
+def _uuid_spellings() -> st.SearchStrategy[str]:
+    """Ids as callers may spell them: canonical, upper case, braces, no hyphens, urn."""
+    spelled = st.sampled_from(
+        [str, lambda u: str(u).upper(), lambda u: f"{{{u}}}", lambda u: u.hex, lambda u: u.urn]
+    )
+    return st.builds(lambda spell, u: spell(u), spelled, st.uuids())
+
+
+@given(st.one_of(_uuid_spellings(), st.text(max_size=70), st.from_regex(r"[0-9a-f-]{36}")))
+def test_a_client_id_reads_as_uuid_parsing_reads_it(raw: str) -> None:
+    """Every spelling names the client ``str(uuid.UUID(raw))`` names, and anything that
+    is not a UUID (or is longer than 64 characters) names none."""
+    try:
+        expected: str | None = str(uuid.UUID(raw)) if len(raw) <= 64 else None
+    except ValueError:
+        expected = None
+    assert parse_client_id(raw) == expected

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
+import hypothesis
 import pytest
+from hazelcast.config import Config
+from hazelcast.serialization.service import SerializationServiceV1
+from hypothesis import strategies as st
 
-from limiter.entry_processor import counter_entry, shard_of, split_result
-from limiter.rule import Reason
+from limiter.base import Quota
+from limiter.entry_processor import (
+    PinnedKey,
+    ShardProcessor,
+    counter_entry,
+    shard_call_data,
+    shard_of,
+    split_result,
+)
+from limiter.rule import Alignment, Reason
 
 
 def test_a_key_has_the_same_shard_in_every_process() -> None:
@@ -62,3 +75,43 @@ def test_an_answer_of_the_wrong_length_is_refused(sizes: list[int]) -> None:
     """An answer that does not match the batches sent is an error, never a guess."""
     with pytest.raises(ValueError):
         split_result([5, 1000, 1, 4, 0, 0, 0, 1, 3, 2000, 1, 2, 0], sizes)
+
+
+def test_a_shard_call_is_serialised_as_the_clients_serializer_does() -> None:
+    """The hand-packed shard call has the very bytes the client writes for a
+    ShardProcessor, for any windows, costs, clocks and alignments."""
+    serializer = SerializationServiceV1(Config())
+
+    @hypothesis.given(
+        now_ms=st.integers(-1, 2**62),
+        grace_ms=st.integers(0, 10**9),
+        windows=st.lists(
+            st.tuples(
+                st.text(min_size=1, max_size=40),
+                st.integers(1, 2**40),
+                st.integers(1, 10**7),
+                st.sampled_from(list(Alignment)),
+                st.lists(st.integers(1, 10**6), min_size=1, max_size=5),
+            ),
+            max_size=6,
+        ),
+    )
+    def same_bytes(now_ms: int, grace_ms: int, windows: list[Any]) -> None:
+        batches = [
+            (Quota(client, limit, seconds, alignment), costs)
+            for client, limit, seconds, alignment, costs in windows
+        ]
+        expected = serializer.to_data(ShardProcessor(now_ms, grace_ms, batches))
+        assert bytes(shard_call_data(now_ms, grace_ms, batches).buffer) == bytes(expected.buffer)
+
+    same_bytes()
+
+
+@pytest.mark.parametrize("name", ["shard-0-of-1", "shard-15-of-16", "schlüssel-ü"])
+def test_a_pinned_key_is_the_clients_key_with_its_partition_hash(name: str) -> None:
+    """A shard's pinned key serialises and hashes to what the client makes of the name,
+    so its call goes to the same partition and entry."""
+    expected = SerializationServiceV1(Config()).to_data(name)
+    pinned = PinnedKey(name)
+    assert bytes(pinned.buffer) == bytes(expected.buffer)
+    assert pinned.get_partition_hash() == expected.get_partition_hash()
