@@ -37,7 +37,7 @@ from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 from api import clients, guard, probes
 from api.backend import Backend
 from api.errors import render_error
-from api.metrics import HTTP_REQUESTS, labelled, method_label, preset
+from api.metrics import HTTP_REQUESTS, TALLY, labelled, method_label, preset
 from api.settings import Settings
 
 __all__ = ["API_VERSION", "App", "create_app"]
@@ -122,7 +122,7 @@ def _document_the_document(app: App) -> None:
 
 async def _count_response(request: Request, response: BaseHTTPResponse) -> HTTPResponse | None:
     route = f"/{request.route.path}" if request.route is not None else UNMATCHED_ROUTE
-    labelled(HTTP_REQUESTS, route, method_label(request.method), str(response.status)).inc()
+    TALLY.inc(labelled(HTTP_REQUESTS, route, method_label(request.method), str(response.status)))
     return None
 
 
@@ -140,3 +140,4 @@ async def _drain(app: App) -> None:
 
 async def _stop_backend(app: App) -> None:
     await app.ctx.backend.close()
+    TALLY.flush()

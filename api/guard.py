@@ -38,7 +38,14 @@ from api.backend import backend_of
 from api.docs import Error, Message
 from api.errors import MissingApiId, UnknownClient
 from api.headers import DEGRADED, decision_headers, policy_headers
-from api.metrics import BACKEND_ERRORS, DECISION_SECONDS, DECISIONS, REGISTRY_READS, labelled
+from api.metrics import (
+    BACKEND_ERRORS,
+    DECISION_SECONDS,
+    DECISIONS,
+    REGISTRY_READS,
+    TALLY,
+    labelled,
+)
 from api.registry import ClientRecord, parse_client_id
 from limiter import BackendError, Decision, Reason, Strategy, cluster_call
 
@@ -103,7 +110,7 @@ async def judge(request: Request) -> Verdict:
         connection = backend.require_connection()
         known, record = connection.registry.remembered(client_id)
         if not known:
-            REGISTRY_READS.inc()
+            TALLY.inc(REGISTRY_READS)
             async with cluster_call(deadline):
                 record = await connection.registry.fetch(client_id)
         if record is None:
@@ -112,17 +119,17 @@ async def judge(request: Request) -> Verdict:
     except BackendError as failure:
         error = failure
     else:
-        labelled(DECISION_SECONDS, strategy).observe(time.perf_counter() - started)
+        TALLY.observe(labelled(DECISION_SECONDS, strategy), time.perf_counter() - started)
         outcome = "allowed" if decision.allowed else "denied"
         if decision.reason == Reason.CONTENDED:
             outcome = "contended"
-        labelled(DECISIONS, strategy, outcome).inc()
+        TALLY.inc(labelled(DECISIONS, strategy, outcome))
         return Verdict(record, decision, None, fail_open=False)
-    labelled(DECISION_SECONDS, strategy).observe(time.perf_counter() - started)
-    BACKEND_ERRORS.labels(strategy, error.kind).inc()
+    TALLY.observe(labelled(DECISION_SECONDS, strategy), time.perf_counter() - started)
+    TALLY.inc(labelled(BACKEND_ERRORS, strategy, error.kind))
     _log_throttled(error)
     fail_open = backend.settings.failure_mode == "open"
-    labelled(DECISIONS, strategy, "fail_open" if fail_open else "fail_closed").inc()
+    TALLY.inc(labelled(DECISIONS, strategy, "fail_open" if fail_open else "fail_closed"))
     return Verdict(record, None, error, fail_open)
 
 

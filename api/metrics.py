@@ -7,10 +7,18 @@ Several workers: ``python -m api`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the 
 start, so each worker writes its samples to files there, and ``/metrics`` (answered by any
 worker) sums every worker's files. Without that variable (the app embedded in one
 process) the values live in this process and ``/metrics`` shows them directly.
+
+What every request counts goes through :data:`TALLY` first: writing a value there takes
+a lock and a write to a memory-mapped file, so a worker adds its requests up in plain
+Python and writes the sums every :data:`FLUSH_SECONDS`, before its own ``/metrics``
+answer and when it stops. A scrape answered by one worker may miss another worker's
+last quarter of a second, never a count.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import functools
 import os
 from typing import Any
@@ -33,13 +41,16 @@ __all__ = [
     "CONTENDED",
     "DECISIONS",
     "DECISION_SECONDS",
+    "FLUSH_SECONDS",
     "HTTP_REQUESTS",
     "LOCAL_DENIALS",
     "LOCK_WAIT_SECONDS",
     "MULTIPROC_ENV",
     "REGISTRY_READS",
+    "TALLY",
     "TTL_RESTORE_FAILURES",
     "MetricsObserver",
+    "Tally",
     "exposition",
     "labelled",
     "method_label",
@@ -126,6 +137,73 @@ HTTP_REQUESTS = Counter(
 )
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Longest a worker holds counts before writing them to the Prometheus values.
+FLUSH_SECONDS = 0.25
+
+
+class Tally:
+    """Counter increments and histogram observations of the request path, summed here
+    and written to their Prometheus values in bulk by :meth:`flush`.
+
+    In the multiprocess mode one ``inc`` costs about 1.7 µs and one observation two of
+    them, about 8 µs of a guarded request's 0.2 ms of replica CPU; adding to a dict costs
+    a tenth of that. Takes resolved children (:func:`labelled`) only.
+    """
+
+    def __init__(self, flush_seconds: float = FLUSH_SECONDS) -> None:
+        self.flush_seconds = flush_seconds
+        self._counts: dict[Any, float] = {}
+        #: Per histogram child: the sum of its observations, then a count per bucket.
+        self._observations: dict[Any, list[float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+
+    def inc(self, counter: Any, amount: float = 1.0) -> None:
+        self._counts[counter] = self._counts.get(counter, 0.0) + amount
+        self._due()
+
+    def observe(self, histogram: Any, amount: float) -> None:
+        sums = self._observations.get(histogram)
+        if sums is None:
+            sums = self._observations[histogram] = [0.0] * (len(histogram._upper_bounds) + 1)
+        sums[0] += amount
+        # The bucket Histogram.observe counts it in: the first bound at or above it.
+        bucket = bisect.bisect_left(histogram._upper_bounds, amount)
+        if bucket < len(histogram._upper_bounds):
+            sums[1 + bucket] += 1
+        self._due()
+
+    def flush(self) -> None:
+        """Writes every sum held to its value, now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        counts, self._counts = self._counts, {}
+        observations, self._observations = self._observations, {}
+        for counter, amount in counts.items():
+            counter.inc(amount)
+        for histogram, sums in observations.items():
+            histogram._sum.inc(sums[0])
+            for value, count in zip(histogram._buckets, sums[1:], strict=True):
+                if count:
+                    value.inc(count)
+
+    def _due(self) -> None:
+        """A flush within ``flush_seconds`` (at once outside an event loop)."""
+        held = self._timer_loop
+        if self._timer is not None and held is not None and not held.is_closed():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._timer = loop.call_later(self.flush_seconds, self.flush)
+        self._timer_loop = loop
+
+
+#: The worker's tally of the request path (flushed by :func:`exposition` and at stop).
+TALLY = Tally()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -175,17 +253,18 @@ class MetricsObserver:
         TTL_RESTORE_FAILURES.inc()
 
     def batch_decided(self, size: int) -> None:
-        BATCH_SIZE.observe(size)
+        TALLY.observe(BATCH_SIZE, size)
 
     def denied_locally(self) -> None:
-        labelled(LOCAL_DENIALS, self.strategy).inc()
+        TALLY.inc(labelled(LOCAL_DENIALS, self.strategy))
 
     def contended(self, cause: str) -> None:
-        labelled(CONTENDED, self.strategy, cause).inc()
+        TALLY.inc(labelled(CONTENDED, self.strategy, cause))
 
 
 def exposition() -> tuple[bytes, str]:
     """The text format of every metric, summed over all workers when there are several."""
+    TALLY.flush()
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
