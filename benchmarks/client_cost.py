@@ -5,8 +5,10 @@ End to end, a decision's replica CPU is its HTTP handling plus its share of a cl
 call; this measures the call alone, so that the share can be told apart:
 
 - ``IMap.get`` of one small value (the least a call costs);
-- one :class:`limiter.entry_processor.ShardProcessor` call carrying 1, 3 and 10 windows
-  (end to end at 32 connections a call carries about three);
+- one shard call carrying 1, 3 and 10 windows, as the strategy sends it
+  (:func:`limiter.entry_processor.shard_call_data` to a
+  :class:`limiter.entry_processor.PinnedKey`; end to end at 32 connections a call carries
+  about three);
 - ``decide`` for 1, 3 and 10 clients at once through the entry processor strategy (one
   shard), which adds the strategy's queueing to the call.
 
@@ -34,7 +36,8 @@ from limiter.base import Quota
 from limiter.entry_processor import (
     MEMBER_CLOCK,
     EntryProcessorStrategy,
-    ShardProcessor,
+    PinnedKey,
+    shard_call_data,
     shard_entry_of,
 )
 from limiter.rule import Alignment
@@ -68,11 +71,14 @@ async def measure(args: argparse.Namespace) -> dict[str, list[tuple[float, float
     ]
     await counters.put("one-value", 1)
 
+    # Serialised and hashed once, as the strategy does for each of its lanes.
+    shard_key = PinnedKey(shard_entry_of("any", 1))
+
     def shard_call(windows: int) -> Callable[[int], Awaitable[Any]]:
         async def call(i: int) -> Any:
             batch = [(quotas[(i * windows + j) % CLIENTS], [1]) for j in range(windows)]
-            processor = ShardProcessor(MEMBER_CLOCK, strategy.expiry_grace_ms, batch)
-            return await strategy.shards.execute_on_key(shard_entry_of("any", 1), processor)
+            processor = shard_call_data(MEMBER_CLOCK, strategy.expiry_grace_ms, batch)
+            return await strategy.shards.execute_on_key(shard_key, processor)
 
         return call
 
