@@ -63,7 +63,7 @@ LOG_EVERY_SECONDS = 10.0
 _last_logged = 0.0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Verdict:
     """What the limiter says of one request: a decision, or the error that kept it from
     deciding (then the failure policy applies). Metrics are counted when it is made."""

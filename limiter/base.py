@@ -132,6 +132,13 @@ class Quota(NamedTuple):
 
 #: A waiter is answered as late when its deadline is this close (timer granularity).
 DEADLINE_SLACK_SECONDS = 0.001
+#: Requests that, queued for a lane while its call ran, mark it busy (see Strategy._run).
+BUSY_LANE = 2
+
+
+def _settle(gathering: asyncio.Future[None]) -> None:
+    if not gathering.done():
+        gathering.set_result(None)
 
 
 @dataclasses.dataclass(slots=True)
@@ -155,6 +162,8 @@ class _Flight:
     sent: list[_Pending] = dataclasses.field(default_factory=list)
     runner: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
+    #: Set while a busy lane's runner waits for more requests: answered at the limit.
+    gathering: asyncio.Future[None] | None = None
 
 
 class Strategy(abc.ABC):
@@ -175,6 +184,8 @@ class Strategy(abc.ABC):
         self.decision_timeout_seconds = config.decision_timeout_seconds
         self.expiry_grace_ms = int(config.expiry_grace_seconds * 1000)
         self.max_queued_per_key = config.max_queued_per_key
+        self.batch_window_seconds = config.batch_window_seconds
+        self.batch_limit = config.batch_limit
         self.deny_cache = DenyCache(config.deny_cache_size)
         self.liveness = wiring.get("liveness")
         self.observer: Observer = wiring.get("observer") or NullObserver()
@@ -236,6 +247,8 @@ class Strategy(abc.ABC):
         flight.queued[key] = queued + 1
         pending = _Pending(key, cost, loop.create_future(), deadline, time.monotonic())
         flight.queue.append(pending)
+        if flight.gathering is not None and len(flight.queue) >= self.batch_limit:
+            _settle(flight.gathering)
         if flight.timer is None or deadline < flight.timer.when():
             self._arm(flight, deadline)
         if flight.runner is None:
@@ -288,9 +301,17 @@ class Strategy(abc.ABC):
         )
 
     async def _run(self, lane: Hashable, flight: _Flight) -> None:
-        """Decides the lane's queue, one cluster operation per batch, until it is empty."""
+        """Decides the lane's queue, one cluster operation per batch, until it is empty.
+
+        After a call, a queue of at least :data:`BUSY_LANE` requests (they came while it
+        ran) marks the lane busy, and the runner gathers more (:meth:`_gather`) first.
+        """
+        called = False
         try:
             while flight.queue:
+                if called and BUSY_LANE <= len(flight.queue) < self.batch_limit:
+                    await self._gather(flight)
+                called = True
                 batch = [pending for pending in flight.queue if not pending.answer.done()]
                 flight.queue.clear()
                 flight.queued.clear()
@@ -339,6 +360,25 @@ class Strategy(abc.ABC):
             flight.runner = None
             if self._flights.get(lane) is flight:
                 del self._flights[lane]
+
+    async def _gather(self, flight: _Flight) -> None:
+        """Waits ``batch_window_seconds``, or until the lane holds ``batch_limit`` requests.
+
+        Every call costs both sides about the same whatever it carries (a client message,
+        a partition operation, a backup, a response), so under load fewer, fuller calls
+        leave more CPU for requests; a wait is at most the window, far below a deadline
+        (whose timer still answers a request that runs out meanwhile).
+        """
+        if self.batch_window_seconds <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        gathering = flight.gathering = loop.create_future()
+        timer = loop.call_later(self.batch_window_seconds, _settle, gathering)
+        try:
+            await gathering
+        finally:
+            timer.cancel()
+            flight.gathering = None
 
     async def _decide_lane(
         self, lane: Hashable, batches: Sequence[tuple[Quota, Sequence[int]]], deadline: float

@@ -285,6 +285,8 @@ class EntryProcessorStrategy(Strategy):
     def _lane(self, quota: Quota) -> Hashable:
         if not self.shard_count:
             return quota
+        if self.shard_count == 1:
+            return ONE_SHARD
         key = processor_key(quota.client_id, quota.window_seconds)
         return shard_entry_of(key, self.shard_count)
 
@@ -350,6 +352,10 @@ def shards_map_name(counters_map: str) -> str:
 def shard_of(key: str, shard_count: int) -> int:
     """The shard of a window key: the same in every replica (``hash()`` is per process)."""
     return zlib.crc32(key.encode()) % shard_count
+
+
+#: The entry of every window when there is one shard (the default).
+ONE_SHARD = "shard-0-of-1"
 
 
 def shard_entry_of(key: str, shard_count: int) -> str:

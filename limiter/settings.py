@@ -51,6 +51,8 @@ class StrategyConfig:
     max_queued_per_key: int
     deny_cache_size: int
     counter_shards: int = 0
+    batch_window_seconds: float = 0.0
+    batch_limit: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +99,13 @@ class LimiterSettings:
     #: are decided together by the next one); past this a request is denied at once, 429
     #: ``contended``.
     max_queued_per_key: int = 1000
+    #: A lane (a key, or a shard of the entry processor) that gathered at least two
+    #: requests while its cluster call ran is busy: before its next call it waits up to
+    #: this long for more, so that under load calls are fewer and carry more. A lane that
+    #: is not busy never waits. 0: never wait.
+    batch_window_seconds: float = dataclasses.field(default=0.001, metadata=ZERO_ALLOWED)
+    #: A busy lane holding this many requests calls at once, without waiting.
+    batch_limit: int = 8
     #: Exhausted windows one worker remembers, answering 429 locally until each ends.
     deny_cache_size: int = 10000
     #: Counter keys live until their window ends plus this much. It must cover the clock
@@ -158,6 +167,8 @@ class LimiterSettings:
             max_queued_per_key=self.max_queued_per_key,
             deny_cache_size=self.deny_cache_size,
             counter_shards=self.counter_shards,
+            batch_window_seconds=self.batch_window_seconds,
+            batch_limit=self.batch_limit,
         )
 
     @property

@@ -351,3 +351,70 @@ def test_a_late_request_in_a_shared_lane_is_contended_with_its_own_limit() -> No
         (False, Reason.CONTENDED, 5),
         (False, Reason.CONTENDED, 9),
     ]
+
+
+async def _until(condition: Any, seconds: float = 2.0) -> None:
+    """Polls ``condition`` each loop turn until it holds, failing after ``seconds``."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition never held")
+        await asyncio.sleep(0.001)
+
+
+def test_a_busy_lane_gathers_more_requests_before_its_next_call() -> None:
+    """Two requests queued during a call mark the lane busy: the next call waits within
+    the window and also carries the one that came meanwhile (without the window, it
+    would have gone in a third call)."""
+
+    async def scenario(window: float) -> list[int]:
+        strategy = DictStrategy(delay=0.05, batch_window_seconds=window, batch_limit=100)
+        first = asyncio.create_task(strategy.decide("c", 100, 60))
+        await strategy.sending.wait()
+        queued = [asyncio.create_task(strategy.decide("c", 100, 60)) for _ in range(2)]
+        await _until(lambda: len(strategy.batches) == 2 or _gathering(strategy))
+        late = asyncio.create_task(strategy.decide("c", 100, 60))
+        decisions = await asyncio.gather(first, *queued, late)
+        assert all(d.allowed for d in decisions)
+        return [len(batch) for batch in strategy.batches]
+
+    assert asyncio.run(scenario(window=0.5)) == [1, 3]
+    assert asyncio.run(scenario(window=0.0)) == [1, 2, 1]
+
+
+def test_a_busy_lane_at_the_batch_limit_calls_without_waiting() -> None:
+    """Once the busy lane holds batch_limit requests it calls at once, not at the end of
+    a window far longer than the test may take."""
+
+    async def scenario() -> list[int]:
+        strategy = DictStrategy(delay=0.05, batch_window_seconds=60.0, batch_limit=5)
+        first = asyncio.create_task(strategy.decide("c", 100, 60))
+        await strategy.sending.wait()
+        queued = [asyncio.create_task(strategy.decide("c", 100, 60)) for _ in range(2)]
+        await _until(lambda: _gathering(strategy))
+        more = [asyncio.create_task(strategy.decide("c", 100, 60)) for _ in range(3)]
+        await asyncio.wait_for(asyncio.gather(first, *queued, *more), 5.0)
+        return [len(batch) for batch in strategy.batches]
+
+    assert asyncio.run(scenario()) == [1, 5]
+
+
+def test_a_lane_that_is_not_busy_never_waits_for_more() -> None:
+    """A lone request, and one queued alone behind a call, are sent at once even with a
+    window of a minute."""
+
+    async def scenario() -> list[int]:
+        strategy = DictStrategy(delay=0.02, batch_window_seconds=60.0, batch_limit=100)
+        await asyncio.wait_for(strategy.decide("c", 100, 60), 5.0)
+        strategy.sending.clear()
+        first = asyncio.create_task(strategy.decide("c", 100, 60))
+        await strategy.sending.wait()
+        second = asyncio.create_task(strategy.decide("c", 100, 60))
+        await asyncio.wait_for(asyncio.gather(first, second), 5.0)
+        return [len(batch) for batch in strategy.batches]
+
+    assert asyncio.run(scenario()) == [1, 1, 1]
+
+
+def _gathering(strategy: Strategy) -> bool:
+    return any(flight.gathering is not None for flight in strategy._flights.values())

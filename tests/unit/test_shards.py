@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 
 from limiter.base import Quota
 from limiter.entry_processor import (
+    ONE_SHARD,
     PinnedKey,
     ShardProcessor,
     counter_entry,
     shard_call_data,
+    shard_entry_of,
     shard_of,
     split_result,
 )
@@ -115,3 +117,8 @@ def test_a_pinned_key_is_the_clients_key_with_its_partition_hash(name: str) -> N
     pinned = PinnedKey(name)
     assert bytes(pinned.buffer) == bytes(expected.buffer)
     assert pinned.get_partition_hash() == expected.get_partition_hash()
+
+
+def test_with_one_shard_every_window_is_in_its_one_entry() -> None:
+    """The one-shard lane the strategy names without hashing is the entry every key maps to."""
+    assert {shard_entry_of(f"client-{i}:60", 1) for i in range(50)} == {ONE_SHARD}
