@@ -17,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.metrics import FLUSH_SECONDS
 from limiter import STRATEGY_NAMES, ClusterLink
 from stack.runner import Stack
 from tests.cluster import MEMBERS, quiet_window
@@ -144,9 +145,33 @@ def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
     ]
 
 
+def _decisions(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, float]:
+    return {
+        labels["outcome"]: value
+        for name, labels, value in samples
+        if name == "ratelimit_decisions_total" and labels["strategy"] == "entry_processor"
+    }
+
+
+def _scrape(replica: Replica) -> str:
+    """One scrape on a fresh connection, so that either worker may answer it."""
+    return httpx.get(replica.url + "/metrics", headers={"Connection": "close"}, timeout=10).text
+
+
+def _guarded_requests(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, float]:
+    return {
+        labels["status"]: value
+        for name, labels, value in samples
+        if name == "ratelimit_http_requests_total"
+        and labels["method"] == "GET"
+        and labels["route"] == "/example"
+    }
+
+
 def test_metrics_sum_every_worker_and_carry_no_client_id(replicas: Replicas) -> None:
     """After traffic on a 2-worker replica, every scrape (on fresh connections, so either
-    worker answers) shows the replica's total, and no label holds a client id or name."""
+    worker answers) shows the replica's total once each worker has written its tally
+    (within FLUSH_SECONDS), and no label holds a client id or name."""
     replica = replicas.start("metrics", workers=2)
     clients = [create_client(replica, limit=5, window_seconds=quiet_window()) for _ in range(3)]
     for client in clients:
@@ -154,33 +179,29 @@ def test_metrics_sum_every_worker_and_carry_no_client_id(replicas: Replicas) -> 
         assert statuses(responses) == {200: 5, 429: 3}
     assert replica.get("/example").status_code == 401
 
+    # Every outcome is there from the start, at zero until it happens.
+    totals = {
+        "allowed": 15.0,
+        "denied": 9.0,
+        "contended": 0.0,
+        "fail_open": 0.0,
+        "fail_closed": 0.0,
+    }
+    requests = {"200": 15.0, "429": 9.0, "401": 1.0}
+
+    def complete() -> bool:
+        samples = _samples(_scrape(replica))
+        return _decisions(samples) == totals and _guarded_requests(samples) == requests
+
+    replica.wait_for(complete, FLUSH_SECONDS + 5, "every worker's counts in a scrape")
     secrets = {c["id"] for c in clients} | {c["name"] for c in clients}
     for _ in range(6):
-        text = httpx.get(replica.url + "/metrics", headers={"Connection": "close"}, timeout=10).text
+        text = _scrape(replica)
         samples = _samples(text)
-        decisions = {
-            labels["outcome"]: value
-            for name, labels, value in samples
-            if name == "ratelimit_decisions_total" and labels["strategy"] == "entry_processor"
-        }
-        # Every outcome is there from the start, at zero until it happens.
-        assert decisions == {
-            "allowed": 15.0,
-            "denied": 9.0,
-            "contended": 0.0,
-            "fail_open": 0.0,
-            "fail_closed": 0.0,
-        }
+        assert _decisions(samples) == totals
+        assert _guarded_requests(samples) == requests
         latency = [v for n, _, v in samples if n == "ratelimit_decision_seconds_count"]
         assert latency == [24.0]
-        requests = {
-            (labels["route"], labels["status"]): value
-            for name, labels, value in samples
-            if name == "ratelimit_http_requests_total" and labels["method"] == "GET"
-        }
-        assert requests[("/example", "200")] == 15.0
-        assert requests[("/example", "429")] == 9.0
-        assert requests[("/example", "401")] == 1.0
         for name, labels, _ in samples:
             assert set(labels) <= ALLOWED_LABELS, name
             assert not any(secret in value for value in labels.values() for secret in secrets)
