@@ -356,8 +356,10 @@ class Stack:
         return time.monotonic() - started
 
     def stop(self, names: Sequence[str] | None = None, grace_seconds: float = 15.0) -> list[str]:
-        """SIGTERM, then SIGKILL after ``grace_seconds``; returns the names stopped."""
+        """SIGTERM, then SIGKILL after ``grace_seconds``; returns the names stopped. Returns
+        once every process of each part's group is gone, so its ports are free again."""
         targets = {n: p for n, p in self.running().items() if names is None or n in names}
+        groups = {n: _group_of(p) for n, p in targets.items()}
         for name, pid in targets.items():
             own_signal = self._stop_signal_of(name)
             if own_signal is None:
@@ -366,12 +368,16 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, own_signal)
         deadline = time.monotonic() + grace_seconds
-        while time.monotonic() < deadline and any(self.pid_of(n) for n in targets):
+
+        def all_gone() -> bool:
+            return not any(self.pid_of(n) for n in targets) and not _live_in_groups(groups)
+
+        while time.monotonic() < deadline and not all_gone():
             time.sleep(0.1)
-        for name, pid in targets.items():
-            if self.pid_of(name) is not None:
-                _signal_group(pid, signal.SIGKILL)
-        poll_until(lambda: not any(self.pid_of(n) for n in targets), 10, "processes to exit")
+        for group in _live_in_groups(groups):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        poll_until(all_gone, 10, "processes to exit")
         for name in targets if names is not None else [n for n, _ in self.status()]:
             self._pid_path(name).unlink(missing_ok=True)
         return sorted(targets)
@@ -381,8 +387,9 @@ class Stack:
         pid = self.pid_of(name)
         if pid is None:
             raise StackError(f"{name} is not running")
+        group = _group_of(pid)
         _signal_group(pid, signal.SIGKILL)
-        self.wait_for_exit(name, 10)
+        self.wait_for_exit(name, 10, group)
 
     def terminate(self, name: str) -> None:
         """SIGTERM to the part's own process, not its group, and no wait: how an
@@ -393,8 +400,18 @@ class Stack:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
 
-    def wait_for_exit(self, name: str, deadline_seconds: float) -> None:
-        poll_until(lambda: self.pid_of(name) is None, deadline_seconds, f"{name} to exit")
+    def wait_for_exit(self, name: str, deadline_seconds: float, group: int | None = None) -> None:
+        """Waits until the part and every other process of its group have exited: a
+        worker that outlives its parent by a moment still holds the part's port."""
+        pid = self.pid_of(name)
+        if group is None and pid is not None:
+            group = _group_of(pid)
+        groups = {} if group is None else {name: group}
+        poll_until(
+            lambda: self.pid_of(name) is None and not _live_in_groups(groups),
+            deadline_seconds,
+            f"{name} to exit",
+        )
         self._pid_path(name).unlink(missing_ok=True)
 
     # ---- Hazelcast members ------------------------------------------------------------
@@ -823,6 +840,32 @@ def _signal_group(pid: int, signum: int) -> None:
     """Signals the part's whole process group (it has one of its own), children included."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(os.getpgid(pid), signum)
+
+
+def _group_of(pid: int) -> int | None:
+    """The process group of ``pid`` (each part has one of its own), or None once gone."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _live_in_groups(groups: Mapping[str, int | None]) -> set[int]:
+    """Those of ``groups`` that still hold a process which is not a zombie."""
+    wanted = {g for g in groups.values() if g is not None}
+    live: set[int] = set()
+    if not wanted:
+        return live
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) in wanted:
+            live.add(int(fields[2]))
+    return live
 
 
 def postgres_bin_dir() -> Path:

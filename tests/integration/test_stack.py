@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.runner import ROOT, Stack, StackError
+from stack.runner import ROOT, Part, Stack, StackError, port_is_free
 from tests.cluster import MEMBERS
 
 
@@ -99,6 +99,35 @@ def test_a_member_that_never_joins_times_out_with_its_name(scratch_stack: Stack)
     with pytest.raises(StackError, match=f"not joined: {missing}"):
         scratch_stack.wait_for_members(2, deadline_seconds=8)
     assert set(scratch_stack.running()) == {"member-1", "member-2"}
+
+
+# A parent that listens on a port, and a child that shares its socket and outlives it:
+# the parent exits at SIGTERM; the child takes a second more, as a worker finishing up.
+SLOW_CHILD = """
+import os, signal, socket, sys, time
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+if os.fork() == 0:
+    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(1.0), os._exit(0)))
+    while True:
+        time.sleep(1)
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+while True:
+    server.accept()[0].close()
+"""
+
+
+def test_stop_returns_once_the_parts_children_have_let_go_of_its_port(
+    scratch_stack: Stack,
+) -> None:
+    """A part's child that outlives it still holds its port: stop waits for the whole
+    process group, so the part can be started again at once on the same port."""
+    port = free_port()
+    part = Part("slow-child", [sys.executable, "-c", SLOW_CHILD, str(port)], port)
+    for _ in range(2):
+        scratch_stack.start_parts([part], deadline_seconds=30)
+        assert not port_is_free(port)
+        assert scratch_stack.stop(["slow-child"]) == ["slow-child"]
+        assert port_is_free(port)
 
 
 def test_cli_without_java_says_so_in_one_line(tmp_path: Path) -> None:
