@@ -30,6 +30,9 @@ RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
 #: Longest wait for the client to shut down at stop.
 CLOSE_TIMEOUT_SECONDS = 10.0
+#: How long a new connection waits for its registry listener to reach every member (the
+#: memo keeps nothing before that); past it the worker starts anyway, its memo later.
+LISTENER_SETTLE_SECONDS = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,10 +110,17 @@ class Backend:
             names,
             memo_ttl_seconds=self.settings.registry_memo_seconds,
             memo_size=self.settings.registry_memo_size,
+            listening_everywhere=link.listening_everywhere,
         )
-        link.on_disconnect(registry.forget_all)
+        link.on_events_at_risk(registry.distrust)
         try:
             await registry.follow_changes()
+            if not await registry.until_trusted(LISTENER_SETTLE_SECONDS):
+                error_logger.warning(
+                    "registry listener not on every member after %.0fs; "
+                    "client records are read from the cluster until it is",
+                    LISTENER_SETTLE_SECONDS,
+                )
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)

@@ -31,6 +31,7 @@ missing record is therefore stale, and the next create of that name takes it ove
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime
@@ -39,7 +40,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from hazelcast.config import InMemoryFormat
@@ -155,9 +156,16 @@ class Registry:
     key serialisation and a proxy call). The dict follows the cluster through an entry
     listener: a change replaces the record, a removal leaves a tombstone, both as soon as
     the member's event arrives (sooner than the near cache's batched invalidation). A
-    read that overlapped any event is not kept, the memo is emptied when the connection
-    drops (:meth:`forget_all`), and every entry lives at most ``memo_ttl_seconds``, which
-    bounds what a lost event could leave behind otherwise.
+    read that overlapped any event is not kept.
+
+    Events are lost around a change of the connections: the cluster lost, a member
+    joining or leaving, a connection opening (the listener is registered on it just
+    after) or closing. Each of these calls :meth:`distrust`, which empties the memo, and
+    the memo keeps nothing until ``listening_everywhere(registration)`` says the
+    listener is registered on a connection to every member again; every read meanwhile
+    goes through the near cache, whose TTL bounds it. What remains is an event a member
+    drops with every connection up (its event queue full, which it logs):
+    ``memo_ttl_seconds`` bounds that.
     """
 
     def __init__(
@@ -165,35 +173,56 @@ class Registry:
         clients: Any,
         names: Any,
         *,
-        memo_ttl_seconds: float = 30.0,
+        memo_ttl_seconds: float = 120.0,
         memo_size: int = 100_000,
+        listening_everywhere: Callable[[str], bool] = lambda registration: True,
     ) -> None:
         self.clients = clients
         self.names = names
         self.memo_ttl_seconds = memo_ttl_seconds
         self.memo_size = memo_size
+        self._listening_everywhere = listening_everywhere
         self._memo: dict[str, tuple[ClientRecord | None, float]] = {}
         self._events = 0
-        self._listening = False
+        #: The entry listener's registration, once it is registered.
+        self._registration: str | None = None
 
     async def follow_changes(self) -> None:
         """Registers the entry listener that keeps the memo current (once connected)."""
-        await self.clients.add_entry_listener(
+        self._registration = await self.clients.add_entry_listener(
             include_value=True,
             updated_func=self._on_change,
             removed_func=self._on_change,
             evicted_func=self._on_change,
             expired_func=self._on_change,
         )
-        self._listening = True
+
+    def _trusted(self) -> bool:
+        """Whether every member would tell this worker of a change now."""
+        return self._registration is not None and self._listening_everywhere(self._registration)
+
+    async def until_trusted(self, deadline_seconds: float) -> bool:
+        """Polls until every member would tell of a change (the memo may keep reads), so
+        that a new worker's first reads are kept; False at the deadline."""
+        deadline = time.monotonic() + deadline_seconds
+        while not self._trusted():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     def _on_change(self, event: Any) -> None:
         self._events += 1
+        key = str(event.key)
+        if not self._trusted():
+            # A later event for this key might be lost yet: read it again instead.
+            self._memo.pop(key, None)
+            return
         value = getattr(event, "value", None)
         record = ClientRecord.from_json(value) if isinstance(value, str) else None
-        if record is None and event.key not in self._memo:
+        if record is None and key not in self._memo:
             return
-        self._remember(str(event.key), record)
+        self._remember(key, record)
 
     def _remember(self, client_id: str, record: ClientRecord | None) -> None:
         self._memo.pop(client_id, None)
@@ -201,8 +230,9 @@ class Registry:
         if len(self._memo) > self.memo_size:
             del self._memo[next(iter(self._memo))]
 
-    def forget_all(self) -> None:
-        """Empties the memo: change events may have been missed (connection lost)."""
+    def distrust(self) -> None:
+        """Empties the memo: change events may have been missed, or may be until the
+        listener is registered on every member again (see :meth:`_trusted`)."""
         self._memo.clear()
         self._events += 1
 
@@ -215,13 +245,16 @@ class Registry:
 
     async def fetch(self, client_id: str) -> ClientRecord | None:
         """The record through the near cache, kept in the memo: the guarded route's read
-        when :meth:`remembered` does not know the id."""
+        when :meth:`remembered` does not know the id. It is kept only if every member
+        would have told of a change from before the read began (listeners only get added
+        between two :meth:`distrust` calls) and no event arrived meanwhile."""
         events = self._events
+        trusted = self._trusted()
         text = await self.clients.get(client_id)
         if text is None:
             return None
         record = ClientRecord.from_json(text)
-        if self._listening and events == self._events:
+        if trusted and events == self._events:
             self._remember(client_id, record)
         return record
 

@@ -59,10 +59,12 @@ class Settings(LimiterSettings):
     registry_near_cache_ttl_seconds: float = 5.0
     #: How long a worker keeps a client record in its own memo in front of the near
     #: cache. The memo follows the cluster's change events (a PATCH or DELETE reaches it
-    #: as soon as the event does), and is emptied whenever the connection drops, when
-    #: events could be lost; this bounds what a lost event could leave behind otherwise.
-    #: Longer saves the near-cache read of a client seen less often than this.
-    registry_memo_seconds: float = 30.0
+    #: as soon as the event does) and is emptied whenever they could be lost: the
+    #: connection dropped, a member joined or left, a connection to one member opened or
+    #: closed; it keeps nothing until its listener is registered on every member again.
+    #: This bounds only an event a member drops with all connections up (its event queue
+    #: full). A client that comes back to a worker less often than this pays a read.
+    registry_memo_seconds: float = 120.0
     #: Records a worker keeps in that memo (the oldest go first past this).
     registry_memo_size: int = 100_000
 

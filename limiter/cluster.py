@@ -52,15 +52,27 @@ class ClusterLink:
         self._members_known = False
         self.liveness = Liveness(connected=lambda: self.connected)
         self._heartbeat: asyncio.Task[None] | None = None
-        self._disconnect_callbacks: list[Callable[[], None]] = []
+        self._at_risk_callbacks: list[Callable[[], None]] = []
         self._maps: dict[str, Any] = {}
         self._recreating: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
         client.lifecycle_service.add_listener(self._on_state)
+        client.cluster_service.add_listener(
+            member_added=self._events_at_risk, member_removed=self._events_at_risk
+        )
+        # Not public in the client, as the invocation service below.
+        client._connection_manager.add_listener(self._events_at_risk, self._events_at_risk)  # type: ignore[no-untyped-call]  # untyped upstream
 
-    def on_disconnect(self, callback: Callable[[], None]) -> None:
-        """Calls ``callback`` whenever the client loses the cluster (events may be lost)."""
-        self._disconnect_callbacks.append(callback)
+    def on_events_at_risk(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback`` whenever map events may have been lost or may be lost for a
+        moment: the cluster lost, a member joining or leaving (partitions move to owners
+        whose events this client may not hear yet), a connection to one member opening
+        (the client registers its listeners on it only afterwards) or closing."""
+        self._at_risk_callbacks.append(callback)
+
+    def _events_at_risk(self, *_: object) -> None:
+        for callback in self._at_risk_callbacks:
+            callback()
 
     def _on_state(self, state: str) -> None:
         if state == LifecycleState.CONNECTED:
@@ -80,8 +92,26 @@ class ClusterLink:
         ):
             self._connected.clear()
             self._members_known = False
-            for callback in self._disconnect_callbacks:
-                callback()
+            self._events_at_risk()
+
+    def listening_everywhere(self, registration: str) -> bool:
+        """Whether the listener ``registration`` is registered on a connection to every
+        member the client knows, so that no member's event would go unheard.
+
+        The client does not tell this publicly: it is read from its listener service and
+        connection manager. Should those change shape, this answers False (the caller
+        then trusts no event stream: slower, never stale); a test against the real client
+        fails first."""
+        try:
+            registrations = self.client._listener_service._active_registrations
+            registered = registrations[registration].connection_registrations
+            connections = self.client._connection_manager.active_connections
+        except (AttributeError, KeyError):
+            return False
+        members = self.client.cluster_service.get_members()
+        return bool(members) and all(
+            connections.get(member.uuid) in registered for member in members
+        )
 
     @property
     def connected(self) -> bool:

@@ -10,8 +10,10 @@ import uuid
 
 from hazelcast.asyncio import HazelcastClient
 
+from api.settings import Settings
 from limiter import ClusterLink
-from stack.runner import Stack
+from limiter.cluster import connect
+from stack.runner import Stack, poll_until
 from tests.cluster import CLUSTER_NAME, MEMBERS
 from tests.loop import LoopThread
 
@@ -77,3 +79,52 @@ def test_value_survives_sigkill_of_its_partition_owner(
         assert loop.run(read_back(), timeout=60) == KEPT
     finally:
         cluster.start_member(owner_index, MEMBERS)
+
+
+def test_a_member_leaving_and_rejoining_puts_events_at_risk_until_heard_everywhere(
+    cluster: Stack, loop: LoopThread, base_settings: Settings
+) -> None:
+    """A member killed and started again each warn the link that map events may be lost,
+    and the link tells when a listener is registered on every member again: with the
+    real client, whose internals it reads for this."""
+    warnings: list[int] = []
+
+    async def follow() -> tuple[ClusterLink, str]:
+        link = await connect(base_settings)
+        members = link.client.cluster_service.get_members
+        link.on_events_at_risk(lambda: warnings.append(len(members())))
+        probe = await link.client.get_map(f"ratelimit.probe.{uuid.uuid4().hex}")
+        registration = await probe.add_entry_listener(added_func=lambda event: None)
+        return link, str(registration)
+
+    link, registration = loop.run(follow())
+
+    def on_loop(members: int) -> bool:
+        """The link sees ``members`` members, each with the listener registered."""
+
+        async def look() -> bool:
+            seen = len(link.client.cluster_service.get_members())
+            return seen == members and link.listening_everywhere(registration)
+
+        return loop.run(look())
+
+    victim = MEMBERS - 1
+    try:
+        poll_until(lambda: on_loop(MEMBERS), 30, "the listener on every member")
+        assert not loop.run(_listening_for(link, "no-such-registration"))
+        warned = len(warnings)
+        cluster.kill(cluster.member_name(victim))
+        poll_until(lambda: len(warnings) > warned, 60, "a warning of the member's loss")
+        poll_until(lambda: on_loop(MEMBERS - 1), 60, "the listener on every member left")
+        warned = len(warnings)
+    finally:
+        cluster.start_member(victim, MEMBERS)
+    try:
+        poll_until(lambda: len(warnings) > warned, 60, "a warning of the member's return")
+        poll_until(lambda: on_loop(MEMBERS), 60, "the listener on the member back")
+    finally:
+        loop.run(link.close())
+
+
+async def _listening_for(link: ClusterLink, registration: str) -> bool:
+    return link.listening_everywhere(registration)

@@ -65,32 +65,108 @@ def test_a_record_written_before_alignments_reads_as_clock() -> None:
 
 
 class OneRecordClients:
-    """A clients map holding one record; counts the reads that reach it."""
+    """A clients map holding one record; counts the reads that reach it, and can change
+    the record while a read is on its way (as another replica's PATCH would)."""
 
     def __init__(self, record: ClientRecord) -> None:
         self.record = record
         self.reads = 0
+        self.during_read: Any = None
 
     async def get(self, key: str) -> str | None:
         self.reads += 1
+        if self.during_read is not None:
+            self.during_read()
         return self.record.to_json() if key == self.record.id else None
 
+    async def add_entry_listener(self, **handlers: Any) -> str:
+        return "registration-1"
 
-def test_the_memo_serves_a_record_it_read_until_the_connection_drops() -> None:
+
+@dataclasses.dataclass
+class Event:
+    key: str
+    value: str | None
+
+
+RECORD = ClientRecord("id-1", "a", 5, 60, "2026-11-30T00:00:00.000Z", Alignment.CLOCK)
+
+
+def following(clients: OneRecordClients, everywhere: list[bool]) -> Registry:
+    """A registry whose listener is registered, on every member while ``everywhere[0]``."""
+    registry = Registry(
+        clients,
+        names=None,
+        memo_ttl_seconds=60,
+        listening_everywhere=lambda registration: (
+            registration == "registration-1" and everywhere[0]
+        ),
+    )
+    asyncio.run(registry.follow_changes())
+    return registry
+
+
+def test_the_memo_serves_a_record_it_read_until_events_are_at_risk() -> None:
     """A record read once is served from the worker's memo (no second read of the map)
-    while the memo may trust it, and read again after forget_all, which the connection's
-    loss calls because change events may have been missed meanwhile."""
-    record = ClientRecord("id-1", "a", 5, 60, "2026-11-30T00:00:00.000Z", Alignment.CLOCK)
-    clients = OneRecordClients(record)
-    registry = Registry(clients, names=None, memo_ttl_seconds=60)
-    registry._listening = True  # as after follow_changes(): the memo may keep reads
+    and read again after distrust, which the link calls whenever change events may have
+    been missed (connection lost, member joined or left)."""
+    clients = OneRecordClients(RECORD)
+    registry = following(clients, [True])
 
-    assert asyncio.run(registry.fetch("id-1")) == record
-    assert registry.remembered("id-1") == (True, record)
-    registry.forget_all()
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (True, RECORD)
+    assert clients.reads == 1
+    registry.distrust()
     assert registry.remembered("id-1") == (False, None)
-    assert asyncio.run(registry.fetch("id-1")) == record
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (True, RECORD)
     assert clients.reads == 2
+
+
+def test_the_memo_keeps_nothing_until_the_listener_is_on_every_member() -> None:
+    """While some member would not tell this worker of a change, a read is not kept and
+    an event drops the record instead of keeping its value; once every member would,
+    both are kept again."""
+    everywhere = [False]
+    clients = OneRecordClients(RECORD)
+    registry = following(clients, everywhere)
+    assert registry.remembered("id-1") == (False, None)
+
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (False, None)
+    changed = dataclasses.replace(RECORD, limit=7)
+    registry._on_change(Event("id-1", changed.to_json()))
+    assert registry.remembered("id-1") == (False, None)
+
+    everywhere[0] = True
+    registry._on_change(Event("id-1", changed.to_json()))
+    assert registry.remembered("id-1") == (True, changed)
+
+
+def test_a_read_begun_before_the_listener_was_everywhere_is_not_kept() -> None:
+    """A read that began while a member could not yet tell of a change is not kept even
+    if the listener reached every member before it was answered: the change it missed
+    may have happened in between."""
+    everywhere = [False]
+    clients = OneRecordClients(RECORD)
+    registry = following(clients, everywhere)
+    clients.during_read = lambda: everywhere.__setitem__(0, True)
+
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (False, None)
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (True, RECORD)
+
+
+def test_a_read_that_overlapped_a_change_is_not_kept() -> None:
+    """A read during which any change event arrived is not kept: it may predate it."""
+    clients = OneRecordClients(RECORD)
+    registry = following(clients, [True])
+    other = dataclasses.replace(RECORD, id="id-2")
+    clients.during_read = lambda: registry._on_change(Event("id-2", other.to_json()))
+
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (False, None)
 
 
 class FakeLifecycle:
@@ -101,22 +177,50 @@ class FakeLifecycle:
         self.listeners.append(listener)
 
 
-def test_the_cluster_link_tells_its_listeners_when_the_cluster_is_lost() -> None:
-    """on_disconnect callbacks run on DISCONNECTED (and shutdown), not on CONNECTED."""
-    client = type("Client", (), {"lifecycle_service": FakeLifecycle()})()
+class FakeMembership:
+    def __init__(self) -> None:
+        self.listeners: list[tuple[Any, Any]] = []
+
+    def add_listener(self, member_added: Any = None, member_removed: Any = None) -> None:
+        self.listeners.append((member_added, member_removed))
+
+
+class FakeConnections:
+    def __init__(self) -> None:
+        self.listeners: list[tuple[Any, Any]] = []
+
+    def add_listener(self, on_connection_opened: Any, on_connection_closed: Any) -> None:
+        self.listeners.append((on_connection_opened, on_connection_closed))
+
+
+def test_the_cluster_link_tells_its_listeners_when_events_are_at_risk() -> None:
+    """on_events_at_risk callbacks run when the cluster is lost (or shut down), a member
+    joins or leaves, or a connection to a member opens or closes; not on CONNECTED."""
+    client: Any = type("Client", (), {})()
+    client.lifecycle_service = FakeLifecycle()
+    client.cluster_service = FakeMembership()
+    client._connection_manager = FakeConnections()
 
     async def scenario() -> list[str]:
         link = ClusterLink(client)
         seen: list[str] = []
-        link.on_disconnect(lambda: seen.append("lost"))
+        link.on_events_at_risk(lambda: seen.append("at risk"))
         for listener in client.lifecycle_service.listeners:
             listener(LifecycleState.CONNECTED)
         assert seen == []
         for listener in client.lifecycle_service.listeners:
             listener(LifecycleState.DISCONNECTED)
+        assert len(seen) == 1
+        for added, removed in client.cluster_service.listeners:
+            added("member")
+            removed("member")
+        assert len(seen) == 3
+        for opened, closed in client._connection_manager.listeners:
+            opened("connection")
+            closed("connection")
         return seen
 
-    assert asyncio.run(scenario()) == ["lost"]
+    assert asyncio.run(scenario()) == ["at risk"] * 5
 
 
 def _uuid_spellings() -> st.SearchStrategy[str]:
@@ -136,3 +240,17 @@ def test_a_client_id_reads_as_uuid_parsing_reads_it(raw: str) -> None:
     except ValueError:
         expected = None
     assert parse_client_id(raw) == expected
+
+
+def test_a_new_worker_waits_a_bounded_time_for_its_listener_to_be_everywhere() -> None:
+    """until_trusted answers True as soon as every member would tell of a change, and
+    False at its deadline while some member would not (the worker then starts anyway)."""
+    everywhere = [False]
+    registry = following(OneRecordClients(RECORD), everywhere)
+    assert asyncio.run(registry.until_trusted(0.05)) is False
+
+    async def arrives_later() -> bool:
+        asyncio.get_running_loop().call_later(0.05, everywhere.__setitem__, 0, True)
+        return await registry.until_trusted(5.0)
+
+    assert asyncio.run(arrives_later()) is True
