@@ -244,6 +244,21 @@ class Stack:
     def _pid_path(self, name: str) -> Path:
         return self.pid_dir / f"{name}.pid"
 
+    def _group_path(self, name: str) -> Path:
+        """The part's process group, kept beside its pid: a wait for a part that has
+        exited already must still wait for the rest of its group."""
+        return self.pid_dir / f"{name}.group"
+
+    def _forget(self, name: str) -> None:
+        self._pid_path(name).unlink(missing_ok=True)
+        self._group_path(name).unlink(missing_ok=True)
+
+    def _recorded_group(self, name: str) -> int | None:
+        try:
+            return int(self._group_path(name).read_text())
+        except (OSError, ValueError):
+            return None
+
     def pid_of(self, name: str) -> int | None:
         """The live pid of a part this stack started, or None."""
         try:
@@ -315,6 +330,9 @@ class Stack:
         # The stop signal is kept with the pid: `make down` stops parts it does not know.
         stop = "" if part.stop_signal is None else f" {int(part.stop_signal)}"
         pid_path.write_text(f"{pid} {stat[1]}{stop}\n")
+        group = _group_of(pid)
+        if group is not None:
+            self._group_path(part.name).write_text(f"{group}\n")
         return pid
 
     def _stop_signal_of(self, name: str) -> int | None:
@@ -379,7 +397,7 @@ class Stack:
                 os.killpg(group, signal.SIGKILL)
         poll_until(all_gone, 10, "processes to exit")
         for name in targets if names is not None else [n for n, _ in self.status()]:
-            self._pid_path(name).unlink(missing_ok=True)
+            self._forget(name)
         return sorted(targets)
 
     def kill(self, name: str) -> None:
@@ -404,15 +422,15 @@ class Stack:
         """Waits until the part and every other process of its group have exited: a
         worker that outlives its parent by a moment still holds the part's port."""
         pid = self.pid_of(name)
-        if group is None and pid is not None:
-            group = _group_of(pid)
+        if group is None:
+            group = self._recorded_group(name) if pid is None else _group_of(pid)
         groups = {} if group is None else {name: group}
         poll_until(
             lambda: self.pid_of(name) is None and not _live_in_groups(groups),
             deadline_seconds,
             f"{name} to exit",
         )
-        self._pid_path(name).unlink(missing_ok=True)
+        self._forget(name)
 
     # ---- Hazelcast members ------------------------------------------------------------
 

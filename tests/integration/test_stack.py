@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.runner import ROOT, Part, Stack, StackError, port_is_free
+from stack.runner import ROOT, Part, Stack, StackError, poll_until, port_is_free
 from tests.cluster import MEMBERS
 
 
@@ -128,6 +129,23 @@ def test_stop_returns_once_the_parts_children_have_let_go_of_its_port(
         assert not port_is_free(port)
         assert scratch_stack.stop(["slow-child"]) == ["slow-child"]
         assert port_is_free(port)
+
+
+def test_waiting_for_a_part_that_has_exited_waits_for_the_rest_of_its_group(
+    scratch_stack: Stack,
+) -> None:
+    """wait_for_exit called once the part itself is gone (its child still finishing, as
+    after a SIGTERM a replica handles itself) returns only when the child is gone too."""
+    port = free_port()
+    part = Part("slow-child", [sys.executable, "-c", SLOW_CHILD, str(port)], port)
+    scratch_stack.start_parts([part], deadline_seconds=30)
+    pid = scratch_stack.pid_of("slow-child")
+    assert pid is not None
+    os.killpg(os.getpgid(pid), signal.SIGTERM)
+    poll_until(lambda: scratch_stack.pid_of("slow-child") is None, 10, "the part to exit")
+    assert not port_is_free(port)  # the child still holds it, for about a second
+    scratch_stack.wait_for_exit("slow-child", 10)
+    assert port_is_free(port)
 
 
 def test_cli_without_java_says_so_in_one_line(tmp_path: Path) -> None:
