@@ -19,6 +19,7 @@ __all__ = [
     "ThreadTime",
     "children_by_parent",
     "jit_cpu_seconds",
+    "machine_busy_seconds",
     "process_tree",
     "thread_times",
     "tree_cpu_seconds",
@@ -80,6 +81,16 @@ def tree_cpu_seconds(root_pids: Iterable[int]) -> float:
     return sum(sum(_cpu_seconds(f)) for f in fields if f is not None)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy, all processes and the kernel (the
+    ``cpu`` line of ``/proc/stat`` less idle and iowait): on a shared machine, work
+    outside the measured parts (the load generator, a database's own housekeeping) takes
+    the same cores."""
+    fields = (PROC / "stat").read_text().splitlines()[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND
+
+
 @dataclasses.dataclass(frozen=True)
 class CpuSample:
     """CPU seconds per group of processes between two readings."""
@@ -99,14 +110,24 @@ class CpuMeter:
     much of its CPU compiling (docs/profiling.md); a long-running one does not, so the
     cost of a decision in a warm cluster is the group's CPU minus this part."""
 
-    def __init__(self, groups: Mapping[str, Iterable[int]], jit_of: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        groups: Mapping[str, Iterable[int]],
+        jit_of: Iterable[str] = (),
+        machine: bool = False,
+    ) -> None:
         self.groups = {name: tuple(pids) for name, pids in groups.items()}
         self.jit_of = tuple(jit_of)
+        #: Also read ``machine``: the busy CPU of the whole machine (see
+        #: :func:`machine_busy_seconds`).
+        self.machine = machine
 
     def read(self) -> dict[str, float]:
         seconds = {name: tree_cpu_seconds(pids) for name, pids in self.groups.items()}
         for name in self.jit_of:
             seconds[f"{name}_jit"] = jit_cpu_seconds(self.groups[name])
+        if self.machine:
+            seconds["machine"] = machine_busy_seconds()
         return seconds
 
     def since(self, before: Mapping[str, float]) -> CpuSample:

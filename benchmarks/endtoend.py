@@ -15,11 +15,13 @@ and each round runs, one after the other with the same wrk settings:
   under their limits (created once, before the first strategy).
 
 Each run also reads the CPU time the replicas (Sanic main and workers), the members
-(JVMs) and nginx used during it, from ``/proc``, and reports it per request, with the
-part of the members' CPU that their JIT compilers used (large in a cluster started
-minutes ago, nothing in a long-running one), and from the replicas' metrics the requests
-one cluster call decided and the client records read from the cluster per request (a
-spread run whose clients the replicas' memos do not hold pays a cluster read for each).
+(JVMs), nginx and the registry's database used during it, from ``/proc``, and reports it
+per request, with the part of the members' CPU that their JIT compilers used (large in a
+cluster started minutes ago, nothing in a long-running one) and the busy CPU of the whole
+machine (wrk and anything else on the same cores included), and from the replicas'
+metrics the requests one cluster call decided and the client records read from the
+cluster per request (a spread run whose clients the replicas' memos do not hold pays a
+cluster read for each).
 
 Every run is checked as it goes: a run with over-admission, a ``contended`` denial of the
 client under its limit, an answer marked ``X-RateLimit-Degraded``, a socket error or
@@ -251,8 +253,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "replicas": [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)],
                     "members": [stack.pid_of(stack.member_name(i)) or 0 for i in range(3)],
                     "nginx": [stack.pid_of("nginx") or 0],
+                    # No pid, no group: pid 0's "tree" would be the whole machine.
+                    "database": [p for p in [stack.pid_of(stack.DATABASE)] if p],
                 },
                 jit_of=["members"],
+                machine=True,
             )
             # Warm-up, not recorded: connections, the members' JIT, near caches.
             warm = create_client(base, 10**9)
@@ -299,7 +304,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"{seen.per_second:8.0f}/s p50 {seen.p50_ms:6.2f} ms "
                         f"p99 {seen.p99_ms:7.2f} ms cpu/request replicas "
                         f"{cpu_ms['replicas']:.3f} members {cpu_ms['members']:.3f} "
-                        f"(JIT {cpu_ms['members_jit']:.3f}) ms, "
+                        f"(JIT {cpu_ms['members_jit']:.3f}) database {cpu_ms['database']:.3f} "
+                        f"machine {cpu_ms['machine']:.3f} ms, "
                         f"{result['requests_per_call']:.2f} requests per cluster call, "
                         f"{result['registry_reads_per_request']:.3f} registry reads per request "
                         f"{seen.statuses} {mark}",
@@ -352,9 +358,9 @@ def as_markdown(summary: dict[str, Any]) -> str:
         f"median of {summary['rounds']} interleaved rounds; ratio to `/health` of the same round",
         "",
         "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms "
-        "| CPU ms/request: replicas | members | of which JIT | nginx "
-        "| requests per cluster call | registry reads per request | check |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| CPU ms/request: replicas | members | of which JIT | nginx | database "
+        "| machine | requests per cluster call | registry reads per request | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for strategy, rows in summary["strategies"].items():
         for scenario, r in rows.items():
@@ -365,6 +371,7 @@ def as_markdown(summary: dict[str, Any]) -> str:
                 f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                 f"{cpu['replicas']:.3f} | {cpu['members']:.3f} | "
                 f"{cpu['members_jit']:.3f} | {cpu['nginx']:.3f} | "
+                f"{cpu.get('database', 0.0):.3f} | {cpu.get('machine', 0.0):.3f} | "
                 f"{r['requests_per_call']:.2f} | {r['registry_reads_per_request']:.3f} | {check} |"
             )
     return "\n".join(lines)

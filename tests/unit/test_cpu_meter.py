@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from benchmarks.cpu import CpuMeter, tree_cpu_seconds
+from benchmarks.cpu import CpuMeter, machine_busy_seconds, tree_cpu_seconds
 
 pytestmark = pytest.mark.unit
 
@@ -165,3 +165,16 @@ def test_thread_table_sums_threads_of_one_kind_per_decision() -> None:
         "| members | partition-operation.thread-N | 6.000 | 2.000 | 0.40 | 0.02 |",
         "| members | C2 CompilerThreadN | 1.000 | 0.000 | 0.00 | 0.00 |",
     ]
+
+
+def test_the_machine_reading_counts_cpu_burnt_by_any_process() -> None:
+    """The machine's busy CPU grows by at least what this process burns meanwhile (it is
+    in no group of the meter), and the meter reports it as ``machine``."""
+    meter = CpuMeter({}, machine=True)
+    before = meter.read()
+    burnt_from = time.process_time()
+    while time.process_time() - burnt_from < 0.3:
+        sum(range(10_000))
+    used = meter.since(before).seconds
+    assert used["machine"] >= 0.25
+    assert machine_busy_seconds() >= before["machine"] + used["machine"]
