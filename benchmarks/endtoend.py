@@ -70,9 +70,13 @@ SCENARIOS = ("health", "under", "past", "exact")
 
 
 def bench_stack(member_options: Sequence[str] = ()) -> Stack:
-    """The benchmark's own stack; RATELIMIT_BENCH_BASE_PORT moves it to run beside another."""
+    """The benchmark's own stack, to be started afresh: stopped if an interrupted run
+    left it up, and with an empty registry. Clients of earlier runs would otherwise pile
+    up in its database, and the members load every one at start (after a few runs over
+    100,000 clients, longer than a replica's readiness deadline).
+    RATELIMIT_BENCH_BASE_PORT moves it to run beside another."""
     base = int(os.environ.get("RATELIMIT_BENCH_BASE_PORT", "5901"))
-    return Stack(
+    stack = Stack(
         run_dir=ROOT / ".run" / f"bench-{base}",
         cluster_name=f"ratelimit-bench-{base}",
         member_base_port=base,
@@ -83,6 +87,9 @@ def bench_stack(member_options: Sequence[str] = ()) -> Stack:
         database_port=base + 15040,
         member_options=member_options,
     )
+    stack.stop()
+    stack.remove_database_data()
+    return stack
 
 
 def problems(scenario: str, run: WrkRun, exact_limit: int) -> list[str]:
