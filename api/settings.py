@@ -63,7 +63,8 @@ class Settings(LimiterSettings):
     #: connection dropped, a member joined or left, a connection to one member opened or
     #: closed; it keeps nothing until its listener is registered on every member again.
     #: This bounds only an event a member drops with all connections up (its event queue
-    #: full). A client that comes back to a worker less often than this pays a read.
+    #: full). A hit does not extend it: a client pays a read once per this life, and
+    #: on every request if it comes back to a worker less often than that.
     registry_memo_seconds: float = 120.0
     #: Records a worker keeps in that memo (the oldest go first past this).
     registry_memo_size: int = 100_000
