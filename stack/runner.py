@@ -32,7 +32,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from hazelcast.client import HazelcastClient
@@ -253,11 +253,14 @@ class Stack:
         self._pid_path(name).unlink(missing_ok=True)
         self._group_path(name).unlink(missing_ok=True)
 
-    def _recorded_group(self, name: str) -> int | None:
+    def _group(self, name: str) -> int | None:
+        """The part's process group: recorded at its start, so known after it exited
+        (else, for a part started before groups were recorded, its live one)."""
         try:
             return int(self._group_path(name).read_text())
         except (OSError, ValueError):
-            return None
+            pid = self.pid_of(name)
+            return None if pid is None else _group_of(pid)
 
     def pid_of(self, name: str) -> int | None:
         """The live pid of a part this stack started, or None."""
@@ -377,7 +380,7 @@ class Stack:
         """SIGTERM, then SIGKILL after ``grace_seconds``; returns the names stopped. Returns
         once every process of each part's group is gone, so its ports are free again."""
         targets = {n: p for n, p in self.running().items() if names is None or n in names}
-        groups = {n: _group_of(p) for n, p in targets.items()}
+        groups = [self._group(n) for n in targets]
         for name, pid in targets.items():
             own_signal = self._stop_signal_of(name)
             if own_signal is None:
@@ -405,9 +408,8 @@ class Stack:
         pid = self.pid_of(name)
         if pid is None:
             raise StackError(f"{name} is not running")
-        group = _group_of(pid)
         _signal_group(pid, signal.SIGKILL)
-        self.wait_for_exit(name, 10, group)
+        self.wait_for_exit(name, 10)
 
     def terminate(self, name: str) -> None:
         """SIGTERM to the part's own process, not its group, and no wait: how an
@@ -418,15 +420,12 @@ class Stack:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
 
-    def wait_for_exit(self, name: str, deadline_seconds: float, group: int | None = None) -> None:
+    def wait_for_exit(self, name: str, deadline_seconds: float) -> None:
         """Waits until the part and every other process of its group have exited: a
         worker that outlives its parent by a moment still holds the part's port."""
-        pid = self.pid_of(name)
-        if group is None:
-            group = self._recorded_group(name) if pid is None else _group_of(pid)
-        groups = {} if group is None else {name: group}
+        group = self._group(name)
         poll_until(
-            lambda: self.pid_of(name) is None and not _live_in_groups(groups),
+            lambda: self.pid_of(name) is None and not _live_in_groups([group]),
             deadline_seconds,
             f"{name} to exit",
         )
@@ -839,13 +838,19 @@ class Stack:
         return [(name, self.pid_of(name)) for name in names]
 
 
-def _stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time) of a process from /proc, or None if there is none."""
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None
+    if there is no such process."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return fields[0], fields[19]
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process from /proc, or None if there is none."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (fields[0], fields[19])
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -868,20 +873,15 @@ def _group_of(pid: int) -> int | None:
         return None
 
 
-def _live_in_groups(groups: Mapping[str, int | None]) -> set[int]:
+def _live_in_groups(groups: Iterable[int | None]) -> set[int]:
     """Those of ``groups`` that still hold a process which is not a zombie."""
-    wanted = {g for g in groups.values() if g is not None}
+    wanted = {g for g in groups if g is not None}
     live: set[int] = set()
     if not wanted:
         return live
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) in wanted:
+        fields = _stat_fields(entry.name) if entry.name.isdigit() else None
+        if fields is not None and fields[0] != "Z" and int(fields[2]) in wanted:
             live.add(int(fields[2]))
     return live
 
