@@ -112,11 +112,13 @@ class CpuMeter:
 
     def __init__(
         self,
-        groups: Mapping[str, Iterable[int]],
+        groups: Mapping[str, Iterable[int | None]],
         jit_of: Iterable[str] = (),
         machine: bool = False,
     ) -> None:
-        self.groups = {name: tuple(pids) for name, pids in groups.items()}
+        # A part that is not running has no pid, and no CPU: pid 0 would stand for the
+        # whole machine (its children are init and the kernel's threads).
+        self.groups = {name: tuple(p for p in pids if p) for name, pids in groups.items()}
         self.jit_of = tuple(jit_of)
         #: Also read ``machine``: the busy CPU of the whole machine (see
         #: :func:`machine_busy_seconds`).

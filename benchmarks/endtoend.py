@@ -257,11 +257,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stack.start_replicas(REPLICAS, env)
             meter = CpuMeter(
                 {
-                    "replicas": [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)],
-                    "members": [stack.pid_of(stack.member_name(i)) or 0 for i in range(3)],
-                    "nginx": [stack.pid_of("nginx") or 0],
-                    # No pid, no group: pid 0's "tree" would be the whole machine.
-                    "database": [p for p in [stack.pid_of(stack.DATABASE)] if p],
+                    "replicas": [stack.pid_of(stack.replica_name(i)) for i in range(REPLICAS)],
+                    "members": [stack.pid_of(stack.member_name(i)) for i in range(3)],
+                    "nginx": [stack.pid_of("nginx")],
+                    "database": [stack.pid_of(stack.DATABASE)],
                 },
                 jit_of=["members"],
                 machine=True,
@@ -378,7 +377,7 @@ def as_markdown(summary: dict[str, Any]) -> str:
                 f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                 f"{cpu['replicas']:.3f} | {cpu['members']:.3f} | "
                 f"{cpu['members_jit']:.3f} | {cpu['nginx']:.3f} | "
-                f"{cpu.get('database', 0.0):.3f} | {cpu.get('machine', 0.0):.3f} | "
+                f"{cpu['database']:.3f} | {cpu['machine']:.3f} | "
                 f"{r['requests_per_call']:.2f} | {r['registry_reads_per_request']:.3f} | {check} |"
             )
     return "\n".join(lines)

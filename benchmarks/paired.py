@@ -77,8 +77,8 @@ def serve_side(clients: int, seconds: int, connections: int) -> None:
         run_wrk(f"{base}/health", connections, 5)
         meter = CpuMeter(
             {
-                "replicas": [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)],
-                "members": [stack.pid_of(stack.member_name(i)) or 0 for i in range(3)],
+                "replicas": [stack.pid_of(stack.replica_name(i)) for i in range(REPLICAS)],
+                "members": [stack.pid_of(stack.member_name(i)) for i in range(3)],
             }
         )
         print("ready", flush=True)

@@ -235,7 +235,7 @@ def main() -> int:
         ]
         meter = CpuMeter(
             {
-                "replicas": [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)],
+                "replicas": [stack.pid_of(stack.replica_name(i)) for i in range(REPLICAS)],
                 "members": list(members.values()),
             }
         )

@@ -25,7 +25,7 @@ def test_a_process_tree_counts_the_cpu_of_its_descendants() -> None:
     in the replica's), and in no unrelated tree."""
     command = f"{shlex.quote(sys.executable)} -c {shlex.quote(BUSY)}; true"
     parent = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, text=True)
-    meter = CpuMeter({"parent": [parent.pid], "nobody": [2**22 + 1]})
+    meter = CpuMeter({"parent": [parent.pid], "nobody": [2**22 + 1], "not running": [None, 0]})
     before = meter.read()
     try:
         deadline = time.monotonic() + 30
@@ -37,6 +37,7 @@ def test_a_process_tree_counts_the_cpu_of_its_descendants() -> None:
         parent.communicate("\n", timeout=30)
     assert 0.35 <= used.seconds["parent"] < 5
     assert used.seconds["nobody"] == 0
+    assert used.seconds["not running"] == 0  # not pid 0's "tree", the whole machine
     assert used.per_request_ms(1000)["parent"] == pytest.approx(used.seconds["parent"])
 
 
