@@ -7,6 +7,7 @@ members write through to PostgreSQL, so their values are client records (JSON wi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from hazelcast.asyncio import HazelcastClient
 
@@ -99,32 +100,32 @@ def test_a_member_leaving_and_rejoining_puts_events_at_risk_until_heard_everywhe
 
     link, registration = loop.run(follow())
 
-    def on_loop(members: int) -> bool:
+    def on_loop(check: Callable[[], bool]) -> bool:
+        """``check`` run on the client's own loop, where its state changes."""
+
+        async def run() -> bool:
+            return check()
+
+        return loop.run(run())
+
+    def everywhere(members: int) -> bool:
         """The link sees ``members`` members, each with the listener registered."""
-
-        async def look() -> bool:
-            seen = len(link.client.cluster_service.get_members())
-            return seen == members and link.listening_everywhere(registration)
-
-        return loop.run(look())
+        seen = link.client.cluster_service.get_members
+        return on_loop(lambda: len(seen()) == members and link.listening_everywhere(registration))
 
     victim = MEMBERS - 1
     try:
-        poll_until(lambda: on_loop(MEMBERS), 30, "the listener on every member")
-        assert not loop.run(_listening_for(link, "no-such-registration"))
+        poll_until(lambda: everywhere(MEMBERS), 30, "the listener on every member")
+        assert not on_loop(lambda: link.listening_everywhere("no-such-registration"))
         warned = len(warnings)
         cluster.kill(cluster.member_name(victim))
         poll_until(lambda: len(warnings) > warned, 60, "a warning of the member's loss")
-        poll_until(lambda: on_loop(MEMBERS - 1), 60, "the listener on every member left")
+        poll_until(lambda: everywhere(MEMBERS - 1), 60, "the listener on every member left")
         warned = len(warnings)
     finally:
         cluster.start_member(victim, MEMBERS)
     try:
         poll_until(lambda: len(warnings) > warned, 60, "a warning of the member's return")
-        poll_until(lambda: on_loop(MEMBERS), 60, "the listener on the member back")
+        poll_until(lambda: everywhere(MEMBERS), 60, "the listener on the member back")
     finally:
         loop.run(link.close())
-
-
-async def _listening_for(link: ClusterLink, registration: str) -> bool:
-    return link.listening_everywhere(registration)
