@@ -13,13 +13,13 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from sanic import Request
 from sanic.log import error_logger, logger
 
 from api.metrics import MULTIPROC_ENV, MetricsObserver
-from api.registry import Registry, near_cache_config
+from api.registry import Registry, changes_log_name, near_cache_config
 from api.settings import Settings
 from limiter import BackendUnavailable, ClusterLink, Strategy, connect, create_strategy
 
@@ -30,8 +30,9 @@ RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
 #: Longest wait for the client to shut down at stop.
 CLOSE_TIMEOUT_SECONDS = 10.0
-#: How long a new connection waits for its registry listener to reach every member (the
-#: memo keeps nothing before that); past it the worker starts anyway, its memo later.
+#: How long a new connection waits for its registry listener to reach every member and
+#: for its first read of the change log (the memo keeps nothing before both); past it the
+#: worker starts anyway, its memo later.
 LISTENER_SETTLE_SECONDS = 5.0
 
 
@@ -53,6 +54,7 @@ class Backend:
         #: Set on SIGTERM: /ready answers 503 so the balancer stops sending requests.
         self.draining = False
         self._connecting: asyncio.Task[None] | None = None
+        self._following_log: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -101,6 +103,7 @@ class Backend:
             counters = await link.get_map(self.settings.counters_map)
             clients = await link.get_map(self.settings.clients_map)
             names = await link.get_map(self.settings.names_map)
+            changes: Any = await link.client.get_ringbuffer(changes_log_name(self.settings))
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)
@@ -108,11 +111,16 @@ class Backend:
         registry = Registry(
             clients,
             names,
+            changes=changes,
+            log_poll_seconds=self.settings.registry_log_poll_seconds,
             memo_ttl_seconds=self.settings.registry_memo_seconds,
             memo_size=self.settings.registry_memo_size,
             listening_everywhere=link.listening_everywhere,
         )
         link.on_events_at_risk(registry.distrust)
+        following_log = asyncio.get_running_loop().create_task(
+            registry.follow_log(), name="ratelimit-registry-log"
+        )
         try:
             await registry.follow_changes()
             if not await registry.until_trusted(LISTENER_SETTLE_SECONDS):
@@ -122,9 +130,11 @@ class Backend:
                     LISTENER_SETTLE_SECONDS,
                 )
         except BaseException:
+            following_log.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)
             raise
+        self._following_log = following_log
         strategy = create_strategy(
             self.settings,
             counters,
@@ -145,6 +155,10 @@ class Backend:
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connecting
+        if self._following_log is not None:
+            self._following_log.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._following_log
         if self.connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.connection.strategy.close(), CLOSE_TIMEOUT_SECONDS)

@@ -12,6 +12,10 @@ Two maps (both with a synchronous backup and the registry quorum in hazelcast.xm
 - ``RATELIMIT_NAMES_MAP``: name → id. ``put_if_absent`` on it decides atomically which of
   two concurrent creates of one name wins.
 
+Beside them, ``{RATELIMIT_CLIENTS_MAP}.changes``, a ringbuffer of the ids of updated and
+deleted clients, which keeps each worker's memo of records current when a change event
+is lost (see :class:`Registry`). It lives in memory only.
+
 Both survive a restart of the whole cluster: the members write every record through to
 PostgreSQL before changing their memory (``ratelimit.store`` in the member jar), and
 load both maps from it when the cluster starts; a name is durable inside its record (the
@@ -37,6 +41,7 @@ import dataclasses
 import datetime
 import functools
 import json
+import math
 import re
 import time
 import uuid
@@ -45,12 +50,19 @@ from typing import Any
 
 from hazelcast.config import InMemoryFormat
 from hazelcast.errors import UndefinedErrorCodeError
+from sanic.log import error_logger
 
 from api.errors import NameTaken, RegistryUnavailable, UpdateConflict
 from api.settings import Settings
 from limiter import Alignment
 
-__all__ = ["ClientRecord", "Registry", "near_cache_config", "parse_client_id"]
+__all__ = [
+    "ClientRecord",
+    "Registry",
+    "changes_log_name",
+    "near_cache_config",
+    "parse_client_id",
+]
 
 #: A PATCH re-reads and retries when another PATCH of the same client won the race.
 UPDATE_ATTEMPTS = 16
@@ -58,6 +70,14 @@ UPDATE_ATTEMPTS = 16
 #: client reports a server exception it has no class of its own for.
 STORE_UNAVAILABLE = "ratelimit.store.RegistryUnavailableException"
 STORE_NAME_TAKEN = "ratelimit.store.NameTakenException"
+#: The memo is served for this many log polls after the change log was last read to its
+#: end: a poll that fails or hangs stops it soon, never a change left unseen for long.
+LOG_TRUST_POLLS = 5
+#: Log entries read per call (the client takes fewer than 1,000, and at most the
+#: ringbuffer's capacity, 10,000 in hazelcast.xml).
+LOG_BATCH = 500
+#: At most one warning per this many seconds about a log that could not be read.
+LOG_WARNING_EVERY_SECONDS = 60.0
 #: Retry-After of a write refused for want of the database.
 STORE_RETRY_AFTER_SECONDS = 2
 #: A client id as the service writes it (``str(uuid.UUID(...))``): lower case, hyphenated.
@@ -143,6 +163,11 @@ def near_cache_config(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+def changes_log_name(settings: Settings) -> str:
+    """The registry's change log (a ringbuffer, configured in hazelcast.xml)."""
+    return f"{settings.clients_map}.changes"
+
+
 def _now_iso() -> str:
     now = datetime.datetime.now(datetime.UTC)
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -153,19 +178,27 @@ class Registry:
 
     The guarded route reads a record on every request, so a worker keeps the records it
     has read in a plain dict in front of the near cache (a near-cache hit still costs a
-    key serialisation and a proxy call). The dict follows the cluster through an entry
-    listener: a change replaces the record, a removal leaves a tombstone, both as soon as
-    the member's event arrives (sooner than the near cache's batched invalidation). A
-    read that overlapped any event is not kept.
+    key serialisation and a proxy call). Two sources keep that memo current:
 
-    Events are lost around a change of the connections: the cluster lost, a member
-    joining or leaving, a connection opening (the listener is registered on it just
-    after) or closing. Each of these calls :meth:`distrust`, which empties the memo, and
-    the memo keeps nothing until ``listening_everywhere(registration)`` says the
-    listener is registered on a connection to every member again; every read meanwhile
-    goes through the near cache, whose TTL bounds it. What remains is an event a member
-    drops with every connection up (its event queue full, which it logs):
-    ``memo_ttl_seconds`` bounds that.
+    - **Change events** (an entry listener): a change replaces the record, a removal
+      leaves a tombstone, as soon as the member's event arrives. Events are lost around a
+      change of the connections (the cluster lost, a member joining or leaving, a
+      connection opening or closing); each of these calls :meth:`distrust`, which empties
+      the memo, and the memo keeps nothing until ``listening_everywhere(registration)``
+      says the listener is registered on a connection to every member again.
+    - **The change log** (``changes``, a ringbuffer): every update and delete appends the
+      client's id after its write, and :meth:`follow_log` reads the log every
+      ``log_poll_seconds`` and drops the ids it finds. This catches what an event missed
+      without a connection changing (a member drops events when its event queue is
+      full). The memo is served only while the log has been read to its end within the
+      last :data:`LOG_TRUST_POLLS` polls; a gap in the log (entries overwritten before
+      they were read, a log that restarted) empties the memo like a lost connection.
+
+    A read is kept only if it began while both held (listener everywhere, log position
+    known) and nothing changed during it, and it is read past the near cache, whose own
+    invalidation may have been lost with the event. ``memo_ttl_seconds`` bounds what both
+    sources can miss at once: a writer that stopped between its write and its log entry
+    while a member dropped that write's event.
     """
 
     def __init__(
@@ -173,12 +206,18 @@ class Registry:
         clients: Any,
         names: Any,
         *,
-        memo_ttl_seconds: float = 120.0,
+        changes: Any = None,
+        log_poll_seconds: float = 1.0,
+        memo_ttl_seconds: float = 3600.0,
         memo_size: int = 100_000,
         listening_everywhere: Callable[[str], bool] = lambda registration: True,
     ) -> None:
         self.clients = clients
         self.names = names
+        #: The change log (a ringbuffer of client ids); without one the memo follows the
+        #: events alone and serves what it holds without waiting for a poll.
+        self.changes = changes
+        self.log_poll_seconds = log_poll_seconds
         self.memo_ttl_seconds = memo_ttl_seconds
         self.memo_size = memo_size
         self._listening_everywhere = listening_everywhere
@@ -186,6 +225,11 @@ class Registry:
         self._events = 0
         #: The entry listener's registration, once it is registered.
         self._registration: str | None = None
+        #: The next log entry to read; None until the log is joined (and after distrust).
+        self._log_position: int | None = None
+        #: The memo is served until then (monotonic): a while after the log's last full read.
+        self._served_until = math.inf if changes is None else 0.0
+        self._last_log_warning = -math.inf
 
     async def follow_changes(self) -> None:
         """Registers the entry listener that keeps the memo current (once connected)."""
@@ -198,8 +242,13 @@ class Registry:
         )
 
     def _trusted(self) -> bool:
-        """Whether every member would tell this worker of a change now."""
-        return self._registration is not None and self._listening_everywhere(self._registration)
+        """Whether every member would tell this worker of a change now, and the log
+        position is known (a read begun now is kept)."""
+        return (
+            self._registration is not None
+            and (self.changes is None or self._log_position is not None)
+            and self._listening_everywhere(self._registration)
+        )
 
     async def until_trusted(self, deadline_seconds: float) -> bool:
         """Polls until every member would tell of a change (the memo may keep reads), so
@@ -232,31 +281,93 @@ class Registry:
 
     def distrust(self) -> None:
         """Empties the memo: change events may have been missed, or may be until the
-        listener is registered on every member again (see :meth:`_trusted`)."""
+        listener is registered on every member again (see :meth:`_trusted`), and the log
+        is joined again from its end."""
         self._memo.clear()
         self._events += 1
+        if self.changes is not None:
+            self._log_position = None
+            self._served_until = 0.0
 
     def remembered(self, client_id: str) -> tuple[bool, ClientRecord | None]:
         """``(True, record or None)`` when the memo knows the id, without any await."""
         entry = self._memo.get(client_id)
-        if entry is None or entry[1] < time.monotonic():
+        if entry is None:
+            return False, None
+        now = time.monotonic()
+        if entry[1] < now or self._served_until < now:
             return False, None
         return True, entry[0]
 
     async def fetch(self, client_id: str) -> ClientRecord | None:
-        """The record through the near cache, kept in the memo: the guarded route's read
-        when :meth:`remembered` does not know the id. It is kept only if every member
-        would have told of a change from before the read began (listeners only get added
-        between two :meth:`distrust` calls) and no event arrived meanwhile."""
+        """The record, kept in the memo: the guarded route's read when :meth:`remembered`
+        does not know the id. It is kept only if every member would have told of a change
+        from before the read began (listeners only get added between two
+        :meth:`distrust` calls) and no event or log entry arrived meanwhile; such a read
+        goes past the near cache. Any other read goes through it."""
         events = self._events
-        trusted = self._trusted()
-        text = await self.clients.get(client_id)
-        if text is None:
-            return None
-        record = ClientRecord.from_json(text)
-        if trusted and events == self._events:
+        if not self._trusted():
+            text = await self.clients.get(client_id)
+            return None if text is None else ClientRecord.from_json(text)
+        text = await self._read_text(client_id)
+        record = None if text is None else ClientRecord.from_json(text)
+        if record is not None and events == self._events:
             self._remember(client_id, record)
         return record
+
+    async def follow_log(self) -> None:
+        """Reads the change log every ``log_poll_seconds`` until cancelled (a task of the
+        worker's); a failed read is logged and tried again at the next poll, and the memo
+        stops being served :data:`LOG_TRUST_POLLS` polls after the last full read."""
+        while True:
+            try:
+                await self.read_log()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                now = time.monotonic()
+                if now - self._last_log_warning >= LOG_WARNING_EVERY_SECONDS:
+                    self._last_log_warning = now
+                    error_logger.warning("registry change log not read: %s", error)
+            await asyncio.sleep(self.log_poll_seconds)
+
+    async def read_log(self) -> None:
+        """One poll of the change log: joins it at its end, or drops every id logged since
+        the last poll; either way the memo is served for a while from this poll's start."""
+        assert self.changes is not None
+        started = time.monotonic()
+        position = self._log_position
+        if position is None:
+            tail = await self.changes.tail_sequence()
+            if self._log_position is None:
+                self._log_position = tail + 1
+                # Reads that began before the log was joined are not kept.
+                self._events += 1
+                self._served_until = started + LOG_TRUST_POLLS * self.log_poll_seconds
+            return
+        while True:
+            batch = await self.changes.read_many(position, 0, LOG_BATCH)
+            if self._log_position != position:
+                return  # distrusted meanwhile: the next poll joins again
+            if batch.next_sequence_to_read_from != position + batch.read_count:
+                # Entries were overwritten before this worker read them, or the log
+                # started over: which records changed is unknown.
+                error_logger.warning("registry change log skipped entries; memo emptied")
+                self.distrust()
+                return
+            if batch.read_count:
+                self._events += 1
+                for client_id in batch:
+                    self._memo.pop(str(client_id), None)
+            position = self._log_position = batch.next_sequence_to_read_from
+            if batch.read_count < LOG_BATCH:
+                self._served_until = started + LOG_TRUST_POLLS * self.log_poll_seconds
+                return
+
+    async def _log_change(self, client_id: str) -> None:
+        """Appends ``client_id`` to the change log, after its write."""
+        if self.changes is not None:
+            await self.changes.add(client_id)
 
     async def read(self, client_id: str) -> ClientRecord | None:
         """The record as the cluster has it now, bypassing the near cache."""
@@ -327,12 +438,15 @@ class Registry:
                 ),
             )
             if changed == current:
+                # Logged again: this may retry an update whose log entry was lost.
+                await self._log_change(client_id)
                 return current
             async with _written_through():
                 replaced = await self.clients.replace_if_same(client_id, text, changed.to_json())
             if replaced:
                 self._events += 1
                 self._remember(client_id, changed)
+                await self._log_change(client_id)
                 return changed
         raise UpdateConflict(
             f"the client changed {UPDATE_ATTEMPTS} times during this update; try again"
@@ -348,4 +462,5 @@ class Registry:
         self._remember(client_id, None)
         record = ClientRecord.from_json(text)
         await self.names.remove_if_same(record.name, record.id)
+        await self._log_change(client_id)
         return record

@@ -58,14 +58,19 @@ class Settings(LimiterSettings):
     #: cluster also invalidates it on every change, within about a second).
     registry_near_cache_ttl_seconds: float = 5.0
     #: How long a worker keeps a client record in its own memo in front of the near
-    #: cache. The memo follows the cluster's change events (a PATCH or DELETE reaches it
-    #: as soon as the event does) and is emptied whenever they could be lost: the
-    #: connection dropped, a member joined or left, a connection to one member opened or
-    #: closed; it keeps nothing until its listener is registered on every member again.
-    #: This bounds only an event a member drops with all connections up (its event queue
-    #: full). A hit does not extend it: a client pays a read once per this life, and
-    #: on every request if it comes back to a worker less often than that.
-    registry_memo_seconds: float = 120.0
+    #: cache, at most. The memo follows the cluster's change events (a PATCH or DELETE
+    #: reaches it as soon as the event does) and the registry's change log, read every
+    #: RATELIMIT_REGISTRY_LOG_POLL_SECONDS, which catches an event a member dropped; it
+    #: is emptied whenever events could be lost with a connection (the cluster lost, a
+    #: member joining or leaving, a connection opening or closing). This life bounds only
+    #: a change both missed: its writer stopped between the write and its log entry while
+    #: a member dropped its event. A hit does not extend it: a client pays one read per
+    #: this life.
+    registry_memo_seconds: float = 3600.0
+    #: How often each worker reads the registry's change log. A change whose event was
+    #: lost is seen within about this long; the memo is not served once five polls in a
+    #: row failed.
+    registry_log_poll_seconds: float = 1.0
     #: Records a worker keeps in that memo (the oldest go first past this).
     registry_memo_size: int = 100_000
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from hazelcast.asyncio import HazelcastClient
 
+from api.registry import ClientRecord, Registry
 from api.settings import Settings
-from limiter import ClusterLink
+from limiter import Alignment, ClusterLink
 from limiter.cluster import connect
 from stack.runner import Stack, poll_until
 from tests.cluster import CLUSTER_NAME, MEMBERS
@@ -129,3 +130,51 @@ def test_a_member_leaving_and_rejoining_puts_events_at_risk_until_heard_everywhe
         poll_until(lambda: everywhere(MEMBERS), 60, "the listener on the member back")
     finally:
         loop.run(link.close())
+
+
+class DeafRegistry(Registry):
+    """A registry whose listener is registered but whose change events never arrive, as
+    when a member drops them (its event queue full)."""
+
+    def _on_change(self, event: object) -> None:
+        pass
+
+
+def test_a_change_whose_event_was_lost_reaches_the_memo_through_the_change_log(
+    link: ClusterLink, loop: LoopThread
+) -> None:
+    """A PATCH and a DELETE whose events a worker never got are in the registry's change
+    log (a ringbuffer on the real cluster, configured in hazelcast.xml), and that worker
+    drops its memo's record at its next read of the log, then reads the change."""
+    suffix = uuid.uuid4().hex
+    clients_map = f"ratelimit.clients.{suffix}"
+
+    async def scenario() -> list[object]:
+        clients = await link.get_map(clients_map)
+        names = await link.get_map(f"ratelimit.names.{suffix}")
+        changes = await link.client.get_ringbuffer(f"{clients_map}.changes")
+        writer = Registry(clients, names, changes=changes)
+        reader = DeafRegistry(
+            clients, names, changes=changes, listening_everywhere=link.listening_everywhere
+        )
+        await reader.follow_changes()
+        await reader.read_log()
+        assert await reader.until_trusted(30)
+        record = await writer.create(f"deaf-{suffix}", 10, 60, Alignment.CLOCK)
+        seen: list[object] = [await reader.fetch(record.id)]
+        await writer.update(record.id, limit=20, window_seconds=None, window_alignment=None)
+        seen.append(reader.remembered(record.id))  # no event: still the old record
+        await reader.read_log()
+        seen.append(reader.remembered(record.id))
+        seen.append(await reader.fetch(record.id))
+        await writer.delete(record.id)
+        await reader.read_log()
+        seen.append(reader.remembered(record.id))
+        seen.append(await reader.fetch(record.id))
+        return [item.limit if isinstance(item, ClientRecord) else item for item in seen]
+
+    fetched, stale, after_log, refetched, after_delete, gone = loop.run(scenario(), timeout=60)
+    assert (fetched, refetched, gone) == (10, 20, None)
+    assert isinstance(stale, tuple) and stale[0] and stale[1].limit == 10
+    assert after_log == (False, None)
+    assert after_delete == (False, None)

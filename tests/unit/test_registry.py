@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import uuid
 from typing import Any
 
 import pytest
 from hazelcast.lifecycle import LifecycleState
+from hazelcast.proxy.ringbuffer import ReadResult
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,13 +73,22 @@ class OneRecordClients:
     def __init__(self, record: ClientRecord) -> None:
         self.record = record
         self.reads = 0
+        #: Of those, the reads that went through the near cache (``get``).
+        self.near_cached_reads = 0
         self.during_read: Any = None
 
     async def get(self, key: str) -> str | None:
+        self.near_cached_reads += 1
+        view = await self.get_entry_view(key)
+        return None if view is None else str(view.value)
+
+    async def get_entry_view(self, key: str) -> EntryView | None:
         self.reads += 1
         if self.during_read is not None:
-            self.during_read()
-        return self.record.to_json() if key == self.record.id else None
+            meanwhile = self.during_read()
+            if asyncio.iscoroutine(meanwhile):
+                await meanwhile
+        return EntryView(self.record.to_json()) if key == self.record.id else None
 
     async def add_entry_listener(self, **handlers: Any) -> str:
         return "registration-1"
@@ -254,3 +265,182 @@ def test_a_new_worker_waits_a_bounded_time_for_its_listener_to_be_everywhere() -
         return await registry.until_trusted(5.0)
 
     assert asyncio.run(arrives_later()) is True
+
+
+class ChangeLog:
+    """A ringbuffer as the cluster's: sequences from 0, the oldest entries overwritten past
+    ``capacity``, and a read from outside [head, tail + 1] moved to the nearest end."""
+
+    def __init__(self, capacity: int = 100) -> None:
+        self.capacity = capacity
+        self.entries: list[str] = []
+
+    @property
+    def head(self) -> int:
+        return max(0, len(self.entries) - self.capacity)
+
+    async def add(self, item: str) -> int:
+        self.entries.append(item)
+        return len(self.entries) - 1
+
+    async def tail_sequence(self) -> int:
+        return len(self.entries) - 1
+
+    async def read_many(self, start: int, min_count: int, max_count: int) -> ReadResult:
+        start = min(max(start, self.head), len(self.entries))
+        items = self.entries[start : start + max_count]
+        sequences = list(range(start, start + len(items)))
+        return ReadResult(len(items), start + len(items), sequences, items)
+
+
+def logged(clients: OneRecordClients, log: ChangeLog, poll_seconds: float = 60.0) -> Registry:
+    """A registry whose listener is on every member and which has joined ``log``."""
+    registry = Registry(
+        clients,
+        names=None,
+        changes=log,
+        log_poll_seconds=poll_seconds,
+        listening_everywhere=lambda registration: True,
+    )
+
+    async def join() -> None:
+        await registry.follow_changes()
+        await registry.read_log()
+
+    asyncio.run(join())
+    return registry
+
+
+def test_a_change_whose_event_was_lost_is_read_again_after_the_next_log_poll() -> None:
+    """An id found in the change log is dropped from the memo at the next poll, so a
+    change whose event never arrived is read from the cluster on the next request."""
+    clients = OneRecordClients(RECORD)
+    log = ChangeLog()
+    registry = logged(clients, log)
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (True, RECORD)
+
+    changed = dataclasses.replace(RECORD, limit=7)
+    clients.record = changed  # another replica's PATCH, its event lost
+    asyncio.run(log.add("id-1"))
+    assert registry.remembered("id-1") == (True, RECORD)
+    asyncio.run(registry.read_log())
+    assert registry.remembered("id-1") == (False, None)
+    assert asyncio.run(registry.fetch("id-1")) == changed
+    assert registry.remembered("id-1") == (True, changed)
+
+
+def test_reads_kept_in_the_memo_go_past_the_near_cache() -> None:
+    """A read the memo keeps is not answered by the near cache, whose invalidation may
+    have been lost with the event; a read made while the memo keeps nothing is."""
+    clients = OneRecordClients(RECORD)
+    registry = logged(clients, ChangeLog())
+    asyncio.run(registry.fetch("id-1"))
+    assert (clients.reads, clients.near_cached_reads) == (1, 0)
+
+    registry.distrust()
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert (clients.reads, clients.near_cached_reads) == (2, 1)
+    assert registry.remembered("id-1") == (False, None)
+
+
+def test_the_memo_is_not_served_once_the_log_goes_unread() -> None:
+    """The memo answers only while the change log was read to its end within the last
+    few polls: a worker whose polls fail reads every record from the cluster."""
+    clients = OneRecordClients(RECORD)
+    registry = logged(clients, ChangeLog(), poll_seconds=0.001)
+    asyncio.run(registry.fetch("id-1"))
+    deadline = time.monotonic() + 5
+    while registry.remembered("id-1")[0]:
+        assert time.monotonic() < deadline, "the memo was still served 5 s after the last poll"
+        time.sleep(0.001)
+    asyncio.run(registry.read_log())
+    assert registry.remembered("id-1") == (True, RECORD)
+
+
+def test_entries_overwritten_before_they_were_read_empty_the_memo() -> None:
+    """More changes than the log holds between two polls: which records changed is
+    unknown, so the memo is emptied and keeps nothing until the log is joined again."""
+    clients = OneRecordClients(RECORD)
+    log = ChangeLog(capacity=3)
+    registry = logged(clients, log)
+    asyncio.run(registry.fetch("id-1"))
+    for other in range(4):
+        asyncio.run(log.add(f"other-{other}"))
+
+    asyncio.run(registry.read_log())
+    assert registry.remembered("id-1") == (False, None)
+    asyncio.run(registry.fetch("id-1"))
+    assert registry.remembered("id-1") == (False, None)
+    asyncio.run(registry.read_log())
+    asyncio.run(registry.fetch("id-1"))
+    assert registry.remembered("id-1") == (True, RECORD)
+
+
+def test_a_log_that_started_over_empties_the_memo() -> None:
+    """A log shorter than this worker's position (the cluster lost it whole) counts as a
+    gap, not as no change."""
+    clients = OneRecordClients(RECORD)
+    log = ChangeLog()
+    for other in range(5):
+        asyncio.run(log.add(f"other-{other}"))
+    registry = logged(clients, log)
+    asyncio.run(registry.fetch("id-1"))
+    log.entries.clear()
+    asyncio.run(log.add("id-1"))
+
+    asyncio.run(registry.read_log())
+    assert registry.remembered("id-1") == (False, None)
+
+
+def test_a_read_that_overlapped_a_log_entry_or_began_before_the_log_was_joined_is_not_kept() -> (
+    None
+):
+    """A read during which the log named any client, or that began before this worker
+    knew where the log ends, may predate a change: it is answered but not kept."""
+    clients = OneRecordClients(RECORD)
+    log = ChangeLog()
+    registry = logged(clients, log)
+    asyncio.run(log.add("id-2"))
+    clients.during_read = registry.read_log
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (False, None)
+
+    registry.distrust()
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (False, None)
+    clients.during_read = None
+    assert asyncio.run(registry.fetch("id-1")) == RECORD
+    assert registry.remembered("id-1") == (True, RECORD)
+
+
+class WritableClients(OneRecordClients):
+    """A clients map that takes updates and removals, and a names map's one call."""
+
+    async def replace_if_same(self, key: str, old: str, new: str) -> bool:
+        if old != self.record.to_json():
+            return False
+        self.record = ClientRecord.from_json(new)
+        return True
+
+    async def remove(self, key: str) -> str | None:
+        return self.record.to_json() if key == self.record.id else None
+
+    async def remove_if_same(self, key: str, value: str) -> bool:
+        return True
+
+
+def test_updates_and_deletes_log_the_id_after_writing() -> None:
+    """Every PATCH (also one that changes nothing: it may retry one whose log entry was
+    lost) and every DELETE appends the client's id to the change log."""
+    clients = WritableClients(RECORD)
+    log = ChangeLog()
+    registry = Registry(clients, names=clients, changes=log)
+
+    async def writes() -> None:
+        await registry.update("id-1", limit=9, window_seconds=None, window_alignment=None)
+        await registry.update("id-1", limit=9, window_seconds=None, window_alignment=None)
+        await registry.delete("id-1")
+
+    asyncio.run(writes())
+    assert log.entries == ["id-1", "id-1", "id-1"]
