@@ -125,7 +125,8 @@ BACKEND_ERRORS = Counter(
 REGISTRY_READS = Counter(
     "ratelimit_registry_reads",
     "Client records the guarded route read from the cluster because the worker's memo "
-    "did not hold them: a client's first request to the worker, or one more than "
+    "did not hold them: a client's first request to the worker, the first after a "
+    "change of the record or of the connections, or one more than "
     "RATELIMIT_REGISTRY_MEMO_SECONDS after its record was read.",
     registry=REGISTRY,
 )

@@ -303,10 +303,11 @@ class Registry:
         """The record, kept in the memo: the guarded route's read when :meth:`remembered`
         does not know the id. It is kept only if every member would have told of a change
         from before the read began (listeners only get added between two
-        :meth:`distrust` calls) and no event or log entry arrived meanwhile; such a read
-        goes past the near cache. Any other read goes through it."""
+        :meth:`distrust` calls), the memo is being served, and no event or log entry
+        arrived meanwhile; such a read goes past the near cache. Any other read goes
+        through it."""
         events = self._events
-        if not self._trusted():
+        if not self._trusted() or self._served_until < time.monotonic():
             text = await self.clients.get(client_id)
             return None if text is None else ClientRecord.from_json(text)
         text = await self._read_text(client_id)

@@ -280,8 +280,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     path = "/health" if scenario == "health" else "/example"
                     headers = {"X-Api-Id": clients[scenario]} if scenario in clients else {}
                     if scenario in spread_ids and not args.cold_registry:
-                        # Right before: a replica's memo keeps a record 30 s, and the
-                        # scenarios before this one can outlast that.
+                        # Right before: a replica's memo keeps a record for
+                        # RATELIMIT_REGISTRY_MEMO_SECONDS from its read, which the
+                        # scenarios before this one can outlast.
                         asyncio.run(warm_registry(urls, spread_ids[scenario]))
                     cpu_before = meter.read()
                     counters_before = replica_counters(urls)
