@@ -130,6 +130,16 @@ REGISTRY_READS = Counter(
     "RATELIMIT_REGISTRY_MEMO_SECONDS after its record was read.",
     registry=REGISTRY,
 )
+REGISTRY_LOG_FAILURES = Counter(
+    "ratelimit_registry_log_failures",
+    "Polls of the registry's change log that failed (error: the memo stops being served "
+    "after five in a row) or found entries gone before they were read (gap: the memo "
+    "was emptied).",
+    ["cause"],
+    registry=REGISTRY,
+)
+#: Every cause of a failed change-log poll.
+REGISTRY_LOG_FAILURE_CAUSES = ("error", "gap")
 HTTP_REQUESTS = Counter(
     "ratelimit_http_requests",
     "HTTP responses by route pattern, method and status.",
@@ -236,6 +246,8 @@ def preset(strategy: str) -> None:
     for cause in CONTENDED_CAUSES:
         CONTENDED.labels(strategy, cause)
     LOCAL_DENIALS.labels(strategy)
+    for cause in REGISTRY_LOG_FAILURE_CAUSES:
+        REGISTRY_LOG_FAILURES.labels(cause)
 
 
 class MetricsObserver:

@@ -53,6 +53,7 @@ from hazelcast.errors import UndefinedErrorCodeError
 from sanic.log import error_logger
 
 from api.errors import NameTaken, RegistryUnavailable, UpdateConflict
+from api.metrics import REGISTRY_LOG_FAILURES, TALLY, labelled
 from api.settings import Settings
 from limiter import Alignment
 
@@ -326,6 +327,7 @@ class Registry:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                TALLY.inc(labelled(REGISTRY_LOG_FAILURES, "error"))
                 now = time.monotonic()
                 if now - self._last_log_warning >= LOG_WARNING_EVERY_SECONDS:
                     self._last_log_warning = now
@@ -353,6 +355,7 @@ class Registry:
             if batch.next_sequence_to_read_from != position + batch.read_count:
                 # Entries were overwritten before this worker read them, or the log
                 # started over: which records changed is unknown.
+                TALLY.inc(labelled(REGISTRY_LOG_FAILURES, "gap"))
                 error_logger.warning("registry change log skipped entries; memo emptied")
                 self.distrust()
                 return

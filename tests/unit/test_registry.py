@@ -16,6 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api.errors import UpdateConflict
+from api.metrics import REGISTRY as METRICS
+from api.metrics import TALLY
 from api.registry import ClientRecord, Registry, parse_client_id
 from limiter import Alignment
 from limiter.cluster import ClusterLink
@@ -446,3 +448,47 @@ def test_updates_and_deletes_log_the_id_after_writing() -> None:
 
     asyncio.run(writes())
     assert log.entries == ["id-1", "id-1", "id-1"]
+
+
+class UnreachableLog(ChangeLog):
+    """A log no member answers for; ``failed`` is set once it has failed three polls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = 0
+        self.failed = asyncio.Event()
+
+    async def tail_sequence(self) -> int:
+        self.polls += 1
+        if self.polls >= 3:
+            self.failed.set()
+        raise ConnectionError("no member answers")
+
+
+def _log_failures(cause: str) -> float:
+    TALLY.flush()
+    value = METRICS.get_sample_value("ratelimit_registry_log_failures_total", {"cause": cause})
+    return value or 0.0
+
+
+def test_failed_and_gapped_log_polls_are_counted_by_cause() -> None:
+    """A poll that fails and a poll that finds entries gone are each counted on /metrics
+    (ratelimit_registry_log_failures_total), so a memo no longer served shows there."""
+    errors, gaps = _log_failures("error"), _log_failures("gap")
+    unreachable = UnreachableLog()
+    registry = Registry(OneRecordClients(RECORD), None, changes=unreachable, log_poll_seconds=0.001)
+
+    async def poll_a_while() -> None:
+        polling = asyncio.get_running_loop().create_task(registry.follow_log())
+        await asyncio.wait_for(unreachable.failed.wait(), 5)
+        polling.cancel()
+
+    asyncio.run(poll_a_while())
+    assert _log_failures("error") >= errors + 3
+
+    log = ChangeLog(capacity=2)
+    registry = logged(OneRecordClients(RECORD), log)
+    for other in range(3):
+        asyncio.run(log.add(f"other-{other}"))
+    asyncio.run(registry.read_log())
+    assert _log_failures("gap") == gaps + 1
