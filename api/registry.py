@@ -461,6 +461,8 @@ class Registry:
         async with _written_through():
             text = await self.clients.remove(client_id)
         if text is None:
+            # Logged all the same: this may retry a delete whose log entry was lost.
+            await self._log_change(client_id)
             return None
         self._events += 1
         self._remember(client_id, None)

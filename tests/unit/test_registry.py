@@ -421,6 +421,8 @@ def test_a_read_that_overlapped_a_log_entry_or_began_before_the_log_was_joined_i
 class WritableClients(OneRecordClients):
     """A clients map that takes updates and removals, and a names map's one call."""
 
+    removed = False
+
     async def replace_if_same(self, key: str, old: str, new: str) -> bool:
         if old != self.record.to_json():
             return False
@@ -428,15 +430,16 @@ class WritableClients(OneRecordClients):
         return True
 
     async def remove(self, key: str) -> str | None:
-        return self.record.to_json() if key == self.record.id else None
+        removed, self.removed = self.removed, True
+        return None if removed or key != self.record.id else self.record.to_json()
 
     async def remove_if_same(self, key: str, value: str) -> bool:
         return True
 
 
 def test_updates_and_deletes_log_the_id_after_writing() -> None:
-    """Every PATCH (also one that changes nothing: it may retry one whose log entry was
-    lost) and every DELETE appends the client's id to the change log."""
+    """Every PATCH and every DELETE appends the client's id to the change log, also one
+    that changes nothing: it may retry one whose log entry was lost."""
     clients = WritableClients(RECORD)
     log = ChangeLog()
     registry = Registry(clients, names=clients, changes=log)
@@ -444,10 +447,11 @@ def test_updates_and_deletes_log_the_id_after_writing() -> None:
     async def writes() -> None:
         await registry.update("id-1", limit=9, window_seconds=None, window_alignment=None)
         await registry.update("id-1", limit=9, window_seconds=None, window_alignment=None)
-        await registry.delete("id-1")
+        assert await registry.delete("id-1") is not None
+        assert await registry.delete("id-1") is None
 
     asyncio.run(writes())
-    assert log.entries == ["id-1", "id-1", "id-1"]
+    assert log.entries == ["id-1"] * 4
 
 
 class UnreachableLog(ChangeLog):
