@@ -207,7 +207,7 @@ class Registry:
         clients: Any,
         names: Any,
         *,
-        changes: Any = None,
+        changes: Any,
         log_poll_seconds: float = 1.0,
         memo_ttl_seconds: float = 3600.0,
         memo_size: int = 100_000,
@@ -215,10 +215,11 @@ class Registry:
     ) -> None:
         self.clients = clients
         self.names = names
-        #: The change log (a ringbuffer of client ids); without one the memo follows the
-        #: events alone and serves what it holds without waiting for a poll.
+        #: The change log, a ringbuffer of client ids.
         self.changes = changes
         self.log_poll_seconds = log_poll_seconds
+        #: How long the memo is served after the log was last read to its end.
+        self._log_trust_seconds = LOG_TRUST_POLLS * log_poll_seconds
         self.memo_ttl_seconds = memo_ttl_seconds
         self.memo_size = memo_size
         self._listening_everywhere = listening_everywhere
@@ -229,7 +230,7 @@ class Registry:
         #: The next log entry to read; None until the log is joined (and after distrust).
         self._log_position: int | None = None
         #: The memo is served until then (monotonic): a while after the log's last full read.
-        self._served_until = math.inf if changes is None else 0.0
+        self._served_until = 0.0
         self._last_log_warning = -math.inf
 
     async def follow_changes(self) -> None:
@@ -247,7 +248,7 @@ class Registry:
         position is known (a read begun now is kept)."""
         return (
             self._registration is not None
-            and (self.changes is None or self._log_position is not None)
+            and self._log_position is not None
             and self._listening_everywhere(self._registration)
         )
 
@@ -286,9 +287,8 @@ class Registry:
         is joined again from its end."""
         self._memo.clear()
         self._events += 1
-        if self.changes is not None:
-            self._log_position = None
-            self._served_until = 0.0
+        self._log_position = None
+        self._served_until = 0.0
 
     def remembered(self, client_id: str) -> tuple[bool, ClientRecord | None]:
         """``(True, record or None)`` when the memo knows the id, without any await."""
@@ -308,12 +308,10 @@ class Registry:
         arrived meanwhile; such a read goes past the near cache. Any other read goes
         through it."""
         events = self._events
-        if not self._trusted() or self._served_until < time.monotonic():
-            text = await self.clients.get(client_id)
-            return None if text is None else ClientRecord.from_json(text)
-        text = await self._read_text(client_id)
+        keep = self._trusted() and time.monotonic() <= self._served_until
+        text = await (self._read_text(client_id) if keep else self.clients.get(client_id))
         record = None if text is None else ClientRecord.from_json(text)
-        if record is not None and events == self._events:
+        if keep and record is not None and events == self._events:
             self._remember(client_id, record)
         return record
 
@@ -337,7 +335,6 @@ class Registry:
     async def read_log(self) -> None:
         """One poll of the change log: joins it at its end, or drops every id logged since
         the last poll; either way the memo is served for a while from this poll's start."""
-        assert self.changes is not None
         started = time.monotonic()
         position = self._log_position
         if position is None:
@@ -346,7 +343,7 @@ class Registry:
                 self._log_position = tail + 1
                 # Reads that began before the log was joined are not kept.
                 self._events += 1
-                self._served_until = started + LOG_TRUST_POLLS * self.log_poll_seconds
+                self._served_until = started + self._log_trust_seconds
             return
         while True:
             batch = await self.changes.read_many(position, 0, LOG_BATCH)
@@ -365,13 +362,12 @@ class Registry:
                     self._memo.pop(str(client_id), None)
             position = self._log_position = batch.next_sequence_to_read_from
             if batch.read_count < LOG_BATCH:
-                self._served_until = started + LOG_TRUST_POLLS * self.log_poll_seconds
+                self._served_until = started + self._log_trust_seconds
                 return
 
     async def _log_change(self, client_id: str) -> None:
         """Appends ``client_id`` to the change log, after its write."""
-        if self.changes is not None:
-            await self.changes.add(client_id)
+        await self.changes.add(client_id)
 
     async def read(self, client_id: str) -> ClientRecord | None:
         """The record as the cluster has it now, bypassing the near cache."""

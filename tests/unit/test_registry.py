@@ -48,7 +48,7 @@ def test_an_update_that_keeps_losing_its_races_is_a_conflict_not_an_outage() -> 
     number of attempts, never a 503 "cluster unavailable"."""
     record = ClientRecord("id-1", "a", 5, 60, "2026-11-30T00:00:00.000Z", Alignment.CLOCK)
     clients = AlwaysChangingClients(record)
-    registry = Registry(clients, names=None)
+    registry = Registry(clients, names=None, changes=ChangeLog())
 
     async def update() -> None:
         await registry.update("id-1", limit=6, window_seconds=None, window_alignment=None)
@@ -105,17 +105,56 @@ class Event:
 RECORD = ClientRecord("id-1", "a", 5, 60, "2026-11-30T00:00:00.000Z", Alignment.CLOCK)
 
 
-def following(clients: OneRecordClients, everywhere: list[bool]) -> Registry:
-    """A registry whose listener is registered, on every member while ``everywhere[0]``."""
+class ChangeLog:
+    """A ringbuffer as the cluster's: sequences from 0, the oldest entries overwritten past
+    ``capacity``, and a read from outside [head, tail + 1] moved to the nearest end."""
+
+    def __init__(self, capacity: int = 100) -> None:
+        self.capacity = capacity
+        self.entries: list[str] = []
+
+    @property
+    def head(self) -> int:
+        return max(0, len(self.entries) - self.capacity)
+
+    async def add(self, item: str) -> int:
+        self.entries.append(item)
+        return len(self.entries) - 1
+
+    async def tail_sequence(self) -> int:
+        return len(self.entries) - 1
+
+    async def read_many(self, start: int, min_count: int, max_count: int) -> ReadResult:
+        start = min(max(start, self.head), len(self.entries))
+        items = self.entries[start : start + max_count]
+        sequences = list(range(start, start + len(items)))
+        return ReadResult(len(items), start + len(items), sequences, items)
+
+
+def following(
+    clients: OneRecordClients,
+    everywhere: list[bool] | None = None,
+    log: ChangeLog | None = None,
+    poll_seconds: float = 60.0,
+) -> Registry:
+    """A registry whose listener is registered, on every member while ``everywhere[0]``
+    (always without it), and which has joined its change log ``log``."""
     registry = Registry(
         clients,
         names=None,
+        changes=ChangeLog() if log is None else log,
+        log_poll_seconds=poll_seconds,
         memo_ttl_seconds=60,
         listening_everywhere=lambda registration: (
-            registration == "registration-1" and everywhere[0]
+            registration == "registration-1" and (everywhere is None or everywhere[0])
         ),
     )
-    asyncio.run(registry.follow_changes())
+
+    async def join() -> None:
+        await registry.follow_changes()
+        await registry.read_log()
+
+    asyncio.run(join())
     return registry
 
 
@@ -131,6 +170,7 @@ def test_the_memo_serves_a_record_it_read_until_events_are_at_risk() -> None:
     assert clients.reads == 1
     registry.distrust()
     assert registry.remembered("id-1") == (False, None)
+    asyncio.run(registry.read_log())  # the worker's next poll joins the log again
     assert asyncio.run(registry.fetch("id-1")) == RECORD
     assert registry.remembered("id-1") == (True, RECORD)
     assert clients.reads == 2
@@ -269,56 +309,12 @@ def test_a_new_worker_waits_a_bounded_time_for_its_listener_to_be_everywhere() -
     assert asyncio.run(arrives_later()) is True
 
 
-class ChangeLog:
-    """A ringbuffer as the cluster's: sequences from 0, the oldest entries overwritten past
-    ``capacity``, and a read from outside [head, tail + 1] moved to the nearest end."""
-
-    def __init__(self, capacity: int = 100) -> None:
-        self.capacity = capacity
-        self.entries: list[str] = []
-
-    @property
-    def head(self) -> int:
-        return max(0, len(self.entries) - self.capacity)
-
-    async def add(self, item: str) -> int:
-        self.entries.append(item)
-        return len(self.entries) - 1
-
-    async def tail_sequence(self) -> int:
-        return len(self.entries) - 1
-
-    async def read_many(self, start: int, min_count: int, max_count: int) -> ReadResult:
-        start = min(max(start, self.head), len(self.entries))
-        items = self.entries[start : start + max_count]
-        sequences = list(range(start, start + len(items)))
-        return ReadResult(len(items), start + len(items), sequences, items)
-
-
-def logged(clients: OneRecordClients, log: ChangeLog, poll_seconds: float = 60.0) -> Registry:
-    """A registry whose listener is on every member and which has joined ``log``."""
-    registry = Registry(
-        clients,
-        names=None,
-        changes=log,
-        log_poll_seconds=poll_seconds,
-        listening_everywhere=lambda registration: True,
-    )
-
-    async def join() -> None:
-        await registry.follow_changes()
-        await registry.read_log()
-
-    asyncio.run(join())
-    return registry
-
-
 def test_a_change_whose_event_was_lost_is_read_again_after_the_next_log_poll() -> None:
     """An id found in the change log is dropped from the memo at the next poll, so a
     change whose event never arrived is read from the cluster on the next request."""
     clients = OneRecordClients(RECORD)
     log = ChangeLog()
-    registry = logged(clients, log)
+    registry = following(clients, log=log)
     assert asyncio.run(registry.fetch("id-1")) == RECORD
     assert registry.remembered("id-1") == (True, RECORD)
 
@@ -336,7 +332,7 @@ def test_reads_kept_in_the_memo_go_past_the_near_cache() -> None:
     """A read the memo keeps is not answered by the near cache, whose invalidation may
     have been lost with the event; a read made while the memo keeps nothing is."""
     clients = OneRecordClients(RECORD)
-    registry = logged(clients, ChangeLog())
+    registry = following(clients)
     asyncio.run(registry.fetch("id-1"))
     assert (clients.reads, clients.near_cached_reads) == (1, 0)
 
@@ -350,7 +346,7 @@ def test_the_memo_is_not_served_once_the_log_goes_unread() -> None:
     """The memo answers only while the change log was read to its end within the last
     few polls: a worker whose polls fail reads every record through the near cache."""
     clients = OneRecordClients(RECORD)
-    registry = logged(clients, ChangeLog(), poll_seconds=0.001)
+    registry = following(clients, poll_seconds=0.001)
     asyncio.run(registry.fetch("id-1"))
     deadline = time.monotonic() + 5
     while registry.remembered("id-1")[0]:
@@ -367,7 +363,7 @@ def test_entries_overwritten_before_they_were_read_empty_the_memo() -> None:
     unknown, so the memo is emptied and keeps nothing until the log is joined again."""
     clients = OneRecordClients(RECORD)
     log = ChangeLog(capacity=3)
-    registry = logged(clients, log)
+    registry = following(clients, log=log)
     asyncio.run(registry.fetch("id-1"))
     for other in range(4):
         asyncio.run(log.add(f"other-{other}"))
@@ -388,7 +384,7 @@ def test_a_log_that_started_over_empties_the_memo() -> None:
     log = ChangeLog()
     for other in range(5):
         asyncio.run(log.add(f"other-{other}"))
-    registry = logged(clients, log)
+    registry = following(clients, log=log)
     asyncio.run(registry.fetch("id-1"))
     log.entries.clear()
     asyncio.run(log.add("id-1"))
@@ -404,7 +400,7 @@ def test_a_read_that_overlapped_a_log_entry_or_began_before_the_log_was_joined_i
     knew where the log ends, may predate a change: it is answered but not kept."""
     clients = OneRecordClients(RECORD)
     log = ChangeLog()
-    registry = logged(clients, log)
+    registry = following(clients, log=log)
     asyncio.run(log.add("id-2"))
     clients.during_read = registry.read_log
     assert asyncio.run(registry.fetch("id-1")) == RECORD
@@ -491,7 +487,7 @@ def test_failed_and_gapped_log_polls_are_counted_by_cause() -> None:
     assert _log_failures("error") >= errors + 3
 
     log = ChangeLog(capacity=2)
-    registry = logged(OneRecordClients(RECORD), log)
+    registry = following(OneRecordClients(RECORD), log=log)
     for other in range(3):
         asyncio.run(log.add(f"other-{other}"))
     asyncio.run(registry.read_log())
