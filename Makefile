@@ -106,10 +106,10 @@ bench-e2e: bootstrap
 	$(PY) -m benchmarks.endtoend
 
 bench-create: bootstrap
-	$(PY) -m benchmarks.create
+	$(PY) -m benchmarks.tools.create
 
 k6: $(STAMPS)/venv
-	$(PY) -m benchmarks.k6
+	$(PY) -m benchmarks.load.k6
 
 clean: down
 	rm -rf $(VENV) $(STAMPS) hazelcast/target .run .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -17,7 +17,7 @@ measures, stops everything it started (also on failure or Ctrl-C) and writes
 3. k6 (:mod:`benchmarks.rate_steps`): per strategy, constant-arrival-rate steps, and the
    highest rate held with p99 under 100 ms and exact admissions; and once, on
    ``entry_processor`` (the default strategy), the original's scenario made exact
-   (:mod:`benchmarks.k6`).
+   (:mod:`benchmarks.load.k6`).
 
 Every run is checked for exactness; one that admits more than expected marks the report
 FAILED and the exit code 1. ``--smoke`` shrinks every size and duration to a run of
@@ -41,10 +41,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from benchmarks import frontdoor, rate_steps
 from benchmarks.endtoend import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack, create_client
 from benchmarks.grid import FLOORS, GridOptions, run_grid
-from benchmarks.k6 import clients as k6_clients
-from benchmarks.k6 import run_scenario as run_original
+from benchmarks.load.k6 import clients as k6_clients
+from benchmarks.load.k6 import run_scenario as run_original
+from benchmarks.load.wrk import run_wrk
 from benchmarks.report import failed, headline, load_average, machine, write_report
-from benchmarks.wrk import run_wrk
 from limiter import STRATEGY_NAMES
 from stack.runner import ROOT
 

@@ -57,8 +57,8 @@ from typing import Any
 import aiohttp
 import httpx
 
-from benchmarks.cpu import CpuMeter
-from benchmarks.wrk import WrkRun, run_wrk
+from benchmarks.load.wrk import WrkRun, run_wrk
+from benchmarks.tools.cpu import CpuMeter
 from limiter import STRATEGY_NAMES
 from stack.runner import ROOT, Stack
 

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from benchmarks.endtoend import ADMIN, create_client, create_clients, problems
-from benchmarks.wrk import run_wrk
+from benchmarks.load.wrk import run_wrk
 
 __all__ = ["SCENARIOS", "FrontDoorOptions", "run_round", "summarise"]
 

@@ -60,7 +60,7 @@ def machine() -> dict[str, Any]:
     total = re.search(r"MemTotal:\s+(\d+) kB", meminfo)
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
-    from benchmarks.k6 import K6Missing, k6_binary
+    from benchmarks.load.k6 import K6Missing, k6_binary
 
     try:
         k6 = _version([str(k6_binary()), "version"])

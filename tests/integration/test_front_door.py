@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from benchmarks.wrk import WRK, WrkRun, run_wrk
+from benchmarks.load.wrk import WRK, WrkRun, run_wrk
 from tests.cluster import NginxLog
 from tests.conftest import Topology
 

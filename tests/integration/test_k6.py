@@ -1,6 +1,6 @@
 """The original service's k6 scenario (``k6/original_scenario.js``), run by the real k6
 binary through nginx on the test stack, for a first-request and a clock-aligned client in
-one run (see :mod:`benchmarks.k6` for how the clock client is made to cross an edge).
+one run (see :mod:`benchmarks.load.k6` for how the clock client is made to cross an edge).
 k6's thresholds are exact and its exit code is the verdict (99: one failed).
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.k6 import K6Missing, clients, k6_binary, run_scenario
+from benchmarks.load.k6 import K6Missing, clients, k6_binary, run_scenario
 from tests.conftest import Topology
 
 

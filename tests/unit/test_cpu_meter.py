@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from benchmarks.cpu import CpuMeter, machine_busy_seconds, tree_cpu_seconds
+from benchmarks.tools.cpu import CpuMeter, machine_busy_seconds, tree_cpu_seconds
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +46,7 @@ def test_thread_times_split_a_busy_thread_from_an_idle_one() -> None:
     event gains none and counts voluntary switches."""
     import threading
 
-    from benchmarks.cpu import thread_times
+    from benchmarks.tools.cpu import thread_times
 
     stop = threading.Event()
     ids: dict[str, int] = {}
@@ -89,7 +89,7 @@ def test_thread_times_split_a_busy_thread_from_an_idle_one() -> None:
 def test_member_thread_names_group_by_kind() -> None:
     """A thread dump's names and native ids are read in either notation, and threads of
     one kind across members and numbers fall into one row."""
-    from benchmarks.profile import JAVA_THREAD, thread_group
+    from benchmarks.tools.profile import JAVA_THREAD, thread_group
 
     dump = (
         '"hz.brave_x.partition-operation.thread-1" #45 daemon prio=5 nid=0x3039 waiting\n'
@@ -110,7 +110,7 @@ def test_jit_part_counts_only_compiler_threads() -> None:
     part: CPU of a thread so named shows there, CPU of the process's others does not."""
     import threading
 
-    from benchmarks.cpu import jit_cpu_seconds
+    from benchmarks.tools.cpu import jit_cpu_seconds
 
     done = threading.Event()
 
@@ -143,8 +143,8 @@ def test_thread_table_sums_threads_of_one_kind_per_decision() -> None:
     """Threads of one kind on different members make one row, the sum of every thread
     comes first, CPU is in ms per decision, and a thread new since the first reading
     counts whole."""
-    from benchmarks.cpu import ThreadTime
-    from benchmarks.profile import thread_table
+    from benchmarks.tools.cpu import ThreadTime
+    from benchmarks.tools.profile import thread_table
 
     before = {
         1: ThreadTime("hz.a.partit", 1.0, 0.5, 10, 0),

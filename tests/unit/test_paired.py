@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.paired import report
+from benchmarks.tools.paired import report
 
 pytestmark = pytest.mark.unit
 

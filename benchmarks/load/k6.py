@@ -3,7 +3,7 @@ first-request and a clock-aligned client in one k6 run: create both clients, pin
 start, run k6, read its summary. ``make test`` runs it on the test stack
 (``tests/integration/test_k6.py``); by hand, against ``make up``::
 
-    python -m benchmarks.k6 [--url http://127.0.0.1:9999] [--token $RATELIMIT_ADMIN_TOKEN]
+    python -m benchmarks.load.k6 [--url http://127.0.0.1:9999] [--token $RATELIMIT_ADMIN_TOKEN]
 
 The clock client must meet a window edge in its 5 req/s phase, 38.1 s after its start,
 midway between two requests 200 ms apart; k6's own start-up (init, VUs, setup) varies by
@@ -35,7 +35,7 @@ import httpx
 
 __all__ = ["LIMIT", "WINDOW_SECONDS", "K6Run", "Schedule", "clients", "k6_binary", "run_scenario"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "k6" / "original_scenario.js"
 WINDOW_SECONDS = 60
 LIMIT = 100

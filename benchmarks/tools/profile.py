@@ -14,7 +14,7 @@ Starts the benchmark's own stack (``RATELIMIT_BENCH_BASE_PORT``, as
   The sampling profilers see only Java or Python code; this table also shows the
   system calls and thread wake-ups around each message.
 
-    python -m benchmarks.profile [--strategy entry_processor] [--clients 1000] [--seconds 20]
+    python -m benchmarks.tools.profile [--strategy entry_processor] [--clients 1000] [--seconds 20]
 
 Needs py-spy (``pip install -e '.[profile]'``) and, for an attach to a process of
 another user, root (not needed here: the stack's processes are the caller's).
@@ -33,13 +33,6 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from benchmarks.cpu import (
-    CpuMeter,
-    ThreadTime,
-    children_by_parent,
-    thread_times,
-    tree_cpu_seconds,
-)
 from benchmarks.endtoend import (
     ADMIN_TOKEN,
     REPLICAS,
@@ -48,7 +41,14 @@ from benchmarks.endtoend import (
     create_client,
     create_clients,
 )
-from benchmarks.wrk import run_wrk
+from benchmarks.load.wrk import run_wrk
+from benchmarks.tools.cpu import (
+    CpuMeter,
+    ThreadTime,
+    children_by_parent,
+    thread_times,
+    tree_cpu_seconds,
+)
 
 #: Frames of the JDK's and Hazelcast's idle waits, left out of the member's top lists.
 JAVA_IDLE = re.compile(r"park|epollWait|Object\.wait|Thread\.sleep|LockSupport|select0")
@@ -267,7 +267,7 @@ def main() -> int:
         f"# Profile: `{args.strategy}`, {args.clients} clients, wrk {args.connections} "
         f"connections, {args.seconds} s",
         "",
-        f"Command: `python -m benchmarks.profile {' '.join(sys.argv[1:])}`",
+        f"Command: `python -m benchmarks.tools.profile {' '.join(sys.argv[1:])}`",
         "",
         f"{seen.per_second:.0f} requests/s, statuses {seen.statuses}; CPU per request: "
         f"replicas {cpu['replicas']:.3f} ms, members {cpu['members']:.3f} ms",

@@ -15,7 +15,7 @@ JMX exporter), summed over the members, after a tenth of the windows were opened
 after all of them (so the first use of a map is not counted as windows). That
 difference holds both copies of every window (backup count 1).
 
-    python -m benchmarks.memory [--clients 100000] [--tasks 256]
+    python -m benchmarks.tools.memory [--clients 100000] [--tasks 256]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ The benchmark runs on ports of its own (members 5961+, its replica 20961, Postgr
 21001; RATELIMIT_BENCH_BASE_PORT moves them) in ``.run/create-<port>``, and stops
 everything at the end.
 
-    python -m benchmarks.create [--creates 500] [--concurrency 16] [--rounds 2]
+    python -m benchmarks.tools.create [--creates 500] [--concurrency 16] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def measure(store: bool, args: argparse.Namespace) -> dict[str, dict[str, float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.create", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.create", description=__doc__)
     parser.add_argument("--creates", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)

@@ -21,7 +21,7 @@ checkout needs what ``make bootstrap`` builds (the members' jars in
 ``hazelcast/target``)::
 
     git worktree add /tmp/before <commit>   # then make bootstrap there, or copy hazelcast/target
-    python -m benchmarks.paired /tmp/before . [--rounds 6] [--seconds 10]
+    python -m benchmarks.tools.paired /tmp/before . [--rounds 6] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -54,9 +54,13 @@ def serve_side(clients: int, seconds: int, connections: int) -> None:
     """One checkout's side (run in a process whose path starts with the checkout): starts
     its stack, prints ``ready``, then runs one scenario per line read from stdin and
     prints its figures as one JSON line, until stdin closes."""
-    from benchmarks.cpu import CpuMeter
+    try:
+        from benchmarks.load.wrk import run_wrk
+        from benchmarks.tools.cpu import CpuMeter
+    except ImportError:  # a checkout from before benchmarks/ had subpackages
+        from benchmarks.cpu import CpuMeter  # type: ignore[import-not-found,no-redef]
+        from benchmarks.wrk import run_wrk  # type: ignore[import-not-found,no-redef]
     from benchmarks.endtoend import ADMIN_TOKEN, REPLICAS, bench_stack, create_clients
-    from benchmarks.wrk import run_wrk
 
     stack = bench_stack()
     base = f"http://127.0.0.1:{stack.nginx_port}"
@@ -238,7 +242,7 @@ def main() -> int:
         f"{args.rounds} rounds, wrk {args.connections} connections, {args.seconds} s per run, "
         f"spread over {args.clients} clients\n\n" + report(labels, runs)
     )
-    out = Path(__file__).parent / "results" / f"paired-{time.strftime('%Y%m%dT%H%M%S')}.md"
+    out = Path(__file__).parents[1] / "results" / f"paired-{time.strftime('%Y%m%dT%H%M%S')}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text + "\n")
     print(text)
