@@ -24,7 +24,7 @@ help:
 	@echo "make bench   the benchmark report: every strategy in process, end to end and with k6"
 	@echo "             (own stack; 12-16 min on a shared 2-core machine; writes docs/benchmarks/)"
 	@echo "make bench-smoke  the same in tiny sizes (about a minute), into .run/bench-smoke/"
-	@echo "make bench-inprocess  in-process benchmark alone, one concurrency (needs make up)"
+	@echo "make bench-inprocess  the in-process part of make bench alone (own stack), into .run/bench-inprocess/"
 	@echo "make bench-e2e  end-to-end benchmark alone, through nginx with wrk (own stack)"
 	@echo "make bench-create  POST /bucket latency with the registry's PostgreSQL store on and off (own stack)"
 	@echo "make k6      the original's k6 scenario, exact, for both window alignments (needs make up)"
@@ -99,8 +99,8 @@ bench: bootstrap
 bench-smoke: bootstrap
 	$(PY) -m benchmarks --smoke
 
-bench-inprocess: $(STAMPS)/venv
-	$(PY) -m benchmarks.inprocess
+bench-inprocess: bootstrap
+	$(PY) -m benchmarks --only inprocess --out .run/bench-inprocess
 
 bench-e2e: bootstrap
 	$(PY) -m benchmarks.endtoend

@@ -5,13 +5,13 @@
 ``--out`` defaults to ``docs/benchmarks/`` (``.run/bench-smoke/`` with ``--smoke``).
 
 Starts the benchmark stack (3 Hazelcast members, then nginx and 3 replicas per strategy;
-ports from RATELIMIT_BENCH_BASE_PORT, see :func:`benchmarks.endtoend.bench_stack`),
+ports from RATELIMIT_BENCH_BASE_PORT, see :func:`benchmarks.stack.bench_stack`),
 measures, stops everything it started (also on failure or Ctrl-C) and writes
 ``report.json``, ``report.md`` and PNG plots into ``--out``:
 
-1. in process (:mod:`benchmarks.grid`): the ``IMap.get`` and ``IMap.set(ttl)`` floors and
+1. in process (:mod:`benchmarks.inprocess`): the ``IMap.get`` and ``IMap.set(ttl)`` floors and
    each strategy at each concurrency, for one hot key and for each ``--keys``;
-2. end to end (:mod:`benchmarks.frontdoor`, wrk through nginx): per strategy ``/health``,
+2. end to end (:mod:`benchmarks.endtoend.rounds`, wrk through nginx): per strategy ``/health``,
    one client under its limit, one past it, one flooded with an exact limit, and
    ``--clients`` clients;
 3. k6 (:mod:`benchmarks.rate_steps`): per strategy, constant-arrival-rate steps, and the
@@ -38,13 +38,15 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks import frontdoor, rate_steps
-from benchmarks.endtoend import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack, create_client
-from benchmarks.grid import FLOORS, GridOptions, run_grid
+from benchmarks import rate_steps
+from benchmarks.clients import create_client
+from benchmarks.endtoend import rounds as frontdoor
+from benchmarks.inprocess import FLOORS, GridOptions, run_grid
 from benchmarks.load.k6 import clients as k6_clients
 from benchmarks.load.k6 import run_scenario as run_original
 from benchmarks.load.wrk import run_wrk
 from benchmarks.report import failed, headline, load_average, machine, write_report
+from benchmarks.stack import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack
 from limiter import STRATEGY_NAMES
 from stack.runner import ROOT
 

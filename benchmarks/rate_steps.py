@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.endtoend import create_clients
+from benchmarks.clients import create_clients
 from benchmarks.load.k6 import ROOT, run_k6
 
 __all__ = ["P99_LIMIT_MS", "run_steps"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
@@ -30,28 +29,16 @@ from typing import Any
 
 import httpx
 
-from stack.runner import ROOT, Stack
+from benchmarks.stack import ADMIN, ADMIN_TOKEN, bench_stack
+from benchmarks.stats import percentile
+from stack.runner import Stack
 
-ADMIN_TOKEN = "bench-admin-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MODES = {"memory only": False, "write-through": True}
 
 
-def bench_stack(store: bool) -> Stack:
-    base = int(os.environ.get("RATELIMIT_BENCH_BASE_PORT", "5961"))
-    return Stack(
-        run_dir=ROOT / ".run" / f"create-{base}",
-        cluster_name=f"ratelimit-create-{base}",
-        member_base_port=base,
-        api_base_port=base + 15000,
-        database_port=base + 15040,
-        registry_store=store,
-    )
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+def create_stack(store: bool) -> Stack:
+    """The benchmark stack of this tool, its members with the store on or off."""
+    return bench_stack(name="create", default_base_port=5961, registry_store=store, fresh=False)
 
 
 def summary(latencies: list[float], seconds: float) -> dict[str, float]:
@@ -86,7 +73,7 @@ async def creates(url: str, count: int, concurrency: int) -> dict[str, float]:
 
 
 def measure(store: bool, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    stack = bench_stack(store)
+    stack = create_stack(store)
     stack.stop()  # members of the other mode: they must restart with this one's setting
     stack.start_cluster(3)
     stack.start_replicas(1, {"RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN})
@@ -114,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[mode].append(result)
                 print(f"round {round_ + 1}, {mode}: {json.dumps(result)}", flush=True)
     finally:
-        bench_stack(True).stop()
+        create_stack(True).stop()
     print(f"\nPOST /bucket, {args.creates} creates per run, median of {args.rounds} rounds")
     print("| store | load | median ms | p90 ms | p99 ms | creates/s |")
     print("|---|---|---:|---:|---:|---:|")

@@ -32,7 +32,7 @@ import uuid
 from typing import Any
 
 from api.settings import Settings
-from benchmarks.endtoend import RESULTS, bench_stack
+from benchmarks.stack import RESULTS, bench_stack
 from limiter import STRATEGY_NAMES, connect, create_strategy
 from limiter.settings import StrategyName
 from stack.runner import LOOPBACK, Stack, poll_until

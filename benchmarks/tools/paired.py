@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks.stack import RESULTS
+
 #: The first side's RATELIMIT_BENCH_BASE_PORT; the second's is 100 above.
 BASE_PORT = 6901
 SCENARIOS = ("health", "spread")
@@ -55,12 +57,19 @@ def serve_side(clients: int, seconds: int, connections: int) -> None:
     its stack, prints ``ready``, then runs one scenario per line read from stdin and
     prints its figures as one JSON line, until stdin closes."""
     try:
+        from benchmarks.clients import create_clients
         from benchmarks.load.wrk import run_wrk
+        from benchmarks.stack import ADMIN_TOKEN, REPLICAS, bench_stack
         from benchmarks.tools.cpu import CpuMeter
     except ImportError:  # a checkout from before benchmarks/ had subpackages
         from benchmarks.cpu import CpuMeter  # type: ignore[import-not-found,no-redef]
+        from benchmarks.endtoend import (  # type: ignore[attr-defined,no-redef]
+            ADMIN_TOKEN,
+            REPLICAS,
+            bench_stack,
+            create_clients,
+        )
         from benchmarks.wrk import run_wrk  # type: ignore[import-not-found,no-redef]
-    from benchmarks.endtoend import ADMIN_TOKEN, REPLICAS, bench_stack, create_clients
 
     stack = bench_stack()
     base = f"http://127.0.0.1:{stack.nginx_port}"
@@ -242,7 +251,7 @@ def main() -> int:
         f"{args.rounds} rounds, wrk {args.connections} connections, {args.seconds} s per run, "
         f"spread over {args.clients} clients\n\n" + report(labels, runs)
     )
-    out = Path(__file__).parents[1] / "results" / f"paired-{time.strftime('%Y%m%dT%H%M%S')}.md"
+    out = RESULTS / f"paired-{time.strftime('%Y%m%dT%H%M%S')}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text + "\n")
     print(text)

@@ -33,15 +33,9 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from benchmarks.endtoend import (
-    ADMIN_TOKEN,
-    REPLICAS,
-    RESULTS,
-    bench_stack,
-    create_client,
-    create_clients,
-)
+from benchmarks.clients import create_client, create_clients
 from benchmarks.load.wrk import run_wrk
+from benchmarks.stack import ADMIN_TOKEN, REPLICAS, RESULTS, bench_stack
 from benchmarks.tools.cpu import (
     CpuMeter,
     ThreadTime,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.endtoend import bench_stack
+from benchmarks.stack import bench_stack
 from stack.runner import ROOT
 from tests.cluster import BASE_PORT
 

@@ -6,12 +6,8 @@ import argparse
 
 import pytest
 
-from benchmarks.endtoend import (
-    REPLICA_COUNTERS,
-    registry_reads,
-    replica_setting,
-    requests_per_call,
-)
+from benchmarks.endtoend.counters import REPLICA_COUNTERS, registry_reads, requests_per_call
+from benchmarks.endtoend.tool import replica_setting
 
 pytestmark = pytest.mark.unit
 

@@ -1,13 +1,12 @@
 """End to end through nginx and the replicas, with wrk: the scenarios of
-:mod:`benchmarks.endtoend` (``/health``, one client under its limit, one long past it,
+:mod:`benchmarks.endtoend.tool` (``/health``, one client under its limit, one long past it,
 one flooded client with a limit of ``exact_limit``) plus ``clients``: ``clients`` clients
 far under their limits, each request naming the next one (nothing to batch: every
 request is its own cluster operation, as in the in-process spread runs).
 
 Why a module of its own: the suite runs these on replicas it has already started for a
 strategy (and then runs k6 on the same replicas), so it needs one round, not the
-stand-alone tool's whole life cycle; the checks and the client creation are
-endtoend's own.
+stand-alone tool's whole life cycle; the checks (:mod:`.checks`) are the tool's.
 
 Exactness of ``clients``: only 200s, no contended answer, and the usage each client
 reports afterwards (``GET /bucket/{id}``) sums to at least the 200s wrk saw (fewer
@@ -25,8 +24,10 @@ from typing import Any
 
 import httpx
 
-from benchmarks.endtoend import ADMIN, create_client, create_clients, problems
+from benchmarks.clients import create_client, create_clients
+from benchmarks.endtoend.checks import problems
 from benchmarks.load.wrk import run_wrk
+from benchmarks.stack import ADMIN
 
 __all__ = ["SCENARIOS", "FrontDoorOptions", "run_round", "summarise"]
 

@@ -41,135 +41,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import dataclasses
 import json
-import os
-import re
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 import httpx
 
-from benchmarks.load.wrk import WrkRun, run_wrk
+from benchmarks.clients import create_client, create_clients, warm_registry
+from benchmarks.endtoend.checks import problems
+from benchmarks.endtoend.counters import registry_reads, replica_counters, requests_per_call
+from benchmarks.load.wrk import run_wrk
+from benchmarks.stack import ADMIN_TOKEN, REPLICAS, RESULTS, bench_stack
 from benchmarks.tools.cpu import CpuMeter
 from limiter import STRATEGY_NAMES
-from stack.runner import ROOT, Stack
 
-RESULTS = Path(__file__).parent / "results"
-ADMIN_TOKEN = "bench-admin-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-REPLICAS = 3
 SCENARIOS = ("health", "under", "past", "exact")
-
-
-def bench_stack(member_options: Sequence[str] = ()) -> Stack:
-    """The benchmark's own stack, to be started afresh: stopped if an interrupted run
-    left it up, and with an empty registry. Clients of earlier runs would otherwise pile
-    up in its database, and the members load every one at start (after a few runs over
-    100,000 clients, longer than a replica's readiness deadline).
-    RATELIMIT_BENCH_BASE_PORT moves it to run beside another."""
-    base = int(os.environ.get("RATELIMIT_BENCH_BASE_PORT", "5901"))
-    stack = Stack(
-        run_dir=ROOT / ".run" / f"bench-{base}",
-        cluster_name=f"ratelimit-bench-{base}",
-        member_base_port=base,
-        api_base_port=base + 15000,
-        nginx_port=base + 15010,
-        prometheus_port=base + 15020,
-        demo_app_port=base + 15030,
-        database_port=base + 15040,
-        member_options=member_options,
-    )
-    stack.stop()
-    stack.remove_database_data()
-    return stack
-
-
-def problems(scenario: str, run: WrkRun, exact_limit: int) -> list[str]:
-    """What is wrong with one run, if anything."""
-    found = []
-    statuses = run.statuses
-    if run.socket_error_count:
-        found.append(f"{run.socket_error_count} socket errors")
-    if run.degraded:
-        found.append(f"{run.degraded} answers degraded (failed open or closed)")
-    under_limits = scenario in ("health", "under") or scenario.startswith("spread")
-    allowed_statuses = {200} if under_limits else {200, 429}
-    if set(statuses) - allowed_statuses:
-        found.append(f"statuses {statuses}")
-    if under_limits and run.contended:
-        found.append(f"{run.contended} contended denials under the limit")
-    if scenario == "past" and statuses.get(200, 0):
-        found.append(f"{statuses[200]} admitted past the limit")
-    expected = min(sum(statuses.values()), exact_limit)
-    if scenario == "exact" and statuses.get(200, 0) != expected:
-        found.append(
-            f"{statuses.get(200, 0)} admitted of {sum(statuses.values())}, limit {exact_limit}"
-        )
-    return found
-
-
-def create_client(base: str, limit: int) -> str:
-    response = httpx.post(
-        f"{base}/bucket",
-        json={"name": f"bench-{uuid.uuid4().hex}", "limit": limit, "window_seconds": 3600},
-        headers=ADMIN,
-        timeout=30,
-    )
-    response.raise_for_status()
-    return str(response.json()["id"])
-
-
-async def create_clients(base: str, count: int, limit: int, concurrency: int = 32) -> list[str]:
-    """``count`` clients with hour-long first_request windows, ``concurrency`` creations in
-    flight (one by one took seconds per round; 100k take a few minutes)."""
-    ids: list[str] = []
-    pending = iter(range(count))
-    async with aiohttp.ClientSession(base_url=base, headers=ADMIN) as session:
-
-        async def creator() -> None:
-            for _ in pending:
-                body = {
-                    "name": f"bench-{uuid.uuid4().hex}",
-                    "limit": limit,
-                    "window_seconds": 3600,
-                    "window_alignment": "first_request",
-                }
-                async with session.post("/bucket", json=body) as response:
-                    response.raise_for_status()
-                    ids.append(str((await response.json())["id"]))
-
-        await asyncio.gather(*(creator() for _ in range(concurrency)))
-    return ids
-
-
-async def warm_registry(
-    replica_urls: Sequence[str], ids: Sequence[str], concurrency: int = 32
-) -> None:
-    """One guarded request per client on every replica, straight to it (not through
-    nginx), all replicas at once: each replica then holds every client's record in its
-    memo and near cache, as a long-running replica does for its active clients. Without
-    it a 5 s run over 1,000 clients mostly measures first lookups (a cluster read per
-    request)."""
-
-    async def requester(session: aiohttp.ClientSession, pending: Iterator[str]) -> None:
-        for client_id in pending:
-            async with session.get("/example", headers={"X-Api-Id": client_id}) as reply:
-                await reply.read()
-
-    async def warm(url: str) -> None:
-        pending = iter(ids)
-        async with aiohttp.ClientSession(base_url=url) as session:
-            await asyncio.gather(*(requester(session, pending) for _ in range(concurrency)))
-
-    await asyncio.gather(*(warm(url) for url in replica_urls))
 
 
 def variants(
@@ -187,37 +78,6 @@ def variants(
         else:
             runs.append((strategy, strategy, {}))
     return runs
-
-
-#: Samples of a replica's /metrics the benchmark reads: the requests its cluster calls
-#: decided, the calls, and the client records it read from the cluster.
-REPLICA_COUNTERS = re.compile(
-    r"^(ratelimit_batch_size_sum|ratelimit_batch_size_count|ratelimit_registry_reads_total)"
-    r" ([\d.eE+-]+)$",
-    re.MULTILINE,
-)
-
-
-def replica_counters(replica_urls: Sequence[str]) -> dict[str, float]:
-    """The counters of :data:`REPLICA_COUNTERS` so far, summed over every replica."""
-    totals: dict[str, float] = collections.defaultdict(float)
-    for url in replica_urls:
-        text = httpx.get(f"{url}/metrics", timeout=10).text
-        for name, value in REPLICA_COUNTERS.findall(text):
-            totals[name] += float(value)
-    return totals
-
-
-def requests_per_call(before: dict[str, float], after: dict[str, float]) -> float:
-    """Requests one cluster operation decided on average between two readings (0: none)."""
-    calls = after["ratelimit_batch_size_count"] - before["ratelimit_batch_size_count"]
-    decided = after["ratelimit_batch_size_sum"] - before["ratelimit_batch_size_sum"]
-    return decided / calls if calls else 0.0
-
-
-def registry_reads(before: dict[str, float], after: dict[str, float]) -> float:
-    """Client records the replicas read from the cluster between two readings."""
-    return after["ratelimit_registry_reads_total"] - before["ratelimit_registry_reads_total"]
 
 
 def seconds_left_in_hour() -> float:
@@ -394,7 +254,9 @@ def replica_setting(text: str) -> tuple[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.endtoend",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGY_NAMES))
     parser.add_argument("--connections", type=int, default=64)
