@@ -19,6 +19,11 @@ measures, stops everything it started (also on failure or Ctrl-C) and writes
    ``entry_processor`` (the default strategy), the original's scenario made exact
    (:mod:`benchmarks.load.k6`).
 
+A run that starts on a busy machine (1-minute load average above the core count) is
+measured all the same but marked BUSY MACHINE on stdout and on top of the report: its
+figures understate the service. Each k6 step records the load average at its end, and
+the steps start after an unrecorded warm-up at the first step's rate.
+
 Every run is checked for exactness; one that admits more than expected marks the report
 FAILED and the exit code 1. ``--smoke`` shrinks every size and duration to a run of
 about a minute that only proves the tool works (``make test`` runs it); its figures mean
@@ -33,7 +38,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -45,7 +50,8 @@ from benchmarks.inprocess import FLOORS, GridOptions, run_grid
 from benchmarks.load.k6 import clients as k6_clients
 from benchmarks.load.k6 import run_scenario as run_original
 from benchmarks.load.wrk import run_wrk
-from benchmarks.report import failed, headline, load_average, machine, write_report
+from benchmarks.report import busy_note, failed, headline, load_average, machine, write_report
+from benchmarks.results import EndToEndRow, K6Steps, Options, Report
 from benchmarks.stack import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack
 from limiter import STRATEGY_NAMES
 from stack.runner import ROOT
@@ -140,9 +146,10 @@ class Run:
         self.stack = bench_stack()
         self.base = f"http://127.0.0.1:{self.stack.nginx_port}"
         self.console = Console(stderr=True)
-        self.report: dict[str, Any] = {
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        self.report: Report = {
             "command": " ".join(["python -m benchmarks", *argv]),
-            "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "options": cast(Options, options),
             "machine": machine(),
             "stack": {
                 "members": self.stack.member_addresses(3),
@@ -154,9 +161,11 @@ class Run:
     def log(self, line: str) -> None:
         self.console.log(line, highlight=False)
 
-    def main(self) -> dict[str, Any]:
+    def main(self) -> Report:
         args = self.args
         started = time.time()
+        if busy_note(self.report):
+            self.log(busy_note(self.report))
         self.report["started"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
         columns = (
             TextColumn("{task.description:<12}"),
@@ -224,8 +233,8 @@ class Run:
         args = self.args
         stack = self.stack
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
-        e2e: dict[str, Any] = {}
-        steps: dict[str, Any] = {}
+        e2e: dict[str, dict[str, EndToEndRow]] = {}
+        steps: dict[str, K6Steps] = {}
         self.report["endtoend"] = e2e if "endtoend" in args.only else None
         self.report["k6_steps"] = steps if "k6" in args.only else None
         for strategy in args.http_strategies:
@@ -314,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run.main()
     paths = write_report(report, args.out)
     problems = failed(report)
+    if busy_note(report):
+        print(busy_note(report) + "\n")
     print(headline(report))
     print("\n".join(["", "written:", *(f"  {p}" for p in paths)]))
     if problems:

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
+from benchmarks.results import InProcess, InProcessRow
 from benchmarks.stats import percentile
 from limiter import STRATEGY_NAMES, Alignment, Decision, LimiterSettings, connect, create_strategy
 
@@ -216,7 +217,7 @@ def contender(name: str, counters: Any, strategy: Any, tag: str) -> Callable[[st
     )
 
 
-async def run_grid(options: GridOptions, progress: Callable[[str], None]) -> dict[str, Any]:
+async def run_grid(options: GridOptions, progress: Callable[[str], None]) -> InProcess:
     """Every contender for every spread and concurrency, rounds interleaved; returns the
     medians over rounds, each with its ratio to both floors of the same spread and
     concurrency, and the exactness findings. ``progress`` is told after each run."""
@@ -295,7 +296,7 @@ def summarise(
     raw: dict[str, dict[str, dict[int, list[dict[str, Any]]]]],
     bursts: dict[str, list[list[str]]],
     options: GridOptions,
-) -> dict[str, Any]:
+) -> InProcess:
     """Medians over rounds; ratios are of the medians of the same spread and concurrency."""
     medians: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for spread, by_name in raw.items():
@@ -326,5 +327,5 @@ def summarise(
             "tasks": BURST_TASKS,
             "problems": {name: [p for r in runs for p in r] for name, runs in bursts.items()},
         },
-        "scenarios": medians,
+        "scenarios": cast(dict[str, dict[str, dict[str, InProcessRow]]], medians),
     }

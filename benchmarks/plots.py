@@ -17,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from benchmarks.results import Report
+
 __all__ = ["draw"]
 
 DPI = 72
@@ -42,7 +44,7 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
-def draw(report: dict[str, Any], folder: Path) -> list[Path]:
+def draw(report: Report, folder: Path) -> list[Path]:
     """Every plot the report's figures allow; returns the files written."""
     written = []
     grid = report.get("inprocess")
@@ -68,7 +70,7 @@ def draw(report: dict[str, Any], folder: Path) -> list[Path]:
                 xs = [c for c in concurrency if str(c) in by_tasks]
                 colour = COLOURS.get(name)
                 for field, style in (("p50_ms", "-."), ("p99_ms", "-"), ("p999_ms", ":")):
-                    ys = [by_tasks[str(c)][field] for c in xs]
+                    ys = [float(by_tasks[str(c)][field]) for c in xs]  # type: ignore[literal-required]
                     label = name if field == "p99_ms" else None
                     axis.plot(xs, ys, style, marker=".", ms=3, color=colour, label=label)
             axis.set(title=spread, xscale="log", yscale="log", xlabel="concurrent tasks")
@@ -98,15 +100,13 @@ def draw(report: dict[str, Any], folder: Path) -> list[Path]:
             axes[0].legend(fontsize=7)
         if e2e:
             axis = axes[index]
-            scenarios = [s for s in next(iter(e2e.values())) if s != "health"]
+            bars = [s for s in next(iter(e2e.values())) if s != "health"]
             width = 0.8 / max(len(e2e), 1)
             for offset, (strategy, rows) in enumerate(e2e.items()):
-                xs = [i + offset * width for i in range(len(scenarios))]
-                ys = [rows[s]["ratio_to_health"] for s in scenarios]
-                axis.bar(xs, ys, width, label=strategy, color=COLOURS.get(strategy))
-            axis.set_xticks(
-                [i + width * (len(e2e) - 1) / 2 for i in range(len(scenarios))], scenarios
-            )
+                positions = [i + offset * width for i in range(len(bars))]
+                ys = [rows[s]["ratio_to_health"] for s in bars]
+                axis.bar(positions, ys, width, label=strategy, color=COLOURS.get(strategy))
+            axis.set_xticks([i + width * (len(e2e) - 1) / 2 for i in range(len(bars))], bars)
             axis.set(title="end to end: vs /health")
             axis.set_ylim(bottom=0)
             axis.legend(fontsize=7)

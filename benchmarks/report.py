@@ -17,11 +17,11 @@ import shutil
 import subprocess
 import zipfile
 from pathlib import Path
-from typing import Any
 
+from benchmarks.results import Machine, Report
 from stack.runner import HAZELCAST_JAR, ROOT
 
-__all__ = ["failed", "headline", "load_average", "machine", "write_report"]
+__all__ = ["busy_note", "failed", "headline", "load_average", "machine", "write_report"]
 
 
 def _version(argv: list[str], pattern: str = r"(\d+(?:\.\d+)+)") -> str:
@@ -54,7 +54,7 @@ def load_average() -> str:
         return "unknown"
 
 
-def machine() -> dict[str, Any]:
+def machine() -> Machine:
     """What the figures were measured on: they mean little without it."""
     meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
     total = re.search(r"MemTotal:\s+(\d+) kB", meminfo)
@@ -84,10 +84,23 @@ def machine() -> dict[str, Any]:
         "k6": k6,
         "commit": commit,
         "load_average_at_start": load_average(),
+        "busy": os.getloadavg()[0] > (os.cpu_count() or 1),
     }
 
 
-def failed(report: dict[str, Any]) -> list[str]:
+def busy_note(report: Report) -> str:
+    """A warning when the run started on a busy machine, else nothing."""
+    m = report["machine"]
+    if not m["busy"]:
+        return ""
+    return (
+        f"BUSY MACHINE: load average {m['load_average_at_start']} at the start, above its "
+        f"{m['cpus']} CPUs: every figure understates the service (each k6 step gives its "
+        "own load average); measure again on a quiet machine."
+    )
+
+
+def failed(report: Report) -> list[str]:
     """Every exactness problem of the run, labelled; any one marks it FAILED."""
     found = []
     grid = report.get("inprocess")
@@ -99,8 +112,8 @@ def failed(report: dict[str, Any]) -> list[str]:
         for name, problems in grid["burst"]["problems"].items():
             found += [f"in process burst {name}: {p}" for p in problems]
     for strategy, rows in (report.get("endtoend") or {}).items():
-        for scenario, r in rows.items():
-            found += [f"end to end {strategy} {scenario}: {p}" for p in r["problems"]]
+        for scenario, row in rows.items():
+            found += [f"end to end {strategy} {scenario}: {p}" for p in row["problems"]]
     for strategy, steps in (report.get("k6_steps") or {}).items():
         found += [f"k6 steps {strategy}: {p}" for p in steps["problems"]]
     original = report.get("k6_original")
@@ -113,11 +126,12 @@ def _fmt(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.2f}"
 
 
-def headline(report: dict[str, Any]) -> str:
+def headline(report: Report) -> str:
     """One row per strategy: the figures a reader compares first."""
-    grid = report.get("inprocess") or {}
-    scenarios = grid.get("scenarios", {})
-    top = str(64 if 64 in grid.get("concurrency", []) else max(grid.get("concurrency", [0])))
+    grid = report.get("inprocess")
+    scenarios = grid["scenarios"] if grid else {}
+    concurrency = grid["concurrency"] if grid else [0]
+    top = str(64 if 64 in concurrency else max(concurrency))
     spread = next((s for s in scenarios if s != "hot key"), None)
     e2e = report.get("endtoend") or {}
     steps = report.get("k6_steps") or {}
@@ -137,13 +151,13 @@ def headline(report: dict[str, Any]) -> str:
             cells.append(f"{r['per_second']:.0f} ({r['vs_get']:.2f})" if r else "-")
         rows = e2e.get(strategy, {})
         for scenario in ("under", "past", "clients"):
-            r = rows.get(scenario)
-            if r is None:
+            e2e_row = rows.get(scenario)
+            if e2e_row is None:
                 cells.append("-")
             elif scenario == "under":
-                cells.append(f"{r['per_second']:.0f} ({r['ratio_to_health']:.2f})")
+                cells.append(f"{e2e_row['per_second']:.0f} ({e2e_row['ratio_to_health']:.2f})")
             else:
-                cells.append(f"{r['ratio_to_health']:.2f}")
+                cells.append(f"{e2e_row['ratio_to_health']:.2f}")
         held = steps.get(strategy)
         cells.append(f"{held['highest_held']}/s" if held else "-")
         mine = [p for p in bad if f" {strategy}" in p or f" {strategy}:" in p]
@@ -152,7 +166,7 @@ def headline(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _markdown(report: dict[str, Any], plots: list[str]) -> str:
+def _markdown(report: Report, plots: list[str]) -> str:
     m = report["machine"]
     bad = failed(report)
     out = [
@@ -175,6 +189,7 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
         f"{m.get('load_average_at_end', '?')} at the end): read the ratios, measured in "
         "the same run.",
         "",
+        *([f"**{busy_note(report)}**", ""] if busy_note(report) else []),
         "## Headline",
         "",
         headline(report),
@@ -205,7 +220,7 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
                     r = by_tasks.get(tasks)
                     if r is None:
                         continue
-                    strategy = "cluster_ops_per_decision" in r
+                    is_strategy = "cluster_ops_per_decision" in r
                     out.append(
                         f"| {spread} | {tasks} | {name} | {r['per_second']:.0f} | "
                         f"{r['vs_get']:.2f} | {r['vs_set']:.2f} | {r['p50_ms']:.2f} | "
@@ -214,10 +229,10 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
                             f"{r['cluster_ops_per_decision']:.3f} | "
                             f"{r['cas_attempts_per_decision']:.3f} | "
                             f"{r['lock_wait_mean_ms']:.2f} / {r['lock_wait_p99_ms']:.2f} | "
-                            if strategy
+                            if is_strategy
                             else "1 | - | - | "
                         )
-                        + ("FAILED" if r["problems"] else ("exact" if strategy else "-"))
+                        + ("FAILED" if r["problems"] else ("exact" if is_strategy else "-"))
                         + " |"
                     )
         out.append("")
@@ -239,13 +254,13 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
             "| check |",
             "|---|---|---:|---:|---:|---:|---:|---|",
         ]
-        for strategy, rows in e2e.items():
-            for scenario, r in rows.items():
-                check = "FAILED: " + "; ".join(r["problems"]) if r["problems"] else "exact"
+        for strategy, e2e_rows in e2e.items():
+            for scenario, row in e2e_rows.items():
+                check = "FAILED: " + "; ".join(row["problems"]) if row["problems"] else "exact"
                 out.append(
-                    f"| {strategy} | {scenario} | {r['per_second']:.0f} | "
-                    f"{r['ratio_to_health']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                    f"{r['p999_ms']:.2f} | {check} |"
+                    f"| {strategy} | {scenario} | {row['per_second']:.0f} | "
+                    f"{row['ratio_to_health']:.2f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                    f"{row['p999_ms']:.2f} | {check} |"
                 )
         out.append("")
     steps = report.get("k6_steps")
@@ -258,19 +273,23 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
             f"{any_steps['clients_per_step']} fresh clients whose limit is about half of "
             "what each is sent (half the requests admitted). Held: p99 under 100 ms, at most "
             "1 % of iterations dropped (k6 had no free VU), nothing unexpected, and exactly "
-            "the expected admissions; more than expected would be FAILED.",
+            "the expected admissions; more than expected would be FAILED. Before the steps, "
+            f"{any_steps['warmup_seconds']} s at the first step's rate, not recorded. Load: "
+            "the machine's 1-minute load average at the step's end "
+            f"({report['machine']['cpus']} CPUs).",
             "",
             "| strategy | target/s | sent/s | dropped | admitted / expected | p50 ms | p99 ms "
-            "| held |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
+            "| held | load |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|",
         ]
         for strategy, result in steps.items():
-            for s in result["steps"]:
-                verdict = "FAILED" if s["problems"] else ("yes" if s["held"] else "no")
+            for step in result["steps"]:
+                verdict = "FAILED" if step["problems"] else ("yes" if step["held"] else "no")
                 out.append(
-                    f"| {strategy} | {s['rate']} | {s['per_second']:.0f} | {s['dropped']} | "
-                    f"{s['admitted']} / {s['expected']} | {s['p50_ms']:.2f} | "
-                    f"{s['p99_ms']:.2f} | {verdict} |"
+                    f"| {strategy} | {step['rate']} | {step['per_second']:.0f} | "
+                    f"{step['dropped']} | {step['admitted']} / {step['expected']} | "
+                    f"{step['p50_ms']:.2f} | {step['p99_ms']:.2f} | {verdict} | "
+                    f"{step['load_average']:.2f} |"
                 )
         out += [
             "",
@@ -301,7 +320,7 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
     return "\n".join(out)
 
 
-def write_report(report: dict[str, Any], folder: Path) -> list[Path]:
+def write_report(report: Report, folder: Path) -> list[Path]:
     """Writes report.json, report.md and the plots into ``folder``; returns the paths."""
     from benchmarks.plots import draw
 

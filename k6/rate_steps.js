@@ -15,9 +15,13 @@
 // else). The thresholds are there to put each step's submetrics into the export; the
 // verdict (held or not) is computed by the caller.
 //
+// Before the steps, a warm-up (not recorded) sends the first step's rate for
+// WARMUP_SECONDS to clients of its own (CLIENTS_FILE's "warm_up"): without it the first
+// step paid for k6's, the replicas' and the members' first requests and was not held.
+//
 // Variables: BASE_URL, CLIENTS_FILE, STEPS (comma-separated rates per second),
 // STEP_SECONDS, GAP_SECONDS (pause between steps, so one step's backlog does not spill
-// into the next), MAX_VUS.
+// into the next), WARMUP_SECONDS (0: none), MAX_VUS.
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { Counter } from 'k6/metrics';
@@ -28,28 +32,40 @@ const STEPS = (__ENV.STEPS || '100').split(',').map(Number);
 const STEP_SECONDS = Number(__ENV.STEP_SECONDS || '5');
 const GAP_SECONDS = Number(__ENV.GAP_SECONDS || '1');
 const MAX_VUS = Number(__ENV.MAX_VUS || '300');
+const WARMUP_SECONDS = Number(__ENV.WARMUP_SECONDS || '0');
+const FIRST_STEP_AT = WARMUP_SECONDS > 0 ? WARMUP_SECONDS + GAP_SECONDS : 0;
 
 const admitted = new Counter('admitted');
 const denied = new Counter('denied');
 const unexpected = new Counter('unexpected');
 
+function arrivals(rate, seconds, startSeconds) {
+  return {
+    executor: 'constant-arrival-rate',
+    rate,
+    timeUnit: '1s',
+    duration: `${seconds}s`,
+    startTime: `${startSeconds}s`,
+    preAllocatedVUs: Math.min(MAX_VUS, Math.max(5, Math.ceil(rate / 20))),
+    maxVUs: MAX_VUS,
+    gracefulStop: '10s',
+  };
+}
+
 const scenarios = {};
 const thresholds = {};
+if (WARMUP_SECONDS > 0) {
+  if (!CLIENTS.warm_up) {
+    throw new Error('CLIENTS_FILE has no clients for warm_up');
+  }
+  scenarios.warm_up = arrivals(STEPS[0], WARMUP_SECONDS, 0);
+}
 STEPS.forEach((rate, index) => {
   const name = `step_${rate}`;
   if (!CLIENTS[name]) {
     throw new Error(`CLIENTS_FILE has no clients for ${name}`);
   }
-  scenarios[name] = {
-    executor: 'constant-arrival-rate',
-    rate,
-    timeUnit: '1s',
-    duration: `${STEP_SECONDS}s`,
-    startTime: `${index * (STEP_SECONDS + GAP_SECONDS)}s`,
-    preAllocatedVUs: Math.min(MAX_VUS, Math.max(5, Math.ceil(rate / 20))),
-    maxVUs: MAX_VUS,
-    gracefulStop: '10s',
-  };
+  scenarios[name] = arrivals(rate, STEP_SECONDS, FIRST_STEP_AT + index * (STEP_SECONDS + GAP_SECONDS));
   for (const metric of ['admitted', 'denied', 'unexpected', 'http_reqs', 'dropped_iterations']) {
     thresholds[`${metric}{scenario:${name}}`] = ['count>=0'];
   }

@@ -27,6 +27,7 @@ import httpx
 from benchmarks.clients import create_client, create_clients
 from benchmarks.endtoend.checks import problems
 from benchmarks.load.wrk import run_wrk
+from benchmarks.results import EndToEndRow
 from benchmarks.stack import ADMIN
 
 __all__ = ["SCENARIOS", "FrontDoorOptions", "run_round", "summarise"]
@@ -96,9 +97,9 @@ def run_round(
     return results
 
 
-def summarise(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+def summarise(runs: list[dict[str, dict[str, Any]]]) -> dict[str, EndToEndRow]:
     """Medians over rounds; each rate's ratio to ``/health`` of the same round."""
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, EndToEndRow] = {}
     for scenario in SCENARIOS:
         seen = [r[scenario] for r in runs]
         ratios = [r[scenario]["per_second"] / r["health"]["per_second"] for r in runs]

@@ -1,0 +1,172 @@
+"""The report's shape: what each part of ``python -m benchmarks`` hands to the report and
+the plots, typed once here, so that a field is named the same where it is written and
+where it is read. They are dicts (TypedDicts): ``report.json`` is these, as they are.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+__all__ = [
+    "Burst",
+    "EndToEndRow",
+    "InProcess",
+    "InProcessRow",
+    "K6Original",
+    "K6Step",
+    "K6Steps",
+    "Machine",
+    "Options",
+    "Report",
+]
+
+
+class InProcessRow(TypedDict):
+    """One contender at one spread and concurrency: medians over rounds."""
+
+    runs: int
+    decisions: float
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    problems: list[str]
+    vs_get: float
+    vs_set: float
+    # A strategy's own (its observer's); the floors have none.
+    cluster_ops_per_decision: NotRequired[float]
+    cas_attempts_per_decision: NotRequired[float]
+    cas_attempts_per_batch: NotRequired[float]
+    lock_wait_mean_ms: NotRequired[float]
+    lock_wait_p99_ms: NotRequired[float]
+    contended: NotRequired[float]
+
+
+class Burst(TypedDict):
+    limit: int
+    requests: int
+    tasks: int
+    problems: dict[str, list[str]]
+
+
+class InProcess(TypedDict):
+    """The in-process part: ``scenarios[spread][contender][concurrency as text]``."""
+
+    seconds_per_run: float
+    rounds: int
+    concurrency: list[int]
+    keys: list[int]
+    strategies: list[str]
+    burst: Burst
+    scenarios: dict[str, dict[str, dict[str, InProcessRow]]]
+
+
+class EndToEndRow(TypedDict):
+    """One strategy's scenario through nginx: medians over rounds."""
+
+    per_second: float
+    ratio_to_health: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    statuses: list[dict[int, int]]
+    problems: list[str]
+
+
+class K6Step(TypedDict):
+    """One constant-arrival-rate step and its verdict."""
+
+    rate: int
+    sent: int
+    per_second: float
+    dropped: int
+    admitted: int
+    expected: int
+    denied: int
+    unexpected: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    held: bool
+    problems: list[str]
+    #: The machine's 1-minute load average at the step's end.
+    load_average: float
+
+
+class K6Steps(TypedDict):
+    step_seconds: int
+    clients_per_step: int
+    warmup_seconds: int
+    steps: list[K6Step]
+    highest_held: int
+    problems: list[str]
+
+
+class K6Original(TypedDict):
+    strategy: str
+    exit_code: int
+    figures: str
+    thresholds: str
+
+
+class Machine(TypedDict):
+    """What the figures were measured on."""
+
+    cpus: int | None
+    cpu_model: str
+    memory_gib: float | None
+    os: str
+    python: str
+    java: str
+    hazelcast: str
+    hazelcast_python_client: str
+    sanic: str
+    nginx: str
+    wrk: str
+    k6: str
+    commit: str
+    load_average_at_start: str
+    load_average_at_end: NotRequired[str]
+    #: The 1-minute load average at the start was above the core count.
+    busy: bool
+
+
+class Options(TypedDict):
+    """The command's options as parsed (``--out`` as text)."""
+
+    smoke: bool
+    out: str
+    only: list[str]
+    strategies: list[str]
+    http_strategies: list[str]
+    concurrency: list[int]
+    keys: list[int]
+    seconds: float
+    rounds: int
+    connections: int
+    duration: int
+    e2e_rounds: int
+    exact_limit: int
+    clients: int
+    steps: list[int]
+    step_seconds: int
+    step_clients: int
+    max_vus: int
+    original: bool
+
+
+class Report(TypedDict):
+    """``report.json``: a section is missing (or None) when it was not run."""
+
+    command: str
+    options: Options
+    machine: Machine
+    stack: dict[str, object]
+    started: NotRequired[str]
+    finished: NotRequired[str]
+    elapsed_seconds: NotRequired[float]
+    inprocess: NotRequired[InProcess]
+    endtoend: NotRequired[dict[str, dict[str, EndToEndRow]] | None]
+    k6_steps: NotRequired[dict[str, K6Steps] | None]
+    k6_original: NotRequired[K6Original]
+    failed: NotRequired[list[str]]
