@@ -1,0 +1,30 @@
+"""Benchmarks of the rate-limit service: which one answers which question.
+
+The product, ``python -m benchmarks`` (``make bench``; :mod:`benchmarks.__main__`), runs
+every strategy side by side on its own stack and writes ``docs/benchmarks/report.*``:
+
+- ``--only inprocess`` (:mod:`benchmarks.inprocess`): what does a strategy cost the
+  cluster and the client library, without HTTP? The floors (``IMap.get``,
+  ``IMap.set(ttl)``) and each strategy, by concurrency and key spread, in one process;
+- ``--only endtoend`` (:mod:`benchmarks.endtoend.rounds`): what does a request cost
+  through nginx and 3 replicas, against ``/health``? wrk, closed loop;
+- ``--only k6`` (:mod:`benchmarks.rate_steps`): what arrival rate does each strategy
+  hold (p99 under 100 ms, exact)? k6, constant arrival rate steps; and the original
+  service's scenario made exact (:mod:`benchmarks.load.k6`).
+
+Its report: :mod:`benchmarks.results` (the shape), :mod:`benchmarks.report` (JSON and
+Markdown), :mod:`benchmarks.plots` (PNGs). Shared by all: :mod:`benchmarks.stack` (the
+one place the benchmark stack is built), :mod:`benchmarks.clients` (clients created
+through the API), :mod:`benchmarks.stats` (the one percentile).
+
+``python -m benchmarks.endtoend`` (``make bench-e2e``; :mod:`benchmarks.endtoend.tool`):
+where does a request's CPU go, part by part, and how does a load spread over 1,000 or
+100,000 clients fare? The tool the end-to-end part grew from, with CPU meters.
+
+:mod:`benchmarks.load`: the load generators, used by the tests too (wrk, k6).
+
+:mod:`benchmarks.tools`: run by hand when a question comes up (docs/profiling.md keeps
+what each answered): ``profile`` (where the CPU goes, py-spy and JFR), ``paired`` (two
+checkouts A/B), ``memory`` (bytes per window), ``create`` (the registry store's cost
+to ``POST /bucket``), ``cpu`` (the ``/proc`` CPU meter).
+"""
