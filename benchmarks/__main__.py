@@ -46,7 +46,7 @@ from benchmarks.k6 import run_scenario as run_original
 from benchmarks.report import failed, headline, load_average, machine, write_report
 from benchmarks.wrk import run_wrk
 from limiter import STRATEGY_NAMES
-from stack.runner import ROOT
+from stack import ROOT
 
 __all__ = ["main", "parse"]
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from stack.runner import ROOT, Stack
+from stack import ROOT, Layout, MemberSettings, Stack
 
 ADMIN_TOKEN = "bench-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -40,12 +40,10 @@ MODES = {"memory only": False, "write-through": True}
 def bench_stack(store: bool) -> Stack:
     base = int(os.environ.get("RATELIMIT_BENCH_BASE_PORT", "5961"))
     return Stack(
-        run_dir=ROOT / ".run" / f"create-{base}",
-        cluster_name=f"ratelimit-create-{base}",
-        member_base_port=base,
-        api_base_port=base + 15000,
-        database_port=base + 15040,
-        registry_store=store,
+        Layout.at(base),
+        ROOT / ".run" / f"create-{base}",
+        f"ratelimit-create-{base}",
+        MemberSettings(registry_store=store),
     )
 
 

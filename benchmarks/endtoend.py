@@ -60,7 +60,7 @@ import httpx
 from benchmarks.cpu import CpuMeter
 from benchmarks.wrk import WrkRun, run_wrk
 from limiter import STRATEGY_NAMES
-from stack.runner import ROOT, Stack
+from stack import ROOT, Layout, MemberSettings, Stack
 
 RESULTS = Path(__file__).parent / "results"
 ADMIN_TOKEN = "bench-admin-token"
@@ -77,15 +77,10 @@ def bench_stack(member_options: Sequence[str] = ()) -> Stack:
     RATELIMIT_BENCH_BASE_PORT moves it to run beside another."""
     base = int(os.environ.get("RATELIMIT_BENCH_BASE_PORT", "5901"))
     stack = Stack(
-        run_dir=ROOT / ".run" / f"bench-{base}",
-        cluster_name=f"ratelimit-bench-{base}",
-        member_base_port=base,
-        api_base_port=base + 15000,
-        nginx_port=base + 15010,
-        prometheus_port=base + 15020,
-        demo_app_port=base + 15030,
-        database_port=base + 15040,
-        member_options=member_options,
+        Layout.at(base),
+        ROOT / ".run" / f"bench-{base}",
+        f"ratelimit-bench-{base}",
+        MemberSettings(jvm_options=tuple(member_options)),
     )
     stack.stop()
     stack.remove_database_data()

@@ -71,7 +71,7 @@ from api.settings import Settings
 from limiter import STRATEGY_NAMES
 from limiter.base import window_key
 from limiter.entry_processor import counter_entry
-from stack.runner import MEMBER_CONFIG, Stack
+from stack import MEMBER_CONFIG, Stack
 from tests.cluster import MEMBERS, quiet_window, settings_env
 from tests.cluster import test_settings as suite_settings
 from tests.cluster import test_stack as suite_stack
@@ -139,18 +139,9 @@ OVER_ADMISSION_BOUND = {"entry_processor": 0, "cas": 0, "lock": 0}
 
 def _own_stack() -> Stack:
     session = suite_stack()
-    return Stack(
-        run_dir=session.run_dir / "member-loss",
-        cluster_name=f"{session.cluster_name}-member-loss",
-        member_base_port=session.member_base_port + PORT_OFFSET,
-        members=MEMBERS,
-        api_base_port=session.api_base_port + PORT_OFFSET,
-        nginx_port=session.nginx_port + PORT_OFFSET,
-        prometheus_port=session.prometheus_port + PORT_OFFSET,
-        demo_app_port=session.demo_app_port + PORT_OFFSET,
-        # The session's database: this stack's registry maps are its own by name.
-        database_port=session.database_port,
-    )
+    # The session's database: this stack's registry maps are its own by name.
+    layout = session.layout.shifted(PORT_OFFSET, database_port=session.layout.database_port)
+    return session.beside("member-loss", layout)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +168,7 @@ class Rig:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.stack.nginx_port}"
+        return f"http://127.0.0.1:{self.stack.layout.nginx_port}"
 
     @property
     def replica_ports(self) -> list[int]:
