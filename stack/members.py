@@ -128,23 +128,6 @@ class Members:
         for jar in (HAZELCAST_JAR, PROCESSOR_JAR, POSTGRES_JAR, JMX_EXPORTER_JAR):
             if not jar.is_file():
                 raise StackError(f"{jar} is missing: run `make build` (Maven) first")
-        # Hazelcast refuses a split-brain quorum below 2: a one-member cluster has none.
-        quorum = self.settings.registry_quorum or min(count, 2)
-        properties = {
-            "hazelcast.config": str(self.settings.config),
-            "ratelimit.cluster.name": self.cluster_name,
-            "ratelimit.member.port": str(self.layout.member(index)),
-            "ratelimit.members": ",".join(self.addresses(count)),
-            "ratelimit.interface": LOOPBACK,
-            "ratelimit.registry.quorum": str(max(quorum, 2)),
-            "ratelimit.registry.quorum.enabled": str(quorum >= 2).lower(),
-            "ratelimit.cluster.min.size": str(count),
-            "ratelimit.registry.store.enabled": str(self.settings.registry_store).lower(),
-            "ratelimit.registry.jdbc.url": self.jdbc_url,
-            "ratelimit.registry.jdbc.user": DATABASE_USER,
-            # Trust authentication on loopback: the local database has no password.
-            "ratelimit.registry.jdbc.password": "",
-        }
         argv = [
             java,
             "-Xms128m",
@@ -162,13 +145,34 @@ class Members:
             "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
             "--add-opens=java.management/sun.management=ALL-UNNAMED",
             "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED",
-            *(f"-D{key}={value}" for key, value in properties.items()),
+            *(f"-D{key}={value}" for key, value in self._properties(index, count).items()),
             *self.settings.jvm_options,
             "-cp",
             f"{HAZELCAST_JAR}:{PROCESSOR_JAR}:{POSTGRES_JAR}",
             "com.hazelcast.core.server.HazelcastMemberStarter",
         ]
         return Part(self.name(index), argv, self.layout.member(index))
+
+    def _properties(self, index: int, count: int) -> dict[str, str]:
+        """The system properties ``hazelcast.xml`` reads (``${ratelimit.…}``), and where
+        it is."""
+        # Hazelcast refuses a split-brain quorum below 2: a one-member cluster has none.
+        quorum = self.settings.registry_quorum or min(count, 2)
+        return {
+            "hazelcast.config": str(self.settings.config),
+            "ratelimit.cluster.name": self.cluster_name,
+            "ratelimit.member.port": str(self.layout.member(index)),
+            "ratelimit.members": ",".join(self.addresses(count)),
+            "ratelimit.interface": LOOPBACK,
+            "ratelimit.registry.quorum": str(max(quorum, 2)),
+            "ratelimit.registry.quorum.enabled": str(quorum >= 2).lower(),
+            "ratelimit.cluster.min.size": str(count),
+            "ratelimit.registry.store.enabled": str(self.settings.registry_store).lower(),
+            "ratelimit.registry.jdbc.url": self.jdbc_url,
+            "ratelimit.registry.jdbc.user": DATABASE_USER,
+            # Trust authentication on loopback: the local database has no password.
+            "ratelimit.registry.jdbc.password": "",
+        }
 
     def start(self, count: int = 3, deadline_seconds: float = 90.0) -> float:
         """Starts ``count`` members (those not running yet) and waits until all have joined
