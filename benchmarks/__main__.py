@@ -54,7 +54,7 @@ from benchmarks.report import busy_note, failed, headline, load_average, machine
 from benchmarks.results import EndToEndRow, K6Steps, Options, Report
 from benchmarks.stack import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack
 from limiter import STRATEGY_NAMES
-from stack.runner import ROOT
+from stack import ROOT
 
 __all__ = ["main", "parse"]
 

@@ -19,7 +19,8 @@ import zipfile
 from pathlib import Path
 
 from benchmarks.results import Machine, Report
-from stack.runner import HAZELCAST_JAR, ROOT
+from stack import ROOT
+from stack.members import HAZELCAST_JAR
 
 __all__ = ["busy_note", "failed", "headline", "load_average", "machine", "write_report"]
 

@@ -1,5 +1,5 @@
 """The benchmark stack: the one place that builds it, so that a change in how a
-:class:`stack.runner.Stack` is built (its ports, its parts) is made here once for the
+:class:`stack.Stack` is built (its ports, its parts) is made here once for the
 suite, the end-to-end tool and the toolbox.
 
 Its ports start at ``RATELIMIT_BENCH_BASE_PORT`` (members there, HTTP parts 15000
@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from stack.runner import ROOT, Stack
+from stack import ROOT, Layout, MemberSettings, Stack
 
 __all__ = ["ADMIN", "ADMIN_TOKEN", "MEMBERS", "REPLICAS", "RESULTS", "bench_stack"]
 
@@ -42,16 +42,10 @@ def bench_stack(
     readiness deadline)."""
     base = int(os.environ.get("RATELIMIT_BENCH_BASE_PORT", str(default_base_port)))
     stack = Stack(
-        run_dir=ROOT / ".run" / f"{name}-{base}",
-        cluster_name=f"ratelimit-{name}-{base}",
-        member_base_port=base,
-        api_base_port=base + 15000,
-        nginx_port=base + 15010,
-        prometheus_port=base + 15020,
-        demo_app_port=base + 15030,
-        database_port=base + 15040,
-        registry_store=registry_store,
-        member_options=member_options,
+        Layout.at(base),
+        ROOT / ".run" / f"{name}-{base}",
+        f"ratelimit-{name}-{base}",
+        MemberSettings(registry_store=registry_store, jvm_options=tuple(member_options)),
     )
     if fresh:
         stack.stop()

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from stack.runner import LOOPBACK, Part, Stack, StackError, http_ok
+from stack import LOOPBACK, MemberSettings, Part, Stack, StackError, http_ok
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
 
@@ -30,7 +30,7 @@ def up(stack: Stack, args: argparse.Namespace) -> None:
     try:
         seconds = stack.start_database()
         print(
-            f"postgres    ready in {seconds:.1f}s on {LOOPBACK}:{stack.database_port}, "
+            f"postgres    ready in {seconds:.1f}s on {LOOPBACK}:{stack.layout.database_port}, "
             f"data in {stack.database_dir / 'data'}"
         )
         seconds = stack.start_members(args.members)
@@ -49,8 +49,8 @@ def up(stack: Stack, args: argparse.Namespace) -> None:
     for part in parts:
         print(f"{part.name:11} http://{LOOPBACK}:{part.port}/")
     print(
-        f"entry point http://{LOOPBACK}:{stack.nginx_port}/example (X-Api-Id), "
-        f"gateway mode http://{LOOPBACK}:{stack.nginx_port}/gateway/"
+        f"entry point http://{LOOPBACK}:{stack.layout.nginx_port}/example (X-Api-Id), "
+        f"gateway mode http://{LOOPBACK}:{stack.layout.nginx_port}/gateway/"
     )
     if "RATELIMIT_ADMIN_TOKEN" not in os.environ:
         print(f"admin token {DEV_ADMIN_TOKEN} (set RATELIMIT_ADMIN_TOKEN to choose one)")
@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    stack = Stack(
-        registry_quorum=getattr(args, "quorum", None), members=getattr(args, "members", 3)
+    members = MemberSettings(
+        count=getattr(args, "members", 3), registry_quorum=getattr(args, "quorum", None)
     )
+    stack = Stack(member_settings=members)
     try:
         if args.command == "up":
             up(stack, args)

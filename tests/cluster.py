@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from api.settings import Settings
-from stack.runner import ROOT, Stack
+from stack import ROOT, Layout, MemberSettings, Stack
 
 MEMBERS = 3
 #: Another base port (RATELIMIT_TEST_BASE_PORT) runs a second suite beside the first.
@@ -20,17 +20,7 @@ RUN_DIR = ROOT / ".run" / f"test-{BASE_PORT}"
 def test_stack() -> Stack:
     """The suite's stack; its HTTP ports sit 15000 above the members' (20801, 20811, ...),
     and its PostgreSQL (the registry's durable copy, data under its run folder) 15040."""
-    return Stack(
-        run_dir=RUN_DIR,
-        cluster_name=CLUSTER_NAME,
-        member_base_port=BASE_PORT,
-        members=MEMBERS,
-        api_base_port=BASE_PORT + 15000,
-        nginx_port=BASE_PORT + 15010,
-        prometheus_port=BASE_PORT + 15020,
-        demo_app_port=BASE_PORT + 15030,
-        database_port=BASE_PORT + 15040,
-    )
+    return Stack(Layout.at(BASE_PORT), RUN_DIR, CLUSTER_NAME, MemberSettings(count=MEMBERS))
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Verbosity, settings
 
 from api.settings import Settings
 from limiter import ClusterLink, connect
-from stack.runner import Stack
+from stack import Stack
 from tests.cluster import MEMBERS, settings_env, test_settings, test_stack
 from tests.loop import LoopThread
 
@@ -117,8 +117,8 @@ class Topology:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.strategy: str | None = None
-        self.url = f"http://127.0.0.1:{stack.nginx_port}"
-        self.prometheus_url = f"http://127.0.0.1:{stack.prometheus_port}"
+        self.url = f"http://127.0.0.1:{stack.layout.nginx_port}"
+        self.prometheus_url = f"http://127.0.0.1:{stack.layout.prometheus_port}"
         run = uuid.uuid4().hex[:8]
         # Exactness is the point here: no failing open, and waits far above any hiccup.
         self.settings = test_settings(

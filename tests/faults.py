@@ -21,7 +21,7 @@ import aiohttp
 from hazelcast.client import HazelcastClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.runner import Stack
+from stack import Stack
 
 #: Longest one request through nginx may take before it counts as an error (nginx's own
 #: proxy_read_timeout is 10 s, so nginx answers first).

@@ -31,7 +31,7 @@ import httpx
 
 from benchmarks.stack import ADMIN, ADMIN_TOKEN, bench_stack
 from benchmarks.stats import percentile
-from stack.runner import Stack
+from stack import Stack
 
 MODES = {"memory only": False, "write-through": True}
 

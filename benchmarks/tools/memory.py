@@ -35,7 +35,7 @@ from api.settings import Settings
 from benchmarks.stack import RESULTS, bench_stack
 from limiter import STRATEGY_NAMES, connect, create_strategy
 from limiter.settings import StrategyName
-from stack.runner import LOOPBACK, Stack, poll_until
+from stack import LOOPBACK, Stack, poll_until
 
 HEAP_USED = re.compile(r'^jvm_memory_used_bytes\{area="heap"\} ([\d.eE+-]+)$', re.MULTILINE)
 METRIC = re.compile(r'^(hazelcast_map_\w+)\{map="([^"]+)"\} ([\d.eE+-]+)$', re.MULTILINE)

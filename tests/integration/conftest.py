@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stack.runner import LOOPBACK, Stack, port_is_free
+from stack import LOOPBACK, Stack, port_is_free
 from tests.cluster import settings_env, test_settings
 
 ADMIN_TOKEN = "test-admin-token"
@@ -111,7 +111,7 @@ class Replicas:
     def free_port(self) -> int:
         """A port nothing listens on and no replica of ours was given (a replica just
         started may not listen yet)."""
-        start = self.stack.api_base_port + PORT_OFFSET
+        start = self.stack.layout.api_port + PORT_OFFSET
         given = {replica.port for replica in self.started}
         for port in range(start, start + PORT_SPAN):
             if port not in given and port_is_free(port):

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import FLUSH_SECONDS
 from limiter import STRATEGY_NAMES, ClusterLink
-from stack.runner import Stack
+from stack import Stack
 from tests.cluster import MEMBERS, quiet_window
 from tests.integration.conftest import ADMIN, MAPS, Replica, Replicas, create_client
 from tests.loop import LoopThread
@@ -304,14 +304,8 @@ def _worst_degraded_response(open_: Replica, closed: Replica, client_id: str) ->
 def doomed_cluster(cluster: Stack) -> Iterator[Stack]:
     """A cluster of its own for a test that freezes and stops every member, on ports 40
     above the session's; stopped at the end whatever happened."""
-    base = cluster.member_base_port + 40
-    own = Stack(
-        run_dir=cluster.run_dir / "doomed",
-        cluster_name=f"{cluster.cluster_name}-doomed",
-        member_base_port=base,
-        members=MEMBERS,
-        database_port=cluster.database_port,
-    )
+    layout = cluster.layout.shifted(40, database_port=cluster.layout.database_port)
+    own = cluster.beside("doomed", layout)
     own.start_members(MEMBERS)
     try:
         yield own

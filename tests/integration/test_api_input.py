@@ -19,7 +19,7 @@ import pytest
 from api import create_app
 from api.settings import Settings
 from limiter import window_start
-from stack.runner import LOOPBACK
+from stack import LOOPBACK
 from tests.cluster import quiet_window
 from tests.cluster import test_settings as cluster_settings
 from tests.integration.conftest import (

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.stack import bench_stack
-from stack.runner import ROOT
+from stack import ROOT
 from tests.cluster import BASE_PORT
 
 #: The smoke run's stack sits this far above the suite's ports (members, and HTTP parts

@@ -15,7 +15,7 @@ from api.registry import ClientRecord, Registry
 from api.settings import Settings
 from limiter import Alignment, ClusterLink
 from limiter.cluster import connect
-from stack.runner import Stack, poll_until
+from stack import Stack, poll_until
 from tests.cluster import CLUSTER_NAME, MEMBERS
 from tests.loop import LoopThread
 
@@ -71,7 +71,7 @@ def test_value_survives_sigkill_of_its_partition_owner(
         return int(owner.address.port)
 
     owner_port = loop.run(write_and_find_owner())
-    owner_index = owner_port - cluster.member_base_port
+    owner_index = owner_port - cluster.layout.member_port
     cluster.kill(cluster.member_name(owner_index))
     try:
 

@@ -58,42 +58,36 @@ import asyncio
 import collections
 import dataclasses
 import os
-import re
 import time
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import aiohttp
 import pytest
 
 from api.settings import Settings
 from limiter import STRATEGY_NAMES
-from limiter.base import window_key
-from limiter.entry_processor import counter_entry
-from stack.runner import MEMBER_CONFIG, Stack
-from tests.cluster import MEMBERS, quiet_window, settings_env
-from tests.cluster import test_settings as suite_settings
-from tests.cluster import test_stack as suite_stack
+from stack import Stack
+from tests.cluster import MEMBERS, quiet_window
 from tests.faults import (
     Figures,
     Kind,
-    PartitionView,
-    Shot,
-    SteadyLoad,
     count,
     http_session,
-    spend,
     spend_until_denied,
     undecided_causes,
     until,
 )
+from tests.member_loss import (
+    Rig,
+    create,
+    member_property,
+    own_stack,
+    registered,
+    rig_on,
+    spend_admitted,
+    steady_load,
+)
 
-#: This module's cluster and HTTP parts sit this far above the session's ports.
-PORT_OFFSET = 60
-REPLICAS = 3
-ADMIN_TOKEN = "member-loss-admin-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PRODUCTION = Settings()
 #: See the module docstring. Lock wait and lease in production's proportions (1, 0.9, 2 s).
 DECISION_TIMEOUT_SECONDS = float(os.environ.get("RATELIMIT_TEST_FAULT_DECISION_TIMEOUT", "3"))
@@ -118,17 +112,8 @@ REJOIN_LIMIT = 60
 #: The member's start, its joining, and the partitions moving onto it.
 REJOIN_DEADLINE_SECONDS = 90.0
 
-
-def _member_property(name: str) -> float:
-    found = re.search(
-        rf'<property name="{re.escape(name)}">([0-9.]+)</property>', MEMBER_CONFIG.read_text()
-    )
-    assert found, f"{name} is not set in {MEMBER_CONFIG}"
-    return float(found.group(1))
-
-
 #: How long members take at most to drop a member that stopped answering.
-HEARTBEAT_TIMEOUT_SECONDS = _member_property("hazelcast.max.no.heartbeat.seconds")
+HEARTBEAT_TIMEOUT_SECONDS = member_property("hazelcast.max.no.heartbeat.seconds")
 #: A client whose counter lived on the killed member waits for the cluster to notice
 #: (at most the heartbeat timeout) and for its next decided answer (a decision timeout
 #: for one in flight, another for its next request); the rest is slack for this machine.
@@ -137,130 +122,26 @@ GAP_BOUND_SECONDS = HEARTBEAT_TIMEOUT_SECONDS + 2 * DECISION_TIMEOUT_SECONDS + 5
 OVER_ADMISSION_BOUND = {"entry_processor": 0, "cas": 0, "lock": 0}
 
 
-def _own_stack() -> Stack:
-    session = suite_stack()
-    return Stack(
-        run_dir=session.run_dir / "member-loss",
-        cluster_name=f"{session.cluster_name}-member-loss",
-        member_base_port=session.member_base_port + PORT_OFFSET,
-        members=MEMBERS,
-        api_base_port=session.api_base_port + PORT_OFFSET,
-        nginx_port=session.nginx_port + PORT_OFFSET,
-        prometheus_port=session.prometheus_port + PORT_OFFSET,
-        demo_app_port=session.demo_app_port + PORT_OFFSET,
-        # The session's database: this stack's registry maps are its own by name.
-        database_port=session.database_port,
-    )
-
-
 @pytest.fixture(scope="module")
 def fault_stack(registry_database: Stack) -> Iterator[Stack]:
-    """Three members and nginx of this module's own (their replicas start per test), on
-    the session's database; everything stopped at the end whatever happened."""
-    stack = _own_stack()
-    try:
-        stack.start_members(MEMBERS)
-        stack.start_parts([stack.nginx_part(REPLICAS)])
+    """The module's own members and nginx, on the session's database."""
+    with own_stack() as stack:
         yield stack
-    finally:
-        stack.stop()
-
-
-@dataclasses.dataclass
-class Rig:
-    """The stack, its replicas' strategy and settings, and a view of its partitions."""
-
-    stack: Stack
-    strategy: str
-    settings: Settings
-    view: PartitionView
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.stack.nginx_port}"
-
-    @property
-    def replica_ports(self) -> list[int]:
-        return [self.stack.replica_port(i) for i in range(REPLICAS)]
-
-    def counter_key(self, client_id: str, window_seconds: int) -> str:
-        """The key of the entry holding the client's window: its owner decides."""
-        if self.strategy == "entry_processor":
-            _, key = counter_entry(
-                self.settings.counters_map, self.settings.counter_shards, client_id, window_seconds
-            )
-            return key
-        return window_key(client_id, window_seconds)
 
 
 @pytest.fixture
 def rig(fault_stack: Stack, request: pytest.FixtureRequest) -> Iterator[Rig]:
-    """All three members up (a member an earlier test left down is restarted), and the
-    replicas restarted with the test's strategy, on fresh maps."""
-    stack = fault_stack
-    strategy: str = request.param
-    for index in range(MEMBERS):
-        if stack.pid_of(stack.member_name(index)) is None:
-            stack.start_member(index, MEMBERS)
-    run = uuid.uuid4().hex[:8]
-    settings = suite_settings(
-        hazelcast_members=",".join(stack.member_addresses(MEMBERS)),
-        hazelcast_cluster_name=stack.cluster_name,
-        admin_token=ADMIN_TOKEN,
+    """The replicas restarted with the test's strategy, failing closed, on fresh maps."""
+    with rig_on(
+        fault_stack,
+        request.param,
         failure_mode="closed",
-        counters_map=f"ratelimit.counters.loss-{run}",
-        clients_map=f"ratelimit.clients.loss-{run}",
-        names_map=f"ratelimit.names.loss-{run}",
-        drain_seconds=0.2,
         decision_timeout_seconds=DECISION_TIMEOUT_SECONDS,
         lock_wait_seconds=LOCK_WAIT_SECONDS,
         lock_lease_seconds=LOCK_LEASE_SECONDS,
         cas_max_attempts=PRODUCTION.cas_max_attempts,
-    )
-    replicas = [stack.replica_name(i) for i in range(REPLICAS)]
-    stack.stop(replicas)
-    stack.start_replicas(REPLICAS, settings_env(settings) | {"RATELIMIT_STRATEGY": strategy})
-    view = PartitionView(stack, MEMBERS)
-    try:
-        yield Rig(stack, strategy, settings, view)
-    finally:
-        view.close()
-        stack.stop(replicas)
-
-
-async def _create(http: aiohttp.ClientSession, url: str, limit: int, window: int) -> str:
-    body = {
-        "name": f"loss-{uuid.uuid4().hex[:10]}",
-        "limit": limit,
-        "window_seconds": window,
-        "window_alignment": "clock",
-    }
-    async with http.post(f"{url}/bucket", json=body, headers=ADMIN) as response:
-        assert response.status == 201, await response.text()
-        record: dict[str, Any] = await response.json()
-    return str(record["id"])
-
-
-async def _registered(
-    http: aiohttp.ClientSession, url: str, client_id: str
-) -> tuple[int, int | None]:
-    """GET /bucket/{id}: its status and, when found, the window's ``used``."""
-    async with http.get(f"{url}/bucket/{client_id}", headers=ADMIN) as response:
-        if response.status != 200:
-            return response.status, None
-        return 200, int((await response.json())["usage"]["used"])
-
-
-async def _spend_before(http: aiohttp.ClientSession, url: str, ids: list[str]) -> list[Shot]:
-    shots = [
-        s
-        for batch in await asyncio.gather(*(spend(http, url, c, BEFORE) for c in ids))
-        for s in batch
-    ]
-    assert all(shot.kind is Kind.ADMITTED for shot in shots), collections.Counter(
-        (shot.status, shot.kind.value) for shot in shots
-    )
-    return shots
+    ) as rig:
+        yield rig
 
 
 @dataclasses.dataclass
@@ -283,37 +164,29 @@ async def _member_loss(
 ) -> tuple[Loss, dict[str, int]]:
     """Phase 1; returns its figures and the clients with their limits."""
     stack, url = rig.stack, rig.url
-    limits = {
-        await _create(http, url, SMALL_LIMIT if i % 2 else LARGE_LIMIT, window): (
-            SMALL_LIMIT if i % 2 else LARGE_LIMIT
-        )
-        for i in range(CLIENTS)
-    }
+    limits = {}
+    for i in range(CLIENTS):
+        limit = SMALL_LIMIT if i % 2 else LARGE_LIMIT
+        limits[await create(http, url, limit, window)] = limit
     ids = list(limits)
-    before = await _spend_before(http, url, ids)
+    before = await spend_admitted(http, url, ids, BEFORE)
 
-    # The member owning most of the counters (at least a third of them): their keys
-    # fail over to the backups; the others lose their backups and get new ones.
-    owners = collections.Counter(rig.view.owner_of(rig.counter_key(c, window)) for c in ids)
-    address, keys_on_victim = owners.most_common(1)[0]
-    assert address is not None, owners
-    victim = stack.member_addresses(MEMBERS).index(address)
-    dead_uuid = next(u for u, a in rig.view.members().items() if a == address)
+    # Their keys fail over to the backups; the others lose their backups and get new ones.
+    victim = rig.owner_of_most(ids, window)
 
     causes = await undecided_causes(http, rig.replica_ports)
-    load = SteadyLoad(http, url, ids, RATE, STEADY_SECONDS + RECOVERY_DEADLINE_SECONDS + 10)
-    running = asyncio.get_running_loop().create_task(load.run())
-    try:
+    max_seconds = STEADY_SECONDS + RECOVERY_DEADLINE_SECONDS + 10
+    async with steady_load(http, url, ids, RATE, max_seconds) as load:
         await asyncio.sleep(STEADY_SECONDS)  # pacing: steady load before the fault
         killed_at = time.monotonic()
-        await asyncio.to_thread(stack.kill, stack.member_name(victim))
+        await asyncio.to_thread(stack.kill, stack.member_name(victim.index))
 
         def dropped() -> bool:
             owners = rig.view.owned()
-            return dead_uuid not in rig.view.members() and None not in owners
+            return victim.uuid not in rig.view.members() and None not in owners
 
         removed_after = await until(
-            dropped, RECOVERY_DEADLINE_SECONDS, f"the cluster to drop {address}"
+            dropped, RECOVERY_DEADLINE_SECONDS, f"the cluster to drop {victim.address}"
         )
 
         def settled() -> bool:
@@ -329,9 +202,6 @@ async def _member_loss(
             f"every client to be decided again for {SETTLE_SECONDS:.0f}s",
             lambda: f" ({Figures.of(load.shots).describe()})",
         )
-    finally:
-        load.stop()
-        await running
     during = load.shots
     causes = await undecided_causes(http, rig.replica_ports) - causes
     undecided = [shot for shot in during if not shot.decided]
@@ -341,7 +211,7 @@ async def _member_loss(
     assert not early, f"errors answered before the kill: {early[:5]}"
     recovered_after = max((shot.done - killed_at for shot in undecided), default=0.0)
 
-    found = await asyncio.gather(*(_registered(http, url, c) for c in ids))
+    found = await asyncio.gather(*(registered(http, url, c) for c in ids))
     lost = [c for c, (status, _) in zip(ids, found, strict=True) if status != 200]
     used = {c: u for c, (_, u) in zip(ids, found, strict=True) if u is not None}
     rest = await asyncio.gather(
@@ -351,8 +221,8 @@ async def _member_loss(
 
     admitted = count([*before, *during, *(s for shots in rest for s in shots)], Kind.ADMITTED)
     loss = Loss(
-        victim=victim,
-        keys_on_victim=keys_on_victim,
+        victim=victim.index,
+        keys_on_victim=victim.keys,
         figures=Figures.of(during),
         causes=dict(causes),
         removed_after=removed_after,
@@ -362,7 +232,7 @@ async def _member_loss(
         lost=lost,
     )
     print(
-        f"\n[{rig.strategy}] {stack.member_name(victim)} SIGKILLed (owned {keys_on_victim}"
+        f"\n[{rig.strategy}] {stack.member_name(victim.index)} SIGKILLed (owned {victim.keys}"
         f"/{CLIENTS} counters): {loss.figures.describe()}, causes {loss.causes}; dropped after "
         f"{removed_after:.1f}s, recovered {recovered_after:.1f}s after the kill; "
         f"over-admission {sum(loss.over.values())} (bound {OVER_ADMISSION_BOUND[rig.strategy]}),"
@@ -398,14 +268,13 @@ async def _member_rejoin(
 ) -> None:
     """Phase 2: the killed member restarts under light load."""
     stack, url = rig.stack, rig.url
-    fresh = [await _create(http, url, REJOIN_LIMIT, window) for _ in range(REJOIN_CLIENTS)]
-    before = await _spend_before(http, url, fresh)
-    address = stack.member_addresses(MEMBERS)[victim]
+    fresh = [await create(http, url, REJOIN_LIMIT, window) for _ in range(REJOIN_CLIENTS)]
+    before = await spend_admitted(http, url, fresh, BEFORE)
+    address = rig.member_address(victim)
 
     causes = await undecided_causes(http, rig.replica_ports)
-    load = SteadyLoad(http, url, [*exhausted, *fresh], LIGHT_RATE, REJOIN_DEADLINE_SECONDS + 10)
-    running = asyncio.get_running_loop().create_task(load.run())
-    try:
+    clients = [*exhausted, *fresh]
+    async with steady_load(http, url, clients, LIGHT_RATE, REJOIN_DEADLINE_SECONDS + 10) as load:
         started = time.monotonic()
         await asyncio.to_thread(stack.start_member, victim, MEMBERS, REJOIN_DEADLINE_SECONDS)
         joined_after = time.monotonic() - started
@@ -419,14 +288,11 @@ async def _member_rejoin(
         rebalanced_after = time.monotonic() - started
         await asyncio.sleep(SETTLE_SECONDS)  # pacing: load on the rebalanced cluster
         owned = rig.view.owned()[address]
-    finally:
-        load.stop()
-        await running
     figures = Figures.of(load.shots)
     causes = await undecided_causes(http, rig.replica_ports) - causes
 
-    found = await asyncio.gather(*(_registered(http, url, c) for c in [*exhausted, *fresh]))
-    used = dict(zip([*exhausted, *fresh], (u for _, u in found), strict=True))
+    found = await asyncio.gather(*(registered(http, url, c) for c in clients))
+    used = dict(zip(clients, (u for _, u in found), strict=True))
     rest = await asyncio.gather(
         *(spend_until_denied(http, url, c, REJOIN_LIMIT - (used[c] or 0) + 5) for c in fresh)
     )
@@ -439,9 +305,7 @@ async def _member_rejoin(
     )
 
     assert figures.error_count == 0, figures.describe()
-    assert [
-        c for c, (status, _) in zip([*exhausted, *fresh], found, strict=True) if status != 200
-    ] == []
+    assert [c for c, (status, _) in zip(clients, found, strict=True) if status != 200] == []
     # The first clients stay exactly at their limit: nothing admitted, nothing lost.
     assert {c: used[c] for c in exhausted} == exhausted
     assert not any(admitted[c] for c in exhausted)

@@ -18,7 +18,7 @@ import aiohttp
 import httpx
 
 from limiter.base import window_key
-from stack.runner import ROOT
+from stack import ROOT
 from tests.cluster import NginxLog, quiet_window
 from tests.conftest import Topology
 from tests.integration.conftest import ADMIN, Replicas, create_client

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from stack.runner import Stack
+from stack import Stack
 from tests.cluster import MEMBERS, quiet_window
 from tests.integration.conftest import ADMIN, MAPS, Replica, Replicas, create_client
 
@@ -27,13 +27,8 @@ FIELDS = ("id", "name", "limit", "window_seconds", "window_alignment", "created_
 def durable(cluster: Stack) -> Iterator[Stack]:
     """Three members 80 ports above the session's and a PostgreSQL 10 above its own,
     starting from an empty registry table; everything stopped at the end."""
-    own = Stack(
-        run_dir=cluster.run_dir / "durable",
-        cluster_name=f"{cluster.cluster_name}-durable",
-        member_base_port=cluster.member_base_port + 80,
-        members=MEMBERS,
-        database_port=cluster.database_port + 10,
-    )
+    layout = cluster.layout.shifted(80, database_port=cluster.layout.database_port + 10)
+    own = cluster.beside("durable", layout)
     try:
         own.start_database()
         own.sql("DROP TABLE IF EXISTS ratelimit_registry")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.runner import ROOT, Part, Stack, StackError, poll_until, port_is_free
+from stack import ROOT, Layout, MemberSettings, Part, Stack, StackError, poll_until, port_is_free
 from tests.cluster import MEMBERS
 
 
@@ -44,13 +45,14 @@ def free_ports(count: int, avoid: range = range(0)) -> int:
 @pytest.fixture
 def scratch_stack(tmp_path: Path) -> Iterator[Stack]:
     """A one-off stack in a temporary run folder, stopped whatever the test did."""
-    stack = Stack(
-        run_dir=tmp_path / "run",
-        cluster_name=f"scratch-{os.getpid()}",
-        member_base_port=(base := free_ports(MEMBERS)),
+    base = free_ports(MEMBERS)
+    layout = dataclasses.replace(
+        Layout.DEFAULT,
+        member_port=base,
         # An ephemeral port + 12000 could pass 65535, which the metrics agent refuses.
-        member_metrics_base_port=free_ports(MEMBERS, avoid=range(base, base + MEMBERS)),
+        member_metrics_port=free_ports(MEMBERS, avoid=range(base, base + MEMBERS)),
     )
+    stack = Stack(layout, tmp_path / "run", f"scratch-{os.getpid()}")
     yield stack
     stack.stop()
 
@@ -67,9 +69,9 @@ def test_starting_twice_starts_no_duplicates(cluster: Stack) -> None:
 def test_a_taken_port_is_one_clear_error_and_leaves_nothing(scratch_stack: Stack) -> None:
     """A port held by a foreign process stops the start with its number; nothing runs after."""
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", scratch_stack.member_base_port))
+        squatter.bind(("127.0.0.1", scratch_stack.layout.member_port))
         squatter.listen()
-        with pytest.raises(StackError, match=f"port {scratch_stack.member_base_port}.*in use"):
+        with pytest.raises(StackError, match=f"port {scratch_stack.layout.member_port}.*in use"):
             scratch_stack.start_members(1)
     assert scratch_stack.running() == {}
 
@@ -78,9 +80,14 @@ def test_a_member_that_dies_at_start_shows_its_log(scratch_stack: Stack, tmp_pat
     """A member that exits during start-up (here: a broken config) is reported with its log."""
     broken = tmp_path / "broken.xml"
     broken.write_text("<hazelcast><network><port>not-a-port</port></network></hazelcast>")
-    scratch_stack.member_config = broken
+    stack = Stack(
+        scratch_stack.layout,
+        scratch_stack.run_dir,
+        scratch_stack.cluster_name,
+        MemberSettings(config=broken),
+    )
     with pytest.raises(StackError, match="member-1 exited during start-up") as error:
-        scratch_stack.start_members(1, deadline_seconds=60)
+        stack.start_members(1, deadline_seconds=60)
     assert "com.hazelcast.config" in str(error.value)  # the log's tail is in the message
     assert scratch_stack.running() == {}
 
@@ -90,12 +97,9 @@ def test_a_member_that_never_joins_times_out_with_its_name(scratch_stack: Stack)
     scratch_stack.start_members(1)
     # A second member that runs but belongs to another cluster, so it never joins this one.
     stranger = Stack(
-        run_dir=scratch_stack.run_dir,
-        cluster_name=f"{scratch_stack.cluster_name}-other",
-        member_base_port=scratch_stack.member_base_port,
-        member_metrics_base_port=scratch_stack.member_metrics_base_port,
+        scratch_stack.layout, scratch_stack.run_dir, f"{scratch_stack.cluster_name}-other"
     )
-    stranger._spawn(stranger.member_part(1, 2))
+    stranger.processes.spawn(stranger.member_part(1, 2))
     missing = scratch_stack.member_addresses(2)[1]
     with pytest.raises(StackError, match=f"not joined: {missing}"):
         scratch_stack.wait_for_members(2, deadline_seconds=8)

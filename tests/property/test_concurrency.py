@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from api.settings import Settings
 from limiter import STRATEGY_NAMES, Alignment, ClusterLink
-from stack.runner import Stack
+from stack import Stack
 from tests.loop import LoopThread
 from tests.property import burst_worker
 from tests.property.contenders import BROKEN

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from api.settings import Settings
-from stack.runner import Stack
+from stack import Layout, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -93,11 +93,12 @@ def test_versions_and_ports_agree_with_the_local_stack() -> None:
     version = pom.find("m:properties/m:hazelcast.version", namespace)
     assert version is not None
     assert SERVICES["hazelcast1"]["image"] == f"hazelcast/hazelcast:{version.text}"
-    local = Stack()
+    local = Layout.DEFAULT
+    assert Stack().layout == local
     assert SERVICES["nginx"]["ports"] == [f"{local.nginx_port}:{local.nginx_port}"]
     assert SERVICES["prometheus"]["ports"] == [f"{local.prometheus_port}:{local.prometheus_port}"]
     api_port = int(env_of("api1")["RATELIMIT_PORT"])
-    assert api_port == local.api_base_port
+    assert api_port == local.api_port
     targets = json.loads((ROOT / "prometheus" / "targets" / "api.compose.json").read_text())
     assert targets[0]["targets"] == [f"api{i}:{api_port}" for i in (1, 2, 3)]
     for i in (1, 2, 3):

@@ -1,0 +1,160 @@
+"""The HTTP parts in front of the cluster: the API replicas (``python -m api``), nginx in
+front of them (and of the demo app, in gateway mode), Prometheus scraping the replicas
+and the members, and the demo app, the upstream that gateway mode protects.
+
+Each is a :class:`~stack.process.Part` built here from the layout's ports; nginx's and
+Prometheus's configuration files are written under the run folder from the ones in
+``nginx/`` and ``prometheus/``, so a stack on other ports needs no file of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from stack.errors import StackError
+from stack.layout import LOOPBACK, ROOT, Layout
+from stack.members import Members
+from stack.process import Part, Processes
+
+NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
+PROMETHEUS_DIR = ROOT / "prometheus"
+#: nginx's passive health check of each replica. Whatever these say, a replica that
+#: refuses the connection is skipped for that request (proxy_next_upstream error); they
+#: only decide when nginx stops trying one: after 3 failed attempts (refused, timed out,
+#: or a 502/503 where the location retries those) within 5 s, for 5 s, then one request
+#: tries it again. One failure was too few: a single connect that timed out in a burst
+#: took a healthy replica out, and under a few hundred clients all three at once.
+NGINX_REPLICA_CHECK = "max_fails=3 fail_timeout=5s"
+#: Inherited variables an isolated API part does not see (prefixes): its settings are
+#: then exactly the ones it is given, and its metrics folder is its own.
+API_ENV_PREFIXES = ("RATELIMIT_", "PROMETHEUS_MULTIPROC_DIR")
+
+
+class Frontends:
+    """The replicas, nginx, Prometheus and the demo app of one stack, on ``members``."""
+
+    def __init__(self, processes: Processes, layout: Layout, members: Members) -> None:
+        self.processes = processes
+        self.layout = layout
+        self.members = members
+
+    @property
+    def run_dir(self) -> Path:
+        return self.processes.run_dir
+
+    def replica_name(self, index: int) -> str:
+        return f"api-{index + 1}"
+
+    def replica_part(self, index: int, env: Mapping[str, str]) -> Part:
+        """Replica ``index`` of the topology behind nginx."""
+        return self.api_part(self.replica_name(index), self.layout.replica(index), env)
+
+    def api_part(
+        self, name: str, port: int, env: Mapping[str, str], isolated: bool = False
+    ) -> Part:
+        """``python -m api`` on ``port``, on this stack's members unless ``env`` names
+        others. ``isolated``: no ``RATELIMIT_*`` (nor metrics folder) from the caller's
+        environment, so ``env`` is the whole configuration (the tests' replicas)."""
+        settings = {
+            "RATELIMIT_HAZELCAST_MEMBERS": ",".join(
+                self.members.addresses(self.members.settings.count)
+            ),
+            "RATELIMIT_HAZELCAST_CLUSTER_NAME": self.members.cluster_name,
+            **env,
+            "RATELIMIT_HOST": LOOPBACK,
+            "RATELIMIT_PORT": str(port),
+        }
+        unset = API_ENV_PREFIXES if isolated else ()
+        return Part(name, [sys.executable, "-m", "api"], port, settings, "/ready", unset)
+
+    def start_replicas(
+        self, count: int = 3, env: Mapping[str, str] | None = None, deadline_seconds: float = 60
+    ) -> None:
+        """Starts ``count`` API replicas on consecutive ports and waits for their /ready."""
+        parts = [self.replica_part(i, env or {}) for i in range(count)]
+        self.processes.start_parts(parts, deadline_seconds)
+
+    def demo_app_part(self) -> Part:
+        """A plain static web app, the "any upstream" that gateway mode protects."""
+        root = self.run_dir / "demo-app"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "index.html").write_text('{"message": "hello from the protected app"}\n')
+        port = self.layout.demo_app_port
+        argv = [
+            *(sys.executable, "-m", "http.server"),
+            *("--bind", LOOPBACK, "--directory", str(root), str(port)),
+        ]
+        return Part("demo-app", argv, port, ready_path="/")
+
+    def nginx_part(self, replicas: int, gateway_ports: Sequence[int] | None = None) -> Part:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(nginx).exists():
+            raise StackError(
+                "nginx is not installed: run `make up` as root, or apt-get install nginx"
+            )
+        folder = self.run_dir / "nginx"
+        (folder / "temp").mkdir(parents=True, exist_ok=True)
+        upstreams = " ".join(
+            f"server {LOOPBACK}:{self.layout.replica(i)} {NGINX_REPLICA_CHECK};"
+            for i in range(replicas)
+        )
+        gateway = " ".join(
+            f"server {LOOPBACK}:{port};" for port in (gateway_ports or [self.layout.demo_app_port])
+        )
+        config = render(
+            NGINX_TEMPLATE.read_text(),
+            {
+                "NGINX_LISTEN": f"{LOOPBACK}:{self.layout.nginx_port}",
+                "NGINX_TEMP_DIR": str(folder / "temp"),
+                "NGINX_ACCESS_LOG": str(self.processes.log_dir / "nginx-access.log"),
+                "RATELIMIT_UPSTREAMS": upstreams,
+                "GATEWAY_UPSTREAMS": gateway,
+            },
+        )
+        (folder / "nginx.conf").write_text(config)
+        argv = [nginx, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"]
+        return Part("nginx", argv, self.layout.nginx_port, ready_path="/nginx-health")
+
+    def prometheus_part(self, replicas: int) -> Part:
+        prometheus = shutil.which("prometheus")
+        if prometheus is None:
+            raise StackError("prometheus is not installed: apt-get install prometheus")
+        folder = self.run_dir / "prometheus"
+        (folder / "targets").mkdir(parents=True, exist_ok=True)
+        for source in ("prometheus.yml", "rules.yml"):
+            shutil.copy(PROMETHEUS_DIR / source, folder / source)
+        replica_ports = [self.layout.replica(i) for i in range(replicas)]
+        metrics_ports = [self.layout.member_metrics(i) for i in range(self.members.settings.count)]
+        for file, ports in (("api.json", replica_ports), ("members.json", metrics_ports)):
+            targets = [
+                {"targets": [f"{LOOPBACK}:{port}" for port in ports], "labels": {"stack": "local"}}
+            ]
+            (folder / "targets" / file).write_text(json.dumps(targets, indent=2))
+        port = self.layout.prometheus_port
+        argv = [
+            prometheus,
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+            "--storage.tsdb.retention.time=1d",
+        ]
+        return Part("prometheus", argv, port, ready_path="/-/ready")
+
+    def http_probes(self, replicas: int = 3) -> dict[str, tuple[int, str]]:
+        """Port and readiness path of each HTTP part, without writing anything."""
+        probes = {self.replica_name(i): (self.layout.replica(i), "/ready") for i in range(replicas)}
+        probes["demo-app"] = (self.layout.demo_app_port, "/")
+        probes["nginx"] = (self.layout.nginx_port, "/nginx-health")
+        probes["prometheus"] = (self.layout.prometheus_port, "/-/ready")
+        return probes
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Replaces ``${NAME}`` for the names given and leaves every other ``$`` alone, as the
+    nginx image's envsubst step does with the variables it is given."""
+    return re.sub(r"\$\{([A-Z_]+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
