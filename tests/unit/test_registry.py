@@ -21,7 +21,15 @@ from api.metrics import TALLY, RegistryMetrics
 from api.settings import Settings
 from limiter import Alignment
 from limiter.cluster import ClusterLink
-from registry import LOG_TRUST_POLLS, ClientRecord, Registry, UpdateConflict, parse_client_id
+from registry import (
+    LOG_TRUST_POLLS,
+    ClientRecord,
+    NameTaken,
+    Registry,
+    StoreUnavailable,
+    UpdateConflict,
+    parse_client_id,
+)
 
 #: The registry's configuration with the default settings.
 CONFIG = Settings().registry_config
@@ -541,3 +549,17 @@ def test_failed_and_gapped_log_polls_are_counted_by_cause() -> None:
         asyncio.run(log.add(f"other-{other}"))
     asyncio.run(registry.read_log())
     assert _log_failures("gap") == gaps + 1
+
+
+def test_each_registry_error_has_the_http_answer_it_had() -> None:
+    """api.errors maps the registry's errors to the statuses, messages and Retry-After the
+    management routes have always answered: 409 for a taken name, 503 for a refused write."""
+    taken = from_registry(NameTaken())
+    assert taken is not None and taken.status_code == 409
+    assert taken.body() == {"error": "a client with this name already exists"}
+    refused = from_registry(StoreUnavailable(2))
+    assert refused is not None and refused.status_code == 503
+    assert refused.headers == {"Retry-After": "2"}
+    assert refused.body() == {
+        "error": "registry database unavailable: nothing was changed, try again later"
+    }
