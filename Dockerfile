@@ -10,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY limiter ./limiter
+COPY registry ./registry
 COPY api ./api
 COPY stack ./stack
 RUN pip install --disable-pip-version-check . \

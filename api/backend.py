@@ -18,10 +18,10 @@ from typing import Any, cast
 from sanic import Request
 from sanic.log import error_logger, logger
 
-from api.metrics import MULTIPROC_ENV, MetricsObserver
-from api.registry import Registry, changes_log_name, near_cache_config
+from api.metrics import MULTIPROC_ENV, MetricsObserver, RegistryMetrics
 from api.settings import Settings
 from limiter import BackendUnavailable, ClusterLink, Strategy, connect, create_strategy
+from registry import Registry, changes_log_name, near_cache_config
 
 __all__ = ["Backend", "Connection", "backend_of", "workers_connected"]
 
@@ -98,12 +98,13 @@ class Backend:
             pause = min(pause * 2, RETRY_MAX_SECONDS)
 
     async def _connect_once(self) -> None:
-        link = await connect(self.settings, near_caches=near_cache_config(self.settings))
+        config = self.settings.registry_config
+        link = await connect(self.settings, near_caches=near_cache_config(config))
         try:
             counters = await link.get_map(self.settings.counters_map)
-            clients = await link.get_map(self.settings.clients_map)
-            names = await link.get_map(self.settings.names_map)
-            changes: Any = await link.client.get_ringbuffer(changes_log_name(self.settings))
+            clients = await link.get_map(config.clients_map)
+            names = await link.get_map(config.names_map)
+            changes: Any = await link.client.get_ringbuffer(changes_log_name(config.clients_map))
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(link.close(), CLOSE_TIMEOUT_SECONDS)
@@ -111,11 +112,10 @@ class Backend:
         registry = Registry(
             clients,
             names,
-            changes=changes,
-            log_poll_seconds=self.settings.registry_log_poll_seconds,
-            memo_ttl_seconds=self.settings.registry_memo_seconds,
-            memo_size=self.settings.registry_memo_size,
+            changes,
+            config,
             listening_everywhere=link.listening_everywhere,
+            observer=RegistryMetrics(),
         )
         link.on_events_at_risk(registry.distrust)
         following_log = asyncio.get_running_loop().create_task(

@@ -11,7 +11,7 @@ answers 503 with ``Retry-After``; a PATCH that keeps losing to concurrent change
 same client is a 409, not an outage.
 
 The members write every create, change and delete through to PostgreSQL before they
-apply it (see :mod:`api.registry`): while the database is away, POST, PATCH and DELETE
+apply it (see :mod:`registry.store`): while the database is away, POST, PATCH and DELETE
 answer 503 ``{"error": "registry database unavailable: nothing was changed, ..."}`` with
 ``Retry-After`` and change nothing, while GET and the guarded routes, which read the
 members' memory, go on answering.
@@ -45,11 +45,11 @@ from api.docs import (
     new_client_body,
 )
 from api.errors import ClusterUnavailable, InvalidField, UnknownClient
-from api.registry import parse_client_id
 from api.settings import Settings
 from api.usage import current_usage
 from api.validation import parse_object, validate_create, validate_name, validate_update
 from limiter import BackendError, cluster_call
+from registry import parse_client_id
 
 __all__ = [
     "MANAGEMENT_TIMEOUT_SECONDS",

@@ -1,6 +1,6 @@
 """Shapes for the OpenAPI document that exist nowhere else: request bodies as sent, with
 the bounds :mod:`api.validation` enforces (those of the default settings), the usage of a
-window, and errors. A client record is :class:`api.registry.ClientRecord` itself.
+window, and errors. A client record is :class:`registry.ClientRecord` itself.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from sanic_ext.extensions.openapi.types import Integer, Object, Schema, String
 
-from api.registry import ClientRecord
 from api.settings import Settings
 from limiter import Alignment
+from registry import ClientRecord
 
 __all__ = [
     "ClientRecord",

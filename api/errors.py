@@ -14,6 +14,11 @@
     ├── ClusterUnavailable   503  the cluster gave no answer in time (a limiter BackendError)
     └── RegistryUnavailable  503  the registry's database refused a write; nothing changed
 
+The registry raises its own errors (:mod:`registry.errors`), which know nothing of HTTP;
+:func:`render_error` maps them to the three above (:func:`from_registry`): ``NameTaken``
+and ``UpdateConflict`` to theirs, ``StoreUnavailable`` to ``RegistryUnavailable`` with its
+``Retry-After``.
+
 Every response of status 400 or above is ``{"error": "..."}`` (422 adds ``"field"``),
 Sanic's own errors (404 no route, 405 wrong method, 413 body too large) included; an
 exception nobody expected is logged and answered with a JSON 500 that leaks nothing.
@@ -28,6 +33,8 @@ from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, SanicE
 from sanic.log import error_logger
 from sanic.response import HTTPResponse, json
 
+import registry
+
 __all__ = [
     "ApiError",
     "ClusterUnavailable",
@@ -41,6 +48,7 @@ __all__ = [
     "UnknownClient",
     "UpdateConflict",
     "error_body",
+    "from_registry",
     "render_error",
 ]
 
@@ -129,8 +137,22 @@ def error_body(message: str) -> dict[str, Any]:
     return {"error": message}
 
 
+def from_registry(error: registry.RegistryError) -> ApiError | None:
+    """The HTTP answer to a registry error: the one place where they get a status (None
+    for one this service has no answer for: a bug, rendered as a logged 500)."""
+    if isinstance(error, registry.StoreUnavailable):
+        return RegistryUnavailable(error.retry_after_seconds)
+    if isinstance(error, registry.NameTaken):
+        return NameTaken(str(error))
+    if isinstance(error, registry.UpdateConflict):
+        return UpdateConflict(str(error))
+    return None
+
+
 def render_error(request: Request, exception: Exception) -> HTTPResponse:
     """The app's only error handler: every exception becomes a JSON response."""
+    if isinstance(exception, registry.RegistryError):
+        exception = from_registry(exception) or exception
     if isinstance(exception, ApiError):
         return json(exception.body(), status=exception.status_code, headers=exception.headers)
     if isinstance(exception, SanicException) and exception.status_code < 500:

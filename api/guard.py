@@ -42,12 +42,11 @@ from api.metrics import (
     BACKEND_ERRORS,
     DECISION_SECONDS,
     DECISIONS,
-    REGISTRY_READS,
     TALLY,
     labelled,
 )
-from api.registry import ClientRecord, parse_client_id
 from limiter import BackendError, Decision, Reason, Strategy, cluster_call
+from registry import ClientRecord, parse_client_id
 
 __all__ = ["FAIL_CLOSED_RETRY_AFTER_SECONDS", "Verdict", "example", "gateway_decision", "judge"]
 
@@ -110,7 +109,6 @@ async def judge(request: Request) -> Verdict:
         connection = backend.require_connection()
         known, record = connection.registry.remembered(client_id)
         if not known:
-            TALLY.inc(REGISTRY_READS)
             async with cluster_call(deadline):
                 record = await connection.registry.fetch(client_id)
         if record is None:

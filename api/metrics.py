@@ -31,8 +31,10 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+from sanic.log import error_logger
 
 from limiter import BackendTimeout, BackendUnavailable
+from registry import LogFailure
 
 __all__ = [
     "BACKEND_ERRORS",
@@ -50,6 +52,7 @@ __all__ = [
     "TALLY",
     "TTL_RESTORE_FAILURES",
     "MetricsObserver",
+    "RegistryMetrics",
     "Tally",
     "exposition",
     "labelled",
@@ -138,8 +141,6 @@ REGISTRY_LOG_FAILURES = Counter(
     ["cause"],
     registry=REGISTRY,
 )
-#: Every cause of a failed change-log poll.
-REGISTRY_LOG_FAILURE_CAUSES = ("error", "gap")
 HTTP_REQUESTS = Counter(
     "ratelimit_http_requests",
     "HTTP responses by route pattern, method and status.",
@@ -246,8 +247,8 @@ def preset(strategy: str) -> None:
     for cause in CONTENDED_CAUSES:
         CONTENDED.labels(strategy, cause)
     LOCAL_DENIALS.labels(strategy)
-    for cause in REGISTRY_LOG_FAILURE_CAUSES:
-        REGISTRY_LOG_FAILURES.labels(cause)
+    for log_failure in LogFailure:
+        REGISTRY_LOG_FAILURES.labels(log_failure.value)
 
 
 class MetricsObserver:
@@ -273,6 +274,20 @@ class MetricsObserver:
 
     def contended(self, cause: str) -> None:
         TALLY.inc(labelled(CONTENDED, self.strategy, cause))
+
+
+class RegistryMetrics:
+    """The registry's :class:`registry.Observer`, as Prometheus metrics and Sanic's error
+    log."""
+
+    def record_read(self) -> None:
+        TALLY.inc(REGISTRY_READS)
+
+    def log_failed(self, cause: LogFailure) -> None:
+        TALLY.inc(labelled(REGISTRY_LOG_FAILURES, cause.value))
+
+    def warning(self, message: str) -> None:
+        error_logger.warning(message)
 
 
 def exposition() -> tuple[bytes, str]:

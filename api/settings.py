@@ -10,6 +10,7 @@ import dataclasses
 
 from limiter import Alignment, LimiterSettings, SettingsError
 from limiter.settings import choices
+from registry import RegistryConfig
 
 __all__ = ["ALIGNMENT_NAMES", "Settings"]
 
@@ -73,6 +74,17 @@ class Settings(LimiterSettings):
     registry_log_poll_seconds: float = 1.0
     #: Records a worker keeps in that memo (the oldest go first past this).
     registry_memo_size: int = 100_000
+
+    @property
+    def registry_config(self) -> RegistryConfig:
+        return RegistryConfig(
+            clients_map=self.clients_map,
+            names_map=self.names_map,
+            near_cache_ttl_seconds=self.registry_near_cache_ttl_seconds,
+            memo_seconds=self.registry_memo_seconds,
+            memo_size=self.registry_memo_size,
+            log_poll_seconds=self.registry_log_poll_seconds,
+        )
 
     def __post_init__(self) -> None:
         super().__post_init__()

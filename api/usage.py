@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from api.registry import ClientRecord
 from limiter import Strategy
+from registry import ClientRecord
 
 __all__ = ["current_usage"]
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 from hazelcast.asyncio import HazelcastClient
 
-from api.registry import ClientRecord, Registry
 from api.settings import Settings
 from limiter import Alignment, ClusterLink
 from limiter.cluster import connect
+from registry import ClientRecord, Registry
 from stack import Stack, poll_until
 from tests.cluster import CLUSTER_NAME, MEMBERS
 from tests.loop import LoopThread
@@ -153,9 +153,10 @@ def test_a_change_whose_event_was_lost_reaches_the_memo_through_the_change_log(
         clients = await link.get_map(clients_map)
         names = await link.get_map(f"ratelimit.names.{suffix}")
         changes = await link.client.get_ringbuffer(f"{clients_map}.changes")
-        writer = Registry(clients, names, changes=changes)
+        config = Settings(clients_map=clients_map).registry_config
+        writer = Registry(clients, names, changes, config)
         reader = DeafRegistry(
-            clients, names, changes=changes, listening_everywhere=link.listening_everywhere
+            clients, names, changes, config, listening_everywhere=link.listening_everywhere
         )
         await reader.follow_changes()
         await reader.read_log()

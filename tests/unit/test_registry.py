@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,12 +15,50 @@ from hazelcast.proxy.ringbuffer import ReadResult
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.errors import UpdateConflict
+from api.errors import from_registry
 from api.metrics import REGISTRY as METRICS
-from api.metrics import TALLY
-from api.registry import ClientRecord, Registry, parse_client_id
+from api.metrics import TALLY, RegistryMetrics
+from api.settings import Settings
 from limiter import Alignment
 from limiter.cluster import ClusterLink
+from registry import (
+    LOG_TRUST_POLLS,
+    ClientRecord,
+    NameTaken,
+    Registry,
+    StoreUnavailable,
+    UpdateConflict,
+    parse_client_id,
+)
+
+#: The registry's configuration with the default settings.
+CONFIG = Settings().registry_config
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to, or when the registry sleeps on it
+    (a sleep moves it at once and runs what was due meanwhile)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._due: list[tuple[float, Callable[[], object]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, action: Callable[[], object]) -> None:
+        self._due.append((when, action))
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [entry for entry in self._due if entry[0] <= self.now]
+        self._due = [entry for entry in self._due if entry[0] > self.now]
+        for _, action in due:
+            action()
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+        await asyncio.sleep(0)
 
 
 @dataclasses.dataclass
@@ -48,14 +86,15 @@ def test_an_update_that_keeps_losing_its_races_is_a_conflict_not_an_outage() -> 
     number of attempts, never a 503 "cluster unavailable"."""
     record = ClientRecord("id-1", "a", 5, 60, "2026-11-30T00:00:00.000Z", Alignment.CLOCK)
     clients = AlwaysChangingClients(record)
-    registry = Registry(clients, names=None, changes=ChangeLog())
+    registry = Registry(clients, None, ChangeLog(), CONFIG, clock=FakeClock())
 
     async def update() -> None:
         await registry.update("id-1", limit=6, window_seconds=None, window_alignment=None)
 
     with pytest.raises(UpdateConflict) as conflict:
         asyncio.run(update())
-    assert conflict.value.status_code == 409
+    answer = from_registry(conflict.value)
+    assert answer is not None and answer.status_code == 409
     assert 1 < clients.replaces <= 16
 
 
@@ -136,18 +175,24 @@ def following(
     everywhere: list[bool] | None = None,
     log: ChangeLog | None = None,
     poll_seconds: float = 60.0,
+    clock: FakeClock | None = None,
+    observer: RegistryMetrics | None = None,
 ) -> Registry:
     """A registry whose listener is registered, on every member while ``everywhere[0]``
-    (always without it), and which has joined its change log ``log``."""
+    (always without it), and which has joined its change log ``log``; its time is
+    ``clock``'s (a fake clock of its own without it)."""
+    clock = FakeClock() if clock is None else clock
     registry = Registry(
         clients,
-        names=None,
-        changes=ChangeLog() if log is None else log,
-        log_poll_seconds=poll_seconds,
-        memo_ttl_seconds=60,
+        None,
+        ChangeLog() if log is None else log,
+        dataclasses.replace(CONFIG, log_poll_seconds=poll_seconds, memo_seconds=60),
         listening_everywhere=lambda registration: (
             registration == "registration-1" and (everywhere is None or everywhere[0])
         ),
+        observer=observer,
+        clock=clock,
+        sleep=clock.sleep,
     )
 
     async def join() -> None:
@@ -299,14 +344,16 @@ def test_a_new_worker_waits_a_bounded_time_for_its_listener_to_be_everywhere() -
     """until_trusted answers True as soon as every member would tell of a change, and
     False at its deadline while some member would not (the worker then starts anyway)."""
     everywhere = [False]
-    registry = following(OneRecordClients(RECORD), everywhere)
+    clock = FakeClock()
+    registry = following(OneRecordClients(RECORD), everywhere, clock=clock)
+    started = clock.now
     assert asyncio.run(registry.until_trusted(0.05)) is False
+    assert started + 0.05 <= clock.now < started + 0.07
 
-    async def arrives_later() -> bool:
-        asyncio.get_running_loop().call_later(0.05, everywhere.__setitem__, 0, True)
-        return await registry.until_trusted(5.0)
-
-    assert asyncio.run(arrives_later()) is True
+    started = clock.now
+    clock.call_at(started + 0.05, lambda: everywhere.__setitem__(0, True))
+    assert asyncio.run(registry.until_trusted(5.0)) is True
+    assert clock.now - started < 0.07
 
 
 def test_a_change_whose_event_was_lost_is_read_again_after_the_next_log_poll() -> None:
@@ -346,12 +393,13 @@ def test_the_memo_is_not_served_once_the_log_goes_unread() -> None:
     """The memo answers only while the change log was read to its end within the last
     few polls: a worker whose polls fail reads every record through the near cache."""
     clients = OneRecordClients(RECORD)
-    registry = following(clients, poll_seconds=0.001)
+    clock = FakeClock()
+    registry = following(clients, poll_seconds=1.0, clock=clock)
     asyncio.run(registry.fetch("id-1"))
-    deadline = time.monotonic() + 5
-    while registry.remembered("id-1")[0]:
-        assert time.monotonic() < deadline, "the memo was still served 5 s after the last poll"
-        time.sleep(0.001)
+    clock.advance(LOG_TRUST_POLLS * 1.0)
+    assert registry.remembered("id-1") == (True, RECORD)  # the last poll's trust ends now
+    clock.advance(0.001)
+    assert registry.remembered("id-1") == (False, None)
     assert asyncio.run(registry.fetch("id-1")) == RECORD
     assert clients.near_cached_reads == 1  # not kept, so the near cache may answer
     asyncio.run(registry.read_log())
@@ -438,7 +486,7 @@ def test_updates_and_deletes_log_the_id_after_writing() -> None:
     that changes nothing: it may retry one whose log entry was lost."""
     clients = WritableClients(RECORD)
     log = ChangeLog()
-    registry = Registry(clients, names=clients, changes=log)
+    registry = Registry(clients, clients, log, CONFIG, clock=FakeClock())
 
     async def writes() -> None:
         await registry.update("id-1", limit=9, window_seconds=None, window_alignment=None)
@@ -476,7 +524,16 @@ def test_failed_and_gapped_log_polls_are_counted_by_cause() -> None:
     (ratelimit_registry_log_failures_total), so a memo no longer served shows there."""
     errors, gaps = _log_failures("error"), _log_failures("gap")
     unreachable = UnreachableLog()
-    registry = Registry(OneRecordClients(RECORD), None, changes=unreachable, log_poll_seconds=0.001)
+    clock = FakeClock()
+    registry = Registry(
+        OneRecordClients(RECORD),
+        None,
+        unreachable,
+        CONFIG,
+        observer=RegistryMetrics(),
+        clock=clock,
+        sleep=clock.sleep,
+    )
 
     async def poll_a_while() -> None:
         polling = asyncio.get_running_loop().create_task(registry.follow_log())
@@ -487,8 +544,22 @@ def test_failed_and_gapped_log_polls_are_counted_by_cause() -> None:
     assert _log_failures("error") >= errors + 3
 
     log = ChangeLog(capacity=2)
-    registry = following(OneRecordClients(RECORD), log=log)
+    registry = following(OneRecordClients(RECORD), log=log, observer=RegistryMetrics())
     for other in range(3):
         asyncio.run(log.add(f"other-{other}"))
     asyncio.run(registry.read_log())
     assert _log_failures("gap") == gaps + 1
+
+
+def test_each_registry_error_has_the_http_answer_it_had() -> None:
+    """api.errors maps the registry's errors to the statuses, messages and Retry-After the
+    management routes have always answered: 409 for a taken name, 503 for a refused write."""
+    taken = from_registry(NameTaken())
+    assert taken is not None and taken.status_code == 409
+    assert taken.body() == {"error": "a client with this name already exists"}
+    refused = from_registry(StoreUnavailable(2))
+    assert refused is not None and refused.status_code == 503
+    assert refused.headers == {"Retry-After": "2"}
+    assert refused.body() == {
+        "error": "registry database unavailable: nothing was changed, try again later"
+    }

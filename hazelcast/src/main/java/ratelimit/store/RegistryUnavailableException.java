@@ -5,7 +5,7 @@ import com.hazelcast.core.HazelcastException;
 /**
  * The registry database could not take a write (or give the initial load): the map
  * operation that caused it fails and changes nothing in memory. API replicas recognise
- * it by this class name (api/registry.py) and answer 503.
+ * it by this class name (registry/store.py) and answer 503.
  */
 public class RegistryUnavailableException extends HazelcastException {
 
