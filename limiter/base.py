@@ -147,7 +147,7 @@ class _Pending:
     cost: int
     answer: asyncio.Future[Decision]
     deadline: float
-    #: ``time.monotonic()`` when it was asked: did the cluster answer anything since?
+    #: When it was asked, on the liveness clock: did the cluster answer anything since?
     asked_at: float
 
 
@@ -189,6 +189,8 @@ class Strategy(abc.ABC):
         self.deny_cache = DenyCache(config.deny_cache_size)
         self.liveness = wiring.get("liveness")
         self.observer: Observer = wiring.get("observer") or NullObserver()
+        #: The clock a request's ``asked_at`` is read from: the liveness's own.
+        self._liveness_clock = time.monotonic if self.liveness is None else self.liveness.clock
         self._flights: dict[Hashable, _Flight] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._ttl_restores: set[asyncio.Task[None]] = set()
@@ -245,7 +247,7 @@ class Strategy(abc.ABC):
             self.observer.contended("queue_full")
             return contended(limit)
         flight.queued[key] = queued + 1
-        pending = _Pending(key, cost, loop.create_future(), deadline, time.monotonic())
+        pending = _Pending(key, cost, loop.create_future(), deadline, self._liveness_clock())
         flight.queue.append(pending)
         if flight.gathering is not None and len(flight.queue) >= self.batch_limit:
             _settle(flight.gathering)

@@ -168,39 +168,6 @@ def test_a_late_decision_is_a_timeout_when_the_cluster_is_silent() -> None:
     asyncio.run(scenario())
 
 
-def test_reachable_needs_a_connection_and_an_answer_since_the_moment() -> None:
-    """Reachable since a moment: connected, and an answer at or after that moment."""
-    connected = True
-    liveness = Liveness(connected=lambda: connected)
-    before = time.monotonic()
-    liveness.answered()
-    assert liveness.reachable_since(before)
-    assert not liveness.reachable_since(time.monotonic() + 1)
-    connected = False
-    assert not liveness.reachable_since(before)
-
-
-def test_the_heartbeat_keeps_an_idle_cluster_reachable() -> None:
-    """With no decisions, heartbeat pings that answer keep the cluster counted reachable,
-    and pings that hang do not."""
-
-    async def scenario(ping_hangs: bool) -> bool:
-        liveness = Liveness()
-
-        async def ping() -> None:
-            if ping_hangs:
-                await asyncio.sleep(10)
-
-        beating = asyncio.create_task(liveness.heartbeat(ping, 0.02, 0.05))
-        since = time.monotonic()
-        await asyncio.sleep(0.2)
-        beating.cancel()
-        return liveness.reachable_since(since)
-
-    assert asyncio.run(scenario(ping_hangs=False))
-    assert not asyncio.run(scenario(ping_hangs=True))
-
-
 def test_a_request_that_timed_out_in_the_queue_is_never_counted() -> None:
     """A request whose deadline passed before its batch was sent is left out of it."""
     strategy = DictStrategy(delay=0.3)
