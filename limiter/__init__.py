@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from limiter.base import Clock, NullObserver, Observer, Strategy, contended, wall_clock_ms
+from limiter.base import Clock, NullObserver, Observer, Strategy, wall_clock_ms
 from limiter.cas import CasStrategy
 from limiter.cluster import ClusterLink, connect
+from limiter.contention import ContendedCause, contended
 from limiter.entry_processor import EntryProcessorStrategy
 from limiter.errors import (
     BackendError,
@@ -52,6 +53,7 @@ __all__ = [
     "CasStrategy",
     "Clock",
     "ClusterLink",
+    "ContendedCause",
     "Decision",
     "EntryProcessorStrategy",
     "LimiterSettings",

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypedDict, Unpack
 
+from limiter.contention import ContendedCause, contended
 from limiter.deny_cache import DenyCache
 from limiter.errors import BackendTimeout, as_backend_error
 from limiter.liveness import Liveness
@@ -43,21 +44,17 @@ from limiter.rule import Alignment, Decision, Reason, WindowState, open_window
 from limiter.settings import LimiterSettings, StrategyConfig, StrategyName
 
 __all__ = [
-    "CONTENDED_RETRY_MS",
     "Clock",
     "NullObserver",
     "Observer",
     "Quota",
     "Strategy",
     "Wiring",
-    "contended",
     "wall_clock_ms",
 ]
 
 #: Returns the current time in epoch milliseconds.
 Clock = Callable[[], int]
-#: A contended denial says "nothing for the next second": contention passes quickly.
-CONTENDED_RETRY_MS = 1000
 
 
 def wall_clock_ms() -> int:
@@ -66,11 +63,6 @@ def wall_clock_ms() -> int:
 
 def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
-
-
-def contended(limit: int) -> Decision:
-    """The denial given when the key was too busy to decide in time."""
-    return Decision(False, limit, 0, CONTENDED_RETRY_MS, Reason.CONTENDED)
 
 
 class Observer(Protocol):
@@ -86,7 +78,7 @@ class Observer(Protocol):
 
     def denied_locally(self) -> None: ...
 
-    def contended(self, cause: str) -> None: ...
+    def contended(self, cause: ContendedCause) -> None: ...
 
 
 class NullObserver:
@@ -105,7 +97,7 @@ class NullObserver:
     def denied_locally(self) -> None:
         pass
 
-    def contended(self, cause: str) -> None:
+    def contended(self, cause: ContendedCause) -> None:
         pass
 
 
@@ -244,7 +236,7 @@ class Strategy(abc.ABC):
             flight = self._flights[lane] = _Flight()
         queued = flight.queued.get(key, 0)
         if queued >= self.max_queued_per_key:
-            self.observer.contended("queue_full")
+            self.observer.contended(ContendedCause.QUEUE_FULL)
             return contended(limit)
         flight.queued[key] = queued + 1
         pending = _Pending(key, cost, loop.create_future(), deadline, self._liveness_clock())
@@ -292,7 +284,7 @@ class Strategy(abc.ABC):
         """Busy is a denial; only a cluster that answered nothing while the request
         waited (or a lost connection) is unreachable, for the failure mode to decide."""
         if self.liveness is None or self.liveness.reachable_since(pending.asked_at):
-            self.observer.contended("deadline")
+            self.observer.contended(ContendedCause.DEADLINE)
             pending.answer.set_result(contended(pending.quota.limit))
             return
         pending.answer.set_exception(
@@ -398,8 +390,9 @@ class Strategy(abc.ABC):
         """One atomic read-decide-write for every request of ``costs``, in order.
 
         Returns one decision per cost. A strategy that cannot finish by ``deadline``
-        (event-loop time) because the key is busy returns :func:`contended` decisions
-        for the requests it could not decide.
+        (event-loop time) because the key is busy returns
+        :func:`limiter.contention.contended` decisions for the requests it could not
+        decide.
         """
 
     async def current_window(

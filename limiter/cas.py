@@ -11,11 +11,11 @@ from limiter.base import (
     Quota,
     Strategy,
     Wiring,
-    contended,
     decode_window,
     encode_window,
     window_key,
 )
+from limiter.contention import ContendedCause, contended
 from limiter.rule import Decision, decide_batch
 from limiter.settings import CasConfig, LimiterSettings, StrategyConfig
 
@@ -84,5 +84,5 @@ class CasStrategy(Strategy):
                 break
             await asyncio.sleep(pause)
         self.observer.cas_attempts(attempt)
-        self.observer.contended("cas_exhausted")
+        self.observer.contended(ContendedCause.CAS_EXHAUSTED)
         return [contended(quota.limit)] * len(costs)

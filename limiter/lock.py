@@ -14,11 +14,11 @@ from limiter.base import (
     Quota,
     Strategy,
     Wiring,
-    contended,
     decode_window,
     encode_window,
     window_key,
 )
+from limiter.contention import ContendedCause, contended
 from limiter.rule import Decision, WindowState, decide_batch
 from limiter.settings import LimiterSettings, LockConfig, StrategyConfig
 
@@ -70,7 +70,7 @@ class LockStrategy(Strategy):
         locked = wait > 0 and await self._lock(key, wait)
         self.observer.lock_waited(time.monotonic() - asked)
         if not locked:
-            self.observer.contended("lock_busy")
+            self.observer.contended(ContendedCause.LOCK_BUSY)
             return [contended(quota.limit)] * len(costs)
         try:
             now = self.now_ms()
@@ -85,7 +85,7 @@ class LockStrategy(Strategy):
                 return decisions
             # The key changed under "our" lock: this holder stalled past its lease and
             # another took the lock. Nothing was written, so nothing is admitted.
-            self.observer.contended("lock_lost")
+            self.observer.contended(ContendedCause.LOCK_LOST)
             return [contended(quota.limit)] * len(costs)
         finally:
             with contextlib.suppress(HazelcastError):
