@@ -32,7 +32,6 @@ import uvloop
 
 from api.settings import Settings
 from limiter import connect
-from limiter.base import Quota
 from limiter.entry_processor import (
     MEMBER_CLOCK,
     EntryProcessorStrategy,
@@ -40,6 +39,7 @@ from limiter.entry_processor import (
     shard_call_data,
     shard_entry_of,
 )
+from limiter.quota import Quota
 from limiter.rule import Alignment
 
 #: Far above anything a run sends: every decision is admitted and writes.

@@ -69,8 +69,8 @@ import pytest
 
 from api.settings import Settings
 from limiter import STRATEGY_NAMES
-from limiter.base import window_key
 from limiter.entry_processor import counter_entry
+from limiter.kv_window import window_key
 from stack.runner import MEMBER_CONFIG, Stack
 from tests.cluster import MEMBERS, quiet_window, settings_env
 from tests.cluster import test_settings as suite_settings
