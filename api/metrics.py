@@ -33,7 +33,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from sanic.log import error_logger
 
-from limiter import BackendTimeout, BackendUnavailable
+from limiter import BackendTimeout, BackendUnavailable, ContendedCause
 from registry import LogFailure
 
 __all__ = [
@@ -113,8 +113,7 @@ LOCAL_DENIALS = Counter(
 )
 CONTENDED = Counter(
     "ratelimit_contended",
-    "Requests denied because their key was too busy, by cause: queue_full, lock_busy, "
-    "lock_lost (a stalled lock holder's fenced write failed), cas_exhausted, deadline.",
+    f"Requests denied because their key was too busy, by cause: {', '.join(ContendedCause)}.",
     ["strategy", "cause"],
     registry=REGISTRY,
 )
@@ -234,7 +233,7 @@ def method_label(method: str) -> str:
 #: start: dashboards and alerts then read "none yet" as 0 rather than as no data.
 OUTCOMES = ("allowed", "denied", "contended", "fail_open", "fail_closed")
 ERROR_KINDS = tuple(kind.kind for kind in (BackendUnavailable, BackendTimeout))
-CONTENDED_CAUSES = ("queue_full", "lock_busy", "lock_lost", "cas_exhausted", "deadline")
+CONTENDED_CAUSES = tuple(ContendedCause)
 
 
 def preset(strategy: str) -> None:
@@ -244,8 +243,8 @@ def preset(strategy: str) -> None:
         DECISIONS.labels(strategy, outcome)
     for kind in ERROR_KINDS:
         BACKEND_ERRORS.labels(strategy, kind)
-    for cause in CONTENDED_CAUSES:
-        CONTENDED.labels(strategy, cause)
+    for contended_cause in CONTENDED_CAUSES:
+        CONTENDED.labels(strategy, contended_cause)
     LOCAL_DENIALS.labels(strategy)
     for log_failure in LogFailure:
         REGISTRY_LOG_FAILURES.labels(log_failure.value)
@@ -272,7 +271,7 @@ class MetricsObserver:
     def denied_locally(self) -> None:
         TALLY.inc(labelled(LOCAL_DENIALS, self.strategy))
 
-    def contended(self, cause: str) -> None:
+    def contended(self, cause: ContendedCause) -> None:
         TALLY.inc(labelled(CONTENDED, self.strategy, cause))
 
 

@@ -37,7 +37,15 @@ from typing import Any, cast
 
 from benchmarks.results import InProcess, InProcessRow
 from benchmarks.stats import percentile
-from limiter import STRATEGY_NAMES, Alignment, Decision, LimiterSettings, connect, create_strategy
+from limiter import (
+    STRATEGY_NAMES,
+    Alignment,
+    ContendedCause,
+    Decision,
+    LimiterSettings,
+    connect,
+    create_strategy,
+)
 
 __all__ = ["FLOORS", "GridOptions", "Recorder", "run_grid"]
 
@@ -76,7 +84,7 @@ class Recorder:
         self.batches = 0
         self.batched = 0
         self.lock_waits: list[float] = []
-        self.contended_causes: collections.Counter[str] = collections.Counter()
+        self.contended_causes: collections.Counter[ContendedCause] = collections.Counter()
         self.local_denials = 0
         self.ttl_restore_failures = 0
 
@@ -96,7 +104,7 @@ class Recorder:
     def denied_locally(self) -> None:
         self.local_denials += 1
 
-    def contended(self, cause: str) -> None:
+    def contended(self, cause: ContendedCause) -> None:
         self.contended_causes[cause] += 1
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from limiter.base import Clock, NullObserver, Observer, Strategy, contended, wall_clock_ms
 from limiter.cas import CasStrategy
 from limiter.cluster import ClusterLink, connect
+from limiter.contention import ContendedCause, contended
 from limiter.entry_processor import EntryProcessorStrategy
 from limiter.errors import (
     BackendError,
@@ -20,8 +20,10 @@ from limiter.errors import (
     as_backend_error,
     cluster_call,
 )
+from limiter.lanes import Lanes
 from limiter.liveness import Liveness
 from limiter.lock import LockStrategy
+from limiter.quota import Quota
 from limiter.rule import (
     Alignment,
     Decision,
@@ -40,6 +42,7 @@ from limiter.settings import (
     StrategyConfig,
     StrategyName,
 )
+from limiter.strategy import Clock, NullObserver, Observer, Strategy, wall_clock_ms
 
 __all__ = [
     "STRATEGIES",
@@ -52,14 +55,17 @@ __all__ = [
     "CasStrategy",
     "Clock",
     "ClusterLink",
+    "ContendedCause",
     "Decision",
     "EntryProcessorStrategy",
+    "Lanes",
     "LimiterSettings",
     "Liveness",
     "LockConfig",
     "LockStrategy",
     "NullObserver",
     "Observer",
+    "Quota",
     "RateLimitError",
     "Reason",
     "SettingsError",

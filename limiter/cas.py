@@ -7,22 +7,17 @@ import random
 from collections.abc import Sequence
 from typing import Any, Self, Unpack
 
-from limiter.base import (
-    Quota,
-    Strategy,
-    Wiring,
-    contended,
-    decode_window,
-    encode_window,
-    window_key,
-)
+from limiter.contention import ContendedCause, contended
+from limiter.kv_window import KvWindowStrategy, decode_window, encode_window, window_key
+from limiter.quota import Quota
 from limiter.rule import Decision, decide_batch
 from limiter.settings import CasConfig, LimiterSettings, StrategyConfig
+from limiter.strategy import Wiring
 
 __all__ = ["CasStrategy"]
 
 
-class CasStrategy(Strategy):
+class CasStrategy(KvWindowStrategy):
     """``get`` → ``put_if_absent(ttl)`` or ``replace_if_same``, retried with jittered
     backoff, once per batch of queued requests.
 
@@ -37,7 +32,8 @@ class CasStrategy(Strategy):
     successful replace the key's TTL is restored with ``set_ttl``, off the decision's
     critical path; the map-level TTL in hazelcast.xml bounds a key whose restore was lost.
     Clock: this replica's (or the injected one), read at each attempt.
-    Storage: :func:`limiter.base.window_key`, holding :func:`limiter.base.encode_window`.
+    Storage: :func:`limiter.kv_window.window_key`, holding
+    :func:`limiter.kv_window.encode_window`.
     """
 
     name = "cas"
@@ -84,5 +80,5 @@ class CasStrategy(Strategy):
                 break
             await asyncio.sleep(pause)
         self.observer.cas_attempts(attempt)
-        self.observer.contended("cas_exhausted")
+        self.observer.contended(ContendedCause.CAS_EXHAUSTED)
         return [contended(quota.limit)] * len(costs)

@@ -6,7 +6,7 @@ a window of the same limit and length cannot make room again. So once a decision
 denied until the window ends, and the worker can say so itself.
 
 The entry is keyed by the client's limit, window length and alignment as well as its id
-(a :class:`limiter.base.Quota`): a PATCH that changes any of them makes the next request
+(a :class:`limiter.quota.Quota`): a PATCH that changes any of them makes the next request
 miss the cache and go to the cluster at once (a cache keyed by client alone would keep
 denying a client whose limit was just raised).
 A DELETE needs nothing here: the registry lookup before the cache answers 404.
@@ -24,12 +24,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from limiter.rule import Alignment, Decision, Reason
+from limiter.quota import Quota
+from limiter.rule import Decision, Reason
 
 __all__ = ["DenyCache"]
-
-#: (client id, limit, window seconds, alignment)
-Key = tuple[str, int, int, Alignment]
 
 
 class DenyCache:
@@ -37,30 +35,32 @@ class DenyCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        #: key -> (deny until, window end to report), both in local milliseconds.
-        self._ends: OrderedDict[Key, tuple[int, int]] = OrderedDict()
+        #: quota -> (deny until, window end to report), both in local milliseconds.
+        self._ends: OrderedDict[Quota, tuple[int, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._ends)
 
-    def remember(self, key: Key, deny_until_ms: int, reported_end_ms: int | None = None) -> None:
-        """Denies ``key`` until ``deny_until_ms``; denials report the window ending at
+    def remember(
+        self, quota: Quota, deny_until_ms: int, reported_end_ms: int | None = None
+    ) -> None:
+        """Denies ``quota`` until ``deny_until_ms``; denials report the window ending at
         ``reported_end_ms`` (default: the same instant)."""
         reported = deny_until_ms if reported_end_ms is None else reported_end_ms
-        self._ends[key] = (deny_until_ms, max(reported, deny_until_ms))
-        self._ends.move_to_end(key)
+        self._ends[quota] = (deny_until_ms, max(reported, deny_until_ms))
+        self._ends.move_to_end(quota)
         while len(self._ends) > self.size:
             self._ends.popitem(last=False)
 
-    def denial(self, key: Key, cost: int, now_ms: int) -> Decision | None:
+    def denial(self, quota: Quota, cost: int, now_ms: int) -> Decision | None:
         """The decision the cluster would give now, if the window is known to be full."""
-        entry = self._ends.get(key)
+        entry = self._ends.get(quota)
         if entry is None:
             return None
         deny_until, reported_end = entry
         if now_ms >= deny_until:
-            del self._ends[key]
+            del self._ends[quota]
             return None
-        limit = key[1]
+        limit = quota.limit
         reason = Reason.COST_OVER_LIMIT if cost > limit else Reason.LIMIT_REACHED
         return Decision(False, limit, 0, reported_end - now_ms, reason)

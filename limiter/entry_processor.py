@@ -4,7 +4,7 @@ Two layouts, chosen by ``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``):
 
 - **shards** (the default, 1): every client window lives in one of a few shard entries
   of the map ``{counters_map}.shards`` (OBJECT in-memory format, so a shard is changed in
-  place and never serialised per call). A shard is a lane (:mod:`limiter.base`): a
+  place and never serialised per call). A shard is a lane (:mod:`limiter.lanes`): a
   worker sends at most one call per shard at a time, and everything queued for that
   shard meanwhile goes in the next call, one :class:`ShardProcessor` carrying each key's
   batch. The member decides them all on the shard's partition thread and sends one
@@ -35,10 +35,11 @@ from hazelcast.serialization.api import (
 )
 from hazelcast.serialization.data import Data
 
-from limiter.base import Quota, Strategy, Wiring
 from limiter.cluster import sibling_map
+from limiter.quota import Quota
 from limiter.rule import Alignment, Decision, Reason, WindowState
 from limiter.settings import StrategyConfig
+from limiter.strategy import Strategy, Wiring
 
 __all__ = [
     "PROCESSOR_FACTORY_ID",

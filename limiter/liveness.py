@@ -25,21 +25,30 @@ __all__ = ["Liveness"]
 
 
 class Liveness:
-    """When this worker last heard from the cluster, and whether it is connected."""
+    """When this worker last heard from the cluster, and whether it is connected.
 
-    def __init__(self, connected: Callable[[], bool] = lambda: True) -> None:
+    ``clock`` measures it, in seconds (default: the monotonic clock; tests pass one they
+    move by hand). A moment given to :meth:`reachable_since` is read from the same clock.
+    """
+
+    def __init__(
+        self,
+        connected: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._connected = connected
-        self._last_answer = time.monotonic()
+        self.clock = clock
+        self._last_answer = clock()
 
     def answered(self) -> None:
         """The cluster just answered an operation of this worker."""
-        self._last_answer = time.monotonic()
+        self._last_answer = self.clock()
 
     def silent_for(self) -> float:
-        return time.monotonic() - self._last_answer
+        return self.clock() - self._last_answer
 
     def reachable_since(self, moment: float) -> bool:
-        """Connected, and an answer came at or after ``moment`` (``time.monotonic()``)."""
+        """Connected, and an answer came at or after ``moment`` (on :attr:`clock`)."""
         return self._connected() and self._last_answer >= moment
 
     async def heartbeat(

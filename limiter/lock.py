@@ -10,22 +10,17 @@ from typing import Any, Self, Unpack
 
 from hazelcast.errors import HazelcastError
 
-from limiter.base import (
-    Quota,
-    Strategy,
-    Wiring,
-    contended,
-    decode_window,
-    encode_window,
-    window_key,
-)
+from limiter.contention import ContendedCause, contended
+from limiter.kv_window import KvWindowStrategy, decode_window, encode_window, window_key
+from limiter.quota import Quota
 from limiter.rule import Decision, WindowState, decide_batch
 from limiter.settings import LimiterSettings, LockConfig, StrategyConfig
+from limiter.strategy import Wiring
 
 __all__ = ["LockStrategy"]
 
 
-class LockStrategy(Strategy):
+class LockStrategy(KvWindowStrategy):
     """``try_lock(lease)`` → ``get`` → conditional write → ``unlock``: four round trips
     per batch of queued requests, not per request.
 
@@ -37,13 +32,14 @@ class LockStrategy(Strategy):
     Unlike the original, a lock that is not free in time never yields an unlocked
     decision: the batch is denied as contended. The lock always has a lease, so a replica
     that dies holding it frees it after ``lock_lease_seconds``. The asyncio client owns a
-    lock per task: lock and unlock run in the key's runner task (see
-    :mod:`limiter.base`), which no caller's timeout or hang-up cancels, so a granted lock
+    lock per task: lock and unlock run in the lane's runner task (see
+    :mod:`limiter.lanes`), which no caller's timeout or hang-up cancels, so a granted lock
     is always released, and two runners (two workers, or two limits of one client during
     a change) exclude each other like two processes do.
     Clock: this replica's (or the injected one), read once the lock is held, so that a
     wait for the lock never decides with a stale time.
-    Storage: :func:`limiter.base.window_key`, holding :func:`limiter.base.encode_window`.
+    Storage: :func:`limiter.kv_window.window_key`, holding
+    :func:`limiter.kv_window.encode_window`.
     """
 
     name = "lock"
@@ -70,7 +66,7 @@ class LockStrategy(Strategy):
         locked = wait > 0 and await self._lock(key, wait)
         self.observer.lock_waited(time.monotonic() - asked)
         if not locked:
-            self.observer.contended("lock_busy")
+            self.observer.contended(ContendedCause.LOCK_BUSY)
             return [contended(quota.limit)] * len(costs)
         try:
             now = self.now_ms()
@@ -85,7 +81,7 @@ class LockStrategy(Strategy):
                 return decisions
             # The key changed under "our" lock: this holder stalled past its lease and
             # another took the lock. Nothing was written, so nothing is admitted.
-            self.observer.contended("lock_lost")
+            self.observer.contended(ContendedCause.LOCK_LOST)
             return [contended(quota.limit)] * len(costs)
         finally:
             with contextlib.suppress(HazelcastError):

@@ -75,7 +75,7 @@ class Reason(enum.IntEnum):
     COST_OVER_LIMIT = 2
     #: No decision in time because the client's key is busy (its queue is full, its lock
     #: is not free, its cas attempts ran out or its batch missed the deadline) while the
-    #: cluster answers. A denial, never an admission: see :mod:`limiter.base`.
+    #: cluster answers. A denial, never an admission: see :mod:`limiter.lanes`.
     CONTENDED = 3
 
 

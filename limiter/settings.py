@@ -44,7 +44,7 @@ ZERO_ALLOWED = {"zero_allowed": True}
 
 @dataclasses.dataclass(frozen=True)
 class StrategyConfig:
-    """What every strategy needs (see :class:`limiter.base.Strategy`)."""
+    """What every strategy needs (see :class:`limiter.strategy.Strategy`)."""
 
     decision_timeout_seconds: float
     expiry_grace_seconds: float

@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 
 from api.settings import Settings
-from limiter.base import window_key
 from limiter.entry_processor import counter_entry
+from limiter.kv_window import window_key
 from stack import MEMBER_CONFIG, Stack
 from tests.cluster import MEMBERS, settings_env
 from tests.cluster import test_settings as suite_settings

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from limiter.base import window_key
+from limiter.kv_window import window_key
 from stack import ROOT
 from tests.cluster import NginxLog, quiet_window
 from tests.conftest import Topology

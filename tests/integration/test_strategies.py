@@ -30,8 +30,8 @@ from limiter import (
     create_strategy,
     window_start,
 )
-from limiter.base import decode_window, window_key
 from limiter.entry_processor import counter_entry
+from limiter.kv_window import decode_window, window_key
 from tests.loop import LoopThread
 
 NOW_MS = 1_800_000_000_000

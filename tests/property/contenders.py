@@ -23,7 +23,8 @@ from limiter import (
     WindowState,
     create_strategy,
 )
-from limiter.base import Quota, encode_window
+from limiter.kv_window import encode_window
+from limiter.quota import Quota
 
 BROKEN = "broken"
 

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.settings import Settings
 from limiter import STRATEGY_NAMES, ClusterLink
-from limiter.base import window_key
+from limiter.kv_window import window_key
 from tests.cluster import quiet_window
 from tests.conftest import Topology
 from tests.loop import LoopThread

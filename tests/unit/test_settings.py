@@ -110,7 +110,7 @@ def test_each_strategy_is_built_from_the_settings_alone(name: str) -> None:
     )
     strategy = create_strategy(settings, counters=None, name=name)
     assert type(strategy) is STRATEGIES[name] and strategy.name == name
-    assert (strategy.decision_timeout_seconds, strategy.max_queued_per_key) == (3.0, 9)
+    assert (strategy.decision_timeout_seconds, strategy.lanes.max_queued) == (3.0, 9)
     assert strategy.expiry_grace_ms == 4000
     if isinstance(strategy, LockStrategy):
         assert (strategy.lock_wait_seconds, strategy.lock_lease_seconds) == (2.5, 7.0)

@@ -13,7 +13,6 @@ from hazelcast.config import Config
 from hazelcast.serialization.service import SerializationServiceV1
 from hypothesis import strategies as st
 
-from limiter.base import Quota
 from limiter.entry_processor import (
     ONE_SHARD,
     PinnedKey,
@@ -24,6 +23,7 @@ from limiter.entry_processor import (
     shard_of,
     split_result,
 )
+from limiter.quota import Quota
 from limiter.rule import Alignment, Reason
 
 
