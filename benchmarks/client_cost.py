@@ -6,8 +6,8 @@ call; this measures the call alone, so that the share can be told apart:
 
 - ``IMap.get`` of one small value (the least a call costs);
 - one shard call carrying 1, 3 and 10 windows, as the strategy sends it
-  (:func:`limiter.entry_processor.shard_call_data` to a
-  :class:`limiter.entry_processor.PinnedKey`; end to end at 32 connections a call carries
+  (:func:`limiter.processor_wire.shard_call_data` to a
+  :class:`limiter.processor_wire.PinnedKey`; end to end at 32 connections a call carries
   about three);
 - ``decide`` for 1, 3 and 10 clients at once through the entry processor strategy (one
   shard), which adds the strategy's queueing to the call.
@@ -33,13 +33,8 @@ import uvloop
 from api.settings import Settings
 from limiter import connect
 from limiter.base import Quota
-from limiter.entry_processor import (
-    MEMBER_CLOCK,
-    EntryProcessorStrategy,
-    PinnedKey,
-    shard_call_data,
-    shard_entry_of,
-)
+from limiter.entry_processor import EntryProcessorStrategy, shard_entry_of
+from limiter.processor_wire import MEMBER_CLOCK, PinnedKey, shard_call_data
 from limiter.rule import Alignment
 
 #: Far above anything a run sends: every decision is admitted and writes.

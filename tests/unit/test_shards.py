@@ -14,16 +14,8 @@ from hazelcast.serialization.service import SerializationServiceV1
 from hypothesis import strategies as st
 
 from limiter.base import Quota
-from limiter.entry_processor import (
-    ONE_SHARD,
-    PinnedKey,
-    ShardProcessor,
-    counter_entry,
-    shard_call_data,
-    shard_entry_of,
-    shard_of,
-    split_result,
-)
+from limiter.entry_processor import ONE_SHARD, counter_entry, shard_entry_of, shard_of
+from limiter.processor_wire import PinnedKey, ShardProcessor, shard_call_data, split_result
 from limiter.rule import Alignment, Reason
 
 

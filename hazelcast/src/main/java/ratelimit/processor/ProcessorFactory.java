@@ -5,7 +5,7 @@ import com.hazelcast.nio.serialization.IdentifiedDataSerializable;
 
 /**
  * Registered in {@code hazelcast/hazelcast.xml}; the ids must match
- * {@code limiter/entry_processor.py}.
+ * {@code limiter/processor_wire.py}.
  */
 public class ProcessorFactory implements DataSerializableFactory {
 
