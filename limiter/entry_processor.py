@@ -1,24 +1,18 @@
-"""One round trip: the rule runs inside the member that owns the client's counter.
+"""One round trip: the rule runs inside the member that owns the client's window.
 
-Two layouts, chosen by ``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``):
+Every client window lives in one of ``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``, 1 by
+default) shard entries of the map ``{counters_map}.shards`` (OBJECT in-memory format, so a
+shard is changed in place and never serialised per call). A shard is a lane
+(:mod:`limiter.base`): a worker sends at most one call per shard at a time, and
+everything queued for that shard meanwhile goes in the next call, one
+:class:`ShardProcessor` carrying each key's batch. The member decides them all on the
+shard's partition thread and sends one synchronous backup with the windows that changed,
+so the cost of a client message, a partition operation and a backup is shared by every
+decision in the call, as exact and as durable as one call per key::
 
-- **shards** (the default, 1): every client window lives in one of a few shard entries
-  of the map ``{counters_map}.shards`` (OBJECT in-memory format, so a shard is changed in
-  place and never serialised per call). A shard is a lane (:mod:`limiter.base`): a
-  worker sends at most one call per shard at a time, and everything queued for that
-  shard meanwhile goes in the next call, one :class:`ShardProcessor` carrying each key's
-  batch. The member decides them all on the shard's partition thread and sends one
-  synchronous backup with the windows that changed, so the cost of a client message, a
-  partition operation and a backup is shared by every decision in the call, as exact and
-  as durable as one call per key::
-
-      request → lane of its key (crc32 of the key, mod the shard count)
-        └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight;
-           what queues meanwhile goes in the next one
-
-- **one entry per key** (0): ``{client}:{window}`` in ``counters_map`` holding
-  ``long[]{window start, count}`` with its TTL, one :class:`FixedWindowProcessor` call
-  per key batch.
+    request → lane of its key (crc32 of the key, mod the shard count)
+      └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight;
+         what queues meanwhile goes in the next one
 
 What goes over the wire (ids, serialisables, the packed call, the answer's layout) is
 :mod:`limiter.processor_wire`.
@@ -34,7 +28,6 @@ from limiter.base import Quota, Strategy, Wiring
 from limiter.cluster import sibling_map
 from limiter.processor_wire import (
     MEMBER_CLOCK,
-    FixedWindowProcessor,
     PinnedKey,
     ShardWindowReader,
     processor_key,
@@ -55,14 +48,15 @@ __all__ = [
 
 
 class EntryProcessorStrategy(Strategy):
-    """``execute_on_key`` with :class:`ShardProcessor` (or :class:`FixedWindowProcessor`
-    with one entry per key): one round trip per call, for every key batch it carries.
+    """``execute_on_key`` with :class:`ShardProcessor` on the shard of the call's keys:
+    one round trip per call, for every key batch it carries.
 
-    The member runs read-decide-write on the entry's partition thread, so no other
-    operation on the entry interleaves, and writes value and expiry in one step. A window
-    is per client and window length (:func:`processor_key`) and holds the window's start
-    and count, because the window is picked on the member. Clock: the owning member's,
-    unless a clock was injected (tests), which is then sent with each request.
+    The member runs read-decide-write on the shard's partition thread, so no other
+    operation on the shard interleaves, and writes each window with its expiry in one
+    step. A window is per client and window length (:func:`processor_key`) and holds the
+    window's start and count, because the window is picked on the member. Clock: the
+    owning member's, unless a clock was injected (tests), which is then sent with each
+    request.
     """
 
     name = "entry_processor"
@@ -75,9 +69,7 @@ class EntryProcessorStrategy(Strategy):
 
     @property
     def shards(self) -> Any:
-        """The map of the shard layout (None with one entry per key), reached on first use."""
-        if not self.shard_count:
-            return None
+        """The map of the shard entries, reached on first use."""
         if self._shards is None:
             self._shards = sibling_map(self.counters, shards_map_name(self.counters.name))
         return self._shards
@@ -86,8 +78,6 @@ class EntryProcessorStrategy(Strategy):
         return MEMBER_CLOCK if self.clock is None else self.clock()
 
     def _lane(self, quota: Quota) -> Hashable:
-        if not self.shard_count:
-            return quota
         if self.shard_count == 1:
             return ONE_SHARD
         key = processor_key(quota.client_id, quota.window_seconds)
@@ -96,8 +86,6 @@ class EntryProcessorStrategy(Strategy):
     async def _decide_lane(
         self, lane: Hashable, batches: Sequence[tuple[Quota, Sequence[int]]], deadline: float
     ) -> list[list[Decision]]:
-        if not self.shard_count:
-            return await super()._decide_lane(lane, batches, deadline)
         key = self._shard_keys.get(lane)
         if key is None:
             key = self._shard_keys[lane] = PinnedKey(str(lane))
@@ -108,27 +96,15 @@ class EntryProcessorStrategy(Strategy):
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[Decision]:
-        processor = FixedWindowProcessor(
-            quota.limit,
-            quota.window_seconds,
-            quota.alignment,
-            self._now_or_member_clock(),
-            self.expiry_grace_ms,
-            costs,
-        )
-        result = await self.counters.execute_on_key(
-            processor_key(quota.client_id, quota.window_seconds), processor
-        )
-        return split_result(result, [len(costs)])[0]
+        """One key's batch alone: a shard call carrying only it (the lanes call
+        :meth:`_decide_lane` with every key of the shard instead)."""
+        return (await self._decide_lane(self._lane(quota), [(quota, costs)], deadline))[0]
 
     async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
         key = processor_key(client_id, window_seconds)
-        if self.shard_count:
-            stored = await self.shards.execute_on_key(
-                shard_entry_of(key, self.shard_count), ShardWindowReader(key)
-            )
-        else:
-            stored = await self.counters.get(key)
+        stored = await self.shards.execute_on_key(
+            shard_entry_of(key, self.shard_count), ShardWindowReader(key)
+        )
         if isinstance(stored, list) and len(stored) == 2:
             return WindowState(int(stored[0]), int(stored[1]))
         return None
@@ -157,9 +133,6 @@ def shard_entry_of(key: str, shard_count: int) -> str:
 def counter_entry(
     counters_map: str, shard_count: int, client_id: str, window_seconds: int
 ) -> tuple[str, str]:
-    """The map and key of the entry that holds a client's window in the entry processor's
-    layout (``shard_count`` 0: one entry per key)."""
+    """The map and key of the shard entry that holds a client's window."""
     key = processor_key(client_id, window_seconds)
-    if not shard_count:
-        return counters_map, key
     return shards_map_name(counters_map), shard_entry_of(key, shard_count)

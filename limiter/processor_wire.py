@@ -19,14 +19,13 @@ from hazelcast.serialization.api import (
 from hazelcast.serialization.data import Data
 
 from limiter.base import Quota
-from limiter.rule import Alignment, Decision, Reason
+from limiter.rule import Decision, Reason
 
 __all__ = [
     "MEMBER_CLOCK",
     "PROCESSOR_FACTORY_ID",
     "RESULT_HEADER",
     "RESULT_STRIDE",
-    "FixedWindowProcessor",
     "PinnedKey",
     "ShardProcessor",
     "ShardWindowReader",
@@ -38,7 +37,6 @@ __all__ = [
 
 #: Must match ProcessorFactory.java and hazelcast.xml.
 PROCESSOR_FACTORY_ID = 7301
-FIXED_WINDOW_PROCESSOR_ID = 1
 SHARD_PROCESSOR_ID = 3
 SHARD_WINDOW_READER_ID = 6
 #: Sent instead of a time: let the member's clock pick the window.
@@ -60,55 +58,11 @@ _SHARD_CALL_HEAD = struct.Struct(">iibiiqqi")
 _STRING_HEAD = struct.Struct(">iii")
 
 
-class FixedWindowProcessor(IdentifiedDataSerializable):
-    """The Python half of ``ratelimit.processor.FixedWindowProcessor``: only its fields.
-
-    It carries a batch: the costs of every request queued for the key, decided in order
-    by one execution. The client only ever sends it, so it needs no factory on this side.
-    """
-
-    def __init__(
-        self,
-        limit: int,
-        window_seconds: int,
-        alignment: Alignment,
-        now_ms: int,
-        expiry_grace_ms: int,
-        costs: Sequence[int],
-    ) -> None:
-        self.limit = limit
-        self.window_seconds = window_seconds
-        self.alignment = alignment
-        self.now_ms = now_ms
-        self.expiry_grace_ms = expiry_grace_ms
-        self.costs = list(costs)
-
-    def write_data(self, output: ObjectDataOutput) -> None:
-        output.write_long(self.limit)
-        output.write_long(self.window_seconds)
-        output.write_int(self.alignment.wire_id)
-        output.write_long(self.now_ms)
-        output.write_long(self.expiry_grace_ms)
-        output.write_long_array(self.costs)
-
-    def read_data(self, inp: ObjectDataInput) -> None:
-        self.limit = inp.read_long()
-        self.window_seconds = inp.read_long()
-        self.alignment = list(Alignment)[inp.read_int()]
-        self.now_ms = inp.read_long()
-        self.expiry_grace_ms = inp.read_long()
-        self.costs = inp.read_long_array()
-
-    def get_factory_id(self) -> int:
-        return PROCESSOR_FACTORY_ID
-
-    def get_class_id(self) -> int:
-        return FIXED_WINDOW_PROCESSOR_ID
-
-
 class ShardProcessor(IdentifiedDataSerializable):
     """The Python half of ``ratelimit.processor.ShardProcessor``: the batches of several
-    windows of one shard, each as :class:`FixedWindowProcessor` carries one.
+    windows of one shard, each the costs of every request queued for the window, decided
+    in order by one execution. The client only ever sends it, so it needs no factory on
+    this side.
 
     The strategy sends the same bytes built faster by :func:`shard_call_data`; this class
     is the format as the client's serializer writes it, which they are checked against.
@@ -236,8 +190,8 @@ def parse_result(result: Sequence[int], requests: int, start: int = 0) -> list[D
 
 
 def split_result(result: Sequence[int], batch_sizes: Sequence[int]) -> list[list[Decision]]:
-    """A processor's answer, one list of decisions per batch of ``batch_sizes`` in order
-    (one batch for a key's processor, one per window for a shard's)."""
+    """A shard call's answer, one list of decisions per batch of ``batch_sizes`` in order
+    (one per window the call carried)."""
     answers = []
     at = 0
     for size in batch_sizes:
