@@ -3,7 +3,10 @@ answer, kept apart from the strategy that decides when to send it.
 
 The other half is Java (``hazelcast/src/main/java/ratelimit/processor``): the factory and
 class ids, each serialisable's field order and the answer's layout must agree on both
-sides (``ProcessorFactory.java`` and ``hazelcast/hazelcast.xml`` for the ids).
+sides. The numbers of that contract are written once, in
+``tests/vectors/processor_wire.csv``: ``tests/unit/test_processor_wire.py`` checks these
+constants and the factory registration in ``hazelcast/hazelcast.xml`` against it, and
+``WireContractTest.java`` the Java constants.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ __all__ = [
     "split_result",
 ]
 
-#: Must match ProcessorFactory.java and hazelcast.xml.
+#: The contract's numbers (tests/vectors/processor_wire.csv).
 PROCESSOR_FACTORY_ID = 7301
 SHARD_PROCESSOR_ID = 3
 SHARD_WINDOW_READER_ID = 6

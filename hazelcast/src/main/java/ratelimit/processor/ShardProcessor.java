@@ -29,6 +29,11 @@ import java.util.concurrent.TimeUnit;
  * {@code allowed (1|0), remaining, reason} per request ({@link #toResult}), all in one
  * {@code long[]}: a plain array, so the Python client reads it without a registered
  * factory.
+ *
+ * <p>The numbers of this contract ({@link #MEMBER_CLOCK}, {@link #RESULT_HEADER},
+ * {@link #RESULT_STRIDE}, the ids in {@link ProcessorFactory}, the reasons and alignments
+ * of {@link FixedWindowRule}) are written once, in {@code tests/vectors/processor_wire.csv},
+ * and checked against it on both sides ({@code WireContractTest} here).
  */
 public class ShardProcessor
         implements EntryProcessor<Object, Object, long[]>, IdentifiedDataSerializable {

@@ -88,6 +88,7 @@ class ShardProcessorTest {
         }
     }
 
+    /** A call of many windows answers, window by window, what the rule decides for each alone. */
     @Test
     void manyWindowsInOneCallAnswerAsEachWindowDecidedAlone() {
         Random random = new Random(7);
@@ -130,6 +131,7 @@ class ShardProcessorTest {
         }
     }
 
+    /** A window's answer is limit, resetAfterMs, then allowed, remaining, reason per request. */
     @Test
     void resultLayoutFromABatchOutcome() {
         FixedWindowRule.BatchOutcome outcome = new FixedWindowRule.BatchOutcome(
@@ -137,6 +139,7 @@ class ShardProcessorTest {
         assertArrayEquals(new long[] {7, 1234, 1, 5, 0, 0, 5, 2}, ShardProcessor.toResult(outcome));
     }
 
+    /** With MEMBER_CLOCK sent, the member's own clock picks the window. */
     @Test
     void theMemberClockPicksTheWindowWhenNoTimeIsSent() {
         long before = System.currentTimeMillis();
