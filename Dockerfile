@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     RATELIMIT_PORT=8081
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md compat.py ./
 COPY limiter ./limiter
 COPY registry ./registry
 COPY api ./api

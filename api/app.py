@@ -31,7 +31,7 @@ from sanic import Request, Sanic
 from sanic.config import Config
 from sanic.response import BaseHTTPResponse, HTTPResponse
 from sanic_ext.config import PRIORITY as EXTENSIONS_PRIORITY
-from sanic_ext.extensions.openapi.builders import OperationStore, SpecificationBuilder
+from sanic_ext.extensions.openapi.builders import SpecificationBuilder
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from api import clients, guard, probes
@@ -39,6 +39,7 @@ from api.backend import Backend
 from api.errors import render_error
 from api.metrics import HTTP_REQUESTS, TALLY, labelled, method_label, preset
 from api.settings import Settings
+from compat import name_openapi_operation
 
 __all__ = ["API_VERSION", "App", "create_app"]
 
@@ -113,9 +114,7 @@ def _extend(app: App) -> None:
 
 def _document_the_document(app: App) -> None:
     """Adds the document's own route, which Sanic Extensions leaves out, to the document."""
-    operation = OperationStore()[probes.openapi_document]  # type: ignore[no-untyped-call]  # untyped upstream
-    operation._default["operationId"] = "get~openapi_document"
-    operation._app = app
+    operation = name_openapi_operation(probes.openapi_document, "get~openapi_document", app)
     path = app.config.OAS_URL_PREFIX.rstrip("/") + app.config.OAS_URI_TO_JSON
     SpecificationBuilder().operation(path, "GET", operation)
 

@@ -33,6 +33,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from sanic.log import error_logger
 
+from compat import histogram_buckets, histogram_sum, histogram_upper_bounds
 from limiter import BackendTimeout, BackendUnavailable, ContendedCause
 from registry import LogFailure
 
@@ -174,13 +175,14 @@ class Tally:
         self._due()
 
     def observe(self, histogram: Any, amount: float) -> None:
+        bounds = histogram_upper_bounds(histogram)
         sums = self._observations.get(histogram)
         if sums is None:
-            sums = self._observations[histogram] = [0.0] * (len(histogram._upper_bounds) + 1)
+            sums = self._observations[histogram] = [0.0] * (len(bounds) + 1)
         sums[0] += amount
         # The bucket Histogram.observe counts it in: the first bound at or above it.
-        bucket = bisect.bisect_left(histogram._upper_bounds, amount)
-        if bucket < len(histogram._upper_bounds):
+        bucket = bisect.bisect_left(bounds, amount)
+        if bucket < len(bounds):
             sums[1 + bucket] += 1
         self._due()
 
@@ -194,8 +196,8 @@ class Tally:
         for counter, amount in counts.items():
             counter.inc(amount)
         for histogram, sums in observations.items():
-            histogram._sum.inc(sums[0])
-            for value, count in zip(histogram._buckets, sums[1:], strict=True):
+            histogram_sum(histogram).inc(sums[0])
+            for value, count in zip(histogram_buckets(histogram), sums[1:], strict=True):
                 if count:
                     value.inc(count)
 

@@ -10,17 +10,12 @@ from typing import Any
 from hazelcast.asyncio import HazelcastClient
 from hazelcast.config import ReconnectMode
 from hazelcast.errors import HazelcastError
-from hazelcast.internal.asyncio_invocation import Invocation
-from hazelcast.internal.asyncio_proxy.map import Map as AsyncioMap
 from hazelcast.lifecycle import LifecycleState
-from hazelcast.protocol.codec import client_create_proxy_codec
 
+import compat
 from limiter.errors import BackendUnavailable
 from limiter.liveness import Liveness
 from limiter.settings import LimiterSettings
-
-#: The cluster's name for the map service (as hazelcast.proxy.MAP_SERVICE).
-MAP_SERVICE = "hz:impl:mapService"
 
 __all__ = ["HEARTBEAT_KEY", "ClusterLink", "connect", "sibling_map"]
 
@@ -60,8 +55,7 @@ class ClusterLink:
         client.cluster_service.add_listener(
             member_added=self._events_at_risk, member_removed=self._events_at_risk
         )
-        # Not public in the client, as the invocation service below.
-        client._connection_manager.add_listener(self._events_at_risk, self._events_at_risk)  # type: ignore[no-untyped-call]  # untyped upstream
+        compat.add_connection_listener(client, self._events_at_risk, self._events_at_risk)
 
     def on_events_at_risk(self, callback: Callable[[], None]) -> None:
         """Calls ``callback`` whenever map events may have been lost or may be lost for a
@@ -98,14 +92,12 @@ class ClusterLink:
         """Whether the listener ``registration`` is registered on a connection to every
         member the client knows, so that no member's event would go unheard.
 
-        The client does not tell this publicly: it is read from its listener service and
-        connection manager. Should those change shape, this answers False (the caller
-        then trusts no event stream: slower, never stale); a test against the real client
-        fails first."""
+        The client does not tell this publicly (see :mod:`compat`). Should its internals
+        change shape, this answers False (the caller then trusts no event stream: slower,
+        never stale); tests/unit/test_compat.py fails first."""
         try:
-            registrations = self.client._listener_service._active_registrations
-            registered = registrations[registration].connection_registrations
-            connections = self.client._connection_manager.active_connections
+            registered = compat.listener_connections(self.client, registration)
+            connections = compat.active_connections(self.client)
         except (AttributeError, KeyError):
             return False
         members = self.client.cluster_service.get_members()
@@ -146,10 +138,7 @@ class ClusterLink:
         while self.client.lifecycle_service.is_running():
             try:
                 for name, proxy in self._maps.items():
-                    # The create-proxy call get_map makes once (untyped upstream).
-                    request = client_create_proxy_codec.encode_request(name, MAP_SERVICE)  # type: ignore[no-untyped-call]
-                    invocation = Invocation(request)  # type: ignore[no-untyped-call]
-                    await self.client._invocation_service.ainvoke(invocation)
+                    await compat.create_map_on_cluster(self.client, name)
                     await proxy.size()
             except HazelcastError:
                 await asyncio.sleep(pause)
@@ -203,7 +192,7 @@ async def connect(settings: LimiterSettings, **client_config: Any) -> ClusterLin
     # HazelcastClient.create_and_start does, with a deadline around the start.
     try:
         # Returns once connected and holding the member list (the start is synchronous).
-        await asyncio.wait_for(client._start(), settings.connect_timeout_seconds)  # type: ignore[no-untyped-call]  # untyped upstream
+        await asyncio.wait_for(compat.start_client(client), settings.connect_timeout_seconds)
     except TimeoutError:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.shutdown(), 5.0)
@@ -222,4 +211,4 @@ def sibling_map(proxy: Any, name: str) -> Any:
     it through this. Members create a map on its first operation, so nothing has to be
     announced first.
     """
-    return AsyncioMap(MAP_SERVICE, name, proxy._context)  # type: ignore[no-untyped-call]  # untyped upstream
+    return compat.map_on_same_client(proxy, name)

@@ -50,7 +50,7 @@ class StrategyConfig:
     expiry_grace_seconds: float
     max_queued_per_key: int
     deny_cache_size: int
-    counter_shards: int = 0
+    counter_shards: int = 1
     batch_window_seconds: float = 0.0
     batch_limit: int = 1
 
@@ -118,14 +118,20 @@ class LimiterSettings:
     max_clock_skew_seconds: float = 0.5
     #: The window counters' map; tests give each run a fresh one.
     counters_map: str = "ratelimit.counters"
-    #: entry_processor: the windows of all clients live in this many shard entries of the
-    #: map ``{counters_map}.shards``, and a worker decides everything it has queued for one
-    #: shard with one cluster call (see :mod:`limiter.entry_processor`). 0: one entry per
-    #: client window in ``counters_map``, one call per key. Every replica must use the
-    #: same value, as it must use the same strategy: the layouts do not see each other.
-    counter_shards: int = dataclasses.field(default=1, metadata=ZERO_ALLOWED)
+    #: entry_processor: the windows of all clients live in this many shard entries (at
+    #: least one) of the map ``{counters_map}.shards``, and a worker decides everything it
+    #: has queued for one shard with one cluster call (see :mod:`limiter.entry_processor`).
+    #: Every replica must use the same value, as it must use the same strategy: the shard
+    #: entries of another count are other entries.
+    counter_shards: int = 1
 
     def __post_init__(self) -> None:
+        if self.counter_shards < 1:
+            raise SettingsError(
+                f"RATELIMIT_COUNTER_SHARDS must be 1 or more, got {self.counter_shards}: every "
+                "client window lives in one of that many shard entries (0, one entry per "
+                "window, is no longer a layout)"
+            )
         for field in dataclasses.fields(self):
             allowed = field.metadata.get("choices")
             value = getattr(self, field.name)

@@ -275,8 +275,8 @@ def main() -> int:
         type=int,
         nargs="*",
         default=[],
-        help="run entry_processor once per shard count (RATELIMIT_COUNTER_SHARDS; 0: one "
-        "entry per key); default: the replicas' setting",
+        help="run entry_processor once per shard count (RATELIMIT_COUNTER_SHARDS, 1 or more); "
+        "default: the replicas' setting",
     )
     parser.add_argument(
         "--cold-registry",

@@ -7,7 +7,7 @@ reads what every member's JMX exporter reports for that strategy's counter map:
 ``hazelcast_map_ownedEntryCount`` and ``hazelcast_map_ownedEntryMemoryCost`` (Hazelcast's
 estimate of key, value and record), and the same for the backups.
 
-The entry processor's shard layout (``RATELIMIT_COUNTER_SHARDS`` > 0, the default) keeps
+The entry processor's shard layout (``RATELIMIT_COUNTER_SHARDS`` shard entries) keeps
 its windows as objects inside a few entries, and Hazelcast reports the memory cost of an
 OBJECT entry as 0; its windows are measured from the members' heaps instead: the heap
 in use after a full collection (``jcmd GC.run``, then ``jvm_memory_used_bytes`` from the
@@ -128,7 +128,7 @@ def main() -> int:
         stack.start_cluster(stack.members)
         for strategy in args.strategies:
             map_name = f"ratelimit.counters.memory-{strategy}-{uuid.uuid4().hex[:6]}"
-            sharded = strategy == "entry_processor" and settings.counter_shards > 0
+            sharded = strategy == "entry_processor"
             run_id = uuid.uuid4().hex[:8]
             # The shard layout is measured between a tenth of the windows and all of them,
             # so what the first use of a map costs (its record stores, its metrics) is

@@ -30,10 +30,10 @@ What one run does, per strategy:
 Over-admission: what a client was admitted over the whole test beyond its limit. The
 bound is 0 for every strategy, because nothing a strategy relies on lives on one member:
 
-- ``entry_processor``: the counter map (``ratelimit.counters*`` in hazelcast.xml) has
-  ``backup-count`` 1, synchronous, and the client leaves backup acks to the owner
+- ``entry_processor``: the shard map (``ratelimit.counters*.shards`` in hazelcast.xml)
+  has ``backup-count`` 1, synchronous, and the client leaves backup acks to the owner
   (``backup_ack_to_client_enabled=False``), so the owner answers only once its backup ran
-  ``WindowBackupProcessor`` with the new count. A promoted backup holds every count that
+  ``ShardBackupProcessor`` with the windows that changed. A promoted backup holds every count that
   was answered; one that was counted but not answered is an under-admission.
 - ``cas``: the same synchronous backup of every ``put_if_absent``/``replace_if_same``;
   and each write is conditional on the value read, so whatever was lost or repeated

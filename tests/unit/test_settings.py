@@ -65,7 +65,7 @@ def test_unknown_strategy_fails_and_lists_the_allowed_ones() -> None:
         ("RATELIMIT_LOCK_WAIT_SECONDS", "1.0", "below RATELIMIT_DECISION_TIMEOUT_SECONDS"),
         ("RATELIMIT_LOCK_LEASE_SECONDS", "1.0", "exceed RATELIMIT_DECISION_TIMEOUT_SECONDS"),
         ("RATELIMIT_EXPIRY_GRACE_SECONDS", "1.2", "at least RATELIMIT_MAX_CLOCK_SKEW_SECONDS"),
-        ("RATELIMIT_COUNTER_SHARDS", "-1", "must be 0 or more"),
+        ("RATELIMIT_COUNTER_SHARDS", "-1", "must be 1 or more"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
@@ -75,11 +75,11 @@ def test_bad_values_name_the_variable(variable: str, value: str, message: str) -
     assert variable in str(error.value) or "MEMBERS" in str(error.value)
 
 
-def test_zero_counter_shards_chooses_one_entry_per_key() -> None:
-    """RATELIMIT_COUNTER_SHARDS accepts 0 (the one-entry-per-key layout), unlike the
-    other numbers, and hands it to the strategies."""
-    settings = Settings.from_env({"RATELIMIT_COUNTER_SHARDS": "0"})
-    assert settings.strategy_config.counter_shards == 0
+def test_zero_counter_shards_is_refused_at_start() -> None:
+    """RATELIMIT_COUNTER_SHARDS=0 (the removed one-entry-per-key layout) is refused with
+    the variable's name and its least value."""
+    with pytest.raises(SettingsError, match=r"RATELIMIT_COUNTER_SHARDS must be 1 or more, got 0"):
+        Settings.from_env({"RATELIMIT_COUNTER_SHARDS": "0"})
 
 
 def test_readme_documents_every_setting_and_its_default() -> None:

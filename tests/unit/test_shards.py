@@ -13,16 +13,8 @@ from hazelcast.config import Config
 from hazelcast.serialization.service import SerializationServiceV1
 from hypothesis import strategies as st
 
-from limiter.entry_processor import (
-    ONE_SHARD,
-    PinnedKey,
-    ShardProcessor,
-    counter_entry,
-    shard_call_data,
-    shard_entry_of,
-    shard_of,
-    split_result,
-)
+from limiter.entry_processor import ONE_SHARD, counter_entry, shard_entry_of, shard_of
+from limiter.processor_wire import PinnedKey, ShardProcessor, shard_call_data, split_result
 from limiter.quota import Quota
 from limiter.rule import Alignment, Reason
 
@@ -51,10 +43,9 @@ def test_keys_spread_over_every_shard() -> None:
     assert min(counts) > 0 and max(counts) < 2000
 
 
-def test_counter_entry_names_the_shard_map_or_the_key_itself() -> None:
-    """With shards the window lives in ``{map}.shards`` under its shard's key; with 0
-    shards, in the map under its own key."""
-    assert counter_entry("m", 0, "c", 60) == ("m", "c:60")
+def test_counter_entry_names_the_shard_map_and_the_shards_key() -> None:
+    """A window lives in ``{map}.shards`` under its shard's key."""
+    assert counter_entry("m", 1, "c", 60) == ("m.shards", "shard-0-of-1")
     shard_map, key = counter_entry("m", 4, "c", 60)
     assert shard_map == "m.shards"
     assert key == f"shard-{shard_of('c:60', 4)}-of-4"

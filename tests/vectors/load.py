@@ -1,5 +1,6 @@
 """Reads the shared vectors (also read by FixedWindowRuleTest.java): single decisions,
-and batches (several queued requests decided by one cluster operation)."""
+and batches (several queued requests decided by one cluster operation); and the entry
+processor's wire contract (also read by WireContractTest.java)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,20 @@ def load_batch() -> list[BatchVector]:
             )
         )
     return vectors
+
+
+WIRE_CONTRACT = Path(__file__).with_name("processor_wire.csv")
+
+
+class WireNumber(NamedTuple):
+    value: int
+    #: ``both`` (a constant on each side), ``java`` (members only) or ``retired`` (an id
+    #: that neither side may use again).
+    sides: str
+
+
+def load_wire() -> dict[str, WireNumber]:
+    """The entry processor's wire contract (also read by WireContractTest.java)."""
+    with WIRE_CONTRACT.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {row["name"]: WireNumber(int(row["value"]), row["sides"]) for row in rows}

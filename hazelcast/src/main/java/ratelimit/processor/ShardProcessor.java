@@ -13,23 +13,37 @@ import java.util.concurrent.TimeUnit;
  * Fixed-window decisions for the queued requests of several windows that live in one
  * {@link WindowShard}, run on the partition owner of the shard's key.
  *
- * <p>Each window's requests are decided as {@link FixedWindowProcessor} decides one key's
- * batch ({@link FixedWindowRule#decideBatch}, all at one instant, the member's clock unless
- * {@code nowMs >= 0}), and a window that admitted something is stored with its expiry
- * (window end + {@code expiryGraceMs}). Everything the call changed goes to the backup
+ * <p>Each window's queued requests are decided in order by
+ * {@link FixedWindowRule#decideBatch}, all at one instant: the member's clock unless the
+ * caller injects a time ({@code nowMs > MEMBER_CLOCK}, for tests), so replicas with skewed
+ * clocks still agree on window edges. A window that admitted something is stored with its
+ * expiry (window end + {@code expiryGraceMs}); denied requests change nothing. Everything the call changed goes to the backup
  * replica as values ({@link ShardBackupProcessor}), before the caller is answered.
  *
- * <p>Wire format, in this order: {@code nowMs} ({@code -1}: the member's clock) and
+ * <p>Wire format, in this order: {@code nowMs} ({@link #MEMBER_CLOCK}: the member's clock) and
  * {@code expiryGraceMs} as longs, the number of windows as an int, then per window its
  * key as a string, {@code limit} and {@code windowSeconds} as longs, {@code alignment} as
  * an int and the costs as a long array.
  *
- * <p>The result is, per window in order, what {@link FixedWindowProcessor} answers for
- * its batch ({@code limit, resetAfterMs}, then {@code allowed, remaining, reason} per
- * request), all in one {@code long[]}.
+ * <p>The result is, per window in order, {@code limit, resetAfterMs} then
+ * {@code allowed (1|0), remaining, reason} per request ({@link #toResult}), all in one
+ * {@code long[]}: a plain array, so the Python client reads it without a registered
+ * factory.
+ *
+ * <p>The numbers of this contract ({@link #MEMBER_CLOCK}, {@link #RESULT_HEADER},
+ * {@link #RESULT_STRIDE}, the ids in {@link ProcessorFactory}, the reasons and alignments
+ * of {@link FixedWindowRule}) are written once, in {@code tests/vectors/processor_wire.csv},
+ * and checked against it on both sides ({@code WireContractTest} here).
  */
 public class ShardProcessor
         implements EntryProcessor<Object, Object, long[]>, IdentifiedDataSerializable {
+
+    /** Sent instead of a time: the member's clock picks the window (any lower value too). */
+    static final long MEMBER_CLOCK = -1L;
+    /** Result slots of a window before its per-request triples: limit, resetAfterMs. */
+    static final int RESULT_HEADER = 2;
+    /** Result slots per request: allowed, remaining, reason. */
+    static final int RESULT_STRIDE = 3;
 
     private long nowMs;
     private long expiryGraceMs;
@@ -64,7 +78,7 @@ public class ShardProcessor
     @Override
     public long[] process(Map.Entry<Object, Object> entry) {
         validate();
-        long now = nowMs >= 0 ? nowMs : System.currentTimeMillis();
+        long now = nowMs > MEMBER_CLOCK ? nowMs : System.currentTimeMillis();
         WindowShard shard = entry.getValue() instanceof WindowShard stored ? stored : new WindowShard();
         long sweptAt = ShardBackupProcessor.NO_SWEEP;
         if (shard.sweepDue(now)) {
@@ -74,7 +88,7 @@ public class ShardProcessor
         int n = keys.length;
         int resultLength = 0;
         for (long[] batch : costs) {
-            resultLength += FixedWindowProcessor.RESULT_HEADER + FixedWindowProcessor.RESULT_STRIDE * batch.length;
+            resultLength += RESULT_HEADER + RESULT_STRIDE * batch.length;
         }
         long[] result = new long[resultLength];
         int at = 0;
@@ -92,10 +106,10 @@ public class ShardProcessor
                     limits[i],
                     windowSeconds[i],
                     alignments[i]);
-            long[] answer = FixedWindowProcessor.toResult(outcome);
+            long[] answer = toResult(outcome);
             System.arraycopy(answer, 0, result, at, answer.length);
             at += answer.length;
-            // Denied requests change nothing, as with one entry per key.
+            // Denied requests change nothing.
             if (outcome.anyAllowed()) {
                 long expiresAt = now + outcome.resetAfterMs() + expiryGraceMs;
                 changedKeys[changes] = keys[i];
@@ -109,6 +123,21 @@ public class ShardProcessor
             long ttlMs = Math.max(1L, shard.latestExpiryMs() - now);
             ((ExtendedMapEntry<Object, Object>) entry).setValue(shard, ttlMs, TimeUnit.MILLISECONDS);
             backup = new ShardBackupProcessor(sweptAt, ttlMs, changes, changedKeys, changedStates);
+        }
+        return result;
+    }
+
+    /** Lays one window's batch outcome out as its part of the documented result array. */
+    static long[] toResult(FixedWindowRule.BatchOutcome outcome) {
+        int n = outcome.allowed().length;
+        long[] result = new long[RESULT_HEADER + RESULT_STRIDE * n];
+        result[0] = outcome.limit();
+        result[1] = outcome.resetAfterMs();
+        for (int i = 0; i < n; i++) {
+            int at = RESULT_HEADER + RESULT_STRIDE * i;
+            result[at] = outcome.allowed()[i] ? 1L : 0L;
+            result[at + 1] = outcome.remaining()[i];
+            result[at + 2] = outcome.reasons()[i];
         }
         return result;
     }

@@ -21,12 +21,12 @@ import java.util.TreeMap;
  * changes this object in place and nothing is serialised per call; only migration and
  * replication serialise it whole.
  *
- * <p>A window is dead once its expiry passed (the per-entry TTL of the one-entry-per-key
- * layout): {@link #live} ignores it at once, and {@link #sweep} drops dead windows at most
+ * <p>A window is dead once its expiry passed (window end + grace, what a per-entry TTL
+ * would be): {@link #live} ignores it at once, and {@link #sweep} drops dead windows at most
  * every {@link #SWEEP_EVERY_MS}, with the instant passed on to the backup so both copies
  * drop the same ones. The entry itself is written with a TTL that ends with its
  * latest-expiring window ({@link #latestExpiryMs}), so a shard no request touches any more
- * leaves the map once all its windows are over, as the entries of that layout do.
+ * leaves the map once all its windows are over.
  */
 public final class WindowShard implements IdentifiedDataSerializable {
 

@@ -1,20 +1,10 @@
 package ratelimit.processor;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertInstanceOf;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
-import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.hazelcast.internal.nio.BufferObjectDataInput;
-import com.hazelcast.internal.nio.BufferObjectDataOutput;
-import com.hazelcast.internal.serialization.Data;
-import com.hazelcast.internal.serialization.InternalSerializationService;
-import com.hazelcast.internal.serialization.impl.DefaultSerializationServiceBuilder;
-import com.hazelcast.map.EntryProcessor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -27,8 +17,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 
 /**
- * Runs the shared vectors (also run by the Python unit tests) against the Java rule, and
- * checks the batch processor's wire format, result layout and stored state.
+ * Runs the shared vectors (also run by the Python unit tests) against the Java rule, one
+ * decision and a batch of them.
  */
 class FixedWindowRuleTest {
 
@@ -183,136 +173,5 @@ class FixedWindowRuleTest {
                 () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1}, 0, 1, FixedWindowRule.CLOCK));
         assertThrows(IllegalArgumentException.class,
                 () -> FixedWindowRule.decideBatch(false, 0, 0, 0, new long[] {1}, 1, 0, FixedWindowRule.CLOCK));
-    }
-
-    private static InternalSerializationService serialization() {
-        return new DefaultSerializationServiceBuilder()
-                .addDataSerializableFactory(ProcessorFactory.FACTORY_ID, new ProcessorFactory())
-                .build();
-    }
-
-    @Test
-    void processorWireFormatIsTheDocumentedOrder() throws IOException {
-        InternalSerializationService ss = serialization();
-        FixedWindowProcessor processor =
-                new FixedWindowProcessor(3, 60, FixedWindowRule.FIRST_REQUEST, 1000, 5000, new long[] {1, 2, 4});
-        BufferObjectDataOutput out = ss.createObjectDataOutput();
-        processor.writeData(out);
-        byte[] bytes = out.toByteArray();
-        BufferObjectDataInput in = ss.createObjectDataInput(bytes);
-        assertEquals(3L, in.readLong(), "limit");
-        assertEquals(60L, in.readLong(), "windowSeconds");
-        assertEquals(FixedWindowRule.FIRST_REQUEST, in.readInt(), "alignment");
-        assertEquals(1000L, in.readLong(), "nowMs");
-        assertEquals(5000L, in.readLong(), "expiryGraceMs");
-        assertArrayEquals(new long[] {1, 2, 4}, in.readLongArray(), "costs");
-        assertEquals(bytes.length, in.position(), "trailing bytes");
-    }
-
-    @Test
-    void processorSurvivesASerializationRoundTrip() {
-        InternalSerializationService ss = serialization();
-        FixedWindowProcessor original = new FixedWindowProcessor(3, 60, FixedWindowRule.CLOCK, 1000, 5000, new long[] {1, 1, 5, 1, 1});
-        Data data = ss.toData(original);
-        Object copy = ss.toObject(data);
-        assertInstanceOf(FixedWindowProcessor.class, copy);
-        long[] fromOriginal = original.process(new InMemoryEntry("c:60", null));
-        long[] fromCopy = ((FixedWindowProcessor) copy).process(new InMemoryEntry("c:60", null));
-        assertArrayEquals(fromOriginal, fromCopy);
-        assertArrayEquals(data.toByteArray(), ss.toData(copy).toByteArray(), "re-serialized bytes");
-    }
-
-    @Test
-    void processorReturnsTheDocumentedLayoutAndStoresTheState() {
-        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, FixedWindowRule.CLOCK, 1000, 5000, new long[] {1, 1, 5, 1, 1});
-        InMemoryEntry entry = new InMemoryEntry("c:60", null);
-
-        long[] result = processor.process(entry);
-
-        assertArrayEquals(new long[] {
-            3, 59000,
-            1, 2, FixedWindowRule.ADMITTED,
-            1, 1, FixedWindowRule.ADMITTED,
-            0, 1, FixedWindowRule.COST_OVER_LIMIT,
-            1, 0, FixedWindowRule.ADMITTED,
-            0, 0, FixedWindowRule.LIMIT_REACHED,
-        }, result);
-        assertArrayEquals(new long[] {0, 3}, (long[]) entry.getValue(), "stored {windowStart, count}");
-        assertEquals(59000 + 5000, entry.ttlMs(), "ttl = resetAfterMs + grace");
-        assertEquals(1, entry.writes(), "one write per batch");
-
-        EntryProcessor<Object, Object, long[]> backup = processor.getBackupProcessor();
-        assertNotNull(backup, "backup after an admission");
-        InMemoryEntry replica = new InMemoryEntry("c:60", null);
-        backup.process(replica);
-        assertArrayEquals(new long[] {0, 3}, (long[]) replica.getValue(), "backup value");
-        assertEquals(64000, replica.ttlMs(), "backup ttl");
-    }
-
-    @Test
-    void processorContinuesFromTheStoredState() {
-        FixedWindowProcessor processor = new FixedWindowProcessor(4, 60, FixedWindowRule.CLOCK, 120_500, 1000, new long[] {2, 3, 1});
-        InMemoryEntry entry = new InMemoryEntry("c:60", new long[] {120_000, 1});
-
-        long[] result = processor.process(entry);
-
-        assertArrayEquals(new long[] {4, 59500, 1, 1, 0, 0, 1, 1, 1, 0, 0}, result);
-        assertArrayEquals(new long[] {120_000, 4}, (long[]) entry.getValue());
-        assertEquals(60500, entry.ttlMs());
-    }
-
-    @Test
-    void processorWritesNothingWhenTheWholeBatchIsDenied() {
-        long[] stored = {0, 3};
-        FixedWindowProcessor processor = new FixedWindowProcessor(3, 60, FixedWindowRule.CLOCK, 2000, 5000, new long[] {1, 2, 4});
-        InMemoryEntry entry = new InMemoryEntry("c:60", stored);
-
-        long[] result = processor.process(entry);
-
-        assertArrayEquals(new long[] {3, 58000, 0, 0, 1, 0, 0, 1, 0, 0, 2}, result);
-        assertEquals(0, entry.writes(), "no write");
-        assertTrue(entry.getValue() == stored, "value untouched");
-        assertEquals(InMemoryEntry.NO_TTL, entry.ttlMs(), "ttl untouched");
-        assertNull(processor.getBackupProcessor(), "no backup");
-    }
-
-    @Test
-    void processorUsesTheMemberClockWhenNoTimeIsSent() {
-        long before = System.currentTimeMillis();
-        FixedWindowProcessor processor = new FixedWindowProcessor(5, 60, FixedWindowRule.CLOCK, -1, 0, new long[] {2});
-        InMemoryEntry entry = new InMemoryEntry("c:60", null);
-
-        long[] result = processor.process(entry);
-        long after = System.currentTimeMillis();
-
-        assertEquals(5, result.length);
-        assertEquals(5, result[0]);
-        assertTrue(result[1] >= 1 && result[1] <= 60_000, "resetAfterMs within the window");
-        assertArrayEquals(new long[] {1, 3, 0}, Arrays.copyOfRange(result, 2, 5));
-        long[] value = (long[]) entry.getValue();
-        assertTrue(value[0] == FixedWindowRule.windowStart(before, 60)
-                || value[0] == FixedWindowRule.windowStart(after, 60), "window of the member clock");
-        assertEquals(2, value[1]);
-        assertEquals(result[1], entry.ttlMs());
-    }
-
-    @Test
-    void resultLayoutFromABatchOutcome() {
-        FixedWindowRule.BatchOutcome outcome = new FixedWindowRule.BatchOutcome(
-                0, 2, 7, 1234, new boolean[] {true, false}, new long[] {5, 5}, new int[] {0, 2});
-        assertArrayEquals(new long[] {7, 1234, 1, 5, 0, 0, 5, 2}, FixedWindowProcessor.toResult(outcome));
-    }
-
-    @Test
-    void firstRequestWindowOpensAtTheRequestAndItsTtlCountsFromThere() {
-        FixedWindowProcessor processor =
-                new FixedWindowProcessor(2, 60, FixedWindowRule.FIRST_REQUEST, 125_250, 1000, new long[] {1, 1, 1});
-        InMemoryEntry entry = new InMemoryEntry("c:60", new long[] {60_000, 2});
-
-        long[] result = processor.process(entry);
-
-        assertArrayEquals(new long[] {2, 60_000, 1, 1, 0, 1, 0, 0, 0, 0, 1}, result);
-        assertArrayEquals(new long[] {125_250, 2}, (long[]) entry.getValue(), "window opened at now");
-        assertEquals(61_000, entry.ttlMs(), "ttl = W + grace from the opening request");
     }
 }

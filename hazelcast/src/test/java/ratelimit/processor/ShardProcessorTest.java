@@ -23,8 +23,8 @@ import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /**
- * The shard processor against the one-entry-per-key processor and the shared vectors, its
- * backup against its primary, and the sweep of expired windows.
+ * The shard processor against the rule alone and the shared vectors, its result layout and
+ * wire format, its backup against its primary, and the sweep of expired windows.
  */
 class ShardProcessorTest {
 
@@ -63,7 +63,7 @@ class ShardProcessorTest {
             long[] costs = longs(r[7]);
             long[] result = oneWindow(now, "c:60", Long.parseLong(r[5]), Long.parseLong(r[6]), alignment, costs)
                     .process(new InMemoryEntry("shard:0", shard));
-            assertEquals(FixedWindowProcessor.RESULT_HEADER + FixedWindowProcessor.RESULT_STRIDE * costs.length,
+            assertEquals(ShardProcessor.RESULT_HEADER + ShardProcessor.RESULT_STRIDE * costs.length,
                     result.length, r[0]);
             assertEquals(Long.parseLong(r[5]), result[0], r[0] + ": limit");
             assertEquals(Long.parseLong(r[11]), result[1], r[0] + ": resetAfterMs");
@@ -71,7 +71,7 @@ class ShardProcessorTest {
             long[] remaining = longs(r[9]);
             long[] reasons = longs(r[10]);
             for (int i = 0; i < costs.length; i++) {
-                int at = FixedWindowProcessor.RESULT_HEADER + FixedWindowProcessor.RESULT_STRIDE * i;
+                int at = ShardProcessor.RESULT_HEADER + ShardProcessor.RESULT_STRIDE * i;
                 assertEquals(allowed[i], result[at], r[0] + ": allowed[" + i + "]");
                 assertEquals(remaining[i], result[at + 1], r[0] + ": remaining[" + i + "]");
                 assertEquals(reasons[i], result[at + 2], r[0] + ": reason[" + i + "]");
@@ -88,19 +88,18 @@ class ShardProcessorTest {
         }
     }
 
+    /** A call of many windows answers, window by window, what the rule decides for each alone. */
     @Test
-    void manyWindowsInOneCallAnswerAsOneCallPerKey() {
+    void manyWindowsInOneCallAnswerAsEachWindowDecidedAlone() {
         Random random = new Random(7);
         long now = 1_000_000L;
         WindowShard shard = new WindowShard();
         InMemoryEntry shardEntry = new InMemoryEntry("shard:0", shard);
-        InMemoryEntry[] perKey = new InMemoryEntry[6];
-        for (int k = 0; k < perKey.length; k++) {
-            perKey[k] = new InMemoryEntry("c" + k + ":60", null);
-        }
+        // Per key, the window a call of its own would have left: {windowStartMs, count}.
+        long[][] alone = new long[6][];
         for (int round = 0; round < 40; round++) {
             now += random.nextInt(20_000);
-            int n = 1 + random.nextInt(perKey.length);
+            int n = 1 + random.nextInt(alone.length);
             String[] keys = new String[n];
             long[] limits = new long[n];
             long[] windows = new long[n];
@@ -108,14 +107,20 @@ class ShardProcessorTest {
             long[][] costs = new long[n][];
             long[] expected = new long[0];
             for (int i = 0; i < n; i++) {
-                int k = (round + i) % perKey.length;
+                int k = (round + i) % alone.length;
                 keys[i] = "c" + k + ":60";
                 limits[i] = 1 + k;
                 windows[i] = 60;
                 alignments[i] = k % 2 == 0 ? FixedWindowRule.CLOCK : FixedWindowRule.FIRST_REQUEST;
                 costs[i] = random.longs(1 + random.nextInt(4), 1, 3).toArray();
-                long[] single = new FixedWindowProcessor(limits[i], 60, alignments[i], now, GRACE_MS, costs[i])
-                        .process(perKey[k]);
+                long[] state = alone[k];
+                FixedWindowRule.BatchOutcome outcome = FixedWindowRule.decideBatch(
+                        state != null, state != null ? state[0] : 0L, state != null ? state[1] : 0L,
+                        now, costs[i], limits[i], 60, alignments[i]);
+                if (outcome.anyAllowed()) {
+                    alone[k] = new long[] {outcome.windowStartMs(), outcome.count()};
+                }
+                long[] single = ShardProcessor.toResult(outcome);
                 long[] joined = Arrays.copyOf(expected, expected.length + single.length);
                 System.arraycopy(single, 0, joined, expected.length, single.length);
                 expected = joined;
@@ -124,6 +129,34 @@ class ShardProcessorTest {
                     .process(shardEntry);
             assertArrayEquals(expected, result, "round " + round);
         }
+    }
+
+    /** A window's answer is limit, resetAfterMs, then allowed, remaining, reason per request. */
+    @Test
+    void resultLayoutFromABatchOutcome() {
+        FixedWindowRule.BatchOutcome outcome = new FixedWindowRule.BatchOutcome(
+                0, 2, 7, 1234, new boolean[] {true, false}, new long[] {5, 5}, new int[] {0, 2});
+        assertArrayEquals(new long[] {7, 1234, 1, 5, 0, 0, 5, 2}, ShardProcessor.toResult(outcome));
+    }
+
+    /** With MEMBER_CLOCK sent, the member's own clock picks the window. */
+    @Test
+    void theMemberClockPicksTheWindowWhenNoTimeIsSent() {
+        long before = System.currentTimeMillis();
+        WindowShard shard = new WindowShard();
+        long[] result = oneWindow(ShardProcessor.MEMBER_CLOCK, "c:60", 5, 60, FixedWindowRule.CLOCK, new long[] {2})
+                .process(new InMemoryEntry("shard:0", shard));
+        long after = System.currentTimeMillis();
+
+        assertEquals(5, result.length);
+        assertEquals(5, result[0]);
+        assertTrue(result[1] >= 1 && result[1] <= 60_000, "resetAfterMs within the window");
+        assertArrayEquals(new long[] {1, 3, 0}, Arrays.copyOfRange(result, 2, 5));
+        long[] stored = shard.live("c:60", after);
+        assertNotNull(stored, "stored");
+        assertTrue(stored[0] == FixedWindowRule.windowStart(before, 60)
+                || stored[0] == FixedWindowRule.windowStart(after, 60), "window of the member clock");
+        assertEquals(2, stored[1]);
     }
 
     @Test
@@ -178,7 +211,7 @@ class ShardProcessorTest {
         assertNull(shard.live("old:60", 1_000L), "dead at its expiry");
         ShardProcessor processor = oneWindow(2_000L, "old:60", 3, 60, FixedWindowRule.CLOCK, new long[] {1});
         long[] result = processor.process(primary);
-        assertEquals(2L, result[FixedWindowProcessor.RESULT_HEADER + 1], "a fresh window, not the expired count");
+        assertEquals(2L, result[ShardProcessor.RESULT_HEADER + 1], "a fresh window, not the expired count");
         ((ShardBackupProcessor) processor.getBackupProcessor()).process(backup);
         assertEquals(shard.snapshot(), backupShard.snapshot());
         assertEquals(List.of(0L, 1L, 90_000L), shard.snapshot().get("young:60"));
@@ -204,7 +237,7 @@ class ShardProcessorTest {
         int afterSweep = entry.writes();
         ShardProcessor denied = oneWindow(1_500L, "c:60", 3, 60, FixedWindowRule.CLOCK, new long[] {1, 2});
         long[] result = denied.process(entry);
-        assertEquals(0L, result[FixedWindowProcessor.RESULT_HEADER], "denied");
+        assertEquals(0L, result[ShardProcessor.RESULT_HEADER], "denied");
         assertEquals(afterSweep, entry.writes(), "no write");
         assertNull(denied.getBackupProcessor(), "no backup");
     }

@@ -1,0 +1,90 @@
+"""The entry processor's wire contract, Python side: the constants of
+:mod:`limiter.processor_wire`, the rule's numbers and the factory registration in
+``hazelcast/hazelcast.xml`` against ``tests/vectors/processor_wire.csv``, the one place
+the contract is written (WireContractTest.java checks the Java side against it)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from limiter import processor_wire
+from limiter.processor_wire import ShardProcessor, ShardWindowReader
+from limiter.quota import Quota
+from limiter.rule import Alignment, Reason
+from tests.vectors.load import load_wire
+
+pytestmark = pytest.mark.unit
+
+HAZELCAST_XML = Path(__file__).parents[2] / "hazelcast" / "hazelcast.xml"
+FACTORY_CLASS = "ratelimit.processor.ProcessorFactory"
+
+#: Each number of the contract that Python has, by its name in the contract file.
+PYTHON_SIDE = {
+    "factory_id": processor_wire.PROCESSOR_FACTORY_ID,
+    "shard_processor": processor_wire.SHARD_PROCESSOR_ID,
+    "shard_window_reader": processor_wire.SHARD_WINDOW_READER_ID,
+    "member_clock": processor_wire.MEMBER_CLOCK,
+    "result_header": processor_wire.RESULT_HEADER,
+    "result_stride": processor_wire.RESULT_STRIDE,
+    "reason_admitted": Reason.ADMITTED.value,
+    "reason_limit_reached": Reason.LIMIT_REACHED.value,
+    "reason_cost_over_limit": Reason.COST_OVER_LIMIT.value,
+    "alignment_clock": Alignment.CLOCK.wire_id,
+    "alignment_first_request": Alignment.FIRST_REQUEST.wire_id,
+}
+
+#: The class ids in use, on either side.
+CLASS_IDS = ("shard_processor", "shard_backup_processor", "window_shard", "shard_window_reader")
+
+
+def test_every_shared_number_has_its_python_constant() -> None:
+    """The contract's numbers for both sides are exactly those Python checks."""
+    shared = {name for name, number in load_wire().items() if number.sides == "both"}
+    assert shared == set(PYTHON_SIDE)
+
+
+@pytest.mark.parametrize("name", sorted(PYTHON_SIDE))
+def test_python_constant_matches_the_contract(name: str) -> None:
+    """Each Python constant of the wire has the contract's value."""
+    assert PYTHON_SIDE[name] == load_wire()[name].value
+
+
+def test_the_serialisables_carry_the_contracts_ids() -> None:
+    """What the client serialises names the contract's factory and class ids."""
+    wire = load_wire()
+    shard_call = ShardProcessor(0, 0, [(Quota("c", 1, 60, Alignment.CLOCK), [1])])
+    reader = ShardWindowReader("c:60")
+    assert shard_call.get_factory_id() == reader.get_factory_id() == wire["factory_id"].value
+    assert shard_call.get_class_id() == wire["shard_processor"].value
+    assert reader.get_class_id() == wire["shard_window_reader"].value
+
+
+def test_ids_are_distinct_and_retired_ones_unused() -> None:
+    """No two class ids are the same, and no constant uses a retired id."""
+    wire = load_wire()
+    class_ids = [
+        number.value
+        for name, number in wire.items()
+        if name in CLASS_IDS or number.sides == "retired"
+    ]
+    assert len(class_ids) == len(set(class_ids)) == len(CLASS_IDS) + 2
+    retired = {number.value for number in wire.values() if number.sides == "retired"}
+    assert retired
+    assert {processor_wire.SHARD_PROCESSOR_ID, processor_wire.SHARD_WINDOW_READER_ID}.isdisjoint(
+        retired
+    )
+
+
+def test_hazelcast_xml_registers_the_factory_under_the_contracts_id() -> None:
+    """The members' configuration registers ProcessorFactory, once, under factory_id."""
+    namespace = {"hz": "http://www.hazelcast.com/schema/config"}
+    root = ET.parse(HAZELCAST_XML).getroot()
+    factories = root.findall(
+        "hz:serialization/hz:data-serializable-factories/hz:data-serializable-factory", namespace
+    )
+    registered = {int(f.attrib["factory-id"]): (f.text or "").strip() for f in factories}
+    assert registered.get(load_wire()["factory_id"].value) == FACTORY_CLASS
+    assert list(registered.values()).count(FACTORY_CLASS) == 1
