@@ -1,7 +1,7 @@
 """The service's settings: the limiter's (:class:`limiter.LimiterSettings`) and the HTTP
 service's own, read together once from ``RATELIMIT_*`` variables (``Settings.from_env``).
 
-Every default lives in a field here or in the limiter's; README.md lists them all.
+Every default lives in a field here or in the limiter's; docs/operations.md lists them all.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Settings(LimiterSettings):
     #: Where a new client's windows start when the request names no ``window_alignment``:
     #: "first_request" (a window opens at the first request after the last one ended, as
     #: in the original service; resets spread over time) or "clock" (at multiples of the
-    #: window length, the same instant for every client). README.md argues the default.
+    #: window length, the same instant for every client). docs/design.md argues the default.
     default_window_alignment: str = dataclasses.field(
         default="first_request", metadata=choices(*ALIGNMENT_NAMES)
     )

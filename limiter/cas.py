@@ -27,10 +27,8 @@ class CasStrategy(KvWindowStrategy):
     A batch that runs out of attempts, or of time, is denied as contended: contention is
     never an admission.
 
-    Expiry: ``replace_if_same`` keeps no per-entry TTL (the entry falls back to the
-    map's ``time-to-live-seconds``), and Hazelcast has no replace-with-TTL. So after each
-    successful replace the key's TTL is restored with ``set_ttl``, off the decision's
-    critical path; the map-level TTL in hazelcast.xml bounds a key whose restore was lost.
+    Expiry: after each successful replace the key's TTL is restored off the critical
+    path (why: :meth:`limiter.kv_window.KvWindowStrategy._restore_ttl`).
     Clock: this replica's (or the injected one), read at each attempt.
     Storage: :func:`limiter.kv_window.window_key`, holding
     :func:`limiter.kv_window.encode_window`.

@@ -2,9 +2,9 @@
 
 Both keep a client's window as a short string under its own key in the counters map, and
 both write it only if the key still holds what they read (the entry processor keeps its
-windows inside the member and shares none of this). Hazelcast's conditional write,
-``replace_if_same``, keeps no per-entry TTL, so the TTL is given back after each replace,
-off the decision's critical path.
+windows inside the member and shares none of this), and both give a key its TTL back
+after each replace (:meth:`KvWindowStrategy._restore_ttl` says why; docs/design.md,
+"Storage and expiry", says it for users).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 typed configuration each strategy is built from.
 
 The defaults live in :class:`LimiterSettings` and nowhere else (the service adds its own
-fields in :class:`api.settings.Settings`, a subclass); README.md lists every one in a
+fields in :class:`api.settings.Settings`, a subclass); docs/operations.md lists every one in a
 table that ``tests/unit/test_settings.py`` keeps in step. The strategy classes take
 :class:`StrategyConfig`, :class:`LockConfig` and :class:`CasConfig`, which have no defaults
 of their own, so a value can only come from here.
