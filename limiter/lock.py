@@ -25,8 +25,9 @@ class LockStrategy(KvWindowStrategy):
     per batch of queued requests, not per request.
 
     The write is ``put_if_absent(ttl)`` or ``replace_if_same`` of the value read under
-    the lock (its TTL restored off the critical path, as in the cas strategy), not a plain ``set``: a holder that stalls past its lease cannot overwrite
-    the count of the replica that took the lock after it; its batch is denied instead.
+    the lock (its TTL restored off the critical path, as in the cas strategy), not a
+    plain ``set``: a holder that stalls past its lease cannot overwrite the count of the
+    replica that took the lock after it; its batch is denied instead.
 
     Unlike the original, a lock that is not free in time never yields an unlocked
     decision: the batch is denied as contended. The lock always has a lease, so a replica
