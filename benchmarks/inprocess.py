@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from benchmarks.results import InProcess, InProcessRow
-from benchmarks.stats import percentile
+from benchmarks.stats import load_now, percentile
 from limiter import (
     STRATEGY_NAMES,
     Alignment,
@@ -162,6 +162,7 @@ def row(run: Timed, recorder: Recorder | None, problems: list[str]) -> dict[str,
         "p99_ms": percentile(ms, 0.99),
         "p999_ms": percentile(ms, 0.999),
         "problems": problems,
+        "load_average": load_now(),
     }
     if recorder is not None:
         decided = max(1, recorder.batched)
@@ -314,6 +315,8 @@ def summarise(
                 for field in runs[0]:
                     if field == "problems":
                         merged[field] = [p for r in runs for p in r[field]]
+                    elif field == "load_average":
+                        merged[field] = max(r[field] for r in runs)
                     else:
                         merged[field] = statistics.median(r[field] for r in runs)
                 medians.setdefault(spread, {}).setdefault(name, {})[str(tasks)] = merged

@@ -207,13 +207,14 @@ def _markdown(report: Report, plots: list[str]) -> str:
             "the `IMap.get` / `IMap.set(ttl)` floor of the same spread and concurrency. "
             "Cluster ops per decision below 1: requests on one key batched into one "
             "operation. CAS attempts and lock waits come from the strategies' observer hooks "
-            f"(per decision and per locked batch). Burst check per round: "
+            "(per decision and per locked batch). Load: the highest 1-minute load average at "
+            f"the end of its runs ({report['machine']['cpus']} CPUs). Burst check per round: "
             f"{grid['burst']['requests']} requests from {grid['burst']['tasks']} tasks on a "
             f"limit of {grid['burst']['limit']} must admit exactly {grid['burst']['limit']}.",
             "",
             "| keys | N | contender | decisions/s | vs get | vs set | p50 ms | p99 ms | p99.9 ms "
-            "| ops/decision | CAS attempts/decision | lock wait mean / p99 ms | check |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| ops/decision | CAS attempts/decision | lock wait mean / p99 ms | load | check |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for spread, by_name in grid["scenarios"].items():
             for tasks in map(str, grid["concurrency"]):
@@ -233,6 +234,7 @@ def _markdown(report: Report, plots: list[str]) -> str:
                             if is_strategy
                             else "1 | - | - | "
                         )
+                        + f"{r['load_average']:.2f} | "
                         + ("FAILED" if r["problems"] else ("exact" if is_strategy else "-"))
                         + " |"
                     )
@@ -244,16 +246,16 @@ def _markdown(report: Report, plots: list[str]) -> str:
             "## End to end (wrk through nginx, 3 replicas)",
             "",
             f"wrk, {o['connections']} connections, {o['duration']} s per run, median of "
-            f"{o['rounds']} rounds; vs /health: the rate divided by `/health`'s in the same "
+            f"{o['e2e_rounds']} rounds; vs /health: the rate divided by `/health`'s in the same "
             "round. under: one client far under its limit; past: one client long past it; "
             f"exact: one client with a limit of {o['exact_limit']} flooded (exactly that many "
             f"200s); clients: {o['clients']} clients under their limits, each request naming "
             "the next (their stored usage must sum to the 200s, plus at most what was in "
-            "flight).",
+            "flight). Load: the highest 1-minute load average at the end of its runs.",
             "",
             "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms | p99.9 ms "
-            "| check |",
-            "|---|---|---:|---:|---:|---:|---:|---|",
+            "| load | check |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for strategy, e2e_rows in e2e.items():
             for scenario, row in e2e_rows.items():
@@ -261,7 +263,7 @@ def _markdown(report: Report, plots: list[str]) -> str:
                 out.append(
                     f"| {strategy} | {scenario} | {row['per_second']:.0f} | "
                     f"{row['ratio_to_health']:.2f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-                    f"{row['p999_ms']:.2f} | {check} |"
+                    f"{row['p999_ms']:.2f} | {row['load_average']:.2f} | {check} |"
                 )
         out.append("")
     steps = report.get("k6_steps")

@@ -31,6 +31,8 @@ class InProcessRow(TypedDict):
     p99_ms: float
     p999_ms: float
     problems: list[str]
+    #: The highest 1-minute load average at the end of its runs.
+    load_average: float
     vs_get: float
     vs_set: float
     # A strategy's own (its observer's); the floors have none.
@@ -71,6 +73,8 @@ class EndToEndRow(TypedDict):
     p999_ms: float
     statuses: list[dict[int, int]]
     problems: list[str]
+    #: The highest 1-minute load average at the end of its runs.
+    load_average: float
 
 
 class K6Step(TypedDict):

@@ -29,6 +29,7 @@ from benchmarks.endtoend.checks import problems
 from benchmarks.load.wrk import run_wrk
 from benchmarks.results import EndToEndRow
 from benchmarks.stack import ADMIN
+from benchmarks.stats import load_now
 
 __all__ = ["SCENARIOS", "FrontDoorOptions", "run_round", "summarise"]
 
@@ -92,6 +93,7 @@ def run_round(
         else:
             found = problems(scenario, seen, options.exact_limit)
         result["problems"] = found
+        result["load_average"] = load_now()
         results[scenario] = result
         report(scenario, result)
     return results
@@ -111,5 +113,6 @@ def summarise(runs: list[dict[str, dict[str, Any]]]) -> dict[str, EndToEndRow]:
             "p999_ms": statistics.median(r["p999_ms"] for r in seen),
             "statuses": [r["statuses"] for r in seen],
             "problems": [p for r in seen for p in r["problems"]],
+            "load_average": max(r["load_average"] for r in seen),
         }
     return rows

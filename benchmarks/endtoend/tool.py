@@ -57,6 +57,7 @@ from benchmarks.endtoend.checks import problems
 from benchmarks.endtoend.counters import registry_reads, replica_counters, requests_per_call
 from benchmarks.load.wrk import run_wrk
 from benchmarks.stack import ADMIN_TOKEN, REPLICAS, RESULTS, bench_stack
+from benchmarks.stats import load_now
 from benchmarks.tools.cpu import CpuMeter
 from limiter import STRATEGY_NAMES
 
@@ -164,6 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         counters_before, counters_after
                     ) / max(seen.requests, 1)
                     result["problems"] = problems(scenario, seen, args.exact_limit)
+                    result["load_average"] = load_now()
                     raw.setdefault(label, {}).setdefault(scenario, []).append(result)
                     mark = "FAILED " + "; ".join(result["problems"]) if result["problems"] else "ok"
                     print(
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"machine {cpu_ms['machine']:.3f} ms, "
                         f"{result['requests_per_call']:.2f} requests per cluster call, "
                         f"{result['registry_reads_per_request']:.3f} registry reads per request "
-                        f"{seen.statuses} {mark}",
+                        f"{seen.statuses} load {result['load_average']:.2f} {mark}",
                         flush=True,
                     )
     finally:
@@ -213,6 +215,7 @@ def summarise(
                     r["registry_reads_per_request"] for r in runs
                 ),
                 "problems": [p for r in runs for p in r["problems"]],
+                "load_average": max(r["load_average"] for r in runs),
                 "runs": runs,
             }
         summary["strategies"][strategy] = rows
@@ -222,12 +225,13 @@ def summarise(
 def as_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"wrk, {summary['connections']} connections, {summary['duration_seconds']} s per run, "
-        f"median of {summary['rounds']} interleaved rounds; ratio to `/health` of the same round",
+        f"median of {summary['rounds']} interleaved rounds; ratio to `/health` of the same "
+        "round; load: the highest 1-minute load average at the end of its runs",
         "",
         "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms "
         "| CPU ms/request: replicas | members | of which JIT | nginx | database "
-        "| machine | requests per cluster call | registry reads per request | check |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| machine | requests per cluster call | registry reads per request | load | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for strategy, rows in summary["strategies"].items():
         for scenario, r in rows.items():
@@ -239,7 +243,8 @@ def as_markdown(summary: dict[str, Any]) -> str:
                 f"{cpu['replicas']:.3f} | {cpu['members']:.3f} | "
                 f"{cpu['members_jit']:.3f} | {cpu['nginx']:.3f} | "
                 f"{cpu['database']:.3f} | {cpu['machine']:.3f} | "
-                f"{r['requests_per_call']:.2f} | {r['registry_reads_per_request']:.3f} | {check} |"
+                f"{r['requests_per_call']:.2f} | {r['registry_reads_per_request']:.3f} | "
+                f"{r['load_average']:.2f} | {check} |"
             )
     return "\n".join(lines)
 
