@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -32,9 +33,10 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from benchmarks.clients import create_client, create_clients
-from benchmarks.load.wrk import run_wrk
+from benchmarks.load.wrk import WrkRun, run_wrk
 from benchmarks.stack import ADMIN_TOKEN, REPLICAS, RESULTS, bench_stack
 from benchmarks.tools.cpu import (
     CpuMeter,
@@ -43,6 +45,7 @@ from benchmarks.tools.cpu import (
     thread_times,
     tree_cpu_seconds,
 )
+from stack import Stack
 
 #: Frames of the JDK's and Hazelcast's idle waits, left out of the member's top lists.
 JAVA_IDLE = re.compile(r"park|epollWait|Object\.wait|Thread\.sleep|LockSupport|select0")
@@ -140,7 +143,7 @@ def summarise_jfr(recording: Path) -> tuple[int, dict[str, int], dict[str, int]]
     return total, own, inclusive
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -152,111 +155,163 @@ def main() -> int:
     parser.add_argument(
         "--warmup", type=int, default=15, help="seconds of the spread load before recording"
     )
-    args = parser.parse_args()
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(py_spy).exists():
-        print("error: py-spy is missing: pip install -e '.[profile]'", file=sys.stderr)
-        return 1
-    out = RESULTS / f"profile-{args.strategy}-{time.strftime('%Y%m%dT%H%M%S')}"
-    out.mkdir(parents=True)
-    stack = bench_stack()
-    base = f"http://127.0.0.1:{stack.nginx_port}"
-    try:
-        stack.start_cluster(3)
-        env = {
-            "RATELIMIT_STRATEGY": args.strategy,
-            "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
-            "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.profile-{args.strategy}",
-        }
-        stack.start_replicas(REPLICAS, env)
-        stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
-        ids = asyncio.run(create_clients(base, args.clients, 10**9))
-        warm = create_client(base, 10**9)
-        run_wrk(f"{base}/example", args.connections, 3, headers={"X-Api-Id": warm})
-        # Long enough for the members' JIT to compile the spread's paths: a shorter
-        # warm-up left the compiler threads with a quarter of the members' CPU.
-        run_wrk(f"{base}/example", args.connections, args.warmup, rotate=("X-Api-Id", ids))
+    return parser.parse_args()
 
-        replica_pid = stack.pid_of(stack.replica_name(0)) or 0
-        # The busiest child after the warm-up is a worker (Sanic also forks helpers).
-        workers = sorted(
-            children_by_parent().get(replica_pid, []), key=lambda pid: -tree_cpu_seconds([pid])
-        )
-        if not workers:
-            raise RuntimeError("replica-1 has no worker process")
-        (out / "replica-worker.txt").write_text(
-            Path(f"/proc/{workers[0]}/cmdline").read_text().replace("\0", " ") + "\n"
-        )
-        members = {i: stack.pid_of(stack.member_name(i)) or 0 for i in range(3)}
-        for index, pid in members.items():
-            subprocess.run(
-                [
-                    "jcmd",
-                    str(pid),
-                    "JFR.start",
-                    "name=decisions",
-                    "settings=profile",
-                    f"duration={args.seconds + 5}s",
-                    f"filename={out / f'member-{index + 1}.jfr'}",
-                ],
-                check=True,
-                capture_output=True,
-            )
-        spies = [
-            subprocess.Popen(
-                [
-                    py_spy,
-                    "record",
-                    "--pid",
-                    str(workers[0]),
-                    "--duration",
-                    str(args.seconds),
-                    "--rate",
-                    str(args.rate),
-                    "--nonblocking",
-                    "--format",
-                    fmt,
-                    "--output",
-                    str(out / name),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=(out / f"py-spy-{fmt}.log").open("w"),
-            )
-            for fmt, name in (
-                ("speedscope", "replica.speedscope.json"),
-                ("raw", "replica.collapsed.txt"),
-            )
-        ]
-        meter = CpuMeter(
-            {
-                "replicas": [stack.pid_of(stack.replica_name(i)) for i in range(REPLICAS)],
-                "members": list(members.values()),
-            }
-        )
-        replica_pids = [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)]
-        threads_before = {
-            "members": thread_times(members.values()),
-            "replicas": thread_times(replica_pids),
-        }
-        before = meter.read()
-        seen = run_wrk(f"{base}/example", args.connections, args.seconds, rotate=("X-Api-Id", ids))
-        cpu = meter.since(before).per_request_ms(seen.requests)
-        threads_after = {
-            "members": thread_times(members.values()),
-            "replicas": thread_times(replica_pids),
-        }
-        java_names: dict[int, str] = {}
-        for pid in members.values():
-            java_names.update(java_thread_names(pid))
-        for spy in spies:
-            spy.wait(timeout=args.seconds + 60)
-        for pid in members.values():
-            subprocess.run(
-                ["jcmd", str(pid), "JFR.stop", "name=decisions"], check=False, capture_output=True
-            )
-    finally:
-        stack.stop()
 
+def start_and_warm(stack: Stack, args: argparse.Namespace, base: str) -> list[str]:
+    """The stack up with the strategy, its clients created and warmed; their ids."""
+    stack.start_cluster(3)
+    env = {
+        "RATELIMIT_STRATEGY": args.strategy,
+        "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.profile-{args.strategy}",
+    }
+    stack.start_replicas(REPLICAS, env)
+    stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
+    ids = asyncio.run(create_clients(base, args.clients, 10**9))
+    warm = create_client(base, 10**9)
+    run_wrk(f"{base}/example", args.connections, 3, headers={"X-Api-Id": warm})
+    # Long enough for the members' JIT to compile the spread's paths: a shorter
+    # warm-up left the compiler threads with a quarter of the members' CPU.
+    run_wrk(f"{base}/example", args.connections, args.warmup, rotate=("X-Api-Id", ids))
+    return ids
+
+
+def busiest_worker(stack: Stack) -> int:
+    """Replica 1's busiest child after the warm-up: a worker (Sanic also forks helpers)."""
+    replica_pid = stack.pid_of(stack.replica_name(0)) or 0
+    workers = sorted(
+        children_by_parent().get(replica_pid, []), key=lambda pid: -tree_cpu_seconds([pid])
+    )
+    if not workers:
+        raise RuntimeError("replica-1 has no worker process")
+    return workers[0]
+
+
+def start_jfr(members: Mapping[int, int], seconds: int, out: Path) -> None:
+    """A Flight Recording on every member, a little longer than the load."""
+    for index, pid in members.items():
+        subprocess.run(
+            [
+                "jcmd",
+                str(pid),
+                "JFR.start",
+                "name=decisions",
+                "settings=profile",
+                f"duration={seconds + 5}s",
+                f"filename={out / f'member-{index + 1}.jfr'}",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+def stop_jfr(members: Mapping[int, int]) -> None:
+    for pid in members.values():
+        subprocess.run(
+            ["jcmd", str(pid), "JFR.stop", "name=decisions"], check=False, capture_output=True
+        )
+
+
+def start_py_spy(py_spy: str, worker: int, args: argparse.Namespace, out: Path) -> list[Any]:
+    """py-spy on the worker, once per output format (speedscope, and collapsed stacks)."""
+    return [
+        subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(worker),
+                "--duration",
+                str(args.seconds),
+                "--rate",
+                str(args.rate),
+                "--nonblocking",
+                "--format",
+                fmt,
+                "--output",
+                str(out / name),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(out / f"py-spy-{fmt}.log").open("w"),
+        )
+        for fmt, name in (
+            ("speedscope", "replica.speedscope.json"),
+            ("raw", "replica.collapsed.txt"),
+        )
+    ]
+
+
+@dataclasses.dataclass
+class Recorded:
+    """What the recorded load left besides the files: its rate, CPU and threads."""
+
+    seen: WrkRun
+    cpu: dict[str, float]
+    threads_before: dict[str, Any]
+    threads_after: dict[str, Any]
+    java_names: dict[int, str]
+
+
+def record(
+    stack: Stack, args: argparse.Namespace, base: str, ids: list[str], py_spy: str, out: Path
+) -> Recorded:
+    """The recorded load: py-spy on a replica worker, JFR on every member, wrk over the
+    clients, and every thread's CPU read around it."""
+    worker = busiest_worker(stack)
+    (out / "replica-worker.txt").write_text(
+        Path(f"/proc/{worker}/cmdline").read_text().replace("\0", " ") + "\n"
+    )
+    members = {i: stack.pid_of(stack.member_name(i)) or 0 for i in range(3)}
+    start_jfr(members, args.seconds, out)
+    spies = start_py_spy(py_spy, worker, args, out)
+    replica_pids = [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)]
+    meter = CpuMeter({"replicas": list(replica_pids), "members": list(members.values())})
+    threads_before = {
+        "members": thread_times(members.values()),
+        "replicas": thread_times(replica_pids),
+    }
+    before = meter.read()
+    seen = run_wrk(f"{base}/example", args.connections, args.seconds, rotate=("X-Api-Id", ids))
+    cpu = meter.since(before).per_request_ms(seen.requests)
+    threads_after = {
+        "members": thread_times(members.values()),
+        "replicas": thread_times(replica_pids),
+    }
+    java_names: dict[int, str] = {}
+    for pid in members.values():
+        java_names.update(java_thread_names(pid))
+    for spy in spies:
+        spy.wait(timeout=args.seconds + 60)
+    stop_jfr(members)
+    return Recorded(seen, cpu, threads_before, threads_after, java_names)
+
+
+def profile_section(
+    title: str, column: str, summary: tuple[int, dict[str, int], dict[str, int]]
+) -> list[str]:
+    """One profile's top frames, own and inclusive."""
+    total, own, inclusive = summary
+    return [
+        title.format(total=total),
+        "",
+        "### Own time",
+        "",
+        f"| share | {column} |",
+        "|---:|---|",
+        *top(own, total),
+        "",
+        "### Inclusive",
+        "",
+        f"| share | {column} |",
+        "|---:|---|",
+        *top(inclusive, total, 40),
+        "",
+    ]
+
+
+def summary_markdown(args: argparse.Namespace, recorded: Recorded, out: Path) -> str:
+    seen, cpu = recorded.seen, recorded.cpu
     lines = [
         f"# Profile: `{args.strategy}`, {args.clients} clients, wrk {args.connections} "
         f"connections, {args.seconds} s",
@@ -272,54 +327,50 @@ def main() -> int:
         "|---|---|---:|---:|---:|---:|",
         *thread_table(
             "members",
-            threads_before["members"],
-            threads_after["members"],
-            java_names,
+            recorded.threads_before["members"],
+            recorded.threads_after["members"],
+            recorded.java_names,
             seen.requests,
         ),
         *thread_table(
-            "replicas", threads_before["replicas"], threads_after["replicas"], {}, seen.requests
+            "replicas",
+            recorded.threads_before["replicas"],
+            recorded.threads_after["replicas"],
+            {},
+            seen.requests,
         ),
         "",
     ]
-    total, own, inclusive = summarise_collapsed(
-        (out / "replica.collapsed.txt").read_text().splitlines()
+    lines += profile_section(
+        "## Replica worker (py-spy, {total} samples)",
+        "frame",
+        summarise_collapsed((out / "replica.collapsed.txt").read_text().splitlines()),
     )
-    lines += [
-        f"## Replica worker (py-spy, {total} samples)",
-        "",
-        "### Own time",
-        "",
-        "| share | frame |",
-        "|---:|---|",
-        *top(own, total),
-        "",
-        "### Inclusive",
-        "",
-        "| share | frame |",
-        "|---:|---|",
-        *top(inclusive, total, 40),
-        "",
-    ]
     for recording in sorted(out.glob("member-*.jfr")):
-        total, own, inclusive = summarise_jfr(recording)
-        lines += [
-            f"## {recording.stem} (JFR, {total} busy samples)",
-            "",
-            "### Own time",
-            "",
-            "| share | method |",
-            "|---:|---|",
-            *top(own, total),
-            "",
-            "### Inclusive",
-            "",
-            "| share | method |",
-            "|---:|---|",
-            *top(inclusive, total, 40),
-            "",
-        ]
-    (out / "summary.md").write_text("\n".join(lines))
+        lines += profile_section(
+            f"## {recording.stem} (JFR, {{total}} busy samples)",
+            "method",
+            summarise_jfr(recording),
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    args = parse_args()
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        print("error: py-spy is missing: pip install -e '.[profile]'", file=sys.stderr)
+        return 1
+    out = RESULTS / f"profile-{args.strategy}-{time.strftime('%Y%m%dT%H%M%S')}"
+    out.mkdir(parents=True)
+    stack = bench_stack()
+    base = f"http://127.0.0.1:{stack.nginx_port}"
+    try:
+        ids = start_and_warm(stack, args, base)
+        recorded = record(stack, args, base, ids, py_spy, out)
+    finally:
+        stack.stop()
+    (out / "summary.md").write_text(summary_markdown(args, recorded, out))
     print(f"written to {out}")
     return 0
 
