@@ -167,10 +167,11 @@ def headline(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _markdown(report: Report, plots: list[str]) -> str:
+def _heading(report: Report) -> list[str]:
+    """What ran, where and how busy the machine was, and the headline."""
     m = report["machine"]
     bad = failed(report)
-    out = [
+    return [
         f"# Benchmark report{' (smoke)' if report['options']['smoke'] else ''}",
         "",
         f"**{'FAILED' if bad else 'Exact'}**: "
@@ -196,114 +197,138 @@ def _markdown(report: Report, plots: list[str]) -> str:
         headline(report),
         "",
     ]
+
+
+def _inprocess_section(report: Report) -> list[str]:
+    """The in-process table, one row per spread, concurrency and contender."""
     grid = report.get("inprocess")
-    if grid:
-        out += [
-            "## In process",
-            "",
-            f"Each contender {grid['seconds_per_run']} s per run from N asyncio tasks of one "
-            f"process, median of {grid['rounds']} interleaved rounds after a warm-up; every "
-            "decision admitted (so every decision writes). vs get / vs set: the rate divided by "
-            "the `IMap.get` / `IMap.set(ttl)` floor of the same spread and concurrency. "
-            "Cluster ops per decision below 1: requests on one key batched into one "
-            "operation. CAS attempts and lock waits come from the strategies' observer hooks "
-            "(per decision and per locked batch). Load: the highest 1-minute load average at "
-            f"the end of its runs ({report['machine']['cpus']} CPUs). Burst check per round: "
-            f"{grid['burst']['requests']} requests from {grid['burst']['tasks']} tasks on a "
-            f"limit of {grid['burst']['limit']} must admit exactly {grid['burst']['limit']}.",
-            "",
-            "| keys | N | contender | decisions/s | vs get | vs set | p50 ms | p99 ms | p99.9 ms "
-            "| ops/decision | CAS attempts/decision | lock wait mean / p99 ms | load | check |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-        ]
-        for spread, by_name in grid["scenarios"].items():
-            for tasks in map(str, grid["concurrency"]):
-                for name, by_tasks in by_name.items():
-                    r = by_tasks.get(tasks)
-                    if r is None:
-                        continue
-                    is_strategy = "cluster_ops_per_decision" in r
-                    out.append(
-                        f"| {spread} | {tasks} | {name} | {r['per_second']:.0f} | "
-                        f"{r['vs_get']:.2f} | {r['vs_set']:.2f} | {r['p50_ms']:.2f} | "
-                        f"{r['p99_ms']:.2f} | {r['p999_ms']:.2f} | "
-                        + (
-                            f"{r['cluster_ops_per_decision']:.3f} | "
-                            f"{r['cas_attempts_per_decision']:.3f} | "
-                            f"{r['lock_wait_mean_ms']:.2f} / {r['lock_wait_p99_ms']:.2f} | "
-                            if is_strategy
-                            else "1 | - | - | "
-                        )
-                        + f"{r['load_average']:.2f} | "
-                        + ("FAILED" if r["problems"] else ("exact" if is_strategy else "-"))
-                        + " |"
+    if not grid:
+        return []
+    out = [
+        "## In process",
+        "",
+        f"Each contender {grid['seconds_per_run']} s per run from N asyncio tasks of one "
+        f"process, median of {grid['rounds']} interleaved rounds after a warm-up; every "
+        "decision admitted (so every decision writes). vs get / vs set: the rate divided by "
+        "the `IMap.get` / `IMap.set(ttl)` floor of the same spread and concurrency. "
+        "Cluster ops per decision below 1: requests on one key batched into one "
+        "operation. CAS attempts and lock waits come from the strategies' observer hooks "
+        "(per decision and per locked batch). Load: the highest 1-minute load average at "
+        f"the end of its runs ({report['machine']['cpus']} CPUs). Burst check per round: "
+        f"{grid['burst']['requests']} requests from {grid['burst']['tasks']} tasks on a "
+        f"limit of {grid['burst']['limit']} must admit exactly {grid['burst']['limit']}.",
+        "",
+        "| keys | N | contender | decisions/s | vs get | vs set | p50 ms | p99 ms | p99.9 ms "
+        "| ops/decision | CAS attempts/decision | lock wait mean / p99 ms | load | check |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for spread, by_name in grid["scenarios"].items():
+        for tasks in map(str, grid["concurrency"]):
+            for name, by_tasks in by_name.items():
+                r = by_tasks.get(tasks)
+                if r is None:
+                    continue
+                is_strategy = "cluster_ops_per_decision" in r
+                out.append(
+                    f"| {spread} | {tasks} | {name} | {r['per_second']:.0f} | "
+                    f"{r['vs_get']:.2f} | {r['vs_set']:.2f} | {r['p50_ms']:.2f} | "
+                    f"{r['p99_ms']:.2f} | {r['p999_ms']:.2f} | "
+                    + (
+                        f"{r['cluster_ops_per_decision']:.3f} | "
+                        f"{r['cas_attempts_per_decision']:.3f} | "
+                        f"{r['lock_wait_mean_ms']:.2f} / {r['lock_wait_p99_ms']:.2f} | "
+                        if is_strategy
+                        else "1 | - | - | "
                     )
-        out.append("")
+                    + f"{r['load_average']:.2f} | "
+                    + ("FAILED" if r["problems"] else ("exact" if is_strategy else "-"))
+                    + " |"
+                )
+    out.append("")
+    return out
+
+
+def _endtoend_section(report: Report) -> list[str]:
+    """The end-to-end table, one row per strategy and scenario."""
     e2e = report.get("endtoend")
-    if e2e:
-        o = report["options"]
-        out += [
-            "## End to end (wrk through nginx, 3 replicas)",
-            "",
-            f"wrk, {o['connections']} connections, {o['duration']} s per run, median of "
-            f"{o['e2e_rounds']} rounds; vs /health: the rate divided by `/health`'s in the same "
-            "round. under: one client far under its limit; past: one client long past it; "
-            f"exact: one client with a limit of {o['exact_limit']} flooded (exactly that many "
-            f"200s); clients: {o['clients']} clients under their limits, each request naming "
-            "the next (their stored usage must sum to the 200s, plus at most what was in "
-            "flight). Load: the highest 1-minute load average at the end of its runs.",
-            "",
-            "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms | p99.9 ms "
-            "| load | check |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|",
-        ]
-        for strategy, e2e_rows in e2e.items():
-            for scenario, row in e2e_rows.items():
-                check = "FAILED: " + "; ".join(row["problems"]) if row["problems"] else "exact"
-                out.append(
-                    f"| {strategy} | {scenario} | {row['per_second']:.0f} | "
-                    f"{row['ratio_to_health']:.2f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-                    f"{row['p999_ms']:.2f} | {row['load_average']:.2f} | {check} |"
-                )
-        out.append("")
+    if not e2e:
+        return []
+    out: list[str] = []
+    o = report["options"]
+    out += [
+        "## End to end (wrk through nginx, 3 replicas)",
+        "",
+        f"wrk, {o['connections']} connections, {o['duration']} s per run, median of "
+        f"{o['e2e_rounds']} rounds; vs /health: the rate divided by `/health`'s in the same "
+        "round. under: one client far under its limit; past: one client long past it; "
+        f"exact: one client with a limit of {o['exact_limit']} flooded (exactly that many "
+        f"200s); clients: {o['clients']} clients under their limits, each request naming "
+        "the next (their stored usage must sum to the 200s, plus at most what was in "
+        "flight). Load: the highest 1-minute load average at the end of its runs.",
+        "",
+        "| strategy | scenario | requests/s | vs /health | p50 ms | p99 ms | p99.9 ms "
+        "| load | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for strategy, e2e_rows in e2e.items():
+        for scenario, row in e2e_rows.items():
+            check = "FAILED: " + "; ".join(row["problems"]) if row["problems"] else "exact"
+            out.append(
+                f"| {strategy} | {scenario} | {row['per_second']:.0f} | "
+                f"{row['ratio_to_health']:.2f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                f"{row['p999_ms']:.2f} | {row['load_average']:.2f} | {check} |"
+            )
+    out.append("")
+    return out
+
+
+def _k6_steps_section(report: Report) -> list[str]:
+    """The k6 rate steps, one row per strategy and step."""
     steps = report.get("k6_steps")
-    if steps:
-        any_steps = next(iter(steps.values()))
-        out += [
-            "## k6: constant arrival rate steps",
-            "",
-            f"Each step {any_steps['step_seconds']} s at a fixed arrival rate, to "
-            f"{any_steps['clients_per_step']} fresh clients whose limit is about half of "
-            "what each is sent (half the requests admitted). Held: p99 under 100 ms, at most "
-            "1 % of iterations dropped (k6 had no free VU), nothing unexpected, and exactly "
-            "the expected admissions; more than expected would be FAILED. Before the steps, "
-            f"{any_steps['warmup_seconds']} s at the first step's rate, not recorded. Load: "
-            "the machine's 1-minute load average at the step's end "
-            f"({report['machine']['cpus']} CPUs).",
-            "",
-            "| strategy | target/s | sent/s | dropped | admitted / expected | p50 ms | p99 ms "
-            "| held | load |",
-            "|---|---:|---:|---:|---:|---:|---:|---|---:|",
-        ]
-        for strategy, result in steps.items():
-            for step in result["steps"]:
-                verdict = "FAILED" if step["problems"] else ("yes" if step["held"] else "no")
-                out.append(
-                    f"| {strategy} | {step['rate']} | {step['per_second']:.0f} | "
-                    f"{step['dropped']} | {step['admitted']} / {step['expected']} | "
-                    f"{step['p50_ms']:.2f} | {step['p99_ms']:.2f} | {verdict} | "
-                    f"{step['load_average']:.2f} |"
-                )
-        out += [
-            "",
-            "Highest rate held: "
-            + ", ".join(f"{k} {v['highest_held']}/s" for k, v in steps.items())
-            + ".",
-            "",
-        ]
+    if not steps:
+        return []
+    out: list[str] = []
+    any_steps = next(iter(steps.values()))
+    out += [
+        "## k6: constant arrival rate steps",
+        "",
+        f"Each step {any_steps['step_seconds']} s at a fixed arrival rate, to "
+        f"{any_steps['clients_per_step']} fresh clients whose limit is about half of "
+        "what each is sent (half the requests admitted). Held: p99 under 100 ms, at most "
+        "1 % of iterations dropped (k6 had no free VU), nothing unexpected, and exactly "
+        "the expected admissions; more than expected would be FAILED. Before the steps, "
+        f"{any_steps['warmup_seconds']} s at the first step's rate, not recorded. Load: "
+        "the machine's 1-minute load average at the step's end "
+        f"({report['machine']['cpus']} CPUs).",
+        "",
+        "| strategy | target/s | sent/s | dropped | admitted / expected | p50 ms | p99 ms "
+        "| held | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for strategy, result in steps.items():
+        for step in result["steps"]:
+            verdict = "FAILED" if step["problems"] else ("yes" if step["held"] else "no")
+            out.append(
+                f"| {strategy} | {step['rate']} | {step['per_second']:.0f} | "
+                f"{step['dropped']} | {step['admitted']} / {step['expected']} | "
+                f"{step['p50_ms']:.2f} | {step['p99_ms']:.2f} | {verdict} | "
+                f"{step['load_average']:.2f} |"
+            )
+    out += [
+        "",
+        "Highest rate held: "
+        + ", ".join(f"{k} {v['highest_held']}/s" for k, v in steps.items())
+        + ".",
+        "",
+    ]
+    return out
+
+
+def _k6_original_section(report: Report) -> list[str]:
+    """The original's k6 scenario: its exit code and figures, or why it did not run."""
     original = report.get("k6_original")
     if original:
-        out += [
+        return [
             "## k6: the original's scenario, made exact",
             "",
             f"`k6/original_scenario.js` on `{original['strategy']}`: k6 exited "
@@ -316,8 +341,19 @@ def _markdown(report: Report, plots: list[str]) -> str:
             "```",
             "",
         ]
-    elif report["options"].get("original") is False:
-        out += ["The original's k6 scenario was not run (`--no-original`).", ""]
+    if report["options"].get("original") is False:
+        return ["The original's k6 scenario was not run (`--no-original`).", ""]
+    return []
+
+
+def _markdown(report: Report, plots: list[str]) -> str:
+    out = [
+        *_heading(report),
+        *_inprocess_section(report),
+        *_endtoend_section(report),
+        *_k6_steps_section(report),
+        *_k6_original_section(report),
+    ]
     if plots:
         out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(out)
