@@ -60,6 +60,7 @@ from benchmarks.stack import ADMIN_TOKEN, REPLICAS, RESULTS, bench_stack
 from benchmarks.stats import load_now
 from benchmarks.tools.cpu import CpuMeter
 from limiter import STRATEGY_NAMES
+from stack import Stack
 
 SCENARIOS = ("health", "under", "past", "exact")
 
@@ -98,38 +99,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         stack.start_cluster(3)
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
-        spread_ids: dict[str, list[str]] = {}
-        if args.spread:
-            stack.start_replicas(REPLICAS, {"RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN})
-            for count in args.spread:
-                started = time.monotonic()
-                spread_ids[f"spread-{count}"] = asyncio.run(create_clients(base, count, 10**9))
-                print(f"created {count} clients in {time.monotonic() - started:.1f}s", flush=True)
+        spread_ids = create_spread_clients(stack, base, args.spread)
         for label, strategy, layout in variants(args.strategies, args.counter_shards):
-            stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
-            # The run's own settings come last: a --replica-setting cannot relabel a run.
-            env = {
-                **dict(args.replica_setting),
-                "RATELIMIT_STRATEGY": strategy,
-                "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
-                "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{uuid.uuid4().hex[:8]}",
-                **layout,
-            }
-            stack.start_replicas(REPLICAS, env)
-            meter = CpuMeter(
-                {
-                    "replicas": [stack.pid_of(stack.replica_name(i)) for i in range(REPLICAS)],
-                    "members": [stack.pid_of(stack.member_name(i)) for i in range(3)],
-                    "nginx": [stack.pid_of("nginx")],
-                    "database": [stack.pid_of(stack.DATABASE)],
-                },
-                jit_of=["members"],
-                machine=True,
-            )
+            meter = restart_replicas(stack, args, strategy, layout)
             # Warm-up, not recorded: connections, the members' JIT, near caches.
             warm = create_client(base, 10**9)
             run_wrk(f"{base}/example", args.connections, 2, headers={"X-Api-Id": warm})
-            urls = [f"http://127.0.0.1:{stack.replica_port(i)}" for i in range(REPLICAS)]
             for round_ in range(args.rounds):
                 clients = {
                     "under": create_client(base, 10**9),
@@ -138,51 +113,110 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 httpx.get(f"{base}/example", headers={"X-Api-Id": clients["past"]})
                 for scenario in scenarios:
-                    path = "/health" if scenario == "health" else "/example"
-                    headers = {"X-Api-Id": clients[scenario]} if scenario in clients else {}
-                    if scenario in spread_ids and not args.cold_registry:
-                        # Right before: a replica's memo keeps a record for
-                        # RATELIMIT_REGISTRY_MEMO_SECONDS from its read, which the
-                        # scenarios before this one can outlast.
-                        asyncio.run(warm_registry(urls, spread_ids[scenario]))
-                    cpu_before = meter.read()
-                    counters_before = replica_counters(urls)
-                    seen = run_wrk(
-                        f"{base}{path}",
-                        args.connections,
-                        args.duration,
-                        headers=headers,
-                        rotate=("X-Api-Id", spread_ids[scenario])
-                        if scenario in spread_ids
-                        else None,
+                    result = run_scenario(
+                        stack, args, meter, scenario, clients, spread_ids.get(scenario)
                     )
-                    cpu_ms = meter.since(cpu_before).per_request_ms(seen.requests)
-                    counters_after = replica_counters(urls)
-                    result = {k: v for k, v in dataclasses.asdict(seen).items() if k != "output"}
-                    result["cpu_ms_per_request"] = cpu_ms
-                    result["requests_per_call"] = requests_per_call(counters_before, counters_after)
-                    result["registry_reads_per_request"] = registry_reads(
-                        counters_before, counters_after
-                    ) / max(seen.requests, 1)
-                    result["problems"] = problems(scenario, seen, args.exact_limit)
-                    result["load_average"] = load_now()
                     raw.setdefault(label, {}).setdefault(scenario, []).append(result)
-                    mark = "FAILED " + "; ".join(result["problems"]) if result["problems"] else "ok"
-                    print(
-                        f"{label:>15} round {round_ + 1}/{args.rounds} {scenario:>6}: "
-                        f"{seen.per_second:8.0f}/s p50 {seen.p50_ms:6.2f} ms "
-                        f"p99 {seen.p99_ms:7.2f} ms cpu/request replicas "
-                        f"{cpu_ms['replicas']:.3f} members {cpu_ms['members']:.3f} "
-                        f"(JIT {cpu_ms['members_jit']:.3f}) database {cpu_ms['database']:.3f} "
-                        f"machine {cpu_ms['machine']:.3f} ms, "
-                        f"{result['requests_per_call']:.2f} requests per cluster call, "
-                        f"{result['registry_reads_per_request']:.3f} registry reads per request "
-                        f"{seen.statuses} load {result['load_average']:.2f} {mark}",
-                        flush=True,
-                    )
+                    print_run(label, f"round {round_ + 1}/{args.rounds}", scenario, result)
     finally:
         stack.stop()
     return summarise(raw, args)
+
+
+def create_spread_clients(stack: Stack, base: str, spreads: Sequence[int]) -> dict[str, list[str]]:
+    """The clients of each spread scenario, created once before the first strategy."""
+    spread_ids: dict[str, list[str]] = {}
+    if spreads:
+        stack.start_replicas(REPLICAS, {"RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN})
+        for count in spreads:
+            started = time.monotonic()
+            spread_ids[f"spread-{count}"] = asyncio.run(create_clients(base, count, 10**9))
+            print(f"created {count} clients in {time.monotonic() - started:.1f}s", flush=True)
+    return spread_ids
+
+
+def restart_replicas(
+    stack: Stack, args: argparse.Namespace, strategy: str, layout: dict[str, str]
+) -> CpuMeter:
+    """The replicas restarted on ``strategy``, and a meter of the parts' CPU."""
+    stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
+    # The run's own settings come last: a --replica-setting cannot relabel a run.
+    env = {
+        **dict(args.replica_setting),
+        "RATELIMIT_STRATEGY": strategy,
+        "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{uuid.uuid4().hex[:8]}",
+        **layout,
+    }
+    stack.start_replicas(REPLICAS, env)
+    return CpuMeter(
+        {
+            "replicas": [stack.pid_of(stack.replica_name(i)) for i in range(REPLICAS)],
+            "members": [stack.pid_of(stack.member_name(i)) for i in range(3)],
+            "nginx": [stack.pid_of("nginx")],
+            "database": [stack.pid_of(stack.DATABASE)],
+        },
+        jit_of=["members"],
+        machine=True,
+    )
+
+
+def run_scenario(
+    stack: Stack,
+    args: argparse.Namespace,
+    meter: CpuMeter,
+    scenario: str,
+    clients: dict[str, str],
+    spread: list[str] | None,
+) -> dict[str, Any]:
+    """One wrk run of ``scenario``, with the CPU, the replicas' counters and the load read
+    around it, and what is wrong with it, if anything."""
+    base = f"http://127.0.0.1:{stack.nginx_port}"
+    urls = [f"http://127.0.0.1:{stack.replica_port(i)}" for i in range(REPLICAS)]
+    path = "/health" if scenario == "health" else "/example"
+    headers = {"X-Api-Id": clients[scenario]} if scenario in clients else {}
+    if spread is not None and not args.cold_registry:
+        # Right before: a replica's memo keeps a record for
+        # RATELIMIT_REGISTRY_MEMO_SECONDS from its read, which the
+        # scenarios before this one can outlast.
+        asyncio.run(warm_registry(urls, spread))
+    cpu_before = meter.read()
+    counters_before = replica_counters(urls)
+    seen = run_wrk(
+        f"{base}{path}",
+        args.connections,
+        args.duration,
+        headers=headers,
+        rotate=("X-Api-Id", spread) if spread is not None else None,
+    )
+    cpu_ms = meter.since(cpu_before).per_request_ms(seen.requests)
+    counters_after = replica_counters(urls)
+    result = {k: v for k, v in dataclasses.asdict(seen).items() if k != "output"}
+    result["cpu_ms_per_request"] = cpu_ms
+    result["requests_per_call"] = requests_per_call(counters_before, counters_after)
+    result["registry_reads_per_request"] = registry_reads(counters_before, counters_after) / max(
+        seen.requests, 1
+    )
+    result["problems"] = problems(scenario, seen, args.exact_limit)
+    result["load_average"] = load_now()
+    return result
+
+
+def print_run(label: str, round_label: str, scenario: str, result: dict[str, Any]) -> None:
+    cpu_ms = result["cpu_ms_per_request"]
+    mark = "FAILED " + "; ".join(result["problems"]) if result["problems"] else "ok"
+    print(
+        f"{label:>15} {round_label} {scenario:>6}: "
+        f"{result['per_second']:8.0f}/s p50 {result['p50_ms']:6.2f} ms "
+        f"p99 {result['p99_ms']:7.2f} ms cpu/request replicas "
+        f"{cpu_ms['replicas']:.3f} members {cpu_ms['members']:.3f} "
+        f"(JIT {cpu_ms['members_jit']:.3f}) database {cpu_ms['database']:.3f} "
+        f"machine {cpu_ms['machine']:.3f} ms, "
+        f"{result['requests_per_call']:.2f} requests per cluster call, "
+        f"{result['registry_reads_per_request']:.3f} registry reads per request "
+        f"{result['statuses']} load {result['load_average']:.2f} {mark}",
+        flush=True,
+    )
 
 
 def summarise(
