@@ -1,5 +1,5 @@
-"""Reads the shared vectors of the sliding-window rule (also read by
-SlidingWindowRuleTest.java): single decisions and batches.
+"""Reads the shared vectors of the sliding-window and GCRA rules (also read by
+SlidingWindowRuleTest.java and GcraRuleTest.java): single decisions and batches.
 
 A ``retry_after_ms`` of -1 in the files is a decision without one (``None`` here, the
 constant ``NO_RETRY`` in Java)."""
@@ -10,6 +10,7 @@ import csv
 from pathlib import Path
 from typing import NamedTuple
 
+from limiter.gcra import GcraState
 from limiter.rule import Decision, Reason
 from limiter.sliding_window import SlidingWindowState
 
@@ -85,3 +86,40 @@ def load_sliding() -> list[SlidingVector]:
 def load_sliding_batch() -> list[SlidingVector]:
     """``sliding_window_batch.csv``: several requests of one key at one instant."""
     return [_sliding(row, "costs", "reasons") for row in _rows("sliding_window_batch.csv")]
+
+
+class GcraVector(NamedTuple):
+    name: str
+    state: GcraState | None
+    now_ms: int
+    costs: list[int]
+    limit: int
+    window_seconds: int
+    burst: int
+    expected_state: GcraState
+    expected: list[Decision]
+
+
+def _gcra(row: dict[str, str], costs: str, reasons: str) -> GcraVector:
+    state = GcraState(int(row["state_tat_ms"]), int(row["state_tat_fraction"]))
+    return GcraVector(
+        row["name"],
+        state if row["has_state"] == "1" else None,
+        int(row["now_ms"]),
+        _numbers(row[costs]),
+        int(row["limit"]),
+        int(row["window_seconds"]),
+        int(row["burst"]),
+        GcraState(int(row["new_tat_ms"]), int(row["new_tat_fraction"])),
+        _decisions(row, reasons),
+    )
+
+
+def load_gcra() -> list[GcraVector]:
+    """``gcra.csv``: one request each (``costs`` and ``expected`` of one)."""
+    return [_gcra(row, "cost", "reason") for row in _rows("gcra.csv")]
+
+
+def load_gcra_batch() -> list[GcraVector]:
+    """``gcra_batch.csv``: several requests of one key at one instant."""
+    return [_gcra(row, "costs", "reasons") for row in _rows("gcra_batch.csv")]
