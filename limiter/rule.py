@@ -95,11 +95,22 @@ class Decision(NamedTuple):
     remaining: int
     reset_after_ms: int
     reason: Reason
+    #: How long until a denied request would pass if sent again, when a rule knows a
+    #: time other than the reset (the sliding-window and GCRA rules, on a
+    #: ``LIMIT_REACHED`` denial; see :mod:`limiter.sliding_window`, :mod:`limiter.gcra`).
+    #: ``None`` otherwise: an admission, or a retry is worth it at the reset only.
+    retry_after_ms: int | None = None
 
     @property
     def reset_after_seconds(self) -> int:
         """Whole seconds until the window ends, rounded up (never 0 before the end)."""
         return -(-self.reset_after_ms // 1000)
+
+    @property
+    def wait_ms(self) -> int:
+        """How long a denied client should wait before trying again: the retry time when
+        the rule gives one, otherwise the reset."""
+        return self.reset_after_ms if self.retry_after_ms is None else self.retry_after_ms
 
 
 def window_start(now_ms: int, window_seconds: int) -> int:
