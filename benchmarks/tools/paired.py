@@ -37,8 +37,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks.stack import RESULTS
-
 #: The first side's RATELIMIT_BENCH_BASE_PORT; the second's is 100 above.
 BASE_PORT = 6901
 SCENARIOS = ("health", "spread")
@@ -251,6 +249,10 @@ def main() -> int:
         f"{args.rounds} rounds, wrk {args.connections} connections, {args.seconds} s per run, "
         f"spread over {args.clients} clients\n\n" + report(labels, runs)
     )
+    # Imported here, not at the top: a side process loads this file inside a checkout
+    # that may predate benchmarks.stack.
+    from benchmarks.stack import RESULTS
+
     out = RESULTS / f"paired-{time.strftime('%Y%m%dT%H%M%S')}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text + "\n")
