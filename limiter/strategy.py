@@ -22,10 +22,11 @@ from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
 
 from limiter.contention import ContendedCause, contended
 from limiter.deny_cache import DenyCache
+from limiter.errors import cluster_call
 from limiter.lanes import Batches, Lanes
 from limiter.liveness import Liveness
 from limiter.quota import Quota
-from limiter.rule import Alignment, Decision, Reason, WindowState, open_window
+from limiter.rule import Alignment, Decision, Reason, WindowState, open_window, peek
 from limiter.settings import LimiterSettings, StrategyConfig, StrategyName
 
 __all__ = [
@@ -172,6 +173,39 @@ class Strategy(abc.ABC):
         if answer is None:
             return contended(limit)
         return await answer
+
+    async def peek(
+        self,
+        client_id: str,
+        limit: int,
+        window_seconds: int,
+        *,
+        alignment: Alignment = Alignment.CLOCK,
+        deadline: float | None = None,
+    ) -> Decision:
+        """The decision of a request of cost 0 (:func:`limiter.rule.peek`): the client's
+        usage, admitted unless its window is exhausted, and nothing written.
+
+        The deny cache answers an exhausted quota; otherwise one read of the stored window
+        (:meth:`stored_window`, outside the lanes: nothing to make atomic), the window
+        picked on :meth:`now_ms`. That is the clock lock and cas decide with; the entry
+        processor decides on its member's clock, so within clock skew of a window's end
+        a peek may see the window end sooner or later than the next decision does.
+        Raises a :class:`limiter.errors.BackendError` when the read fails or misses
+        ``deadline`` (default: the decision timeout from now).
+        """
+        if limit < 1 or window_seconds < 1:
+            raise ValueError("limit and window_seconds must be positive")
+        quota = Quota(client_id, limit, window_seconds, alignment)
+        cached = self.deny_cache.denial(quota, 0, self._local_ms())
+        if cached is not None:
+            self.observer.denied_locally()
+            return cached
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
+        async with cluster_call(deadline):
+            stored = await self.stored_window(client_id, window_seconds)
+        return peek(stored, self.now_ms(), limit, window_seconds, alignment)
 
     def _lane(self, quota: Quota) -> Hashable:
         """The lane of a quota: what one cluster operation decides together with it (the
