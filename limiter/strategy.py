@@ -187,12 +187,11 @@ class Strategy(abc.ABC):
         usage, admitted unless its window is exhausted, and nothing written.
 
         The deny cache answers an exhausted quota; otherwise one read of the stored window
-        (:meth:`stored_window`, outside the lanes: nothing to make atomic), the window
-        picked on :meth:`now_ms`. That is the clock lock and cas decide with; the entry
-        processor decides on its member's clock, so within clock skew of a window's end
-        a peek may see the window end sooner or later than the next decision does.
-        Raises a :class:`limiter.errors.BackendError` when the read fails or misses
-        ``deadline`` (default: the decision timeout from now).
+        (:meth:`read_window`, outside the lanes: nothing to make atomic), the window picked
+        on the clock decisions use: this replica's for lock and cas, the owning member's
+        for the entry processor (read with the window). Raises a
+        :class:`limiter.errors.BackendError` when the read fails or misses ``deadline``
+        (default: the decision timeout from now).
         """
         if limit < 1 or window_seconds < 1:
             raise ValueError("limit and window_seconds must be positive")
@@ -204,8 +203,8 @@ class Strategy(abc.ABC):
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
         async with cluster_call(deadline):
-            stored = await self.stored_window(client_id, window_seconds)
-        return peek(stored, self.now_ms(), limit, window_seconds, alignment)
+            stored, now = await self.read_window(client_id, window_seconds)
+        return peek(stored, now, limit, window_seconds, alignment)
 
     def _lane(self, quota: Quota) -> Hashable:
         """The lane of a quota: what one cluster operation decides together with it (the
@@ -248,6 +247,14 @@ class Strategy(abc.ABC):
         :func:`limiter.contention.contended` decisions for the requests it could not
         decide.
         """
+
+    async def read_window(
+        self, client_id: str, window_seconds: int
+    ) -> tuple[WindowState | None, int]:
+        """The window last stored for the client (as :meth:`stored_window`) and the time,
+        in epoch milliseconds, that this strategy's next decision would pick the window
+        with: :meth:`now_ms` unless the strategy decides on another clock."""
+        return await self.stored_window(client_id, window_seconds), self.now_ms()
 
     async def current_window(
         self, client_id: str, window_seconds: int, alignment: Alignment
