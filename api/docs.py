@@ -14,6 +14,7 @@ from limiter import Alignment
 from registry import ClientRecord
 
 __all__ = [
+    "COST_DESCRIPTION",
     "ClientRecord",
     "ClientWithUsage",
     "Error",
@@ -23,6 +24,7 @@ __all__ = [
     "Usage",
     "client_name",
     "client_update_body",
+    "cost_schema",
     "new_client_body",
 ]
 
@@ -62,6 +64,21 @@ def _client_fields(defaults: Settings) -> dict[str, Schema]:
         "window_seconds": _integer(minimum=1, maximum=defaults.max_window_seconds),
         "window_alignment": _string(enum=[alignment.value for alignment in Alignment]),
     }
+
+
+COST_DESCRIPTION = (
+    "how much of the client's limit this request uses: a whole number in decimal digits, "
+    "at most RATELIMIT_MAX_COST (1 when absent; 400 when malformed). 0 is a peek: the "
+    "usage in the rate-limit headers, 429 when the window is exhausted, nothing counted. "
+    "A cost above the client's limit is a 429 without Retry-After: it never passes."
+)
+
+
+def cost_schema(defaults: Settings | None = None) -> Schema:
+    """``X-RateLimit-Cost`` as :func:`api.cost.request_cost` accepts it, with the default
+    settings' bound."""
+    maximum = (defaults or Settings()).max_cost
+    return _integer(minimum=0, maximum=maximum, default=1)
 
 
 def client_name(defaults: Settings) -> Schema:

@@ -4,6 +4,7 @@
 
     ApiError                 an expected failure with its status and a message
     ├── MalformedBody        400  the body is not JSON
+    ├── InvalidHeader        400  a header of a guarded request is malformed or out of range
     ├── InvalidField         422  a field is missing, of the wrong type or out of range
     ├── MissingApiId         401  GET /example without X-Api-Id
     ├── Unauthenticated      401  a management route without the admin bearer token
@@ -39,6 +40,7 @@ __all__ = [
     "ApiError",
     "ClusterUnavailable",
     "InvalidField",
+    "InvalidHeader",
     "MalformedBody",
     "ManagementDisabled",
     "MissingApiId",
@@ -69,6 +71,22 @@ class ApiError(SanicException):
 
 class MalformedBody(ApiError):
     status_code = 400
+
+
+class InvalidHeader(ApiError):
+    """A request header is malformed or out of range; the message starts with its name,
+    and ``X-RateLimit-Invalid`` names it too (a gateway that sees only the headers of the
+    decision, as nginx's ``auth_request`` does, can still answer 400)."""
+
+    status_code = 400
+
+    def __init__(self, header: str, problem: str) -> None:
+        super().__init__(f"{header}: {problem}", headers={INVALID_HEADER: header})
+        self.header = header
+
+
+#: The response header that names the request header a 400 refused.
+INVALID_HEADER = "X-RateLimit-Invalid"
 
 
 class InvalidField(ApiError):

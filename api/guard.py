@@ -5,6 +5,12 @@ One request: the client's record from the near-cached registry, then one decisio
 the configured strategy, both by one deadline, ``RATELIMIT_DECISION_TIMEOUT_SECONDS`` from
 the request's arrival (time queued behind other requests for the same key counts).
 
+A request's cost is its ``X-RateLimit-Cost`` header (:mod:`api.cost`; 1 when absent, a
+malformed one is a 400). Cost 0 is a peek: the client's usage in the usual headers,
+admitted unless the window is exhausted, counted nowhere (:meth:`limiter.Strategy.peek`).
+A cost above the client's limit can never pass: 429 with reason ``COST_OVER_LIMIT`` and
+no ``Retry-After`` (see :mod:`api.headers`).
+
 A client over its limit, and a client whose key is too busy to decide in time while the
 cluster answers (429, reason ``contended``, ``Retry-After: 1``), are denied: load on one
 key never turns into admission. Only when the cluster cannot be reached (client
@@ -16,9 +22,9 @@ disconnected, or no answer from it at all while the request waited: see
   well-formed id passes while the cluster is away.
 - ``closed``: 503 ``{"error": ...}`` with ``Retry-After`` and the same marker.
 
-Status codes: 200 admitted, 401 no ``X-Api-Id``, 404 an id no client has (a malformed id
-is unknown too: the original answers 404 for an unknown id and so does this), 429 over
-the limit, 503 fail closed.
+Status codes: 200 admitted, 400 a malformed ``X-RateLimit-Cost``, 401 no ``X-Api-Id``,
+404 an id no client has (a malformed id is unknown too: the original answers 404 for an
+unknown id and so does this), 429 over the limit, 503 fail closed.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from sanic.response import HTTPResponse, empty, json
 from sanic_ext.extensions.openapi import openapi
 
 from api.backend import backend_of
-from api.docs import Error, Message
+from api.cost import COST_HEADER, request_cost
+from api.docs import COST_DESCRIPTION, Error, Message, cost_schema
 from api.errors import MissingApiId, UnknownClient
 from api.headers import DEGRADED, decision_headers, policy_headers
 from api.metrics import (
@@ -55,6 +62,9 @@ JSON_TYPE = "application/json"
 HELLO_BODY = json_module.dumps(HELLO).encode()
 OVER_LIMIT_BODY = json_module.dumps({"error": "rate limit exceeded"}).encode()
 CONTENDED_BODY = json_module.dumps({"error": "too busy, retry shortly"}).encode()
+COST_OVER_LIMIT_BODY = json_module.dumps(
+    {"error": f"{COST_HEADER} above the client's limit: never admitted"}
+).encode()
 #: Retry-After of a fail-closed 503: the cluster's return cannot be predicted.
 FAIL_CLOSED_RETRY_AFTER_SECONDS = 1
 #: At most one log line per this many seconds about decisions the cluster did not give.
@@ -101,6 +111,7 @@ async def judge(request: Request) -> Verdict:
     client_id = parse_client_id(raw)
     if client_id is None:
         raise UnknownClient("unknown client id")
+    cost = request_cost(request.headers, backend.settings.max_cost)
     strategy = backend.settings.strategy
     started = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + backend.settings.decision_timeout_seconds
@@ -113,7 +124,7 @@ async def judge(request: Request) -> Verdict:
                 record = await connection.registry.fetch(client_id)
         if record is None:
             raise UnknownClient("unknown client id")
-        decision = await _ask_strategy(connection.strategy, client_id, record, deadline)
+        decision = await _ask_strategy(connection.strategy, client_id, record, cost, deadline)
     except BackendError as failure:
         error = failure
     else:
@@ -121,6 +132,8 @@ async def judge(request: Request) -> Verdict:
         outcome = "allowed" if decision.allowed else "denied"
         if decision.reason == Reason.CONTENDED:
             outcome = "contended"
+        elif cost == 0:
+            outcome = "peek"
         TALLY.inc(labelled(DECISIONS, strategy, outcome))
         return Verdict(record, decision, None, fail_open=False)
     TALLY.observe(labelled(DECISION_SECONDS, strategy), time.perf_counter() - started)
@@ -134,11 +147,17 @@ async def judge(request: Request) -> Verdict:
 @openapi.summary("The guarded route: admitted or not by the caller's rate limit")
 @openapi.tag("guarded")
 @openapi.parameter("X-Api-Id", str, "header", required=True, description="the client's id")
+@openapi.parameter(
+    COST_HEADER, cost_schema(), "header", required=False, description=COST_DESCRIPTION
+)
 @openapi.response(200, {"application/json": Message}, "admitted (also when failing open)")
+@openapi.response(400, {"application/json": Error}, "a malformed X-RateLimit-Cost")
 @openapi.response(401, {"application/json": Error}, "no X-Api-Id header")
 @openapi.response(404, {"application/json": Error}, "no client has this id")
 @openapi.response(
-    429, {"application/json": Error}, "over the limit, or the key too busy; see Retry-After"
+    429,
+    {"application/json": Error},
+    "over the limit, or the key too busy (see Retry-After); or a cost above the limit",
 )
 @openapi.response(503, {"application/json": Error}, "cluster unreachable (fail closed)")
 async def example(request: Request) -> HTTPResponse:
@@ -154,6 +173,8 @@ async def example(request: Request) -> HTTPResponse:
     assert verdict.decision is not None
     if verdict.decision.reason == Reason.CONTENDED:
         return GuardedResponse(CONTENDED_BODY, status=429, headers=verdict.headers())
+    if verdict.decision.reason == Reason.COST_OVER_LIMIT:
+        return GuardedResponse(COST_OVER_LIMIT_BODY, status=429, headers=verdict.headers())
     return GuardedResponse(OVER_LIMIT_BODY, status=429, headers=verdict.headers())
 
 
@@ -177,16 +198,24 @@ class GuardedResponse(HTTPResponse):
         return iter([(name.encode(), str(value).encode()) for name, value in self.headers.items()])
 
 
-@openapi.summary("Decision only, for a gateway (nginx auth_request): counts the request")
+@openapi.summary(
+    "Decision only, for a gateway (nginx auth_request): counts the request (cost 0: a peek)"
+)
 @openapi.description(
     "Answers in the vocabulary of nginx `auth_request`, which passes on only 2xx, 401 and "
     "403: 204 admitted; 401 no or unknown `X-Api-Id`; 403 not admitted, with "
     "`X-RateLimit-Degraded` set when that is because there was no decision (fail closed) "
-    "and unset when the client is over its limit. Every rate-limit header as on /example."
+    "and unset when the client is over its limit. Every rate-limit header as on /example. "
+    "A malformed `X-RateLimit-Cost` is a 400 naming it in `X-RateLimit-Invalid` (nginx "
+    "turns it into the caller's 400)."
 )
 @openapi.tag("guarded")
 @openapi.parameter("X-Api-Id", str, "header", required=True, description="the client's id")
+@openapi.parameter(
+    COST_HEADER, cost_schema(), "header", required=False, description=COST_DESCRIPTION
+)
 @openapi.response(204, {}, "admitted")
+@openapi.response(400, {"application/json": Error}, "a malformed X-RateLimit-Cost")
 @openapi.response(401, {"application/json": Error}, "no X-Api-Id, or no client has this id")
 @openapi.response(403, {"application/json": Error}, "over the limit, or no decision (fail closed)")
 async def gateway_decision(request: Request) -> HTTPResponse:
@@ -201,14 +230,24 @@ async def gateway_decision(request: Request) -> HTTPResponse:
 
 
 async def _ask_strategy(
-    strategy: Strategy, client_id: str, record: ClientRecord, deadline: float
+    strategy: Strategy, client_id: str, record: ClientRecord, cost: int, deadline: float
 ) -> Decision:
-    """The strategy's decision (it raises only a ``BackendError`` when the cluster
-    cannot be reached, and keeps to ``deadline`` itself: no timer per request here)."""
+    """The strategy's decision, or its peek for cost 0 (either raises only a
+    ``BackendError`` when the cluster cannot be reached, and keeps to ``deadline``
+    itself: no timer per request here)."""
+    if cost == 0:
+        return await strategy.peek(
+            client_id,
+            record.limit,
+            record.window_seconds,
+            alignment=record.window_alignment,
+            deadline=deadline,
+        )
     return await strategy.decide(
         client_id,
         record.limit,
         record.window_seconds,
+        cost,
         alignment=record.window_alignment,
         deadline=deadline,
     )

@@ -13,6 +13,9 @@ that most clients still read: ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` a
 adds ``Retry-After`` in seconds, rounded up, so a client that waits that long never
 retries before the window has ended (1 s when the key was too busy to decide in time:
 that passes in a moment; such a denial reports ``r=0;t=1``, "nothing for a second").
+A request whose ``X-RateLimit-Cost`` is above its client's limit (reason
+``COST_OVER_LIMIT``) gets no ``Retry-After``: waiting never lets it pass (RFC 9110 makes
+the field optional on a 429); ``RateLimit`` still reports the window as it is.
 
 When no decision could be had and the request was admitted anyway (fail open), or
 refused with a 503 (fail closed), ``X-RateLimit-Degraded`` carries the reason
@@ -46,7 +49,7 @@ def decision_headers(decision: Decision, window_seconds: int) -> dict[str, str]:
         "X-RateLimit-Remaining": str(decision.remaining),
         "X-RateLimit-Reset": str(reset),
     }
-    if not decision.allowed:
+    if not decision.allowed and decision.reason != Reason.COST_OVER_LIMIT:
         # Contention on a key passes in a moment; a full window does not.
         contended = decision.reason == Reason.CONTENDED
         headers["Retry-After"] = "1" if contended else str(reset)

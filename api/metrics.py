@@ -67,8 +67,9 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 DECISIONS = Counter(
     "ratelimit_decisions",
     "Guarded requests by strategy and outcome: allowed, denied (over the limit), "
-    "contended (key too busy to decide in time; denied), fail_open (cluster unreachable, "
-    "admitted) or fail_closed (cluster unreachable, 503).",
+    "contended (key too busy to decide in time; denied), peek (X-RateLimit-Cost 0: "
+    "usage read, nothing counted), fail_open (cluster unreachable, admitted) or "
+    "fail_closed (cluster unreachable, 503).",
     ["strategy", "outcome"],
     registry=REGISTRY,
 )
@@ -233,7 +234,7 @@ def method_label(method: str) -> str:
 
 #: Every outcome and error kind a decision can have, so that each series exists from the
 #: start: dashboards and alerts then read "none yet" as 0 rather than as no data.
-OUTCOMES = ("allowed", "denied", "contended", "fail_open", "fail_closed")
+OUTCOMES = ("allowed", "denied", "contended", "peek", "fail_open", "fail_closed")
 ERROR_KINDS = tuple(kind.kind for kind in (BackendUnavailable, BackendTimeout))
 CONTENDED_CAUSES = tuple(ContendedCause)
 

@@ -38,6 +38,8 @@ class Settings(LimiterSettings):
     max_window_seconds: int = 86400
     #: Largest limit a client may have.
     max_limit: int = 1_000_000_000
+    #: Largest X-RateLimit-Cost a request may carry (400 above it); not above max_limit.
+    max_cost: int = 1000
     #: When no decision can be had in time: "open" admits (marked in a header and a
     #: metric), "closed" answers 503 with Retry-After.
     failure_mode: str = dataclasses.field(default="open", metadata=choices("open", "closed"))
@@ -92,3 +94,7 @@ class Settings(LimiterSettings):
             raise SettingsError(
                 "RATELIMIT_DEFAULT_WINDOW_SECONDS exceeds RATELIMIT_MAX_WINDOW_SECONDS"
             )
+        if self.max_cost > self.max_limit:
+            # A cost above every limit is always denied; the bound also keeps a cost
+            # within the 64-bit numbers the entry processor carries.
+            raise SettingsError("RATELIMIT_MAX_COST exceeds RATELIMIT_MAX_LIMIT")

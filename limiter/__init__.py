@@ -32,6 +32,7 @@ from limiter.rule import (
     decide,
     decide_batch,
     opening_start,
+    peek,
     window_start,
 )
 from limiter.settings import (
@@ -81,6 +82,7 @@ __all__ = [
     "decide",
     "decide_batch",
     "opening_start",
+    "peek",
     "wall_clock_ms",
     "window_start",
 ]

@@ -29,6 +29,7 @@ from limiter.processor_wire import (
     MEMBER_CLOCK,
     PinnedKey,
     ShardWindowReader,
+    parse_window_read,
     processor_key,
     shard_call_data,
     split_result,
@@ -102,13 +103,22 @@ class EntryProcessorStrategy(Strategy):
         return (await self._decide_lane(self._lane(quota), [(quota, costs)], deadline))[0]
 
     async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
+        return (await self.read_window(client_id, window_seconds))[0]
+
+    async def read_window(
+        self, client_id: str, window_seconds: int
+    ) -> tuple[WindowState | None, int]:
+        """The live window, read on the owner of its shard, with the time the owner
+        decides with: the member's clock at the read (this replica's when the member does
+        not send it), or the injected clock, which decisions send instead."""
         key = processor_key(client_id, window_seconds)
-        stored = await self.shards.execute_on_key(
+        answer = await self.shards.execute_on_key(
             shard_entry_of(key, self.shard_count), ShardWindowReader(key)
         )
-        if isinstance(stored, list) and len(stored) == 2:
-            return WindowState(int(stored[0]), int(stored[1]))
-        return None
+        state, member_now = parse_window_read(answer if isinstance(answer, list) else [])
+        if self.clock is not None or member_now is None:
+            return state, self.now_ms()
+        return state, member_now
 
 
 def shards_map_name(counters_map: str) -> str:

@@ -22,7 +22,7 @@ from hazelcast.serialization.api import (
 from hazelcast.serialization.data import Data
 
 from limiter.quota import Quota
-from limiter.rule import Decision, Reason
+from limiter.rule import Decision, Reason, WindowState
 
 __all__ = [
     "MEMBER_CLOCK",
@@ -33,6 +33,7 @@ __all__ = [
     "ShardProcessor",
     "ShardWindowReader",
     "parse_result",
+    "parse_window_read",
     "processor_key",
     "shard_call_data",
     "split_result",
@@ -103,7 +104,8 @@ class ShardProcessor(IdentifiedDataSerializable):
 
 
 class ShardWindowReader(IdentifiedDataSerializable):
-    """``ratelimit.processor.ShardWindowReader``: one window of a shard, read on its owner."""
+    """``ratelimit.processor.ShardWindowReader``: one window of a shard, read on its owner,
+    with the owner's clock at the read (:func:`parse_window_read`)."""
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -203,6 +205,22 @@ def split_result(result: Sequence[int], batch_sizes: Sequence[int]) -> list[list
     if at != len(result):
         raise ValueError(f"processor answered {len(result)} values, expected {at}")
     return answers
+
+
+def parse_window_read(result: Sequence[int]) -> tuple[WindowState | None, int | None]:
+    """A :class:`ShardWindowReader`'s answer: the live window (None when there is none)
+    and the owner's clock at the read, ``[start, count, now]`` or ``[now]``. A member
+    built before the clock was added answers ``[start, count]`` or ``[]``: no clock."""
+    values = list(result)
+    if len(values) == 3:
+        return WindowState(int(values[0]), int(values[1])), int(values[2])
+    if len(values) == 1:
+        return None, int(values[0])
+    if len(values) == 2:
+        return WindowState(int(values[0]), int(values[1])), None
+    if not values:
+        return None, None
+    raise ValueError(f"window reader answered {len(values)} values")
 
 
 def processor_key(client_id: str, window_seconds: int) -> str:

@@ -47,6 +47,7 @@ __all__ = [
     "decide_batch",
     "open_window",
     "opening_start",
+    "peek",
     "window_start",
 ]
 
@@ -170,6 +171,32 @@ def decide(
     return WindowState(start, used), Decision(
         False, limit, max(0, limit - used), reset_after_ms, Reason.LIMIT_REACHED
     )
+
+
+def peek(
+    state: WindowState | None,
+    now_ms: int,
+    limit: int,
+    window_seconds: int,
+    alignment: Alignment = Alignment.CLOCK,
+) -> Decision:
+    """The answer to a request of cost 0: the usage of the window a request at ``now_ms``
+    would count in, admitted when a request of cost 1 would be (``LIMIT_REACHED``
+    otherwise), with the remaining and the reset :func:`decide` would report.
+
+    It returns no state: a peek stores nothing, so it never opens or extends a window
+    (a window it reports as open at ``now_ms`` is opened by the next counted request).
+    """
+    if limit < 1 or window_seconds < 1:
+        raise ValueError(
+            f"limit and window_seconds must be positive, got {limit}, {window_seconds}"
+        )
+    window = open_window(state, now_ms, window_seconds, alignment)
+    start, used = window.window_start_ms, window.count
+    reset_after_ms = start + window_seconds * 1000 - max(now_ms, start)
+    remaining = max(0, limit - used)
+    reason = Reason.ADMITTED if remaining > 0 else Reason.LIMIT_REACHED
+    return Decision(remaining > 0, limit, remaining, reset_after_ms, reason)
 
 
 def decide_batch(

@@ -22,10 +22,11 @@ from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
 
 from limiter.contention import ContendedCause, contended
 from limiter.deny_cache import DenyCache
+from limiter.errors import cluster_call
 from limiter.lanes import Batches, Lanes
 from limiter.liveness import Liveness
 from limiter.quota import Quota
-from limiter.rule import Alignment, Decision, Reason, WindowState, open_window
+from limiter.rule import Alignment, Decision, Reason, WindowState, open_window, peek
 from limiter.settings import LimiterSettings, StrategyConfig, StrategyName
 
 __all__ = [
@@ -173,6 +174,38 @@ class Strategy(abc.ABC):
             return contended(limit)
         return await answer
 
+    async def peek(
+        self,
+        client_id: str,
+        limit: int,
+        window_seconds: int,
+        *,
+        alignment: Alignment = Alignment.CLOCK,
+        deadline: float | None = None,
+    ) -> Decision:
+        """The decision of a request of cost 0 (:func:`limiter.rule.peek`): the client's
+        usage, admitted unless its window is exhausted, and nothing written.
+
+        The deny cache answers an exhausted quota; otherwise one read of the stored window
+        (:meth:`read_window`, outside the lanes: nothing to make atomic), the window picked
+        on the clock decisions use: this replica's for lock and cas, the owning member's
+        for the entry processor (read with the window). Raises a
+        :class:`limiter.errors.BackendError` when the read fails or misses ``deadline``
+        (default: the decision timeout from now).
+        """
+        if limit < 1 or window_seconds < 1:
+            raise ValueError("limit and window_seconds must be positive")
+        quota = Quota(client_id, limit, window_seconds, alignment)
+        cached = self.deny_cache.denial(quota, 0, self._local_ms())
+        if cached is not None:
+            self.observer.denied_locally()
+            return cached
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
+        async with cluster_call(deadline):
+            stored, now = await self.read_window(client_id, window_seconds)
+        return peek(stored, now, limit, window_seconds, alignment)
+
     def _lane(self, quota: Quota) -> Hashable:
         """The lane of a quota: what one cluster operation decides together with it (the
         quota itself unless a layout holds many quotas' windows in one entry)."""
@@ -214,6 +247,14 @@ class Strategy(abc.ABC):
         :func:`limiter.contention.contended` decisions for the requests it could not
         decide.
         """
+
+    async def read_window(
+        self, client_id: str, window_seconds: int
+    ) -> tuple[WindowState | None, int]:
+        """The window last stored for the client (as :meth:`stored_window`) and the time,
+        in epoch milliseconds, that this strategy's next decision would pick the window
+        with: :meth:`now_ms` unless the strategy decides on another clock."""
+        return await self.stored_window(client_id, window_seconds), self.now_ms()
 
     async def current_window(
         self, client_id: str, window_seconds: int, alignment: Alignment

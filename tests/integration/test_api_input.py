@@ -42,7 +42,8 @@ class Case(NamedTuple):
     path: str
     status: int
     body: bytes | None = None
-    headers: dict[str, str] | None = None
+    #: A list of pairs sends a header more than once.
+    headers: dict[str, str] | list[tuple[str, str]] | None = None
     #: The field a 422 must name.
     field: str | None = None
     #: The replica: "main", or "no-admin" (started without RATELIMIT_ADMIN_TOKEN).
@@ -57,6 +58,11 @@ def name_body(name: Any) -> bytes:
     return js({"name": name})
 
 
+def cost(value: str) -> dict[str, str]:
+    """The headers of a guarded request by an existing client with this cost."""
+    return {"X-Api-Id": EXISTING, "X-RateLimit-Cost": value}
+
+
 BAD_INPUTS = [
     # The guarded route.
     Case("no X-Api-Id", "GET", "/example", 401),
@@ -68,6 +74,27 @@ BAD_INPUTS = [
     Case("POST /example", "POST", "/example", 405),
     Case("DELETE /example", "DELETE", "/example", 405),
     Case("unknown path", "GET", "/nowhere", 404),
+    # X-RateLimit-Cost (a whole number from 0 to RATELIMIT_MAX_COST) on both routes.
+    Case("cost empty", "GET", "/example", 400, headers=cost("")),
+    Case("cost -1", "GET", "/example", 400, headers=cost("-1")),
+    Case("cost +1", "GET", "/example", 400, headers=cost("+1")),
+    Case("cost 1.5", "GET", "/example", 400, headers=cost("1.5")),
+    Case("cost 1e3", "GET", "/example", 400, headers=cost("1e3")),
+    Case("cost word", "GET", "/example", 400, headers=cost("three")),
+    Case("cost 1_0", "GET", "/example", 400, headers=cost("1_0")),
+    Case("cost 1 0", "GET", "/example", 400, headers=cost("1 0")),
+    Case("cost list", "GET", "/example", 400, headers=cost("1, 1")),
+    Case("cost over max", "GET", "/example", 400, headers=cost(str(DEFAULTS.max_cost + 1))),
+    Case("cost 10**30", "GET", "/example", 400, headers=cost(str(10**30))),
+    Case(
+        "cost twice, differing",
+        "GET",
+        "/example",
+        400,
+        headers=[("X-Api-Id", EXISTING), ("X-RateLimit-Cost", "1"), ("X-RateLimit-Cost", "2")],
+    ),
+    Case("/decide cost -1", "GET", "/decide", 400, headers=cost("-1")),
+    Case("/decide cost over max", "GET", "/decide", 400, headers=cost(str(DEFAULTS.max_cost + 1))),
     # Authentication of the management routes.
     Case("no token", "POST", "/bucket", 401, name_body("a"), headers={}),
     Case("wrong token", "POST", "/bucket", 401, name_body("a"), {"Authorization": "Bearer no"}),
@@ -190,12 +217,17 @@ BAD_INPUTS = [
 ]
 
 
+def _pairs(headers: dict[str, str] | list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(headers.items()) if isinstance(headers, dict) else headers
+
+
 def table() -> str:
     """The bad-input table, one line per case: method, path, body, headers → status."""
     lines = []
     for case in BAD_INPUTS:
         body = "" if case.body is None else case.body[:40].decode("utf-8", "backslashreplace")
-        headers = "" if case.headers is None else ",".join(case.headers)
+        names = [] if case.headers is None else [name for name, *_ in _pairs(case.headers)]
+        headers = ",".join(names)
         where = "" if case.on == "main" else f" [{case.on}]"
         field = f" field={case.field}" if case.field else ""
         lines.append(
@@ -225,9 +257,10 @@ def test_bad_input_gets_its_status_and_a_json_error(
     """Each bad input gets exactly its status and {"error": ...}; a 422 names the field."""
     target = replica if case.on == "main" else request.getfixturevalue("no_admin")
     path = case.path.replace(EXISTING, existing).replace(UNKNOWN, str(uuid.uuid4()))
-    headers = dict(ADMIN if case.headers is None else case.headers)
-    for key, value in headers.items():
-        headers[key] = value.replace(UNKNOWN, str(uuid.uuid4()))
+    headers = [
+        (key, value.replace(UNKNOWN, str(uuid.uuid4())).replace(EXISTING, existing))
+        for key, value in _pairs(ADMIN if case.headers is None else case.headers)
+    ]
     response = target.request(case.method, path, content=case.body, headers=headers)
     assert response.status_code == case.status, response.text
     assert response.headers["content-type"] == "application/json"
@@ -236,6 +269,9 @@ def test_bad_input_gets_its_status_and_a_json_error(
     if case.field is not None:
         assert body["field"] == case.field
         assert body["error"].startswith(f"{case.field}:")
+    if any(name == "X-RateLimit-Cost" for name, _ in headers) and case.status == 400:
+        assert body["error"].startswith("X-RateLimit-Cost:")
+        assert response.headers["x-ratelimit-invalid"] == "X-RateLimit-Cost"
 
 
 def test_the_table_covers_every_status_the_contract_names() -> None:
@@ -383,6 +419,25 @@ def test_the_openapi_document_lists_every_route(replica: Replica) -> None:
     assert alignment["enum"] == ["clock", "first_request"]
     security = document["components"]["securitySchemes"]["admin"]
     assert security == {"type": "http", "scheme": "bearer"}
+
+
+def test_the_openapi_document_lists_the_cost_header_on_both_guarded_routes(
+    replica: Replica,
+) -> None:
+    """/example and /decide document X-RateLimit-Cost: an optional header, an integer from
+    0 to RATELIMIT_MAX_COST's default, and their 400."""
+    document = replica.get("/docs/openapi.json").json()
+    for path in ("/example", "/decide"):
+        operation = document["paths"][path]["get"]
+        (cost,) = [p for p in operation["parameters"] if p["name"] == "X-RateLimit-Cost"]
+        assert (cost["in"], cost.get("required", False)) == ("header", False)
+        schema = cost["schema"]
+        assert (schema["type"], schema["minimum"], schema["maximum"]) == (
+            "integer",
+            0,
+            DEFAULTS.max_cost,
+        )
+        assert "400" in operation["responses"]
 
 
 def test_a_wrong_token_is_refused_like_no_token(replica: Replica) -> None:

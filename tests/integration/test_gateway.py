@@ -72,6 +72,42 @@ def test_gateway_admits_exactly_the_limit_to_any_upstream(
     assert upstream_hits(topology) - before == LIMIT
 
 
+def test_gateway_passes_the_callers_cost_and_refuses_a_malformed_one(
+    topology: Topology,
+) -> None:
+    """The caller's X-RateLimit-Cost reaches /decide through auth_request: a cost of the
+    whole limit passes, then a peek reports the window exhausted (429); a malformed cost
+    is a 400 JSON naming the header, and none of those reach the upstream but the first."""
+    topology.use("entry_processor")
+    with httpx.Client(base_url=topology.url, timeout=30) as http:
+        created = http.post(
+            "/bucket",
+            json={"name": f"gw-cost-{uuid.uuid4().hex}", "limit": LIMIT},
+            headers=topology.admin,
+        )
+        assert created.status_code == 201, created.text
+        client_id = created.json()["id"]
+        before = upstream_hits(topology)
+
+        def send(cost: str) -> httpx.Response:
+            return http.get("/gateway/", headers={"X-Api-Id": client_id, "X-RateLimit-Cost": cost})
+
+        whole = send(str(LIMIT))
+        assert whole.status_code == 200, whole.text
+        assert whole.headers["X-RateLimit-Remaining"] == "0"
+        peeked = send("0")
+        assert peeked.status_code == 429
+        assert peeked.headers["X-RateLimit-Remaining"] == "0"
+        assert int(peeked.headers["Retry-After"]) >= 1
+        for value in ("-1", "1001", "one"):
+            refused = send(value)
+            assert refused.status_code == 400, (value, refused.text)
+            assert refused.headers["content-type"] == "application/json"
+            assert refused.json() == {"error": "malformed X-RateLimit-Cost header"}
+            assert refused.headers["X-RateLimit-Invalid"] == "X-RateLimit-Cost"
+    assert upstream_hits(topology) - before == 1
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [({}, 401), ({"X-Api-Id": str(uuid.uuid4())}, 401), ({"X-Api-Id": "not-an-id"}, 401)],

@@ -108,3 +108,28 @@ def test_a_cached_denial_never_reports_a_window_end_before_the_true_one() -> Non
     denial = cache.denial(quota, 1, 500)
     assert denial is not None and denial.reset_after_ms == 540
     assert cache.denial(quota, 1, 1000) is None
+
+
+def test_a_peek_reads_the_window_writes_nothing_and_uses_the_deny_cache() -> None:
+    """A peek reports the stored usage, opens no window, and once the quota is exhausted
+    is answered by the deny cache without a read."""
+    strategy = DictStrategy()
+
+    async def scenario() -> None:
+        fresh = await strategy.peek("c", 5, 60)
+        assert (fresh.allowed, fresh.remaining) == (True, 5)
+        assert strategy.store == {}
+        await strategy.decide("c", 5, 60, cost=3)
+        looked = await strategy.peek("c", 5, 60)
+        assert (looked.allowed, looked.remaining, looked.reason) == (True, 2, Reason.ADMITTED)
+        assert strategy.store["c:60"].count == 3
+        await strategy.decide("c", 5, 60, cost=2)
+        strategy.store.clear()  # a read now would find nothing: only the cache can deny
+        denied = await strategy.peek("c", 5, 60)
+        assert (denied.allowed, denied.remaining, denied.reason) == (
+            False,
+            0,
+            Reason.LIMIT_REACHED,
+        )
+
+    asyncio.run(scenario())

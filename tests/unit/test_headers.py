@@ -29,3 +29,11 @@ def test_contended_request_retries_in_a_second() -> None:
     """A denial because the key was too busy says retry in 1 s, not at the window's end."""
     headers = decision_headers(Decision(False, 5, 3, 50_000, Reason.CONTENDED), 60)
     assert headers["Retry-After"] == "1"
+
+
+def test_a_cost_above_the_limit_gets_no_retry_after() -> None:
+    """A request that can never pass (cost above the limit) reports the window's state
+    but no Retry-After: waiting would not help."""
+    headers = decision_headers(Decision(False, 5, 3, 50_000, Reason.COST_OVER_LIMIT), 60)
+    assert "Retry-After" not in headers
+    assert headers["RateLimit"] == '"default";r=3;t=50'

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from limiter import processor_wire
-from limiter.processor_wire import ShardProcessor, ShardWindowReader
+from limiter.processor_wire import ShardProcessor, ShardWindowReader, parse_window_read
 from limiter.quota import Quota
-from limiter.rule import Alignment, Reason
+from limiter.rule import Alignment, Reason, WindowState
 from tests.vectors.load import load_wire
 
 pytestmark = pytest.mark.unit
@@ -88,3 +88,14 @@ def test_hazelcast_xml_registers_the_factory_under_the_contracts_id() -> None:
     registered = {int(f.attrib["factory-id"]): (f.text or "").strip() for f in factories}
     assert registered.get(load_wire()["factory_id"].value) == FACTORY_CLASS
     assert list(registered.values()).count(FACTORY_CLASS) == 1
+
+
+def test_the_window_readers_answer_carries_the_owners_clock() -> None:
+    """The reader answers [start, count, now] or [now]; an older member's [start, count]
+    or [] has no clock, and any other length is refused."""
+    assert parse_window_read([10, 2, 99]) == (WindowState(10, 2), 99)
+    assert parse_window_read([99]) == (None, 99)
+    assert parse_window_read([10, 2]) == (WindowState(10, 2), None)
+    assert parse_window_read([]) == (None, None)
+    with pytest.raises(ValueError, match="4 values"):
+        parse_window_read([1, 2, 3, 4])

@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from limiter import Alignment, Decision, Reason, WindowState, decide, decide_batch, window_start
+from limiter import (
+    Alignment,
+    Decision,
+    Reason,
+    WindowState,
+    decide,
+    decide_batch,
+    peek,
+    window_start,
+)
 from tests.vectors.load import BatchVector, Vector, load, load_batch
 
 VECTORS = load()
@@ -157,3 +166,40 @@ def test_first_request_windows_last_w_from_the_request_that_opened_them(
         expected_start = now if opened is None else opened
         assert decision.reset_after_ms == expected_start + window_ms - now
         assert decision.remaining == max(0, limit - spent)
+
+
+@given(
+    state=st.none()
+    | st.builds(WindowState, st.sampled_from([0, 60_000, 120_000]), st.integers(0, 14)),
+    now=st.integers(0, 179_999),
+    limit=st.integers(1, 12),
+    alignment=st.sampled_from(Alignment),
+)
+def test_a_peek_answers_as_a_request_of_cost_1_and_reports_the_usage_before_it(
+    state: WindowState | None, now: int, limit: int, alignment: Alignment
+) -> None:
+    """A peek admits exactly when a request of cost 1 would be admitted, and reports the
+    remaining and reset that request would see before counting itself."""
+    _, one = decide(state, now, 1, limit, 60, alignment)
+    looked = peek(state, now, limit, 60, alignment)
+    assert looked.allowed == one.allowed
+    assert looked.reason == (Reason.ADMITTED if one.allowed else Reason.LIMIT_REACHED)
+    assert looked.remaining == (one.remaining + 1 if one.allowed else one.remaining)
+    assert looked.reset_after_ms == one.reset_after_ms
+    assert looked.limit == limit
+
+
+def test_a_peek_on_no_window_reports_a_whole_fresh_one() -> None:
+    """With nothing stored (or an ended window), a peek reports the full limit and the
+    length of the window a request would open, and opens nothing (it returns no state)."""
+    assert peek(None, 5_000, 10, 60, Alignment.FIRST_REQUEST) == Decision(
+        True, 10, 10, 60_000, Reason.ADMITTED
+    )
+    assert peek(WindowState(0, 10), 60_000, 10, 60, Alignment.CLOCK) == Decision(
+        True, 10, 10, 60_000, Reason.ADMITTED
+    )
+    assert peek(WindowState(0, 10), 59_000, 10, 60) == Decision(
+        False, 10, 0, 1_000, Reason.LIMIT_REACHED
+    )
+    with pytest.raises(ValueError, match="must be positive"):
+        peek(None, 0, 0, 60)

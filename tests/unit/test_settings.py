@@ -66,6 +66,8 @@ def test_unknown_strategy_fails_and_lists_the_allowed_ones() -> None:
         ("RATELIMIT_LOCK_LEASE_SECONDS", "1.0", "exceed RATELIMIT_DECISION_TIMEOUT_SECONDS"),
         ("RATELIMIT_EXPIRY_GRACE_SECONDS", "1.2", "at least RATELIMIT_MAX_CLOCK_SKEW_SECONDS"),
         ("RATELIMIT_COUNTER_SHARDS", "-1", "must be 1 or more"),
+        ("RATELIMIT_MAX_COST", "0", "must be positive"),
+        ("RATELIMIT_MAX_COST", "1000000001", "exceeds RATELIMIT_MAX_LIMIT"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:

@@ -3,6 +3,7 @@ one shard call's answer is split among the keys it carried."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Any
@@ -13,6 +14,7 @@ from hazelcast.config import Config
 from hazelcast.serialization.service import SerializationServiceV1
 from hypothesis import strategies as st
 
+from limiter import EntryProcessorStrategy, LimiterSettings
 from limiter.entry_processor import ONE_SHARD, counter_entry, shard_entry_of, shard_of
 from limiter.processor_wire import PinnedKey, ShardProcessor, shard_call_data, split_result
 from limiter.quota import Quota
@@ -113,3 +115,36 @@ def test_a_pinned_key_is_the_clients_key_with_its_partition_hash(name: str) -> N
 def test_with_one_shard_every_window_is_in_its_one_entry() -> None:
     """The one-shard lane the strategy names without hashing is the entry every key maps to."""
     assert {shard_entry_of(f"client-{i}:60", 1) for i in range(50)} == {ONE_SHARD}
+
+
+class ReaderShards:
+    """A shards map whose owner answers every window read with ``answer``."""
+
+    def __init__(self, answer: list[int]) -> None:
+        self.answer = answer
+
+    async def execute_on_key(self, key: Any, processor: Any) -> list[int]:
+        return self.answer
+
+
+def reading(answer: list[int], clock: Any = None) -> EntryProcessorStrategy:
+    strategy = EntryProcessorStrategy(None, LimiterSettings().strategy_config, clock=clock)
+    strategy._shards = ReaderShards(answer)
+    return strategy
+
+
+def test_a_peek_picks_the_window_on_the_owners_clock() -> None:
+    """The entry processor's peek decides on the clock the owner read with: a window the
+    owner still counts in is reported, one that ended on the owner's clock is not; an
+    injected clock, which decisions send, takes its place."""
+    start = 1_800_000_000_000
+    inside = reading([start, 4, start + 59_000])
+    looked = asyncio.run(inside.peek("c", 5, 60))
+    assert (looked.remaining, looked.reset_after_ms) == (1, 1_000)
+    ended = reading([start, 4, start + 60_000])
+    assert asyncio.run(ended.peek("c", 5, 60)).remaining == 5
+    injected = reading([start, 4, start + 60_000], clock=lambda: start + 30_000)
+    assert asyncio.run(injected.peek("c", 5, 60)).remaining == 1
+    none = reading([start + 5], clock=None)
+    fresh = asyncio.run(none.peek("c", 5, 60, alignment=Alignment.FIRST_REQUEST))
+    assert (fresh.remaining, fresh.reset_after_ms) == (5, 60_000)

@@ -10,8 +10,10 @@ import java.util.Map;
 
 /**
  * Reads one window of a {@link WindowShard} on its owner: {@code long[]{windowStartMs,
- * count}}, or an empty array when the shard holds no live window under the key. A read
- * of the whole shard would carry every other client's window too.
+ * count, nowMs}}, or {@code long[]{nowMs}} when the shard holds no live window under the
+ * key, {@code nowMs} being the owner's clock at the read: the clock its decisions use, so
+ * that a replica can pick the window a request would count in as the owner would (a
+ * peek). A read of the whole shard would carry every other client's window too.
  */
 public class ShardWindowReader
         implements EntryProcessor<Object, Object, long[]>, ReadOnly, IdentifiedDataSerializable {
@@ -27,13 +29,14 @@ public class ShardWindowReader
 
     @Override
     public long[] process(Map.Entry<Object, Object> entry) {
+        long nowMs = System.currentTimeMillis();
         if (entry.getValue() instanceof WindowShard shard) {
-            long[] window = shard.live(key, System.currentTimeMillis());
+            long[] window = shard.live(key, nowMs);
             if (window != null) {
-                return new long[] {window[0], window[1]};
+                return new long[] {window[0], window[1], nowMs};
             }
         }
-        return new long[0];
+        return new long[] {nowMs};
     }
 
     @Override

@@ -287,15 +287,23 @@ class ShardProcessorTest {
     }
 
     @Test
-    void theReaderAnswersOneLiveWindowOrNothing() {
+    void theReaderAnswersOneLiveWindowOrNothingWithTheOwnersClock() {
         WindowShard shard = new WindowShard();
         long now = System.currentTimeMillis();
         shard.put("live:60", 10L, 2L, now + 60_000L);
         shard.put("dead:60", 10L, 2L, now - 1L);
         InMemoryEntry entry = new InMemoryEntry("shard:0", shard);
-        assertArrayEquals(new long[] {10L, 2L}, new ShardWindowReader("live:60").process(entry));
-        assertArrayEquals(new long[0], new ShardWindowReader("dead:60").process(entry));
-        assertArrayEquals(new long[0], new ShardWindowReader("none:60").process(new InMemoryEntry("shard:1", null)));
+        long[] live = new ShardWindowReader("live:60").process(entry);
+        assertEquals(3, live.length);
+        assertArrayEquals(new long[] {10L, 2L}, new long[] {live[0], live[1]});
+        long[] dead = new ShardWindowReader("dead:60").process(entry);
+        long[] none = new ShardWindowReader("none:60").process(new InMemoryEntry("shard:1", null));
+        assertEquals(1, dead.length);
+        assertEquals(1, none.length);
+        long after = System.currentTimeMillis();
+        for (long read : new long[] {live[2], dead[0], none[0]}) {
+            assertTrue(now <= read && read <= after, "the owner's clock at the read");
+        }
         assertEquals(0, entry.writes(), "a read");
     }
 }
