@@ -16,10 +16,15 @@ from typing import Any
 
 from api.errors import InvalidHeader
 
-__all__ = ["COST_HEADER", "DEFAULT_COST", "request_cost"]
+__all__ = ["COST_HEADER", "DEFAULT_COST", "GATEWAY_HEADER", "request_cost"]
 
 COST_HEADER = "X-RateLimit-Cost"
 DEFAULT_COST = 1
+#: Set by nginx on gateway mode's auth subrequest. Behind the gateway the request goes on
+#: to the app once admitted, so a peek (cost 0) would let it through uncounted: there a
+#: cost of 0 is refused like a malformed one. A caller who sends it elsewhere only takes
+#: peeks away from itself.
+GATEWAY_HEADER = "X-RateLimit-Gateway"
 #: At most this many digits are read (leading zeros included), so no huge string is
 #: ever turned into a number.
 MAX_DIGITS = 20
@@ -28,7 +33,8 @@ _DIGITS = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")
 
 def request_cost(headers: Any, max_cost: int) -> int:
     """The request's cost from its headers (Sanic's multi-valued ``Header``), or
-    :class:`InvalidHeader` naming ``X-RateLimit-Cost``."""
+    :class:`InvalidHeader` naming ``X-RateLimit-Cost`` (a peek through the gateway
+    included)."""
     values = headers.getall(COST_HEADER, None)
     if not values:
         return DEFAULT_COST
@@ -40,4 +46,6 @@ def request_cost(headers: Any, max_cost: int) -> int:
     cost = int(first)
     if cost > max_cost:
         raise InvalidHeader(COST_HEADER, f"must be at most {max_cost}")
+    if cost == 0 and GATEWAY_HEADER in headers:
+        raise InvalidHeader(COST_HEADER, "0 (a peek) cannot pass the gateway: it counts nothing")
     return cost

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sanic.compat import Header
 
-from api.cost import COST_HEADER, request_cost
+from api.cost import COST_HEADER, GATEWAY_HEADER, request_cost
 from api.errors import InvalidHeader
 
 MAX_COST = 1000
@@ -50,3 +50,13 @@ def test_a_malformed_cost_is_a_400_naming_the_header(values: tuple[str, ...]) ->
     assert refused.value.status_code == 400
     assert refused.value.message.startswith(f"{COST_HEADER}:")
     assert refused.value.headers == {"X-RateLimit-Invalid": COST_HEADER}
+
+
+def test_a_peek_through_the_gateway_is_refused_and_a_cost_is_not() -> None:
+    """Behind the gateway (nginx sets X-RateLimit-Gateway) cost 0 is a 400, since the app
+    would get the request uncounted; a cost of 1 or more passes as anywhere else."""
+    peek = Header([(COST_HEADER, "0"), (GATEWAY_HEADER, "1")])
+    with pytest.raises(InvalidHeader, match="gateway"):
+        request_cost(peek, MAX_COST)
+    assert request_cost(Header([(COST_HEADER, "3"), (GATEWAY_HEADER, "1")]), MAX_COST) == 3
+    assert request_cost(Header([(GATEWAY_HEADER.lower(), "1")]), MAX_COST) == 1
