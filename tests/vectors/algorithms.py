@@ -17,16 +17,16 @@ from limiter.sliding_window import SlidingWindowState
 HERE = Path(__file__).parent
 
 
-def _rows(name: str) -> list[dict[str, str]]:
+def vector_rows(name: str) -> list[dict[str, str]]:
     with (HERE / name).open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def _numbers(field: str) -> list[int]:
+def numbers(field: str) -> list[int]:
     return [int(value) for value in field.split()]
 
 
-def _retry(value: int) -> int | None:
+def optional_ms(value: int) -> int | None:
     return None if value == -1 else value
 
 
@@ -34,15 +34,15 @@ def _decisions(row: dict[str, str], reason_column: str) -> list[Decision]:
     """One decision per number in the row's columns (one for a single-decision row)."""
     limit = int(row["limit"])
     columns = zip(
-        _numbers(row["allowed"]),
-        _numbers(row["remaining"]),
-        _numbers(row["reset_after_ms"]),
-        _numbers(row["retry_after_ms"]),
-        _numbers(row[reason_column]),
+        numbers(row["allowed"]),
+        numbers(row["remaining"]),
+        numbers(row["reset_after_ms"]),
+        numbers(row["retry_after_ms"]),
+        numbers(row[reason_column]),
         strict=True,
     )
     return [
-        Decision(bool(allowed), limit, remaining, reset, Reason(reason), _retry(retry))
+        Decision(bool(allowed), limit, remaining, reset, Reason(reason), optional_ms(retry))
         for allowed, remaining, reset, retry, reason in columns
     ]
 
@@ -68,7 +68,7 @@ def _sliding(row: dict[str, str], costs: str, reasons: str) -> SlidingVector:
         row["name"],
         state if row["has_state"] == "1" else None,
         int(row["now_ms"]),
-        _numbers(row[costs]),
+        numbers(row[costs]),
         int(row["limit"]),
         int(row["window_seconds"]),
         SlidingWindowState(
@@ -80,12 +80,12 @@ def _sliding(row: dict[str, str], costs: str, reasons: str) -> SlidingVector:
 
 def load_sliding() -> list[SlidingVector]:
     """``sliding_window.csv``: one request each (``costs`` and ``expected`` of one)."""
-    return [_sliding(row, "cost", "reason") for row in _rows("sliding_window.csv")]
+    return [_sliding(row, "cost", "reason") for row in vector_rows("sliding_window.csv")]
 
 
 def load_sliding_batch() -> list[SlidingVector]:
     """``sliding_window_batch.csv``: several requests of one key at one instant."""
-    return [_sliding(row, "costs", "reasons") for row in _rows("sliding_window_batch.csv")]
+    return [_sliding(row, "costs", "reasons") for row in vector_rows("sliding_window_batch.csv")]
 
 
 class GcraVector(NamedTuple):
@@ -106,7 +106,7 @@ def _gcra(row: dict[str, str], costs: str, reasons: str) -> GcraVector:
         row["name"],
         state if row["has_state"] == "1" else None,
         int(row["now_ms"]),
-        _numbers(row[costs]),
+        numbers(row[costs]),
         int(row["limit"]),
         int(row["window_seconds"]),
         int(row["burst"]),
@@ -117,9 +117,9 @@ def _gcra(row: dict[str, str], costs: str, reasons: str) -> GcraVector:
 
 def load_gcra() -> list[GcraVector]:
     """``gcra.csv``: one request each (``costs`` and ``expected`` of one)."""
-    return [_gcra(row, "cost", "reason") for row in _rows("gcra.csv")]
+    return [_gcra(row, "cost", "reason") for row in vector_rows("gcra.csv")]
 
 
 def load_gcra_batch() -> list[GcraVector]:
     """``gcra_batch.csv``: several requests of one key at one instant."""
-    return [_gcra(row, "costs", "reasons") for row in _rows("gcra_batch.csv")]
+    return [_gcra(row, "costs", "reasons") for row in vector_rows("gcra_batch.csv")]

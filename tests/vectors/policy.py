@@ -24,8 +24,6 @@ hold one number per request separated by spaces, and ``new_states`` is the final
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
 from typing import NamedTuple
 
 from limiter.gcra import GcraState
@@ -33,21 +31,7 @@ from limiter.policy import Algorithm, Limit, Policy
 from limiter.policy_rule import LimitState, PolicyDecision
 from limiter.rule import Alignment, Decision, Reason, WindowState
 from limiter.sliding_window import SlidingWindowState
-
-HERE = Path(__file__).parent
-
-
-def _rows(name: str) -> list[dict[str, str]]:
-    with (HERE / name).open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _numbers(field: str) -> list[int]:
-    return [int(value) for value in field.split()]
-
-
-def _optional(value: int) -> int | None:
-    return None if value == -1 else value
+from tests.vectors.algorithms import numbers, optional_ms, vector_rows
 
 
 def parse_policy(field: str) -> Policy:
@@ -89,7 +73,9 @@ def _decisions(policy: Policy, field: str) -> tuple[Decision, ...]:
     for limit, spec in zip(policy.limits, field.split("|"), strict=True):
         allowed, remaining, reset, retry, reason = (int(v) for v in spec.split(";"))
         decisions.append(
-            Decision(bool(allowed), limit.limit, remaining, reset, Reason(reason), _optional(retry))
+            Decision(
+                bool(allowed), limit.limit, remaining, reset, Reason(reason), optional_ms(retry)
+            )
         )
     return tuple(decisions)
 
@@ -107,10 +93,10 @@ class PolicyVector(NamedTuple):
 def load_policy() -> list[PolicyVector]:
     """``policy.csv``: one request against a whole policy."""
     vectors = []
-    for row in _rows("policy.csv"):
+    for row in vector_rows("policy.csv"):
         policy = parse_policy(row["limits"])
         denied_by = int(row["denied_by"])
-        shadow = () if row["shadow_denied"] == "-" else tuple(_numbers(row["shadow_denied"]))
+        shadow = () if row["shadow_denied"] == "-" else tuple(numbers(row["shadow_denied"]))
         vectors.append(
             PolicyVector(
                 row["name"],
@@ -126,7 +112,7 @@ def load_policy() -> list[PolicyVector]:
                     None if denied_by == -1 else denied_by,
                     shadow,
                     int(row["closest"]),
-                    _optional(int(row["retry_after_ms"])),
+                    optional_ms(int(row["retry_after_ms"])),
                 ),
             )
         )
@@ -147,16 +133,16 @@ class PolicyBatchVector(NamedTuple):
 def load_policy_batch() -> list[PolicyBatchVector]:
     """``policy_batch.csv``: several requests of one client at one instant."""
     vectors = []
-    for row in _rows("policy_batch.csv"):
+    for row in vector_rows("policy_batch.csv"):
         policy = parse_policy(row["limits"])
         expected = [
-            (bool(allowed), Reason(reason), _optional(denied_by), closest, _optional(retry))
+            (bool(allowed), Reason(reason), optional_ms(denied_by), closest, optional_ms(retry))
             for allowed, reason, denied_by, closest, retry in zip(
-                _numbers(row["allowed"]),
-                _numbers(row["reasons"]),
-                _numbers(row["denied_by"]),
-                _numbers(row["closest"]),
-                _numbers(row["retry_after_ms"]),
+                numbers(row["allowed"]),
+                numbers(row["reasons"]),
+                numbers(row["denied_by"]),
+                numbers(row["closest"]),
+                numbers(row["retry_after_ms"]),
                 strict=True,
             )
         ]
@@ -166,7 +152,7 @@ def load_policy_batch() -> list[PolicyBatchVector]:
                 policy,
                 parse_states(policy, row["states"]),
                 int(row["now_ms"]),
-                _numbers(row["costs"]),
+                numbers(row["costs"]),
                 parse_states(policy, row["new_states"]),
                 expected,
             )
