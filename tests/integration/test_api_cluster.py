@@ -184,6 +184,7 @@ def test_metrics_sum_every_worker_and_carry_no_client_id(replicas: Replicas) -> 
         "allowed": 15.0,
         "denied": 9.0,
         "contended": 0.0,
+        "peek": 0.0,
         "fail_open": 0.0,
         "fail_closed": 0.0,
     }
