@@ -1,5 +1,6 @@
-"""Fixed-window rate limiting on a Hazelcast cluster, with three interchangeable ways of
-making each decision atomic (see :mod:`limiter.lock`, :mod:`limiter.cas` and
+"""Rate limiting on a Hazelcast cluster: each client a policy of up to eight limits (fixed
+window, sliding window or GCRA), with three interchangeable ways of making each decision
+atomic (see :mod:`limiter.lock`, :mod:`limiter.cas` and
 :mod:`limiter.entry_processor`), chosen by ``RATELIMIT_STRATEGY``.
 """
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from limiter.cas import CasStrategy
 from limiter.cluster import ClusterLink, connect
-from limiter.contention import ContendedCause, contended
+from limiter.contention import ContendedCause, contended, contended_policy
 from limiter.entry_processor import EntryProcessorStrategy
 from limiter.errors import (
     BackendError,
@@ -23,6 +24,8 @@ from limiter.errors import (
 from limiter.lanes import Lanes
 from limiter.liveness import Liveness
 from limiter.lock import LockStrategy
+from limiter.policy import Algorithm, Limit, Policy
+from limiter.policy_rule import LimitState, PolicyDecision
 from limiter.quota import Quota
 from limiter.rule import (
     Alignment,
@@ -48,6 +51,7 @@ from limiter.strategy import Clock, NullObserver, Observer, Strategy, wall_clock
 __all__ = [
     "STRATEGIES",
     "STRATEGY_NAMES",
+    "Algorithm",
     "Alignment",
     "BackendError",
     "BackendTimeout",
@@ -60,12 +64,16 @@ __all__ = [
     "Decision",
     "EntryProcessorStrategy",
     "Lanes",
+    "Limit",
+    "LimitState",
     "LimiterSettings",
     "Liveness",
     "LockConfig",
     "LockStrategy",
     "NullObserver",
     "Observer",
+    "Policy",
+    "PolicyDecision",
     "Quota",
     "RateLimitError",
     "Reason",
@@ -78,6 +86,7 @@ __all__ = [
     "cluster_call",
     "connect",
     "contended",
+    "contended_policy",
     "create_strategy",
     "decide",
     "decide_batch",

@@ -7,10 +7,10 @@ import random
 from collections.abc import Sequence
 from typing import Any, Self, Unpack
 
-from limiter.contention import ContendedCause, contended
-from limiter.kv_window import KvWindowStrategy, decode_window, encode_window, window_key
+from limiter.contention import ContendedCause, contended_policy
+from limiter.kv_window import KvWindowStrategy, decode_states, encode_states, policy_key
+from limiter.policy_rule import PolicyDecision, decide_batch
 from limiter.quota import Quota
-from limiter.rule import Decision, decide_batch
 from limiter.settings import CasConfig, LimiterSettings, StrategyConfig
 from limiter.strategy import Wiring
 
@@ -30,8 +30,8 @@ class CasStrategy(KvWindowStrategy):
     Expiry: after each successful replace the key's TTL is restored off the critical
     path (why: :meth:`limiter.kv_window.KvWindowStrategy._restore_ttl`).
     Clock: this replica's (or the injected one), read at each attempt.
-    Storage: :func:`limiter.kv_window.window_key`, holding
-    :func:`limiter.kv_window.encode_window`.
+    Storage: :func:`limiter.kv_window.policy_key`, holding
+    :func:`limiter.kv_window.encode_states`.
     """
 
     name = "cas"
@@ -51,24 +51,22 @@ class CasStrategy(KvWindowStrategy):
 
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
-    ) -> list[Decision]:
+    ) -> list[PolicyDecision]:
         loop = asyncio.get_running_loop()
-        key = window_key(quota.client_id, quota.window_seconds)
+        key = policy_key(quota.client_id)
         # The value a lost put_if_absent returned: the next attempt starts from it.
         known: Any = None
         for attempt in range(1, self.max_attempts + 1):
             now = self.now_ms()
             read = known if known is not None else await self.counters.get(key)
             known = None
-            state = decode_window(read)
-            new_state, decisions = decide_batch(
-                state, now, costs, quota.limit, quota.window_seconds, quota.alignment
-            )
+            states = decode_states(read, quota.policy)
+            new_states, decisions = decide_batch(states, now, costs, quota.policy)
             if not any(decision.allowed for decision in decisions):
                 self.observer.cas_attempts(attempt)
                 return decisions  # nothing admitted: nothing to write
             written, known = await self._write_if_unchanged(
-                key, read, encode_window(new_state), self.ttl_ms(decisions[0])
+                key, read, encode_states(quota.policy, new_states), self.ttl_ms(decisions[-1])
             )
             if written:
                 self.observer.cas_attempts(attempt)
@@ -79,4 +77,4 @@ class CasStrategy(KvWindowStrategy):
             await asyncio.sleep(pause)
         self.observer.cas_attempts(attempt)
         self.observer.contended(ContendedCause.CAS_EXHAUSTED)
-        return [contended(quota.limit)] * len(costs)
+        return [contended_policy(quota.policy)] * len(costs)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import enum
 
+from limiter.policy import Policy
+from limiter.policy_rule import PolicyDecision, combine
 from limiter.rule import Decision, Reason
 
-__all__ = ["CONTENDED_RETRY_MS", "ContendedCause", "contended"]
+__all__ = ["CONTENDED_RETRY_MS", "ContendedCause", "contended", "contended_policy"]
 
 #: A contended denial says "nothing for the next second": contention passes quickly.
 CONTENDED_RETRY_MS = 1000
@@ -37,3 +39,9 @@ class ContendedCause(enum.StrEnum):
 def contended(limit: int) -> Decision:
     """The denial given when the quota was too busy to decide in time."""
     return Decision(False, limit, 0, CONTENDED_RETRY_MS, Reason.CONTENDED)
+
+
+def contended_policy(policy: Policy) -> PolicyDecision:
+    """The same denial for a whole policy: every limit contended, so the answer reports
+    "nothing for a second" whichever limit it names."""
+    return combine(policy, [contended(limit.limit) for limit in policy.limits])

@@ -1,16 +1,16 @@
-"""One round trip: the rule runs inside the member that owns the client's window.
+"""One round trip: the rule runs inside the member that owns the client's states.
 
-Every client window lives in one of ``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``, 1 by
-default) shard entries of the map ``{counters_map}.shards`` (OBJECT in-memory format, so a
-shard is changed in place and never serialised per call). A shard is a lane
-(:mod:`limiter.lanes`): a worker sends at most one call per shard at a time, and
-everything queued for that shard meanwhile goes in the next call, one
-:class:`ShardProcessor` carrying each key's batch. The member decides them all on the
-shard's partition thread and sends one synchronous backup with the windows that changed,
-so the cost of a client message, a partition operation and a backup is shared by every
-decision in the call, as exact and as durable as one call per key::
+The states of every limit of a client's policy live together under its key in one of
+``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``, 1 by default) shard entries of the map
+``{counters_map}.shards`` (OBJECT in-memory format, so a shard is changed in place and
+never serialised per call). A shard is a lane (:mod:`limiter.lanes`): a worker sends at
+most one call per shard at a time, and everything queued for that shard meanwhile goes in
+the next call, one :class:`ShardProcessor` carrying each client's batch. The member
+decides them all on the shard's partition thread and sends one synchronous backup with
+the states that changed, so the cost of a client message, a partition operation and a
+backup is shared by every decision in the call, as exact and as durable as one call per key::
 
-    request → lane of its key (crc32 of the key, mod the shard count)
+    request → lane of its client (crc32 of its key, mod the shard count)
       └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight;
          what queues meanwhile goes in the next one
 
@@ -25,17 +25,18 @@ from collections.abc import Hashable, Sequence
 from typing import Any, Unpack
 
 from limiter.cluster import sibling_map
+from limiter.policy import Policy
+from limiter.policy_rule import LimitState, PolicyDecision
 from limiter.processor_wire import (
     MEMBER_CLOCK,
     PinnedKey,
     ShardWindowReader,
-    parse_window_read,
+    parse_states_read,
     processor_key,
     shard_call_data,
     split_result,
 )
 from limiter.quota import Quota
-from limiter.rule import Decision, WindowState
 from limiter.settings import StrategyConfig
 from limiter.strategy import Strategy, Wiring
 
@@ -54,9 +55,10 @@ class EntryProcessorStrategy(Strategy):
     one round trip per call, for every key batch it carries.
 
     The member runs read-decide-write on the shard's partition thread, so no other
-    operation on the shard interleaves, and writes each window with its expiry in one
-    step. A window is per client and window length (:func:`processor_key`) and holds the
-    window's start and count, because the window is picked on the member. Clock: the
+    operation on the shard interleaves, and writes each client's states with their expiry
+    in one step. A client's key (:func:`processor_key`) holds the state of every limit of
+    its policy (each tied to its limit by the limit's slot), because the member picks the
+    windows and runs the whole policy rule. Clock: the
     owning member's, unless a clock was injected (tests), which is then sent with each
     request.
     """
@@ -82,43 +84,37 @@ class EntryProcessorStrategy(Strategy):
     def _lane(self, quota: Quota) -> Hashable:
         if self.shard_count == 1:
             return ONE_SHARD
-        key = processor_key(quota.client_id, quota.window_seconds)
-        return shard_entry_of(key, self.shard_count)
+        return shard_entry_of(processor_key(quota.client_id), self.shard_count)
 
     async def _decide_lane(
         self, lane: Hashable, batches: Sequence[tuple[Quota, Sequence[int]]], deadline: float
-    ) -> list[list[Decision]]:
+    ) -> list[list[PolicyDecision]]:
         key = self._shard_keys.get(lane)
         if key is None:
             key = self._shard_keys[lane] = PinnedKey(str(lane))
         processor = shard_call_data(self._now_or_member_clock(), self.expiry_grace_ms, batches)
         result = await self.shards.execute_on_key(key, processor)
-        return split_result(result, [len(costs) for _, costs in batches])
+        return split_result(result, batches)
 
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
-    ) -> list[Decision]:
-        """One key's batch alone: a shard call carrying only it (the lanes call
-        :meth:`_decide_lane` with every key of the shard instead)."""
+    ) -> list[PolicyDecision]:
+        """One client's batch alone: a shard call carrying only it (the lanes call
+        :meth:`_decide_lane` with every client of the shard instead)."""
         return (await self._decide_lane(self._lane(quota), [(quota, costs)], deadline))[0]
 
-    async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
-        return (await self.read_window(client_id, window_seconds))[0]
-
-    async def read_window(
-        self, client_id: str, window_seconds: int
-    ) -> tuple[WindowState | None, int]:
-        """The live window, read on the owner of its shard, with the time the owner
-        decides with: the member's clock at the read (this replica's when the member does
-        not send it), or the injected clock, which decisions send instead."""
-        key = processor_key(client_id, window_seconds)
+    async def stored_states(
+        self, client_id: str, policy: Policy
+    ) -> tuple[tuple[LimitState | None, ...], int]:
+        """The live states, read on the owner of the client's shard, with the time the
+        owner decides with: the member's clock at the read, or the injected clock, which
+        decisions send instead."""
+        key = processor_key(client_id)
         answer = await self.shards.execute_on_key(
             shard_entry_of(key, self.shard_count), ShardWindowReader(key)
         )
-        state, member_now = parse_window_read(answer if isinstance(answer, list) else [])
-        if self.clock is not None or member_now is None:
-            return state, self.now_ms()
-        return state, member_now
+        states, member_now = parse_states_read(answer, policy)
+        return states, member_now if self.clock is None else self.clock()
 
 
 def shards_map_name(counters_map: str) -> str:
@@ -127,7 +123,7 @@ def shards_map_name(counters_map: str) -> str:
 
 
 def shard_of(key: str, shard_count: int) -> int:
-    """The shard of a window key: the same in every replica (``hash()`` is per process)."""
+    """The shard of a client's key: the same in every replica (``hash()`` is per process)."""
     return zlib.crc32(key.encode()) % shard_count
 
 
@@ -136,14 +132,11 @@ ONE_SHARD = "shard-0-of-1"
 
 
 def shard_entry_of(key: str, shard_count: int) -> str:
-    """The entry of the shard holding the window ``key``; the count is part of it, so
+    """The entry of the shard holding the client key ``key``; the count is part of it, so
     replicas that disagree on the count never share an entry laid out for another."""
     return f"shard-{shard_of(key, shard_count)}-of-{shard_count}"
 
 
-def counter_entry(
-    counters_map: str, shard_count: int, client_id: str, window_seconds: int
-) -> tuple[str, str]:
-    """The map and key of the shard entry that holds a client's window."""
-    key = processor_key(client_id, window_seconds)
-    return shards_map_name(counters_map), shard_entry_of(key, shard_count)
+def counter_entry(counters_map: str, shard_count: int, client_id: str) -> tuple[str, str]:
+    """The map and key of the shard entry that holds a client's states."""
+    return shards_map_name(counters_map), shard_entry_of(processor_key(client_id), shard_count)

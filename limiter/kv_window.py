@@ -1,62 +1,83 @@
-"""The key-value window layout that the lock and cas strategies share.
+"""The key-value layout that the lock and cas strategies share.
 
-Both keep a client's window as a short string under its own key in the counters map, and
-both write it only if the key still holds what they read (the entry processor keeps its
-windows inside the member and shares none of this), and both give a key its TTL back
-after each replace (:meth:`KvWindowStrategy._restore_ttl` says why; docs/design.md,
-"Storage and expiry", says it for users).
+Both keep the states of all of a client's limits as one short string under its own key
+in the counters map, both write it only if the key still holds what they read (the entry
+processor keeps its states inside the member and shares none of this), and both give a
+key its TTL back after each replace (:meth:`KvWindowStrategy._restore_ttl` says why;
+docs/design.md, "Storage and expiry", says it for users).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, Unpack
 
-from limiter.rule import Decision, WindowState
+from limiter.policy import Policy
+from limiter.policy_rule import LimitState, PolicyDecision, state_numbers, state_of
 from limiter.settings import StrategyConfig
 from limiter.strategy import Strategy, Wiring
 
-__all__ = ["KvWindowStrategy", "decode_window", "encode_window", "window_key"]
+__all__ = ["KvWindowStrategy", "decode_states", "encode_states", "policy_key"]
 
 
-def window_key(client_id: str, window_seconds: int) -> str:
-    """The counter key of a client's window for the lock and cas strategies: one key per
-    client and window length, whatever the alignment, holding :func:`encode_window`.
+def policy_key(client_id: str) -> str:
+    """The counter key of a client for the lock and cas strategies: one key per client,
+    holding the states of every limit of its policy (:func:`encode_states`), so one
+    conditional write changes them all at once.
 
-    Not the entry processor's key (``{id}:{W}``, holding ``long[]``): the layouts differ,
-    so a replica started with another strategy never reads a value it cannot compare.
+    Not the entry processor's layout (a ``long[]`` inside a shard entry): a replica
+    started with another strategy never reads a value it cannot compare.
     """
-    return f"{client_id}:{window_seconds}:w"
+    return f"{client_id}:p"
 
 
-def encode_window(state: WindowState) -> str:
-    """``"{window_start_ms}:{count}"``: the client serialises Python ints as 32-bit Java
-    ints, which an epoch-millisecond start overflows, and ``replace_if_same`` needs the
-    value to compare equal byte for byte; a short string does both."""
-    return f"{state.window_start_ms}:{state.count}"
+def encode_states(policy: Policy, states: Sequence[LimitState | None]) -> str:
+    """``"{slot}={a},{b},{c};{slot}=..."``, a limit per part in policy order (none for a
+    limit with no state), its numbers :func:`limiter.policy_rule.state_numbers`. A string because
+    the client serialises Python ints as 32-bit Java ints, which an epoch-millisecond
+    start overflows, and ``replace_if_same`` needs the value to compare equal byte for
+    byte. A limit's slot (:attr:`limiter.policy.Limit.slot`) ties its state to its name,
+    algorithm and window length, so a PATCH keeps the usage of every limit that keeps
+    those, and a stored part no limit claims is dropped at the next write."""
+    return ";".join(
+        f"{limit.slot}={','.join(map(str, state_numbers(state)))}"
+        for limit, state in zip(policy.limits, states, strict=True)
+        if state is not None
+    )
 
 
-def decode_window(stored: object) -> WindowState | None:
-    """The stored window, or None when the key holds nothing this layout wrote."""
-    if not isinstance(stored, str):
-        return None
-    start, _, count = stored.partition(":")
+def decode_states(stored: object, policy: Policy) -> tuple[LimitState | None, ...]:
+    """The state of each limit of ``policy`` in a stored value (None for a limit it does
+    not hold, and for every limit when the key holds nothing this layout wrote)."""
+    if not isinstance(stored, str) or not stored:
+        return (None,) * len(policy.limits)
+    by_slot: dict[int, tuple[int, int, int]] = {}
     try:
-        return WindowState(int(start), int(count))
+        for part in stored.split(";"):
+            slot, _, numbers = part.partition("=")
+            a, b, c = numbers.split(",")
+            by_slot[int(slot)] = (int(a), int(b), int(c))
+        return tuple(
+            state_of(limit, *by_slot[limit.slot]) if limit.slot in by_slot else None
+            for limit in policy.limits
+        )
     except ValueError:
-        return None
+        return (None,) * len(policy.limits)
 
 
 class KvWindowStrategy(Strategy):
-    """A strategy whose windows are :func:`window_key` entries holding
-    :func:`encode_window`, written only if unchanged since read."""
+    """A strategy whose clients are :func:`policy_key` entries holding
+    :func:`encode_states`, written only if unchanged since read."""
 
     def __init__(self, counters: Any, config: StrategyConfig, **wiring: Unpack[Wiring]) -> None:
         super().__init__(counters, config, **wiring)
         self._ttl_restores: set[asyncio.Task[None]] = set()
 
-    async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
-        return decode_window(await self.counters.get(window_key(client_id, window_seconds)))
+    async def stored_states(
+        self, client_id: str, policy: Policy
+    ) -> tuple[tuple[LimitState | None, ...], int]:
+        return decode_states(await self.counters.get(policy_key(client_id)), policy), self.now_ms()
 
     async def close(self) -> None:
         """Waits for the decisions still running, then for the TTL restores they left."""
@@ -64,9 +85,11 @@ class KvWindowStrategy(Strategy):
         if self._ttl_restores:
             await asyncio.gather(*self._ttl_restores, return_exceptions=True)
 
-    def ttl_ms(self, decision: Decision) -> int:
-        """A counter lives until its window ends, plus the grace."""
-        return decision.reset_after_ms + self.expiry_grace_ms
+    def ttl_ms(self, decision: PolicyDecision) -> int:
+        """A counter lives until the last of its limits would be back to empty (each
+        limit's reset after the decision: a window's end, a sliding window's next end, a
+        GCRA bucket full again), plus the grace."""
+        return max(d.reset_after_ms for d in decision.decisions) + self.expiry_grace_ms
 
     async def _write_if_unchanged(
         self, key: str, read: Any, value: str, ttl_ms: int

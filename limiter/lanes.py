@@ -36,11 +36,11 @@ import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Protocol
 
-from limiter.contention import ContendedCause, contended
+from limiter.contention import ContendedCause, contended_policy
 from limiter.errors import BackendTimeout, as_backend_error
 from limiter.liveness import Liveness
+from limiter.policy_rule import PolicyDecision
 from limiter.quota import Quota
-from limiter.rule import Decision
 
 __all__ = [
     "BUSY_LANE",
@@ -62,7 +62,7 @@ BUSY_LANE = 2
 Batches = Sequence[tuple[Quota, Sequence[int]]]
 #: Decides one lane's batch by a deadline (event-loop time): one list of decisions per
 #: quota of the batch, in its order, one decision per cost.
-DecideLane = Callable[[Hashable, Batches, float], Awaitable[list[list[Decision]]]]
+DecideLane = Callable[[Hashable, Batches, float], Awaitable[list[list[PolicyDecision]]]]
 
 
 class LaneObserver(Protocol):
@@ -84,7 +84,7 @@ class Waiter:
 
     quota: Quota
     cost: int
-    answer: asyncio.Future[Decision]
+    answer: asyncio.Future[PolicyDecision]
     deadline: float
     #: When it was asked, on the liveness clock: did the cluster answer anything since?
     asked_at: float
@@ -138,7 +138,9 @@ class Lanes:
         self._now: Callable[[], float] = time.monotonic if liveness is None else liveness.clock
         self._runners: set[asyncio.Task[None]] = set()
 
-    def submit(self, quota: Quota, cost: int, deadline: float) -> asyncio.Future[Decision] | None:
+    def submit(
+        self, quota: Quota, cost: int, deadline: float
+    ) -> asyncio.Future[PolicyDecision] | None:
         """Queues one request on its quota's lane; its decision comes by ``deadline``
         (event-loop time) in the future returned.
 
@@ -201,7 +203,7 @@ class Lanes:
         waited (or a lost connection) is unreachable, for the failure mode to decide."""
         if self._liveness is None or self._liveness.reachable_since(waiter.asked_at):
             self._observer.contended(ContendedCause.DEADLINE)
-            waiter.answer.set_result(contended(waiter.quota.limit))
+            waiter.answer.set_result(contended_policy(waiter.quota.policy))
             return
         waiter.answer.set_exception(
             BackendTimeout(

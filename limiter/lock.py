@@ -10,10 +10,11 @@ from typing import Any, Self, Unpack
 
 from hazelcast.errors import HazelcastError
 
-from limiter.contention import ContendedCause, contended
-from limiter.kv_window import KvWindowStrategy, decode_window, encode_window, window_key
+from limiter.contention import ContendedCause, contended_policy
+from limiter.kv_window import KvWindowStrategy, decode_states, encode_states, policy_key
+from limiter.policy import Policy
+from limiter.policy_rule import LimitState, PolicyDecision, decide_batch
 from limiter.quota import Quota
-from limiter.rule import Decision, WindowState, decide_batch
 from limiter.settings import LimiterSettings, LockConfig, StrategyConfig
 from limiter.strategy import Wiring
 
@@ -38,8 +39,8 @@ class LockStrategy(KvWindowStrategy):
     a change) exclude each other like two processes do.
     Clock: this replica's (or the injected one), read once the lock is held, so that a
     wait for the lock never decides with a stale time.
-    Storage: :func:`limiter.kv_window.window_key`, holding
-    :func:`limiter.kv_window.encode_window`.
+    Storage: :func:`limiter.kv_window.policy_key`, holding
+    :func:`limiter.kv_window.encode_states`.
     """
 
     name = "lock"
@@ -59,40 +60,47 @@ class LockStrategy(KvWindowStrategy):
 
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
-    ) -> list[Decision]:
-        key = window_key(quota.client_id, quota.window_seconds)
+    ) -> list[PolicyDecision]:
+        key = policy_key(quota.client_id)
         wait = min(self.lock_wait_seconds, deadline - asyncio.get_running_loop().time())
         asked = time.monotonic()
         locked = wait > 0 and await self._lock(key, wait)
         self.observer.lock_waited(time.monotonic() - asked)
         if not locked:
             self.observer.contended(ContendedCause.LOCK_BUSY)
-            return [contended(quota.limit)] * len(costs)
+            return [contended_policy(quota.policy)] * len(costs)
         try:
             now = self.now_ms()
             read = await self.counters.get(key)
-            state = decode_window(read)
-            new_state, decisions = decide_batch(
-                state, now, costs, quota.limit, quota.window_seconds, quota.alignment
-            )
+            states = decode_states(read, quota.policy)
+            new_states, decisions = decide_batch(states, now, costs, quota.policy)
             if not any(decision.allowed for decision in decisions):
                 return decisions  # nothing admitted: nothing to write
-            if await self._write(key, read, new_state, self.ttl_ms(decisions[0])):
+            if await self._write(key, read, quota.policy, new_states, self.ttl_ms(decisions[-1])):
                 return decisions
             # The key changed under "our" lock: this holder stalled past its lease and
             # another took the lock. Nothing was written, so nothing is admitted.
             self.observer.contended(ContendedCause.LOCK_LOST)
-            return [contended(quota.limit)] * len(costs)
+            return [contended_policy(quota.policy)] * len(costs)
         finally:
             with contextlib.suppress(HazelcastError):
                 # Fails when the lease ran out meanwhile: the lock is no longer ours.
                 await self._unlock(key)
 
-    async def _write(self, key: str, read: Any, state: WindowState, ttl_ms: int) -> bool:
+    async def _write(
+        self,
+        key: str,
+        read: Any,
+        policy: Policy,
+        states: tuple[LimitState | None, ...],
+        ttl_ms: int,
+    ) -> bool:
         """Stores ``state`` only if the key still holds what was read under the lock (a
         fencing write): a holder that stalled past its lease, while another replica took
         the lock and counted on, can never overwrite the newer count."""
-        written, _ = await self._write_if_unchanged(key, read, encode_window(state), ttl_ms)
+        written, _ = await self._write_if_unchanged(
+            key, read, encode_states(policy, states), ttl_ms
+        )
         return written
 
     async def _lock(self, key: str, wait: float) -> bool:

@@ -17,15 +17,19 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
+import zlib
 
 from limiter.gcra import MAX_CAPACITY_TIMES_WINDOW_MS
 from limiter.rule import Alignment
 from limiter.sliding_window import MAX_LIMIT_TIMES_WINDOW_MS
 
-__all__ = ["MAX_LIMITS", "NAME_PATTERN", "Algorithm", "Limit", "Policy"]
+__all__ = ["DEFAULT_NAME", "MAX_LIMITS", "NAME_PATTERN", "Algorithm", "Limit", "Policy"]
 
 #: The most limits one client may have: every one is decided in the same atomic call.
 MAX_LIMITS = 8
+
+#: The name of the one limit of a client given in the single form.
+DEFAULT_NAME = "default"
 
 #: A limit's name: a letter, then up to 31 lower-case letters, digits, ``_`` or ``-``.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -65,6 +69,8 @@ class Limit:
     alignment: Alignment | None = None
     burst: int = 0
     shadow: bool = False
+    #: Which stored state is this limit's (see :attr:`slot`); worked out once.
+    _slot: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):
@@ -101,6 +107,16 @@ class Limit:
             raise ValueError(
                 f"{self.name}: burst must be >= 0 and (burst + 1) * window_ms at most 2**61"
             )
+        identity = f"{self.name}/{self.algorithm.value}/{self.window_seconds}"
+        object.__setattr__(self, "_slot", zlib.crc32(identity.encode()))
+
+    @property
+    def slot(self) -> int:
+        """The number that ties a stored state to this limit: a crc32 of its name,
+        algorithm and window length. A PATCH that keeps those three keeps the limit's
+        usage (its value, alignment, burst or shadow flag may change); any other limit
+        starts empty. The member stores and matches it, never computes it."""
+        return self._slot
 
     @property
     def enforced(self) -> bool:
@@ -114,9 +130,12 @@ class Policy:
     unique names, at least one enforced (so some limit always speaks for the client)."""
 
     limits: tuple[Limit, ...]
+    #: Worked out once: a policy is hashed on every request (lanes, deny cache).
+    _hash: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "limits", tuple(self.limits))
+        object.__setattr__(self, "_hash", hash(self.limits))
         if not 1 <= len(self.limits) <= MAX_LIMITS:
             raise ValueError(f"a policy has 1 to {MAX_LIMITS} limits, got {len(self.limits)}")
         names = [limit.name for limit in self.limits]
@@ -127,3 +146,14 @@ class Policy:
 
     def __len__(self) -> int:
         return len(self.limits)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @classmethod
+    def single(
+        cls, limit: int, window_seconds: int, alignment: Alignment = Alignment.CLOCK
+    ) -> Policy:
+        """The policy of a client given in the single form (one ``limit`` per
+        ``window_seconds``): one fixed-window limit named :data:`DEFAULT_NAME`."""
+        return cls((Limit(DEFAULT_NAME, Algorithm.FIXED_WINDOW, limit, window_seconds, alignment),))

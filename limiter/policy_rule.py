@@ -62,7 +62,16 @@ from limiter.policy import Algorithm, Limit, Policy
 from limiter.rule import Decision, Reason, WindowState
 from limiter.sliding_window import SlidingWindowState
 
-__all__ = ["LimitState", "PolicyDecision", "decide", "decide_batch"]
+__all__ = [
+    "LimitState",
+    "PolicyDecision",
+    "combine",
+    "decide",
+    "decide_batch",
+    "peek",
+    "state_numbers",
+    "state_of",
+]
 
 #: One limit's stored state: its algorithm's own type.
 LimitState = WindowState | SlidingWindowState | GcraState
@@ -83,6 +92,27 @@ class PolicyDecision(NamedTuple):
     closest: int
     #: On a ``LIMIT_REACHED`` denial, when every enforced limit would admit the request.
     retry_after_ms: int | None
+
+
+def state_numbers(state: LimitState) -> tuple[int, int, int]:
+    """A limit's state as the three numbers both stored layouts keep (the member's
+    ``long[]`` and the lock and cas strategies' string): a fixed window's start and
+    count, a sliding window's start, count and previous count, a GCRA TAT's milliseconds
+    and fraction; 0 where a state has fewer."""
+    if isinstance(state, WindowState):
+        return state.window_start_ms, state.count, 0
+    if isinstance(state, SlidingWindowState):
+        return state.window_start_ms, state.count, state.previous_count
+    return state.tat_ms, state.tat_fraction, 0
+
+
+def state_of(limit: Limit, a: int, b: int, c: int) -> LimitState:
+    """The state :func:`state_numbers` gave those numbers for, read as ``limit``'s."""
+    if limit.algorithm is Algorithm.FIXED_WINDOW:
+        return WindowState(a, b)
+    if limit.algorithm is Algorithm.SLIDING_WINDOW:
+        return SlidingWindowState(a, b, c)
+    return GcraState(a, b)
 
 
 def _decide_one(
@@ -137,6 +167,31 @@ def _denied_by(policy: Policy, decisions: Sequence[Decision]) -> int | None:
     return max(denying, key=lambda i: (decisions[i].wait_ms, -i))
 
 
+def combine(policy: Policy, decisions: Sequence[Decision]) -> PolicyDecision:
+    """The policy's answer from its limits' final decisions (as :func:`decide` leaves
+    them): what a strategy that got only the per-limit decisions back (the entry
+    processor's answer, a cached denial, a contended batch) rebuilds the rest from.
+
+    A limit that alone admits a denied request keeps ``allowed`` (only its remaining and
+    reset are the peek's), so admission, ``denied_by``, the shadow denials, ``closest``,
+    the reason and ``retry_after_ms`` all follow from the decisions alone.
+    """
+    decisions = tuple(decisions)
+    if len(decisions) != len(policy.limits):
+        raise ValueError(f"one decision per limit: {len(decisions)} for {len(policy)} limits")
+    denied_by = _denied_by(policy, decisions)
+    shadow_denied = tuple(
+        i for i, limit in enumerate(policy.limits) if limit.shadow and not decisions[i].allowed
+    )
+    if denied_by is None:
+        return PolicyDecision(
+            True, Reason.ADMITTED, decisions, None, shadow_denied, _closest(policy, decisions), None
+        )
+    reason = decisions[denied_by].reason
+    retry = decisions[denied_by].wait_ms if reason is Reason.LIMIT_REACHED else None
+    return PolicyDecision(False, reason, decisions, denied_by, shadow_denied, denied_by, retry)
+
+
 def decide(
     states: Sequence[LimitState | None], now_ms: int, cost: int, policy: Policy
 ) -> tuple[tuple[LimitState | None, ...], PolicyDecision]:
@@ -151,19 +206,11 @@ def decide(
         peeks = tuple(
             _peek(limit, s, now_ms) for limit, s in zip(policy.limits, given, strict=True)
         )
-        return given, PolicyDecision(
-            True, Reason.ADMITTED, peeks, None, (), _closest(policy, peeks), None
-        )
+        return given, combine(policy, peeks)
     own = [
         _decide_one(limit, s, now_ms, cost) for limit, s in zip(policy.limits, given, strict=True)
     ]
-    denied_by = _denied_by(policy, [d for _, d in own])
-    allowed = denied_by is None
-    shadow_denied = tuple(
-        i
-        for i, (limit, (_, d)) in enumerate(zip(policy.limits, own, strict=True))
-        if limit.shadow and not d.allowed
-    )
+    allowed = _denied_by(policy, [d for _, d in own]) is None
     new_states: list[LimitState | None] = []
     decisions: list[Decision] = []
     for limit, old, (new, d) in zip(policy.limits, given, own, strict=True):
@@ -176,15 +223,27 @@ def decide(
             usage = _peek(limit, old, now_ms)
             d = d._replace(remaining=usage.remaining, reset_after_ms=usage.reset_after_ms)
         decisions.append(d)
-    if allowed:
-        reason, retry, closest = Reason.ADMITTED, None, _closest(policy, decisions)
-    else:
-        assert denied_by is not None
-        reason, closest = own[denied_by][1].reason, denied_by
-        retry = own[denied_by][1].wait_ms if reason is Reason.LIMIT_REACHED else None
-    return tuple(new_states), PolicyDecision(
-        allowed, reason, tuple(decisions), denied_by, shadow_denied, closest, retry
-    )
+    return tuple(new_states), combine(policy, decisions)
+
+
+def peek(states: Sequence[LimitState | None], now_ms: int, policy: Policy) -> PolicyDecision:
+    """What a request of cost 0 is answered (the strategies' peek): each limit's usage as
+    :func:`decide` reports it for cost 0, but with the verdict a request of cost 1 would
+    get now (its ``allowed``, reason and retry time), so a peek of an exhausted policy is
+    a denial that says when to come back, as :func:`limiter.rule.peek` is for one window.
+    It returns no state: nothing is counted."""
+    if len(states) != len(policy.limits):
+        raise ValueError(f"one state per limit: {len(states)} for {len(policy.limits)} limits")
+    decisions = []
+    for limit, state in zip(policy.limits, states, strict=True):
+        usage = _peek(limit, state, now_ms)
+        _, one = _decide_one(limit, state, now_ms, 1)
+        decisions.append(
+            usage._replace(
+                allowed=one.allowed, reason=one.reason, retry_after_ms=one.retry_after_ms
+            )
+        )
+    return combine(policy, decisions)
 
 
 def decide_batch(

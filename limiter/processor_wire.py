@@ -11,6 +11,7 @@ constants and the factory registration in ``hazelcast/hazelcast.xml`` against it
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
@@ -21,19 +22,21 @@ from hazelcast.serialization.api import (
 )
 from hazelcast.serialization.data import Data
 
+from limiter.policy import Limit, Policy
+from limiter.policy_rule import LimitState, PolicyDecision, combine, state_of
 from limiter.quota import Quota
-from limiter.rule import Decision, Reason, WindowState
+from limiter.rule import Decision, Reason
 
 __all__ = [
     "MEMBER_CLOCK",
+    "NO_RETRY",
     "PROCESSOR_FACTORY_ID",
-    "RESULT_HEADER",
-    "RESULT_STRIDE",
+    "RESULT_STRIDE_PER_LIMIT",
     "PinnedKey",
     "ShardProcessor",
     "ShardWindowReader",
     "parse_result",
-    "parse_window_read",
+    "parse_states_read",
     "processor_key",
     "shard_call_data",
     "split_result",
@@ -41,13 +44,14 @@ __all__ = [
 
 #: The contract's numbers (tests/vectors/processor_wire.csv).
 PROCESSOR_FACTORY_ID = 7301
-SHARD_PROCESSOR_ID = 3
-SHARD_WINDOW_READER_ID = 6
+SHARD_PROCESSOR_ID = 7
+SHARD_WINDOW_READER_ID = 10
 #: Sent instead of a time: let the member's clock pick the window.
 MEMBER_CLOCK = -1
-#: The result is ``[limit, reset_after_ms]`` then ``allowed, remaining, reason`` per request.
-RESULT_HEADER = 2
-RESULT_STRIDE = 3
+#: The answer holds, per window, per request, per limit: allowed (1 or 0), remaining,
+#: reset_after_ms, retry_after_ms (:data:`NO_RETRY`: none) and reason.
+RESULT_STRIDE_PER_LIMIT = 5
+NO_RETRY = -1
 #: A reason by its number on the wire (a dict lookup, cheaper than calling the enum).
 REASONS = {reason.value: reason for reason in Reason}
 #: The serializer type ids of Hazelcast's serialised form (``Data``) that a shard call
@@ -60,13 +64,37 @@ STRING_TYPE_ID = -11
 #: factory and class id, then its own fields up to the count of windows.
 _SHARD_CALL_HEAD = struct.Struct(">iibiiqqi")
 _STRING_HEAD = struct.Struct(">iii")
+#: One limit of a window: slot, algorithm, limit, window, alignment, burst, shadow.
+_LIMIT = struct.Struct(">qiqqiqi")
+
+
+def _limit_fields(limit: Limit) -> tuple[int, int, int, int, int, int, int]:
+    alignment = limit.alignment.wire_id if limit.alignment is not None else 0
+    return (
+        limit.slot,
+        limit.algorithm.wire_id,
+        limit.limit,
+        limit.window_seconds,
+        alignment,
+        limit.burst,
+        int(limit.shadow),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _policy_bytes(policy: Policy) -> bytes:
+    """A policy's limits as a shard call carries them (the same for every call of a
+    client until a PATCH changes it, so packed once)."""
+    return struct.pack(">i", len(policy.limits)) + b"".join(
+        _LIMIT.pack(*_limit_fields(limit)) for limit in policy.limits
+    )
 
 
 class ShardProcessor(IdentifiedDataSerializable):
     """The Python half of ``ratelimit.processor.ShardProcessor``: the batches of several
-    windows of one shard, each the costs of every request queued for the window, decided
-    in order by one execution. The client only ever sends it, so it needs no factory on
-    this side.
+    clients of one shard, each the costs of every request queued for the client, decided
+    in order against the client's whole policy by one execution. The client only ever
+    sends it, so it needs no factory on this side.
 
     The strategy sends the same bytes built faster by :func:`shard_call_data`; this class
     is the format as the client's serializer writes it, which they are checked against.
@@ -87,10 +115,17 @@ class ShardProcessor(IdentifiedDataSerializable):
         output.write_long(self.expiry_grace_ms)
         output.write_int(len(self.windows))
         for quota, costs in self.windows:
-            output.write_string(processor_key(quota.client_id, quota.window_seconds))
-            output.write_long(quota.limit)
-            output.write_long(quota.window_seconds)
-            output.write_int(quota.alignment.wire_id)
+            output.write_string(processor_key(quota.client_id))
+            output.write_int(len(quota.policy.limits))
+            for limit in quota.policy.limits:
+                slot, algorithm, value, window, alignment, burst, shadow = _limit_fields(limit)
+                output.write_long(slot)
+                output.write_int(algorithm)
+                output.write_long(value)
+                output.write_long(window)
+                output.write_int(alignment)
+                output.write_long(burst)
+                output.write_int(shadow)
             output.write_long_array(costs)
 
     def read_data(self, inp: ObjectDataInput) -> None:
@@ -104,8 +139,8 @@ class ShardProcessor(IdentifiedDataSerializable):
 
 
 class ShardWindowReader(IdentifiedDataSerializable):
-    """``ratelimit.processor.ShardWindowReader``: one window of a shard, read on its owner,
-    with the owner's clock at the read (:func:`parse_window_read`)."""
+    """``ratelimit.processor.ShardWindowReader``: one client's stored states, read on the
+    owner of its shard, with the owner's clock at the read (:func:`parse_states_read`)."""
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -130,8 +165,8 @@ def shard_call_data(
     the client's serializer writes it (tests/unit/test_shards.py compares the two).
 
     The hottest serialisation of the service: the client's writer makes a dozen Python
-    calls per window and allocates a buffer per call; this is one ``struct`` pack per
-    window, under half the time for the three or so windows a call carries.
+    calls per limit and allocates a buffer per call; this is the policy's bytes packed
+    once per client and one ``struct`` pack per window.
     """
     parts = [
         _SHARD_CALL_HEAD.pack(
@@ -146,19 +181,10 @@ def shard_call_data(
         )
     ]
     for quota, costs in windows:
-        key = processor_key(quota.client_id, quota.window_seconds).encode()
-        parts.append(
-            struct.pack(
-                f">i{len(key)}sqqii{len(costs)}q",
-                len(key),
-                key,
-                quota.limit,
-                quota.window_seconds,
-                quota.alignment.wire_id,
-                len(costs),
-                *costs,
-            )
-        )
+        key = processor_key(quota.client_id).encode()
+        parts.append(struct.pack(f">i{len(key)}s", len(key), key))
+        parts.append(_policy_bytes(quota.policy))
+        parts.append(struct.pack(f">i{len(costs)}q", len(costs), *costs))
     return Data(b"".join(parts))  # type: ignore[no-untyped-call]  # untyped upstream
 
 
@@ -178,52 +204,76 @@ class PinnedKey(Data):
         return self._partition_hash
 
 
-def parse_result(result: Sequence[int], requests: int, start: int = 0) -> list[Decision]:
-    """One batch's part of the member's ``long[]`` answer, from ``start``, as one decision
-    per request."""
-    end = start + RESULT_HEADER + RESULT_STRIDE * requests
+def parse_result(
+    result: Sequence[int], policy: Policy, requests: int, start: int = 0
+) -> list[PolicyDecision]:
+    """One client's part of the member's ``long[]`` answer, from ``start``, as one policy
+    decision per request (rebuilt from the per-limit decisions by
+    :func:`limiter.policy_rule.combine`)."""
+    limits = policy.limits
+    end = start + RESULT_STRIDE_PER_LIMIT * len(limits) * requests
     if len(result) < end:
         raise ValueError(f"processor answered {len(result)} values, short of {end}")
-    limit, reset_after_ms = result[start], result[start + 1]
+    answers = []
+    at = start
     try:
-        return [
-            Decision(bool(result[i]), limit, result[i + 1], reset_after_ms, REASONS[result[i + 2]])
-            for i in range(start + RESULT_HEADER, end, RESULT_STRIDE)
-        ]
+        for _ in range(requests):
+            decisions = []
+            for limit in limits:
+                allowed, remaining, reset, retry, reason = result[at : at + 5]
+                decisions.append(
+                    Decision(
+                        bool(allowed),
+                        limit.limit,
+                        remaining,
+                        reset,
+                        REASONS[reason],
+                        None if retry == NO_RETRY else retry,
+                    )
+                )
+                at += RESULT_STRIDE_PER_LIMIT
+            answers.append(combine(policy, decisions))
     except KeyError as unknown:
         raise ValueError(f"processor answered an unknown reason {unknown}") from None
+    return answers
 
 
-def split_result(result: Sequence[int], batch_sizes: Sequence[int]) -> list[list[Decision]]:
-    """A shard call's answer, one list of decisions per batch of ``batch_sizes`` in order
-    (one per window the call carried)."""
+def split_result(
+    result: Sequence[int], batches: Sequence[tuple[Quota, Sequence[int]]]
+) -> list[list[PolicyDecision]]:
+    """A shard call's answer, one list of decisions per batch in order (one per client
+    the call carried)."""
     answers = []
     at = 0
-    for size in batch_sizes:
-        answers.append(parse_result(result, size, at))
-        at += RESULT_HEADER + RESULT_STRIDE * size
+    for quota, costs in batches:
+        answers.append(parse_result(result, quota.policy, len(costs), at))
+        at += RESULT_STRIDE_PER_LIMIT * len(quota.policy.limits) * len(costs)
     if at != len(result):
         raise ValueError(f"processor answered {len(result)} values, expected {at}")
     return answers
 
 
-def parse_window_read(result: Sequence[int]) -> tuple[WindowState | None, int | None]:
-    """A :class:`ShardWindowReader`'s answer: the live window (None when there is none)
-    and the owner's clock at the read, ``[start, count, now]`` or ``[now]``. A member
-    built before the clock was added answers ``[start, count]`` or ``[]``: no clock."""
+def parse_states_read(
+    result: Sequence[int], policy: Policy
+) -> tuple[tuple[LimitState | None, ...], int]:
+    """A :class:`ShardWindowReader`'s answer, ``[now, expires_at, slot, a, b, c, ...]``
+    (or ``[now]`` when the client has no live states): each limit's state (found by its
+    slot; None when not stored) and the owner's clock at the read."""
     values = list(result)
-    if len(values) == 3:
-        return WindowState(int(values[0]), int(values[1])), int(values[2])
-    if len(values) == 1:
-        return None, int(values[0])
-    if len(values) == 2:
-        return WindowState(int(values[0]), int(values[1])), None
-    if not values:
-        return None, None
-    raise ValueError(f"window reader answered {len(values)} values")
+    if not values or (len(values) > 1 and (len(values) - 2) % 4 != 0):
+        raise ValueError(f"state reader answered {len(values)} values")
+    now = int(values[0])
+    stored = {
+        int(values[i]): (int(values[i + 1]), int(values[i + 2]), int(values[i + 3]))
+        for i in range(2, len(values), 4)
+    }
+    return tuple(
+        state_of(limit, *stored[limit.slot]) if limit.slot in stored else None
+        for limit in policy.limits
+    ), now
 
 
-def processor_key(client_id: str, window_seconds: int) -> str:
-    """The entry processor's counter key: one per client and window length, holding
-    ``long[]{window_start_ms, count}``."""
-    return f"{client_id}:{window_seconds}"
+def processor_key(client_id: str) -> str:
+    """The entry processor's key of a client inside its shard: one per client, holding
+    the states of every limit of its policy."""
+    return f"{client_id}:p"

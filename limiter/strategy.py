@@ -1,14 +1,15 @@
 """The one interface every strategy implements, and what every strategy does the same way
 around its own atomic step.
 
-A strategy makes one fixed-window decision atomic across every replica. How it does the
+A strategy makes one decision of a client's whole policy (every limit, whatever its
+algorithm: :mod:`limiter.policy_rule`) atomic across every replica. How it does the
 atomic step is its own (a lock, a compare-and-set, an entry processor); the rest is
 shared and lives here: the local deny cache of exhausted quotas (:mod:`limiter.deny_cache`)
 asked first, then the lanes (:mod:`limiter.lanes`), which queue, batch and time out
 requests and call the strategy's :meth:`Strategy._decide_lane` once per batch.
 
 A subclass implements :meth:`Strategy._decide_batch` (one quota's batch in one atomic
-step) and :meth:`Strategy.stored_window`; a layout that decides many quotas in one
+step) and :meth:`Strategy.stored_states`; a layout that decides many quotas in one
 operation also overrides :meth:`Strategy._lane` and :meth:`Strategy._decide_lane`.
 """
 
@@ -20,13 +21,16 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
 
-from limiter.contention import ContendedCause, contended
+from limiter import policy_rule
+from limiter.contention import ContendedCause, contended_policy
 from limiter.deny_cache import DenyCache
 from limiter.errors import cluster_call
 from limiter.lanes import Batches, Lanes
 from limiter.liveness import Liveness
+from limiter.policy import Policy
+from limiter.policy_rule import LimitState, PolicyDecision
 from limiter.quota import Quota
-from limiter.rule import Alignment, Decision, Reason, WindowState, open_window, peek
+from limiter.rule import Alignment, Decision
 from limiter.settings import LimiterSettings, StrategyConfig, StrategyName
 
 __all__ = [
@@ -98,7 +102,7 @@ class Wiring(TypedDict, total=False):
 
 
 class Strategy(abc.ABC):
-    """Makes fixed-window decisions atomic across every replica.
+    """Makes policy decisions atomic across every replica.
 
     ``counters`` is the asyncio IMap proxy of the window counters. ``clock`` picks the
     window; the lock and cas strategies always use it (default: this process's wall
@@ -144,6 +148,61 @@ class Strategy(abc.ABC):
         the monotonic one (steps of the wall clock must not stretch a denial)."""
         return (self.clock or monotonic_ms)()
 
+    async def decide_policy(
+        self,
+        client_id: str,
+        policy: Policy,
+        cost: int = 1,
+        *,
+        deadline: float | None = None,
+    ) -> PolicyDecision:
+        """One request of ``cost`` against every limit of ``policy``, by ``deadline``
+        (event-loop time; default: the decision timeout from now), in one atomic step.
+
+        Over a limit, or too busy to decide in time, is a denial. A cost of 0 is a peek
+        (:meth:`peek_policy`). Raises a :class:`limiter.errors.BackendError` only when the
+        cluster cannot be reached.
+        """
+        if cost == 0:
+            return await self.peek_policy(client_id, policy, deadline=deadline)
+        if cost < 1:
+            raise ValueError("cost must not be negative")
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
+        quota = Quota(client_id, policy)
+        cached = self.deny_cache.denial(quota, cost, self._local_ms())
+        if cached is not None:
+            self.observer.denied_locally()
+            return cached
+        answer = self.lanes.submit(quota, cost, deadline)
+        if answer is None:
+            return contended_policy(policy)
+        return await answer
+
+    async def peek_policy(
+        self, client_id: str, policy: Policy, *, deadline: float | None = None
+    ) -> PolicyDecision:
+        """The answer to a request of cost 0 (:func:`limiter.policy_rule.peek`): each
+        limit's usage, admitted unless a request of cost 1 would be denied, and nothing
+        written.
+
+        The deny cache answers an exhausted quota; otherwise one read of the stored states
+        (:meth:`stored_states`, outside the lanes: nothing to make atomic), on the clock
+        decisions use: this replica's for lock and cas, the owning member's for the entry
+        processor (read with the states). Raises a :class:`limiter.errors.BackendError`
+        when the read fails or misses ``deadline`` (default: the decision timeout from now).
+        """
+        quota = Quota(client_id, policy)
+        cached = self.deny_cache.denial(quota, 0, self._local_ms())
+        if cached is not None:
+            self.observer.denied_locally()
+            return cached
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
+        async with cluster_call(deadline):
+            states, now = await self.stored_states(client_id, policy)
+        return policy_rule.peek(states, now, policy)
+
     async def decide(
         self,
         client_id: str,
@@ -154,25 +213,12 @@ class Strategy(abc.ABC):
         alignment: Alignment = Alignment.CLOCK,
         deadline: float | None = None,
     ) -> Decision:
-        """One decision for ``client_id``, by ``deadline`` (event-loop time; default: the
-        decision timeout from now), in windows aligned as ``alignment`` says.
-
-        Over the limit, or too busy to decide in time, is a denial. Raises a
-        :class:`limiter.errors.BackendError` only when the cluster cannot be reached.
-        """
+        """:meth:`decide_policy` for a client of one fixed-window limit (the single form),
+        answered as that limit's decision with the policy's reason."""
         if cost < 1 or limit < 1 or window_seconds < 1:
             raise ValueError("cost, limit and window_seconds must be positive")
-        if deadline is None:
-            deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
-        quota = Quota(client_id, limit, window_seconds, alignment)
-        cached = self.deny_cache.denial(quota, cost, self._local_ms())
-        if cached is not None:
-            self.observer.denied_locally()
-            return cached
-        answer = self.lanes.submit(quota, cost, deadline)
-        if answer is None:
-            return contended(limit)
-        return await answer
+        policy = Policy.single(limit, window_seconds, alignment)
+        return _single(await self.decide_policy(client_id, policy, cost, deadline=deadline))
 
     async def peek(
         self,
@@ -183,28 +229,11 @@ class Strategy(abc.ABC):
         alignment: Alignment = Alignment.CLOCK,
         deadline: float | None = None,
     ) -> Decision:
-        """The decision of a request of cost 0 (:func:`limiter.rule.peek`): the client's
-        usage, admitted unless its window is exhausted, and nothing written.
-
-        The deny cache answers an exhausted quota; otherwise one read of the stored window
-        (:meth:`read_window`, outside the lanes: nothing to make atomic), the window picked
-        on the clock decisions use: this replica's for lock and cas, the owning member's
-        for the entry processor (read with the window). Raises a
-        :class:`limiter.errors.BackendError` when the read fails or misses ``deadline``
-        (default: the decision timeout from now).
-        """
+        """:meth:`peek_policy` for a client of one fixed-window limit."""
         if limit < 1 or window_seconds < 1:
             raise ValueError("limit and window_seconds must be positive")
-        quota = Quota(client_id, limit, window_seconds, alignment)
-        cached = self.deny_cache.denial(quota, 0, self._local_ms())
-        if cached is not None:
-            self.observer.denied_locally()
-            return cached
-        if deadline is None:
-            deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
-        async with cluster_call(deadline):
-            stored, now = await self.read_window(client_id, window_seconds)
-        return peek(stored, now, limit, window_seconds, alignment)
+        policy = Policy.single(limit, window_seconds, alignment)
+        return _single(await self.peek_policy(client_id, policy, deadline=deadline))
 
     def _lane(self, quota: Quota) -> Hashable:
         """The lane of a quota: what one cluster operation decides together with it (the
@@ -213,23 +242,19 @@ class Strategy(abc.ABC):
 
     async def _decide_and_remember(
         self, lane: Hashable, batches: Batches, deadline: float
-    ) -> list[list[Decision]]:
+    ) -> list[list[PolicyDecision]]:
         """The lanes' call: :meth:`_decide_lane`, then the deny cache remembers each quota
         it left exhausted, until its window ends counted from when the call was sent."""
         sent_at = self._local_ms()
         answers = await self._decide_lane(lane, batches, deadline)
         answered_at = self._local_ms()
         for (quota, _), decisions in zip(batches, answers, strict=True):
-            last = decisions[-1]
-            if last.remaining == 0 and last.reason != Reason.CONTENDED:
-                self.deny_cache.remember(
-                    quota, sent_at + last.reset_after_ms, answered_at + last.reset_after_ms
-                )
+            self.deny_cache.remember_decision(quota, decisions[-1], sent_at, answered_at)
         return answers
 
     async def _decide_lane(
         self, lane: Hashable, batches: Batches, deadline: float
-    ) -> list[list[Decision]]:
+    ) -> list[list[PolicyDecision]]:
         """Every quota batch of ``batches`` (each quota once, its requests in arrival
         order), one list of decisions per batch. A lane is one quota unless :meth:`_lane`
         says otherwise, so this is one :meth:`_decide_batch`; a layout that holds many
@@ -239,36 +264,31 @@ class Strategy(abc.ABC):
     @abc.abstractmethod
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
-    ) -> list[Decision]:
-        """One atomic read-decide-write for every request of ``costs``, in order.
+    ) -> list[PolicyDecision]:
+        """One atomic read-decide-write of every limit of the quota's policy for every
+        request of ``costs``, in order (:func:`limiter.policy_rule.decide_batch`).
 
         Returns one decision per cost. A strategy that cannot finish by ``deadline``
         (event-loop time) because the quota is busy returns
-        :func:`limiter.contention.contended` decisions for the requests it could not
-        decide.
+        :func:`limiter.contention.contended_policy` decisions for the requests it could
+        not decide.
         """
 
-    async def read_window(
-        self, client_id: str, window_seconds: int
-    ) -> tuple[WindowState | None, int]:
-        """The window last stored for the client (as :meth:`stored_window`) and the time,
-        in epoch milliseconds, that this strategy's next decision would pick the window
-        with: :meth:`now_ms` unless the strategy decides on another clock."""
-        return await self.stored_window(client_id, window_seconds), self.now_ms()
-
-    async def current_window(
-        self, client_id: str, window_seconds: int, alignment: Alignment
-    ) -> WindowState:
-        """The window the client's next request would count in, and what it has used: a
-        read that changes nothing (the window picked on this strategy's clock)."""
-        stored = await self.stored_window(client_id, window_seconds)
-        return open_window(stored, self.now_ms(), window_seconds, alignment)
-
     @abc.abstractmethod
-    async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
-        """The window last stored for the client, as this strategy lays it out (None when
-        there is none or it expired)."""
+    async def stored_states(
+        self, client_id: str, policy: Policy
+    ) -> tuple[tuple[LimitState | None, ...], int]:
+        """The states last stored for each limit of ``policy`` (None where there is none,
+        or it expired), read as this strategy lays them out, and the time in epoch
+        milliseconds its next decision would use: :meth:`now_ms` unless the strategy
+        decides on another clock."""
 
     async def close(self) -> None:
         """Waits for the cluster operations still running (each is bounded)."""
         await self.lanes.close()
+
+
+def _single(answer: PolicyDecision) -> Decision:
+    """A one-limit policy's answer as that limit's decision, with the policy's reason
+    (contended, or the limit's own)."""
+    return answer.decisions[0]._replace(reason=answer.reason)
