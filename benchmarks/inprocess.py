@@ -43,6 +43,8 @@ from limiter import (
     ContendedCause,
     Decision,
     LimiterSettings,
+    Policy,
+    WindowState,
     connect,
     create_strategy,
 )
@@ -184,11 +186,13 @@ async def check_stored(strategy: Any, run: Timed, hot: bool, prefix: str) -> lis
         found.append(f"{run.decisions - admitted} of {run.decisions} denied under the limit")
     names = list(run.admitted)
     sample = names if hot else random.sample(names, min(SAMPLED_KEYS, len(names)))
+    policy = Policy.single(UNLIMITED, WINDOW_SECONDS, Alignment.FIRST_REQUEST)
     stored = await asyncio.gather(
-        *(strategy.stored_window(prefix + name, WINDOW_SECONDS) for name in sample)
+        *(strategy.stored_states(prefix + name, policy) for name in sample)
     )
-    for name, window in zip(sample, stored, strict=True):
-        count = window.count if window is not None else 0
+    for name, (states, _) in zip(sample, stored, strict=True):
+        window = states[0]
+        count = window.count if isinstance(window, WindowState) else 0
         if count != run.admitted[name]:
             found.append(f"key {name}: {run.admitted[name]} admitted, {count} stored")
     return found[:5]

@@ -21,7 +21,7 @@ import aiohttp
 
 from api.settings import Settings
 from limiter.entry_processor import counter_entry
-from limiter.kv_window import window_key
+from limiter.kv_window import policy_key
 from stack import MEMBER_CONFIG, Stack
 from tests.cluster import MEMBERS, settings_env
 from tests.cluster import test_settings as suite_settings
@@ -91,20 +91,18 @@ class Rig:
     def member_address(self, index: int) -> str:
         return self.stack.member_addresses(MEMBERS)[index]
 
-    def counter_key(self, client_id: str, window_seconds: int) -> str:
-        """The key of the entry holding the client's window: its owner decides."""
+    def counter_key(self, client_id: str) -> str:
+        """The key of the entry holding the client's states: its owner decides."""
         if self.strategy == "entry_processor":
             _, key = counter_entry(
-                self.settings.counters_map, self.settings.counter_shards, client_id, window_seconds
+                self.settings.counters_map, self.settings.counter_shards, client_id
             )
             return key
-        return window_key(client_id, window_seconds)
+        return policy_key(client_id)
 
-    def owner_of_most(self, client_ids: Sequence[str], window_seconds: int) -> Victim:
+    def owner_of_most(self, client_ids: Sequence[str]) -> Victim:
         """The member owning most of the clients' counters (at least a third of them)."""
-        owners = collections.Counter(
-            self.view.owner_of(self.counter_key(c, window_seconds)) for c in client_ids
-        )
+        owners = collections.Counter(self.view.owner_of(self.counter_key(c)) for c in client_ids)
         address, keys = owners.most_common(1)[0]
         assert address is not None, owners
         index = self.stack.member_addresses(MEMBERS).index(address)

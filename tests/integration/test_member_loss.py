@@ -172,7 +172,7 @@ async def _member_loss(
     before = await spend_admitted(http, url, ids, BEFORE)
 
     # Their keys fail over to the backups; the others lose their backups and get new ones.
-    victim = rig.owner_of_most(ids, window)
+    victim = rig.owner_of_most(ids)
 
     causes = await undecided_causes(http, rig.replica_ports)
     max_seconds = STEADY_SECONDS + RECOVERY_DEADLINE_SECONDS + 10

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from limiter.kv_window import window_key
+from limiter.kv_window import policy_key
 from stack import ROOT
 from tests.cluster import NginxLog, quiet_window
 from tests.conftest import Topology
@@ -260,7 +260,7 @@ def test_a_crashed_lock_holder_delays_a_client_no_longer_than_the_lease(
         settings.hazelcast_members,
         settings.hazelcast_cluster_name,
         settings.counters_map,
-        window_key(client_id, window),
+        policy_key(client_id),
         str(LEASE_SECONDS),
     ]
     log = tmp_path / "lock_holder.log"

@@ -23,6 +23,7 @@ from limiter import (
     Liveness,
     LockConfig,
     LockStrategy,
+    Policy,
     Reason,
     StrategyConfig,
     WindowState,
@@ -31,7 +32,7 @@ from limiter import (
     window_start,
 )
 from limiter.entry_processor import counter_entry
-from limiter.kv_window import decode_window, window_key
+from limiter.kv_window import decode_states, policy_key
 from tests.loop import LoopThread
 
 NOW_MS = 1_800_000_000_000
@@ -87,7 +88,7 @@ def test_a_lock_not_acquired_is_a_contended_denial_not_an_unlocked_decision(
     """Unlike the original, a busy lock denies the request (contended) and writes nothing."""
     settings = Settings(**{**base_settings.__dict__, "lock_wait_seconds": 0.3})
     strategy = create_strategy(settings, counters, clock=lambda: NOW_MS, name="lock")
-    key = window_key("c", 60)
+    key = policy_key("c")
 
     async def scenario() -> Decision:
         return await strategy.decide("c", 10, 60)
@@ -103,7 +104,7 @@ def test_the_lease_frees_a_lock_whose_holder_never_unlocks(
     """A holder that dies with the lock (a task that ends without unlocking) blocks others
     only until the lease runs out."""
     strategy = create_strategy(base_settings, counters, clock=lambda: NOW_MS, name="lock")
-    key = window_key("c", 60)
+    key = policy_key("c")
 
     async def scenario() -> tuple[bool, float]:
         async def dies_holding() -> None:
@@ -171,7 +172,7 @@ def test_a_decision_on_a_busy_key_is_denied_at_the_bound_and_leaves_no_lock(
     """A decision whose lock another holder keeps ends at the decision timeout, not later
     and not a hang, denied as contended; the lock it waited for is released once granted."""
     strategy = slow_lock_strategy(counters)
-    key = window_key("c", 60)
+    key = policy_key("c")
     outcome, waited = loop.run(
         while_another_task_holds(counters, key, 60, lambda: timed_decision(strategy))
     )
@@ -305,7 +306,7 @@ def test_cas_restores_the_window_ttl_after_replacing(
     """After the cas strategy's replace, the key's TTL is its window's again."""
     settings = production_waits(base_settings, expiry_grace_seconds=2.0)
     strategy = create_strategy(settings, counters, clock=lambda: NOW_MS, name="cas")
-    key = window_key("c", 60)
+    key = policy_key("c")
 
     async def scenario() -> int:
         for _ in range(3):
@@ -336,7 +337,7 @@ def test_counter_map_empties_after_its_windows_pass(
     written = getattr(strategy, "shards", None) or counters
     entries = 3
     if written is not counters:
-        entries = len({counter_entry("m", settings.counter_shards, c, 1) for c in "abc"})
+        entries = len({counter_entry("m", settings.counter_shards, c) for c in "abc"})
 
     async def traffic() -> int:
         for client in ("a", "b", "c"):
@@ -367,10 +368,12 @@ class StallingLockStrategy(LockStrategy):
         super().__init__(*args, **kwargs)
         self.stalling = asyncio.Event()
 
-    async def _write(self, key: str, read: Any, state: WindowState, ttl_ms: int) -> bool:
+    async def _write(
+        self, key: str, read: Any, policy: Policy, states: tuple[Any, ...], ttl_ms: int
+    ) -> bool:
         self.stalling.set()
         await asyncio.sleep(self.stall_seconds)
-        return await super()._write(key, read, state, ttl_ms)
+        return await super()._write(key, read, policy, states, ttl_ms)
 
 
 def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_a_newer_count(
@@ -383,7 +386,7 @@ def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_a_newer_count(
     stalled = lock_strategy(counters, StallingLockStrategy, **waits)
     assert isinstance(stalled, StallingLockStrategy)
     other, third = lock_strategy(counters, **waits), lock_strategy(counters, **waits)
-    key = window_key("c", 60)
+    key = policy_key("c")
 
     async def scenario() -> tuple[Decision, list[Decision], Decision, int]:
         late = asyncio.create_task(stalled.decide("c", 2, 60))
@@ -399,4 +402,6 @@ def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_a_newer_count(
     assert [d.allowed for d in spent] == [True, True]
     assert (late.allowed, late.reason) == (False, Reason.CONTENDED)
     assert (after.allowed, after.reason) == (False, Reason.LIMIT_REACHED)
-    assert decode_window(stored) == WindowState(window_start(NOW_MS, 60), 2)
+    assert decode_states(stored, Policy.single(2, 60)) == (
+        WindowState(window_start(NOW_MS, 60), 2),
+    )

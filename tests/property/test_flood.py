@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.settings import Settings
 from limiter import STRATEGY_NAMES, ClusterLink
-from limiter.kv_window import window_key
+from limiter.kv_window import policy_key
 from tests.cluster import quiet_window
 from tests.conftest import Topology
 from tests.loop import LoopThread
@@ -165,7 +165,7 @@ def test_a_busy_key_is_denied_while_an_unreachable_cluster_would_fail_open(
     window = quiet_window()
     client_id = create(topology, 100, window)
     counters = loop.run(link.get_map(topology.settings.counters_map))
-    key = window_key(client_id, window)
+    key = policy_key(client_id)
 
     async def held(body: Any) -> Any:
         async def holder(locked: asyncio.Event, release: asyncio.Event) -> None:

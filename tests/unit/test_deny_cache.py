@@ -7,17 +7,20 @@ import asyncio
 from collections.abc import Sequence
 
 from limiter import (
-    Alignment,
+    Algorithm,
     Decision,
+    Limit,
     LimiterSettings,
+    LimitState,
+    Policy,
+    PolicyDecision,
     Quota,
     Reason,
     Strategy,
-    WindowState,
-    decide_batch,
     window_start,
 )
 from limiter.deny_cache import DenyCache
+from limiter.policy_rule import decide_batch
 
 NOW_MS = 1_800_000_000_000
 
@@ -30,22 +33,34 @@ class DictStrategy(Strategy):
     def __init__(self) -> None:
         self.now = NOW_MS
         super().__init__(None, LimiterSettings().strategy_config, clock=lambda: self.now)
-        self.store: dict[str, WindowState] = {}
+        #: client -> {slot: state}
+        self.store: dict[str, dict[int, LimitState]] = {}
         self.batches: list[list[int]] = []
+
+    def states(self, client_id: str, policy: Policy) -> tuple[LimitState | None, ...]:
+        stored = self.store.get(client_id, {})
+        return tuple(stored.get(limit.slot) for limit in policy.limits)
 
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
-    ) -> list[Decision]:
+    ) -> list[PolicyDecision]:
         self.batches.append(list(costs))
-        key = f"{quota.client_id}:{quota.window_seconds}"
-        state, decisions = decide_batch(
-            self.store.get(key), self.now, costs, quota.limit, quota.window_seconds
+        policy = quota.policy
+        states, decisions = decide_batch(
+            self.states(quota.client_id, policy), self.now, costs, policy
         )
-        self.store[key] = state
+        if any(d.allowed for d in decisions):
+            self.store[quota.client_id] = {
+                limit.slot: state
+                for limit, state in zip(policy.limits, states, strict=True)
+                if state is not None
+            }
         return decisions
 
-    async def stored_window(self, client_id: str, window_seconds: int) -> WindowState | None:
-        return self.store.get(f"{client_id}:{window_seconds}")
+    async def stored_states(
+        self, client_id: str, policy: Policy
+    ) -> tuple[tuple[LimitState | None, ...], int]:
+        return self.states(client_id, policy), self.now
 
 
 async def flood(strategy: Strategy, requests: int, limit: int) -> list[Decision]:
@@ -91,10 +106,10 @@ def test_the_deny_cache_is_bounded_oldest_first() -> None:
     """Past its size, the cache forgets the entry remembered first."""
     cache = DenyCache(2)
     for client in ("a", "b", "c"):
-        cache.remember(Quota(client, 1, 60, Alignment.CLOCK), 10_000)
+        cache.remember(Quota.single(client, 1, 60), 10_000)
     assert len(cache) == 2
-    assert cache.denial(Quota("a", 1, 60, Alignment.CLOCK), 1, 0) is None
-    assert cache.denial(Quota("c", 1, 60, Alignment.CLOCK), 1, 0) is not None
+    assert cache.denial(Quota.single("a", 1, 60), 1, 0) is None
+    assert cache.denial(Quota.single("c", 1, 60), 1, 0) is not None
 
 
 def test_a_cached_denial_never_reports_a_window_end_before_the_true_one() -> None:
@@ -102,11 +117,12 @@ def test_a_cached_denial_never_reports_a_window_end_before_the_true_one() -> Non
     rest of the window counted from the answer's arrival, so Retry-After never points
     before the window's end."""
     cache = DenyCache(4)
-    quota = Quota("a", 1, 60, Alignment.CLOCK)
+    quota = Quota.single("a", 1, 60)
     # Sent at 0, answered at 40, the member said 1,000 ms were left when it decided.
     cache.remember(quota, 0 + 1000, 40 + 1000)
     denial = cache.denial(quota, 1, 500)
-    assert denial is not None and denial.reset_after_ms == 540
+    assert denial is not None and denial.decisions[0].reset_after_ms == 540
+    assert denial.retry_after_ms == 540
     assert cache.denial(quota, 1, 1000) is None
 
 
@@ -122,7 +138,8 @@ def test_a_peek_reads_the_window_writes_nothing_and_uses_the_deny_cache() -> Non
         await strategy.decide("c", 5, 60, cost=3)
         looked = await strategy.peek("c", 5, 60)
         assert (looked.allowed, looked.remaining, looked.reason) == (True, 2, Reason.ADMITTED)
-        assert strategy.store["c:60"].count == 3
+        (state,) = strategy.store["c"].values()
+        assert state.count == 3  # type: ignore[union-attr]
         await strategy.decide("c", 5, 60, cost=2)
         strategy.store.clear()  # a read now would find nothing: only the cache can deny
         denied = await strategy.peek("c", 5, 60)
@@ -133,3 +150,81 @@ def test_a_peek_reads_the_window_writes_nothing_and_uses_the_deny_cache() -> Non
         )
 
     asyncio.run(scenario())
+
+
+BURST = Limit("burst", Algorithm.GCRA, 2, 60)
+DAILY = Limit("daily", Algorithm.FIXED_WINDOW, 3, 86_400)
+HOURLY = Limit("hourly", Algorithm.SLIDING_WINDOW, 2, 3600)
+
+
+def test_only_an_exhausted_enforced_fixed_window_is_cached() -> None:
+    """A GCRA or sliding-window limit makes room again as time passes, and a shadow limit
+    never denies, so none of them is remembered: the cluster is asked every time."""
+    for policy in (
+        Policy((BURST,)),
+        Policy((HOURLY,)),
+        Policy((Limit("try", Algorithm.FIXED_WINDOW, 1, 60, shadow=True), BURST)),
+    ):
+        strategy = DictStrategy()
+
+        async def scenario(policy: Policy = policy, strategy: DictStrategy = strategy) -> None:
+            for _ in range(4):
+                await strategy.decide_policy("c", policy)
+            assert len(strategy.batches) == 4
+            assert len(strategy.deny_cache) == 0
+
+        asyncio.run(scenario())
+
+
+def test_a_cached_denial_of_a_policy_names_the_exhausted_window() -> None:
+    """With a daily fixed window exhausted, later requests are denied locally by it, with
+    its reset as Retry-After, and the other limits reported as last seen (usage only)."""
+    strategy = DictStrategy()
+    policy = Policy((BURST, DAILY))
+
+    async def scenario() -> None:
+        for _ in range(3):
+            strategy.now += 60_000  # the burst limit refills in between
+            assert (await strategy.decide_policy("c", policy)).allowed
+        operations = len(strategy.batches)
+        strategy.now += 60_000
+        denied = await strategy.decide_policy("c", policy)
+        assert len(strategy.batches) == operations
+        assert (denied.allowed, denied.reason, denied.denied_by) == (
+            False,
+            Reason.LIMIT_REACHED,
+            1,
+        )
+        assert denied.retry_after_ms == denied.decisions[1].reset_after_ms > 0
+        assert denied.decisions[0].allowed and denied.decisions[0].limit == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_cached_denial_forgets_another_limits_cost_verdict() -> None:
+    """A cached denial is the exhausted window's alone: another limit's earlier
+    cost-over-limit answer does not turn a small request's denial into one."""
+    cache = DenyCache(4)
+    policy = Policy((BURST, DAILY))
+    quota = Quota("c", policy)
+    earlier = PolicyDecision(
+        False,
+        Reason.COST_OVER_LIMIT,
+        (
+            Decision(False, 2, 1, 30_000, Reason.COST_OVER_LIMIT),
+            Decision(True, 3, 0, 50_000, Reason.ADMITTED),
+        ),
+        0,
+        (),
+        0,
+        None,
+    )
+    cache.remember_decision(quota, earlier, 0, 0)
+    denial = cache.denial(quota, 1, 10_000)
+    assert denial is not None
+    assert (denial.reason, denial.denied_by, denial.retry_after_ms) == (
+        Reason.LIMIT_REACHED,
+        1,
+        40_000,
+    )
+    assert denial.decisions[0].reset_after_ms == 20_000

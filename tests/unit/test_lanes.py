@@ -13,21 +13,21 @@ import pytest
 from hazelcast.errors import TargetDisconnectedError
 
 from limiter import (
-    Alignment,
     BackendTimeout,
     BackendUnavailable,
     Decision,
     Lanes,
     LimiterSettings,
+    LimitState,
     Liveness,
     NullObserver,
+    PolicyDecision,
     Quota,
     Reason,
-    WindowState,
     contended,
-    decide_batch,
 )
 from limiter.lanes import Batches
+from limiter.policy_rule import decide_batch
 
 NOW_MS = 1_800_000_000_000
 DEFAULTS = LimiterSettings().strategy_config
@@ -50,7 +50,7 @@ class DictLanes:
     ) -> None:
         self.delay = delay
         self.decision_timeout_seconds = decision_timeout_seconds
-        self.store: dict[str, WindowState] = {}
+        self.store: dict[str, tuple[LimitState | None, ...]] = {}
         #: Each call's batch: (client id, costs) per quota.
         self.calls: list[list[tuple[str, list[int]]]] = []
         self.failure: Exception | None = None
@@ -68,7 +68,7 @@ class DictLanes:
 
     async def decide(
         self, lane: Hashable, batches: Batches, deadline: float
-    ) -> list[list[Decision]]:
+    ) -> list[list[PolicyDecision]]:
         self.calls.append([(quota.client_id, list(costs)) for quota, costs in batches])
         self.sending.set()
         await asyncio.sleep(self.delay)
@@ -76,11 +76,10 @@ class DictLanes:
             raise self.failure
         answers = []
         for quota, costs in batches:
-            key = f"{quota.client_id}:{quota.window_seconds}"
-            state, decisions = decide_batch(
-                self.store.get(key), NOW_MS, costs, quota.limit, quota.window_seconds
-            )
-            self.store[key] = state
+            key = quota.client_id
+            stored = self.store.get(key, (None,) * len(quota.policy))
+            states, decisions = decide_batch(stored, NOW_MS, costs, quota.policy)
+            self.store[key] = states
             answers.append(decisions)
         return answers
 
@@ -90,10 +89,11 @@ class DictLanes:
         """One request of cost 1 in a 60 s window, as a strategy submits it."""
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
-        answer = self.lanes.submit(Quota(client_id, limit, 60, Alignment.CLOCK), 1, deadline)
+        answer = self.lanes.submit(Quota.single(client_id, limit, 60), 1, deadline)
         if answer is None:
             return contended(limit)
-        return await answer
+        decided = await answer
+        return decided.decisions[0]._replace(reason=decided.reason)
 
     def sizes(self) -> list[int]:
         """Requests carried by each call, in order."""
@@ -190,7 +190,7 @@ def test_a_request_that_timed_out_in_the_queue_is_never_counted() -> None:
     late = asyncio.run(scenario())
     assert late.reason == Reason.CONTENDED
     assert lanes.calls == [[("c", [1])]]
-    assert lanes.store["c:60"].count == 1
+    assert lanes.store["c"][0].count == 1  # type: ignore[union-attr]
 
 
 def test_cluster_errors_reach_every_waiter_as_unavailable() -> None:

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from limiter import processor_wire
-from limiter.processor_wire import ShardProcessor, ShardWindowReader, parse_window_read
+from limiter.gcra import GcraState
+from limiter.policy import Algorithm, Limit, Policy
+from limiter.processor_wire import ShardProcessor, ShardWindowReader, parse_states_read
 from limiter.quota import Quota
 from limiter.rule import Alignment, Reason, WindowState
+from limiter.sliding_window import SlidingWindowState
 from tests.vectors.load import load_wire
 
 pytestmark = pytest.mark.unit
@@ -27,13 +30,16 @@ PYTHON_SIDE = {
     "shard_processor": processor_wire.SHARD_PROCESSOR_ID,
     "shard_window_reader": processor_wire.SHARD_WINDOW_READER_ID,
     "member_clock": processor_wire.MEMBER_CLOCK,
-    "result_header": processor_wire.RESULT_HEADER,
-    "result_stride": processor_wire.RESULT_STRIDE,
+    "result_stride_per_limit": processor_wire.RESULT_STRIDE_PER_LIMIT,
+    "no_retry": processor_wire.NO_RETRY,
     "reason_admitted": Reason.ADMITTED.value,
     "reason_limit_reached": Reason.LIMIT_REACHED.value,
     "reason_cost_over_limit": Reason.COST_OVER_LIMIT.value,
     "alignment_clock": Alignment.CLOCK.wire_id,
     "alignment_first_request": Alignment.FIRST_REQUEST.wire_id,
+    "algorithm_fixed_window": Algorithm.FIXED_WINDOW.wire_id,
+    "algorithm_sliding_window": Algorithm.SLIDING_WINDOW.wire_id,
+    "algorithm_gcra": Algorithm.GCRA.wire_id,
 }
 
 #: The class ids in use, on either side.
@@ -55,7 +61,7 @@ def test_python_constant_matches_the_contract(name: str) -> None:
 def test_the_serialisables_carry_the_contracts_ids() -> None:
     """What the client serialises names the contract's factory and class ids."""
     wire = load_wire()
-    shard_call = ShardProcessor(0, 0, [(Quota("c", 1, 60, Alignment.CLOCK), [1])])
+    shard_call = ShardProcessor(0, 0, [(Quota.single("c", 1, 60), [1])])
     reader = ShardWindowReader("c:60")
     assert shard_call.get_factory_id() == reader.get_factory_id() == wire["factory_id"].value
     assert shard_call.get_class_id() == wire["shard_processor"].value
@@ -70,7 +76,11 @@ def test_ids_are_distinct_and_retired_ones_unused() -> None:
         for name, number in wire.items()
         if name in CLASS_IDS or number.sides == "retired"
     ]
-    assert len(class_ids) == len(set(class_ids)) == len(CLASS_IDS) + 2
+    assert (
+        len(class_ids)
+        == len(set(class_ids))
+        == len(CLASS_IDS) + len([number for number in wire.values() if number.sides == "retired"])
+    )
     retired = {number.value for number in wire.values() if number.sides == "retired"}
     assert retired
     assert {processor_wire.SHARD_PROCESSOR_ID, processor_wire.SHARD_WINDOW_READER_ID}.isdisjoint(
@@ -90,12 +100,23 @@ def test_hazelcast_xml_registers_the_factory_under_the_contracts_id() -> None:
     assert list(registered.values()).count(FACTORY_CLASS) == 1
 
 
-def test_the_window_readers_answer_carries_the_owners_clock() -> None:
-    """The reader answers [start, count, now] or [now]; an older member's [start, count]
-    or [] has no clock, and any other length is refused."""
-    assert parse_window_read([10, 2, 99]) == (WindowState(10, 2), 99)
-    assert parse_window_read([99]) == (None, 99)
-    assert parse_window_read([10, 2]) == (WindowState(10, 2), None)
-    assert parse_window_read([]) == (None, None)
-    with pytest.raises(ValueError, match="4 values"):
-        parse_window_read([1, 2, 3, 4])
+def test_the_state_readers_answer_carries_the_owners_clock_and_states_by_slot() -> None:
+    """The reader answers [now] or [now, expires_at, slot, a, b, c, ...]: each limit gets
+    the state stored under its slot, read as its algorithm's, and None when absent; any
+    other length is refused."""
+    fixed = Limit("burst", Algorithm.FIXED_WINDOW, 5, 1)
+    sliding = Limit("hour", Algorithm.SLIDING_WINDOW, 50, 3600)
+    gcra = Limit("steady", Algorithm.GCRA, 10, 60, burst=2)
+    policy = Policy((fixed, sliding, gcra))
+    assert parse_states_read([99], policy) == ((None, None, None), 99)
+    answer = [99, 5000, gcra.slot, 120, 3, 0, fixed.slot, 0, 4, 0, 12345, 1, 1, 1]
+    assert parse_states_read(answer, policy) == (
+        (WindowState(0, 4), None, GcraState(120, 3)),
+        99,
+    )
+    assert parse_states_read([99, 5000, sliding.slot, 0, 7, 9], policy)[0][1] == (
+        SlidingWindowState(0, 7, 9)
+    )
+    for bad in ([], [1, 2, 3]):
+        with pytest.raises(ValueError, match="values"):
+            parse_states_read(bad, policy)

@@ -1,5 +1,5 @@
-"""The entry processor's shard layout, replica side: which entry holds a window, and how
-one shard call's answer is split among the keys it carried."""
+"""The entry processor's shard layout, replica side: which entry holds a client's states,
+and how one shard call's answer is split among the clients it carried."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from limiter import EntryProcessorStrategy, LimiterSettings
 from limiter.entry_processor import ONE_SHARD, counter_entry, shard_entry_of, shard_of
+from limiter.policy import Algorithm, Limit, Policy
 from limiter.processor_wire import PinnedKey, ShardProcessor, shard_call_data, split_result
 from limiter.quota import Quota
 from limiter.rule import Alignment, Reason
@@ -46,35 +47,84 @@ def test_keys_spread_over_every_shard() -> None:
 
 
 def test_counter_entry_names_the_shard_map_and_the_shards_key() -> None:
-    """A window lives in ``{map}.shards`` under its shard's key."""
-    assert counter_entry("m", 1, "c", 60) == ("m.shards", "shard-0-of-1")
-    shard_map, key = counter_entry("m", 4, "c", 60)
+    """A client's states live in ``{map}.shards`` under its shard's key."""
+    assert counter_entry("m", 1, "c") == ("m.shards", "shard-0-of-1")
+    shard_map, key = counter_entry("m", 4, "c")
     assert shard_map == "m.shards"
-    assert key == f"shard-{shard_of('c:60', 4)}-of-4"
+    assert key == f"shard-{shard_of('c:p', 4)}-of-4"
+
+
+ONE = Policy.single(5, 60)
+TWO = Policy(
+    (
+        Limit("burst", Algorithm.FIXED_WINDOW, 3, 1),
+        Limit("steady", Algorithm.GCRA, 10, 60),
+    )
+)
+#: Two requests of a one-limit client, then one of a two-limit client: five numbers per
+#: limit and request (allowed, remaining, reset, retry or -1, reason).
+ANSWER = [1, 4, 1000, -1, 0, 0, 0, 1000, -1, 1, 1, 2, 900, -1, 0, 0, 9, 6000, 5500, 1]
 
 
 def test_a_shard_answer_is_split_in_the_order_of_its_batches() -> None:
-    """Each key's part of the answer (limit, reset, then a triple per request) goes to
-    that key, in order."""
-    answer = [5, 1000, 1, 4, 0, 0, 0, 1, 3, 2000, 1, 2, 0]
-    first, second = split_result(answer, [2, 1])
-    assert [(d.allowed, d.remaining, d.limit) for d in first] == [(True, 4, 5), (False, 0, 5)]
+    """Each client's part of the answer goes to that client, request by request, and is
+    rebuilt into its whole policy's decision."""
+    first, second = split_result(ANSWER, [(Quota("a", ONE), [1, 1]), (Quota("b", TWO), [1])])
+    assert [(d.allowed, d.decisions[0].remaining) for d in first] == [(True, 4), (False, 0)]
     assert first[1].reason == Reason.LIMIT_REACHED
-    assert [(d.allowed, d.remaining, d.limit, d.reset_after_ms) for d in second] == [
-        (True, 2, 3, 2000)
+    assert first[1].retry_after_ms == 1000
+    (denied,) = second
+    assert (denied.allowed, denied.denied_by, denied.retry_after_ms) == (False, 1, 5500)
+    assert [(d.limit, d.remaining, d.reset_after_ms) for d in denied.decisions] == [
+        (3, 2, 900),
+        (10, 9, 6000),
     ]
 
 
-@pytest.mark.parametrize("sizes", [[2, 2], [1], [2, 1, 1]])
-def test_an_answer_of_the_wrong_length_is_refused(sizes: list[int]) -> None:
+@pytest.mark.parametrize("shape", [[(ONE, 2), (ONE, 1)], [(TWO, 1)], [(ONE, 1), (TWO, 2)]])
+def test_an_answer_of_the_wrong_length_is_refused(shape: list[tuple[Policy, int]]) -> None:
     """An answer that does not match the batches sent is an error, never a guess."""
+    batches = [(Quota(f"c{i}", policy), [1] * n) for i, (policy, n) in enumerate(shape)]
     with pytest.raises(ValueError):
-        split_result([5, 1000, 1, 4, 0, 0, 0, 1, 3, 2000, 1, 2, 0], sizes)
+        split_result(ANSWER, batches)
+
+
+LIMITS = (
+    st.builds(
+        Limit,
+        name=st.sampled_from(["a", "b", "c", "d"]),
+        algorithm=st.just(Algorithm.FIXED_WINDOW),
+        limit=st.integers(1, 2**40),
+        window_seconds=st.integers(1, 10**7),
+        alignment=st.sampled_from(list(Alignment)),
+    )
+    | st.builds(
+        Limit,
+        name=st.sampled_from(["e", "f"]),
+        algorithm=st.just(Algorithm.SLIDING_WINDOW),
+        limit=st.integers(1, 10**6),
+        window_seconds=st.integers(1, 10**6),
+        shadow=st.booleans(),
+    )
+    | st.builds(
+        Limit,
+        name=st.sampled_from(["g", "h"]),
+        algorithm=st.just(Algorithm.GCRA),
+        limit=st.integers(1, 10**6),
+        window_seconds=st.integers(1, 10**6),
+        burst=st.integers(0, 1000),
+    )
+)
+POLICIES = (
+    st.lists(LIMITS, min_size=1, max_size=8, unique_by=lambda limit: limit.name)
+    .filter(lambda limits: any(not limit.shadow for limit in limits))
+    .map(Policy)
+)
 
 
 def test_a_shard_call_is_serialised_as_the_clients_serializer_does() -> None:
     """The hand-packed shard call has the very bytes the client writes for a
-    ShardProcessor, for any windows, costs, clocks and alignments."""
+    ShardProcessor, for any clients, policies, costs and clocks."""
     serializer = SerializationServiceV1(Config())
 
     @hypothesis.given(
@@ -83,19 +133,14 @@ def test_a_shard_call_is_serialised_as_the_clients_serializer_does() -> None:
         windows=st.lists(
             st.tuples(
                 st.text(min_size=1, max_size=40),
-                st.integers(1, 2**40),
-                st.integers(1, 10**7),
-                st.sampled_from(list(Alignment)),
+                POLICIES,
                 st.lists(st.integers(1, 10**6), min_size=1, max_size=5),
             ),
             max_size=6,
         ),
     )
     def same_bytes(now_ms: int, grace_ms: int, windows: list[Any]) -> None:
-        batches = [
-            (Quota(client, limit, seconds, alignment), costs)
-            for client, limit, seconds, alignment, costs in windows
-        ]
+        batches = [(Quota(client, policy), costs) for client, policy, costs in windows]
         expected = serializer.to_data(ShardProcessor(now_ms, grace_ms, batches))
         assert bytes(shard_call_data(now_ms, grace_ms, batches).buffer) == bytes(expected.buffer)
 
@@ -138,12 +183,17 @@ def test_a_peek_picks_the_window_on_the_owners_clock() -> None:
     owner still counts in is reported, one that ended on the owner's clock is not; an
     injected clock, which decisions send, takes its place."""
     start = 1_800_000_000_000
-    inside = reading([start, 4, start + 59_000])
+    slot = Policy.single(5, 60).limits[0].slot
+
+    def stored(now: int) -> list[int]:
+        return [now, start + 120_000, slot, start, 4, 0]
+
+    inside = reading(stored(start + 59_000))
     looked = asyncio.run(inside.peek("c", 5, 60))
     assert (looked.remaining, looked.reset_after_ms) == (1, 1_000)
-    ended = reading([start, 4, start + 60_000])
+    ended = reading(stored(start + 60_000))
     assert asyncio.run(ended.peek("c", 5, 60)).remaining == 5
-    injected = reading([start, 4, start + 60_000], clock=lambda: start + 30_000)
+    injected = reading(stored(start + 60_000), clock=lambda: start + 30_000)
     assert asyncio.run(injected.peek("c", 5, 60)).remaining == 1
     none = reading([start + 5], clock=None)
     fresh = asyncio.run(none.peek("c", 5, 60, alignment=Alignment.FIRST_REQUEST))
