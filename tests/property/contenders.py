@@ -15,15 +15,15 @@ from typing import Any
 from api.settings import Settings
 from limiter import (
     STRATEGY_NAMES,
-    Alignment,
     Clock,
-    Decision,
+    LimitState,
     LockStrategy,
+    Policy,
+    PolicyDecision,
     Strategy,
-    WindowState,
     create_strategy,
 )
-from limiter.kv_window import encode_window
+from limiter.kv_window import encode_states
 from limiter.quota import Quota
 
 BROKEN = "broken"
@@ -34,19 +34,16 @@ class GetThenSetStrategy(LockStrategy):
 
     name = BROKEN
 
-    async def decide(
+    async def decide_policy(
         self,
         client_id: str,
-        limit: int,
-        window_seconds: int,
+        policy: Policy,
         cost: int = 1,
         *,
-        alignment: Alignment = Alignment.CLOCK,
         deadline: float | None = None,
-    ) -> Decision:
+    ) -> PolicyDecision:
         deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
-        quota = Quota(client_id, limit, window_seconds, alignment)
-        (decision,) = await self._decide_batch(quota, [cost], deadline)
+        (decision,) = await self._decide_batch(Quota(client_id, policy), [cost], deadline)
         return decision
 
     async def _lock(self, key: str, wait: float) -> bool:
@@ -55,8 +52,15 @@ class GetThenSetStrategy(LockStrategy):
     async def _unlock(self, key: str) -> None:
         pass
 
-    async def _write(self, key: str, read: Any, state: WindowState, ttl_ms: int) -> bool:
-        await self.counters.set(key, encode_window(state), ttl=ttl_ms / 1000)
+    async def _write(
+        self,
+        key: str,
+        read: Any,
+        policy: Policy,
+        states: tuple[LimitState | None, ...],
+        ttl_ms: int,
+    ) -> bool:
+        await self.counters.set(key, encode_states(policy, states), ttl=ttl_ms / 1000)
         return True
 
 
