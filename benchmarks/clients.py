@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import aiohttp
 import httpx
@@ -26,8 +27,16 @@ def create_client(base: str, limit: int) -> str:
     return str(response.json()["id"])
 
 
-async def create_clients(base: str, count: int, limit: int, concurrency: int = 32) -> list[str]:
-    """``count`` clients with hour-long first_request windows, ``concurrency`` creations in
+async def create_clients(
+    base: str,
+    count: int,
+    limit: int,
+    concurrency: int = 32,
+    *,
+    limits: Sequence[Mapping[str, Any]] | None = None,
+) -> list[str]:
+    """``count`` clients with hour-long first_request windows of ``limit``, or with the
+    policy ``limits`` (``POST /bucket``'s list) when given; ``concurrency`` creations in
     flight (one by one took seconds per round; 100k take a few minutes)."""
     ids: list[str] = []
     pending = iter(range(count))
@@ -35,12 +44,11 @@ async def create_clients(base: str, count: int, limit: int, concurrency: int = 3
 
         async def creator() -> None:
             for _ in pending:
-                body = {
-                    "name": f"bench-{uuid.uuid4().hex}",
-                    "limit": limit,
-                    "window_seconds": 3600,
-                    "window_alignment": "first_request",
-                }
+                body: dict[str, Any] = {"name": f"bench-{uuid.uuid4().hex}"}
+                if limits is None:
+                    body.update(limit=limit, window_seconds=3600, window_alignment="first_request")
+                else:
+                    body["limits"] = [dict(item) for item in limits]
                 async with session.post("/bucket", json=body) as response:
                     response.raise_for_status()
                     ids.append(str((await response.json())["id"]))

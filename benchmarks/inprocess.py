@@ -44,12 +44,13 @@ from limiter import (
     Decision,
     LimiterSettings,
     Policy,
+    PolicyDecision,
     WindowState,
     connect,
     create_strategy,
 )
 
-__all__ = ["FLOORS", "GridOptions", "Recorder", "run_grid"]
+__all__ = ["FLOORS", "GridOptions", "Recorder", "bench_settings", "row", "run_grid", "timed_run"]
 
 FLOORS = ("floor get", "floor set+ttl")
 #: So high that nothing is ever denied: every decision is a write.
@@ -127,7 +128,8 @@ async def timed_run(
     max_decisions: int,
 ) -> Timed:
     """``tasks`` workers call ``call`` on keys ``key(0), key(1), ...`` until the time or
-    the cap runs out; decisions (strategies) are tallied per key, floors' answers are not."""
+    the cap runs out; decisions (a strategy's, of one limit or a whole policy) are tallied
+    per key, floors' answers are not."""
     latencies: list[float] = []
     admitted: collections.Counter[str] = collections.Counter()
     denied = 0
@@ -144,7 +146,7 @@ async def timed_run(
             name = key(i)
             answer = await call(name)
             latencies.append(time.perf_counter() - now)
-            if isinstance(answer, Decision):
+            if isinstance(answer, Decision | PolicyDecision):
                 if answer.allowed:
                     admitted[name] += 1
                 else:
@@ -230,21 +232,26 @@ def contender(name: str, counters: Any, strategy: Any, tag: str) -> Callable[[st
     )
 
 
-async def run_grid(options: GridOptions, progress: Callable[[str], None]) -> InProcess:
-    """Every contender for every spread and concurrency, rounds interleaved; returns the
-    medians over rounds, each with its ratio to both floors of the same spread and
-    concurrency, and the exactness findings. ``progress`` is told after each run."""
-    settings = LimiterSettings.from_env(
-        {},
-        hazelcast_members=",".join(options.members),
-        hazelcast_cluster_name=options.cluster_name,
-        # Generous: a slow decision should show in the latency, not as a denial.
+def bench_settings(members: Sequence[str], cluster_name: str, **overrides: Any) -> LimiterSettings:
+    """The strategies' settings for a benchmark in this process: generous, so that a
+    slow decision shows in the latency, not as a denial; ``overrides`` win."""
+    settings: dict[str, Any] = dict(
+        hazelcast_members=",".join(members),
+        hazelcast_cluster_name=cluster_name,
         decision_timeout_seconds=30.0,
         lock_wait_seconds=25.0,
         lock_lease_seconds=40.0,
         cas_max_attempts=10_000,
         expiry_grace_seconds=32.0,
     )
+    return LimiterSettings.from_env({}, **{**settings, **overrides})
+
+
+async def run_grid(options: GridOptions, progress: Callable[[str], None]) -> InProcess:
+    """Every contender for every spread and concurrency, rounds interleaved; returns the
+    medians over rounds, each with its ratio to both floors of the same spread and
+    concurrency, and the exactness findings. ``progress`` is told after each run."""
+    settings = bench_settings(options.members, options.cluster_name)
     link = await connect(settings)
     run_id = uuid.uuid4().hex[:8]
     counters = await link.get_map(f"ratelimit.counters.bench-{run_id}")
