@@ -1,6 +1,6 @@
 """Every strategy side by side, in one run on one stack, into one report.
 
-    python -m benchmarks [--smoke] [--out DIR] [--only inprocess endtoend k6]
+    python -m benchmarks [--smoke] [--out DIR] [--only inprocess endtoend k6 policies]
 
 ``--out`` defaults to ``docs/benchmarks/`` (``.run/bench-smoke/`` with ``--smoke``).
 
@@ -17,7 +17,11 @@ measures, stops everything it started (also on failure or Ctrl-C) and writes
 3. k6 (:mod:`benchmarks.rate_steps`): per strategy, constant-arrival-rate steps, and the
    highest rate held with p99 under 100 ms and exact admissions; and once, on
    ``entry_processor`` (the default strategy), the original's scenario made exact
-   (:mod:`benchmarks.load.k6`).
+   (:mod:`benchmarks.load.k6`);
+4. policies (:mod:`benchmarks.policies`): what a client of three limits costs against one
+   of one limit, per strategy in process and, on the replicas of the end-to-end part,
+   through nginx (the cost ratio of their rates); ``python -m benchmarks.policies`` runs
+   it alone.
 
 A run that starts on a busy machine (1-minute load average above the core count) is
 measured all the same but marked BUSY MACHINE on stdout and on top of the report: its
@@ -50,6 +54,7 @@ from benchmarks.inprocess import FLOORS, GridOptions, run_grid
 from benchmarks.load.k6 import clients as k6_clients
 from benchmarks.load.k6 import run_scenario as run_original
 from benchmarks.load.wrk import run_wrk
+from benchmarks.policies import suite as policies_part
 from benchmarks.report import busy_note, failed, headline, load_average, machine, write_report
 from benchmarks.results import EndToEndRow, K6Steps, Options, Report
 from benchmarks.stack import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack
@@ -58,7 +63,9 @@ from stack import ROOT
 
 __all__ = ["main", "parse"]
 
-SECTIONS = ("inprocess", "endtoend", "k6")
+SECTIONS = ("inprocess", "endtoend", "k6", "policies")
+#: The sections that need nginx and the replicas.
+HTTP_SECTIONS = ("endtoend", "k6", "policies")
 #: The strategy the original scenario runs on: the service's default.
 ORIGINAL_ON = "entry_processor"
 
@@ -80,18 +87,31 @@ SMOKE = {
     # One replica restart, not three: the HTTP code paths are the same for every strategy,
     # and the in-process grid still runs all of them.
     "http_strategies": ["entry_processor"],
+    "policy_seconds": 0.2,
+    "policy_rounds": 1,
+    "policy_tasks": 8,
+    "policy_keys": 100,
+    "policy_clients": 20,
 }
 
 
-def parse(argv: Sequence[str]) -> argparse.Namespace:
+def parse(
+    argv: Sequence[str],
+    *,
+    prog: str = "python -m benchmarks",
+    out: Path = ROOT / "docs" / "benchmarks",
+    only: Sequence[str] = SECTIONS,
+) -> argparse.Namespace:
+    """The command line; ``prog``, ``out`` and ``only`` are the defaults of a command
+    that runs part of the suite (``python -m benchmarks.policies``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: does the tool work?")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(only))
     parser.add_argument("--strategies", nargs="+", choices=STRATEGY_NAMES, default=None)
     parser.add_argument(
         "--http-strategies",
@@ -119,7 +139,16 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     group.add_argument(
         "--no-original", dest="original", action="store_false", help="skip the original scenario"
     )
+    group = parser.add_argument_group("policies (end to end: --connections, --duration)")
+    group.add_argument("--policy-seconds", type=float, default=2.0, help="per in-process run")
+    group.add_argument("--policy-rounds", type=int, default=3, help="in process and end to end")
+    group.add_argument("--policy-tasks", type=int, default=64, help="in-process tasks")
+    group.add_argument("--policy-keys", type=int, default=10_000, help="in-process clients")
+    group.add_argument(
+        "--policy-clients", type=int, default=1000, help="end-to-end clients of each shape"
+    )
     args = parser.parse_args(argv)
+    args.prog = prog
     if args.smoke and args.out == parser.get_default("out"):
         # A smoke report's figures mean nothing: never over the committed report.
         args.out = ROOT / ".run" / "bench-smoke"
@@ -146,9 +175,11 @@ class Run:
         self.stack = bench_stack()
         self.base = f"http://127.0.0.1:{self.stack.nginx_port}"
         self.console = Console(stderr=True)
-        options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        options = {
+            k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "prog"
+        }
         self.report: Report = {
-            "command": " ".join(["python -m benchmarks", *argv]),
+            "command": " ".join([args.prog, *argv]),
             "options": cast(Options, options),
             "machine": machine(),
             "stack": {
@@ -186,13 +217,19 @@ class Run:
             if "k6" in args.only:
                 runs = len(args.http_strategies) + (1 if self.runs_original() else 0)
                 tasks["k6"] = progress.add_task("k6", total=runs)
+            if "policies" in args.only:
+                runs = len(args.strategies) * 2 * (args.policy_rounds + 1)
+                runs += len(args.http_strategies) * 3 * args.policy_rounds
+                tasks["policies"] = progress.add_task("policies", total=runs)
             try:
                 progress.update(tasks[args.only[0]], description="members…")
                 self.stack.start_cluster(3)
                 progress.update(tasks[args.only[0]], description=self._label(args.only[0]))
                 if "inprocess" in args.only:
                     self.inprocess(progress, tasks["inprocess"])
-                if "endtoend" in args.only or "k6" in args.only:
+                if "policies" in args.only:
+                    self.policies_inprocess(progress, tasks["policies"])
+                if set(HTTP_SECTIONS) & set(args.only):
                     self.over_http(progress, tasks)
             finally:
                 self.stack.stop()
@@ -204,7 +241,12 @@ class Run:
 
     @staticmethod
     def _label(section: str) -> str:
-        return {"inprocess": "in process", "endtoend": "end to end", "k6": "k6"}[section]
+        return {
+            "inprocess": "in process",
+            "endtoend": "end to end",
+            "k6": "k6",
+            "policies": "policies",
+        }[section]
 
     def runs_original(self) -> bool:
         return bool(self.args.original) and ORIGINAL_ON in self.args.http_strategies
@@ -227,6 +269,15 @@ class Run:
 
         self.report["inprocess"] = asyncio.run(run_grid(options, step))
 
+    def policies_inprocess(self, progress: Progress, task: Any) -> None:
+        """The policies part in process; its end-to-end rounds run in :meth:`over_http`."""
+
+        def step(line: str) -> None:
+            self.log(line)
+            progress.advance(task)
+
+        self.report["policies"] = policies_part.inprocess(self.stack, self.args, step)
+
     def over_http(self, progress: Progress, tasks: dict[str, Any]) -> None:
         """Per strategy: replicas restarted with it, then wrk's rounds, then k6's steps
         (and the original scenario on the default strategy), on those same replicas."""
@@ -239,12 +290,13 @@ class Run:
         self.report["k6_steps"] = steps if "k6" in args.only else None
         for strategy in args.http_strategies:
             stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
+            counters_map = f"ratelimit.counters.bench-{strategy}"
             stack.start_replicas(
                 REPLICAS,
                 {
                     "RATELIMIT_STRATEGY": strategy,
                     "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
-                    "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.bench-{strategy}",
+                    "RATELIMIT_COUNTERS_MAP": counters_map,
                     "RATELIMIT_DEFAULT_WINDOW_ALIGNMENT": "first_request",
                 },
             )
@@ -299,6 +351,15 @@ class Run:
                 if strategy == ORIGINAL_ON and self.runs_original():
                     self.original()
                     progress.advance(tasks["k6"])
+            if "policies" in args.only:
+
+                def policy_step(line: str) -> None:
+                    self.log(line)
+                    progress.advance(tasks["policies"])
+
+                policies_part.endtoend(
+                    self.stack, self.args, self.report, (strategy, counters_map), policy_step
+                )
 
     def original(self) -> None:
         """The original's scenario made exact (up to ~110 s: it waits for a minute edge)."""
@@ -316,9 +377,10 @@ class Run:
         self.log(f"k6 original scenario: exit {run.exit_code}\n{run.figures()}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, **defaults: Any) -> int:
+    """The suite, or the part of it ``defaults`` (:func:`parse`'s) choose."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse(argv)
+    args = parse(argv, **defaults)
     run = Run(args, argv)
     report = run.main()
     paths = write_report(report, args.out)

@@ -18,6 +18,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+from benchmarks.policies.tables import policy_problems, policy_section
 from benchmarks.results import Machine, Report
 from stack import ROOT
 from stack.members import HAZELCAST_JAR
@@ -120,7 +121,7 @@ def failed(report: Report) -> list[str]:
     original = report.get("k6_original")
     if original and original.get("exit_code") != 0:
         found.append(f"k6 original scenario: k6 exited {original['exit_code']}")
-    return found
+    return found + policy_problems(report.get("policies"))
 
 
 def _fmt(value: float) -> str:
@@ -141,9 +142,12 @@ def headline(report: Report) -> str:
         f"| in process, {spread or '-'}, c={top}: /s (vs get floor) "
         "| end to end under limit: /s (vs /health) | past limit (vs /health) "
         f"| {report['options']['clients']:,} clients (vs /health) "
-        "| k6: highest rate held (p99 < 100 ms, exact) | exact |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| k6: highest rate held (p99 < 100 ms, exact) "
+        "| 3 limits' cost vs 1: in process / end to end | exact |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    policies = report.get("policies")
+    sides = [policies["inprocess"], policies["endtoend"]] if policies else [None, None]
     bad = failed(report)
     for strategy in report["options"]["strategies"]:
         cells = [strategy]
@@ -161,6 +165,8 @@ def headline(report: Report) -> str:
                 cells.append(f"{e2e_row['ratio_to_health']:.2f}")
         held = steps.get(strategy)
         cells.append(f"{held['highest_held']}/s" if held else "-")
+        costs = [side["strategies"].get(strategy) if side else None for side in sides]
+        cells.append(" / ".join(f"{c['cost_ratio']:.2f}" if c else "-" for c in costs))
         mine = [p for p in bad if f" {strategy}" in p or f" {strategy}:" in p]
         cells.append("FAILED" if mine else "exact")
         lines.append("| " + " | ".join(cells) + " |")
@@ -351,6 +357,7 @@ def _markdown(report: Report, plots: list[str]) -> str:
         *_heading(report),
         *_inprocess_section(report),
         *_endtoend_section(report),
+        *policy_section(report.get("policies")),
         *_k6_steps_section(report),
         *_k6_original_section(report),
     ]

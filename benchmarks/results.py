@@ -17,6 +17,11 @@ __all__ = [
     "K6Steps",
     "Machine",
     "Options",
+    "Policies",
+    "PolicyCost",
+    "PolicyEndToEnd",
+    "PolicyInProcess",
+    "PolicyRow",
     "Report",
 ]
 
@@ -113,6 +118,62 @@ class K6Original(TypedDict):
     thresholds: str
 
 
+class PolicyRow(TypedDict):
+    """One policy shape (one limit, or three) on one strategy: medians over rounds."""
+
+    runs: int
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+    #: Each round's rate, in round order: how far the median could move.
+    rates: list[float]
+    problems: list[str]
+    #: The highest 1-minute load average at the end of its runs.
+    load_average: float
+    #: In process: cluster operations per decision (below 1: batched).
+    cluster_ops_per_decision: NotRequired[float]
+    #: End to end: the rate divided by ``/health``'s in the same round (median).
+    ratio_to_health: NotRequired[float]
+
+
+class PolicyCost(TypedDict):
+    """One strategy's price of a three-limit policy against a one-limit one."""
+
+    one_limit: PolicyRow
+    three_limits: PolicyRow
+    #: median(one-limit rate) / median(three-limit rate): 1.2 means 20 % dearer.
+    cost_ratio: float
+    #: The same ratio in each round, from the two runs of that round.
+    round_ratios: list[float]
+    #: End to end: ``/health`` on the same replicas, in the same rounds.
+    health: NotRequired[PolicyRow]
+
+
+class PolicyInProcess(TypedDict):
+    seconds_per_run: float
+    rounds: int
+    tasks: int
+    keys: int
+    strategies: dict[str, PolicyCost]
+
+
+class PolicyEndToEnd(TypedDict):
+    duration_seconds: int
+    rounds: int
+    connections: int
+    clients: int
+    strategies: dict[str, PolicyCost]
+
+
+class Policies(TypedDict):
+    """The policies part: a section is None when it was not run."""
+
+    #: The limits of each shape, as ``POST /bucket`` takes them.
+    shapes: dict[str, list[dict[str, object]]]
+    inprocess: PolicyInProcess | None
+    endtoend: PolicyEndToEnd | None
+
+
 class Machine(TypedDict):
     """What the figures were measured on."""
 
@@ -157,6 +218,11 @@ class Options(TypedDict):
     step_clients: int
     max_vus: int
     original: bool
+    policy_seconds: float
+    policy_rounds: int
+    policy_tasks: int
+    policy_keys: int
+    policy_clients: int
 
 
 class Report(TypedDict):
@@ -173,4 +239,5 @@ class Report(TypedDict):
     endtoend: NotRequired[dict[str, dict[str, EndToEndRow]] | None]
     k6_steps: NotRequired[dict[str, K6Steps] | None]
     k6_original: NotRequired[K6Original]
+    policies: NotRequired[Policies]
     failed: NotRequired[list[str]]
