@@ -7,15 +7,18 @@ import com.hazelcast.nio.serialization.IdentifiedDataSerializable;
  * Registered in {@code hazelcast/hazelcast.xml}. The ids are the contract's of
  * {@code tests/vectors/processor_wire.csv}, which {@code WireContractTest} checks them
  * against (and the Python tests {@code limiter/processor_wire.py} and the registration).
+ * A class whose wire format changes takes a new id and its old one is retired, so a member
+ * or client of the other format fails to deserialise it instead of misreading it.
  */
 public class ProcessorFactory implements DataSerializableFactory {
 
     public static final int FACTORY_ID = 7301;
-    // 1 and 2 were the one-entry-per-key processor and its backup: retired, never reused.
-    public static final int SHARD_PROCESSOR = 3;
-    public static final int SHARD_BACKUP_PROCESSOR = 4;
-    public static final int WINDOW_SHARD = 5;
-    public static final int SHARD_WINDOW_READER = 6;
+    // 1 and 2 were the one-entry-per-key processor and its backup; 3 to 6 the same four
+    // classes when each client had one fixed window: retired, never reused.
+    public static final int SHARD_PROCESSOR = 7;
+    public static final int SHARD_BACKUP_PROCESSOR = 8;
+    public static final int WINDOW_SHARD = 9;
+    public static final int SHARD_WINDOW_READER = 10;
 
     @Override
     public IdentifiedDataSerializable create(int typeId) {

@@ -11,9 +11,14 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Applies to a backup replica's shard what the primary's {@link ShardProcessor} changed:
- * the sweep at the primary's instant, then the windows it wrote, as values. It decides
+ * the sweep at the primary's instant, then the keys it wrote, as values. It decides
  * nothing again (another member's clock could pick another window), and it carries only
- * the windows that changed, not the shard, and the entry's TTL the primary gave it.
+ * the keys that changed, each with its stored array ({@code [expiresAtMs, slot, a, b, c,
+ * ...]}, see {@link WindowShard}), not the shard, and the entry's TTL the primary gave it.
+ *
+ * <p>Wire format (member to member only): {@code sweptAtMs} ({@link #NO_SWEEP}: none) and
+ * {@code ttlMs} as longs, the number of changed keys as an int, then per key the key as a
+ * string and its stored array as a long array.
  */
 public class ShardBackupProcessor
         implements EntryProcessor<Object, Object, long[]>, IdentifiedDataSerializable {
@@ -45,7 +50,7 @@ public class ShardBackupProcessor
             shard.sweep(sweptAtMs);
         }
         for (int i = 0; i < changes; i++) {
-            shard.put(keys[i], states[i][0], states[i][1], states[i][2]);
+            shard.put(keys[i], states[i]);
         }
         ((ExtendedMapEntry<Object, Object>) entry).setValue(shard, ttlMs, TimeUnit.MILLISECONDS);
         return null;

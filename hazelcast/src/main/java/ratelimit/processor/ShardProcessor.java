@@ -10,69 +10,94 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Fixed-window decisions for the queued requests of several windows that live in one
+ * Policy decisions for the queued requests of several clients whose states live in one
  * {@link WindowShard}, run on the partition owner of the shard's key.
  *
- * <p>Each window's queued requests are decided in order by
- * {@link FixedWindowRule#decideBatch}, all at one instant: the member's clock unless the
- * caller injects a time ({@code nowMs > MEMBER_CLOCK}, for tests), so replicas with skewed
- * clocks still agree on window edges. A window that admitted something is stored with its
- * expiry (window end + {@code expiryGraceMs}); denied requests change nothing. Everything the call changed goes to the backup
- * replica as values ({@link ShardBackupProcessor}), before the caller is answered.
+ * <p>Each client has a policy of 1 to {@link PolicyRule#MAX_LIMITS} limits, each with its own
+ * algorithm; each window (one client's key, policy and queued costs) is decided in order by
+ * {@link PolicyRule#decideBatch}, all at one instant: the member's clock unless the caller
+ * injects a time ({@code nowMs > MEMBER_CLOCK}, for tests), so replicas with skewed clocks
+ * still agree on window edges. A limit's stored state is found by its slot (a number the
+ * caller derives from the limit's name, algorithm and window length), so a limit whose slot
+ * is not stored starts empty. A window that admitted something is stored with the final
+ * states of its policy's limits only (a limit dropped from the policy is dropped from the
+ * store) and its expiry: {@code now + } the longest {@code resetAfterMs} of the last request's
+ * decisions {@code + expiryGraceMs}. Denied requests change nothing. Everything the call
+ * changed goes to the backup replica as values ({@link ShardBackupProcessor}), before the
+ * caller is answered.
  *
  * <p>Wire format, in this order: {@code nowMs} ({@link #MEMBER_CLOCK}: the member's clock) and
- * {@code expiryGraceMs} as longs, the number of windows as an int, then per window its
- * key as a string, {@code limit} and {@code windowSeconds} as longs, {@code alignment} as
- * an int and the costs as a long array.
+ * {@code expiryGraceMs} as longs, the number of windows as an int, then per window its key
+ * as a string, its number of limits as an int, per limit {@code slot} (long),
+ * {@code algorithm} (int, {@link PolicyRule#FIXED_WINDOW} ...), {@code limit} and
+ * {@code windowSeconds} (longs), {@code alignment} (int, fixed window only, else 0),
+ * {@code burst} (long, GCRA only, else 0) and {@code shadow} (int, 1 or 0), then the costs
+ * as a long array (an int length, then the longs).
  *
- * <p>The result is, per window in order, {@code limit, resetAfterMs} then
- * {@code allowed (1|0), remaining, reason} per request ({@link #toResult}), all in one
- * {@code long[]}: a plain array, so the Python client reads it without a registered
- * factory.
+ * <p>The result is one {@code long[]}: per window in order, per request in order, per limit
+ * in policy order, {@link #RESULT_STRIDE_PER_LIMIT} longs: that limit's
+ * {@link PolicyRule.Decision} ({@code allowed (1|0), remaining, resetAfterMs, retryAfterMs}
+ * ({@link PolicyRule#NO_RETRY}: none){@code , reason}), from which the client rebuilds the
+ * combined answer. A plain array, so the Python client reads it without a registered factory.
  *
- * <p>The numbers of this contract ({@link #MEMBER_CLOCK}, {@link #RESULT_HEADER},
- * {@link #RESULT_STRIDE}, the ids in {@link ProcessorFactory}, the reasons and alignments
- * of {@link FixedWindowRule}) are written once, in {@code tests/vectors/processor_wire.csv},
- * and checked against it on both sides ({@code WireContractTest} here).
+ * <p>The shard stores per key {@code [expiresAtMs, then per limit: slot, a, b, c]}, described
+ * in {@link WindowShard}; {@link ShardWindowReader} reads it.
+ *
+ * <p>The numbers of this contract ({@link #MEMBER_CLOCK}, {@link #RESULT_STRIDE_PER_LIMIT},
+ * the ids in {@link ProcessorFactory}, the algorithms and {@code NO_RETRY} of
+ * {@link PolicyRule}, the reasons and alignments of {@link FixedWindowRule}) are written once,
+ * in {@code tests/vectors/processor_wire.csv}, and checked against it on both sides
+ * ({@code WireContractTest} here).
  */
 public class ShardProcessor
         implements EntryProcessor<Object, Object, long[]>, IdentifiedDataSerializable {
 
     /** Sent instead of a time: the member's clock picks the window (any lower value too). */
     static final long MEMBER_CLOCK = -1L;
-    /** Result slots of a window before its per-request triples: limit, resetAfterMs. */
-    static final int RESULT_HEADER = 2;
-    /** Result slots per request: allowed, remaining, reason. */
-    static final int RESULT_STRIDE = 3;
+    /** Result slots per limit of a request: allowed, remaining, resetAfterMs, retryAfterMs, reason. */
+    static final int RESULT_STRIDE_PER_LIMIT = 5;
+    /** The largest limit and window in ms, as the Python spec bounds them ({@code limiter/policy.py}). */
+    static final long MAX_LIMIT = 1L << 61;
+    static final long MAX_WINDOW_MS = 1L << 61;
+
+    /** One limit of a window's policy as it is sent: its slot and its spec. */
+    public record WireLimit(long slot, int algorithm, long limit, long windowSeconds, int alignment, long burst,
+            int shadow) {
+
+        /** The wire form of {@code limit} stored under {@code slot} (0 for a field of another algorithm). */
+        public static WireLimit of(long slot, PolicyRule.Limit limit) {
+            int algorithm = limit.algorithm();
+            return new WireLimit(slot, algorithm, limit.limit(), limit.windowSeconds(),
+                    algorithm == PolicyRule.FIXED_WINDOW ? limit.alignment() : 0,
+                    algorithm == PolicyRule.GCRA ? limit.burst() : 0, limit.shadow() ? 1 : 0);
+        }
+
+        /** The rule's limit; names are not sent, and the rule uses them in messages only. */
+        PolicyRule.Limit toRule(int index) {
+            return new PolicyRule.Limit("limit-" + index, algorithm, limit, windowSeconds, alignment, burst,
+                    shadow == 1);
+        }
+    }
+
+    /** One client's part of a call: its key, its policy and its queued costs, in order. */
+    public record Window(String key, WireLimit[] limits, long[] costs) {
+    }
 
     private long nowMs;
     private long expiryGraceMs;
-    private String[] keys;
-    private long[] limits;
-    private long[] windowSeconds;
-    private int[] alignments;
-    private long[][] costs;
+    private Window[] windows;
+    /** Set by readData() when the counts that frame the call are out of range: refused by process(). */
+    private transient String malformed;
     /** Set by process(): what the backup replica must apply, or null if nothing changed. */
     private transient ShardBackupProcessor backup;
 
     public ShardProcessor() {
     }
 
-    public ShardProcessor(
-            long nowMs,
-            long expiryGraceMs,
-            String[] keys,
-            long[] limits,
-            long[] windowSeconds,
-            int[] alignments,
-            long[][] costs) {
+    public ShardProcessor(long nowMs, long expiryGraceMs, Window[] windows) {
         this.nowMs = nowMs;
         this.expiryGraceMs = expiryGraceMs;
-        this.keys = keys;
-        this.limits = limits;
-        this.windowSeconds = windowSeconds;
-        this.alignments = alignments;
-        this.costs = costs;
+        this.windows = windows;
     }
 
     @Override
@@ -85,41 +110,42 @@ public class ShardProcessor
             shard.sweep(now);
             sweptAt = now;
         }
-        int n = keys.length;
+        int n = windows.length;
         int resultLength = 0;
-        for (long[] batch : costs) {
-            resultLength += RESULT_HEADER + RESULT_STRIDE * batch.length;
+        for (Window window : windows) {
+            resultLength += RESULT_STRIDE_PER_LIMIT * window.limits().length * window.costs().length;
         }
         long[] result = new long[resultLength];
         int at = 0;
         int changes = 0;
         String[] changedKeys = new String[n];
         long[][] changedStates = new long[n][];
-        for (int i = 0; i < n; i++) {
-            long[] state = shard.live(keys[i], now);
-            FixedWindowRule.BatchOutcome outcome = FixedWindowRule.decideBatch(
-                    state != null,
-                    state != null ? state[0] : 0L,
-                    state != null ? state[1] : 0L,
-                    now,
-                    costs[i],
-                    limits[i],
-                    windowSeconds[i],
-                    alignments[i]);
-            long[] answer = toResult(outcome);
-            System.arraycopy(answer, 0, result, at, answer.length);
-            at += answer.length;
+        for (Window window : windows) {
+            WireLimit[] limits = window.limits();
+            PolicyRule.Limit[] policy = new PolicyRule.Limit[limits.length];
+            for (int j = 0; j < limits.length; j++) {
+                policy[j] = limits[j].toRule(j);
+            }
+            Object[] states = WindowShard.statesOf(limits, shard.live(window.key(), now));
+            PolicyRule.BatchOutcome outcome = PolicyRule.decideBatch(policy, states, now, window.costs());
+            at = toResult(outcome, result, at);
             // Denied requests change nothing.
-            if (outcome.anyAllowed()) {
-                long expiresAt = now + outcome.resetAfterMs() + expiryGraceMs;
-                changedKeys[changes] = keys[i];
-                changedStates[changes] = shard.put(keys[i], outcome.windowStartMs(), outcome.count(), expiresAt);
+            if (anyAllowed(outcome)) {
+                PolicyRule.Outcome last = outcome.outcomes()[outcome.outcomes().length - 1];
+                long longestReset = 0L;
+                for (PolicyRule.Decision decision : last.decisions()) {
+                    longestReset = Math.max(longestReset, decision.resetAfterMs());
+                }
+                long[] stored = WindowShard.toStored(limits, outcome.states(), now + longestReset + expiryGraceMs);
+                shard.put(window.key(), stored);
+                changedKeys[changes] = window.key();
+                changedStates[changes] = stored;
                 changes++;
             }
         }
         if (changes > 0 || sweptAt != ShardBackupProcessor.NO_SWEEP) {
             // The same object, set again: that marks the entry changed and sends the backup.
-            // It lives until its last window expires (at least 1 ms: 0 would mean forever).
+            // It lives until its last key expires (at least 1 ms: 0 would mean forever).
             long ttlMs = Math.max(1L, shard.latestExpiryMs() - now);
             ((ExtendedMapEntry<Object, Object>) entry).setValue(shard, ttlMs, TimeUnit.MILLISECONDS);
             backup = new ShardBackupProcessor(sweptAt, ttlMs, changes, changedKeys, changedStates);
@@ -127,39 +153,111 @@ public class ShardProcessor
         return result;
     }
 
-    /** Lays one window's batch outcome out as its part of the documented result array. */
-    static long[] toResult(FixedWindowRule.BatchOutcome outcome) {
-        int n = outcome.allowed().length;
-        long[] result = new long[RESULT_HEADER + RESULT_STRIDE * n];
-        result[0] = outcome.limit();
-        result[1] = outcome.resetAfterMs();
-        for (int i = 0; i < n; i++) {
-            int at = RESULT_HEADER + RESULT_STRIDE * i;
-            result[at] = outcome.allowed()[i] ? 1L : 0L;
-            result[at + 1] = outcome.remaining()[i];
-            result[at + 2] = outcome.reasons()[i];
+    private static boolean anyAllowed(PolicyRule.BatchOutcome outcome) {
+        for (PolicyRule.Outcome o : outcome.outcomes()) {
+            if (o.allowed()) {
+                return true;
+            }
         }
-        return result;
+        return false;
+    }
+
+    /** Writes one window's answers into {@code result} from {@code at}; returns where they end. */
+    static int toResult(PolicyRule.BatchOutcome outcome, long[] result, int at) {
+        for (PolicyRule.Outcome request : outcome.outcomes()) {
+            for (PolicyRule.Decision d : request.decisions()) {
+                result[at] = d.allowed() ? 1L : 0L;
+                result[at + 1] = d.remaining();
+                result[at + 2] = d.resetAfterMs();
+                result[at + 3] = d.retryAfterMs();
+                result[at + 4] = d.reason();
+                at += RESULT_STRIDE_PER_LIMIT;
+            }
+        }
+        return at;
     }
 
     /**
      * Refuses a malformed call before the shard is touched: the shard is changed in place,
-     * so a refusal half-way would leave changes the backup never hears of.
+     * so a refusal half-way would leave changes the backup never hears of. Everything the
+     * rules would refuse is refused here, with the bounds of {@code limiter/policy.py}.
      */
     private void validate() {
-        int n = keys.length;
-        if (limits.length != n || windowSeconds.length != n || alignments.length != n || costs.length != n) {
-            throw new IllegalArgumentException("every window needs a key, limit, window, alignment and costs");
+        if (malformed != null) {
+            throw new IllegalArgumentException(malformed);
         }
-        for (int i = 0; i < n; i++) {
-            if (keys[i] == null || limits[i] < 1 || windowSeconds[i] < 1 || costs[i] == null || costs[i].length == 0) {
+        if (windows == null) {
+            throw new IllegalArgumentException("no windows");
+        }
+        for (int i = 0; i < windows.length; i++) {
+            Window window = windows[i];
+            if (window == null || window.key() == null || window.limits() == null || window.costs() == null
+                    || window.costs().length == 0) {
                 throw new IllegalArgumentException("window " + i + " is malformed");
             }
-            for (long cost : costs[i]) {
+            WireLimit[] limits = window.limits();
+            if (limits.length < 1 || limits.length > PolicyRule.MAX_LIMITS) {
+                throw new IllegalArgumentException("window " + i + ": a policy has 1 to " + PolicyRule.MAX_LIMITS
+                        + " limits");
+            }
+            boolean enforced = false;
+            for (int j = 0; j < limits.length; j++) {
+                checkLimit(limits[j], "window " + i + ", limit " + j);
+                enforced |= limits[j].shadow() == 0;
+                for (int k = 0; k < j; k++) {
+                    if (limits[k].slot() == limits[j].slot()) {
+                        throw new IllegalArgumentException("window " + i + ": two limits share slot "
+                                + limits[j].slot());
+                    }
+                }
+            }
+            if (!enforced) {
+                throw new IllegalArgumentException("window " + i + ": a policy needs an enforced limit");
+            }
+            for (long cost : window.costs()) {
                 if (cost < 1) {
                     throw new IllegalArgumentException("window " + i + " has a cost below 1");
                 }
             }
+        }
+    }
+
+    private static void checkLimit(WireLimit limit, String where) {
+        if (limit == null) {
+            throw new IllegalArgumentException(where + " is missing");
+        }
+        if (limit.limit() < 1 || limit.limit() > MAX_LIMIT) {
+            throw new IllegalArgumentException(where + ": limit must be in [1, 2**61]");
+        }
+        if (limit.windowSeconds() < 1 || limit.windowSeconds() > MAX_WINDOW_MS / 1000L) {
+            throw new IllegalArgumentException(where + ": windowSeconds must be in [1, 2**61 / 1000]");
+        }
+        if (limit.shadow() != 0 && limit.shadow() != 1) {
+            throw new IllegalArgumentException(where + ": shadow is 1 or 0");
+        }
+        long windowMs = limit.windowSeconds() * 1000L;
+        switch (limit.algorithm()) {
+            case PolicyRule.FIXED_WINDOW -> {
+            }
+            case PolicyRule.SLIDING_WINDOW -> {
+                if (limit.limit() > SlidingWindowRule.MAX_LIMIT_TIMES_WINDOW_MS / windowMs) {
+                    throw new IllegalArgumentException(where + ": limit * window_ms must be at most 2**61");
+                }
+            }
+            case PolicyRule.GCRA -> {
+                if (limit.burst() < 0 || limit.burst() >= GcraRule.MAX_CAPACITY_TIMES_WINDOW_MS / windowMs) {
+                    throw new IllegalArgumentException(where + ": (burst + 1) * window_ms must be at most 2**61");
+                }
+            }
+            default -> throw new IllegalArgumentException(where + ": unknown algorithm " + limit.algorithm());
+        }
+        boolean knownAlignment = limit.alignment() == FixedWindowRule.CLOCK
+                || limit.alignment() == FixedWindowRule.FIRST_REQUEST;
+        if (limit.algorithm() == PolicyRule.FIXED_WINDOW ? !knownAlignment : limit.alignment() != 0) {
+            throw new IllegalArgumentException(where + ": alignment is a fixed window's only (0 otherwise)");
+        }
+        if (limit.algorithm() != PolicyRule.GCRA && limit.burst() != 0) {
+            throw new IllegalArgumentException(where + ": burst is GCRA's only");
         }
     }
 
@@ -182,13 +280,20 @@ public class ShardProcessor
     public void writeData(ObjectDataOutput out) throws IOException {
         out.writeLong(nowMs);
         out.writeLong(expiryGraceMs);
-        out.writeInt(keys.length);
-        for (int i = 0; i < keys.length; i++) {
-            out.writeString(keys[i]);
-            out.writeLong(limits[i]);
-            out.writeLong(windowSeconds[i]);
-            out.writeInt(alignments[i]);
-            out.writeLongArray(costs[i]);
+        out.writeInt(windows.length);
+        for (Window window : windows) {
+            out.writeString(window.key());
+            out.writeInt(window.limits().length);
+            for (WireLimit limit : window.limits()) {
+                out.writeLong(limit.slot());
+                out.writeInt(limit.algorithm());
+                out.writeLong(limit.limit());
+                out.writeLong(limit.windowSeconds());
+                out.writeInt(limit.alignment());
+                out.writeLong(limit.burst());
+                out.writeInt(limit.shadow());
+            }
+            out.writeLongArray(window.costs());
         }
     }
 
@@ -197,17 +302,25 @@ public class ShardProcessor
         nowMs = in.readLong();
         expiryGraceMs = in.readLong();
         int n = in.readInt();
-        keys = new String[n];
-        limits = new long[n];
-        windowSeconds = new long[n];
-        alignments = new int[n];
-        costs = new long[n][];
+        if (n < 0) {
+            malformed = n + " windows";
+            return;
+        }
+        windows = new Window[n];
         for (int i = 0; i < n; i++) {
-            keys[i] = in.readString();
-            limits[i] = in.readLong();
-            windowSeconds[i] = in.readLong();
-            alignments[i] = in.readInt();
-            costs[i] = in.readLongArray();
+            String key = in.readString();
+            int nLimits = in.readInt();
+            if (nLimits < 0 || nLimits > PolicyRule.MAX_LIMITS) {
+                // The rest is not read (an absurd count must not size an array).
+                malformed = "window " + i + ": a policy has 1 to " + PolicyRule.MAX_LIMITS + " limits, got " + nLimits;
+                return;
+            }
+            WireLimit[] limits = new WireLimit[nLimits];
+            for (int j = 0; j < nLimits; j++) {
+                limits[j] = new WireLimit(in.readLong(), in.readInt(), in.readLong(), in.readLong(), in.readInt(),
+                        in.readLong(), in.readInt());
+            }
+            windows[i] = new Window(key, limits, in.readLongArray());
         }
     }
 }

@@ -9,11 +9,14 @@ import java.io.IOException;
 import java.util.Map;
 
 /**
- * Reads one window of a {@link WindowShard} on its owner: {@code long[]{windowStartMs,
- * count, nowMs}}, or {@code long[]{nowMs}} when the shard holds no live window under the
- * key, {@code nowMs} being the owner's clock at the read: the clock its decisions use, so
- * that a replica can pick the window a request would count in as the owner would (a
- * peek). A read of the whole shard would carry every other client's window too.
+ * Reads one client's stored policy states from a {@link WindowShard} on its owner, with the
+ * owner's clock at the read: the clock its decisions use, so that a replica can run the
+ * rule on them as the owner would (a peek, or the states the next decision would see). A
+ * read of the whole shard would carry every other client's states too.
+ *
+ * <p>Wire format: the key as a string. The answer is a {@code long[]}: {@code nowMs}, then the
+ * key's stored array when it is live ({@code [nowMs, expiresAtMs, slot, a, b, c, ...]}, see
+ * {@link WindowShard}), else just {@code [nowMs]}.
  */
 public class ShardWindowReader
         implements EntryProcessor<Object, Object, long[]>, ReadOnly, IdentifiedDataSerializable {
@@ -31,9 +34,12 @@ public class ShardWindowReader
     public long[] process(Map.Entry<Object, Object> entry) {
         long nowMs = System.currentTimeMillis();
         if (entry.getValue() instanceof WindowShard shard) {
-            long[] window = shard.live(key, nowMs);
-            if (window != null) {
-                return new long[] {window[0], window[1], nowMs};
+            long[] stored = shard.live(key, nowMs);
+            if (stored != null) {
+                long[] answer = new long[1 + stored.length];
+                answer[0] = nowMs;
+                System.arraycopy(stored, 0, answer, 1, stored.length);
+                return answer;
             }
         }
         return new long[] {nowMs};

@@ -2,308 +2,295 @@ package ratelimit.processor;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.hazelcast.internal.nio.BufferObjectDataInput;
-import com.hazelcast.internal.nio.BufferObjectDataOutput;
-import com.hazelcast.internal.serialization.InternalSerializationService;
-import com.hazelcast.internal.serialization.impl.DefaultSerializationServiceBuilder;
-import com.hazelcast.map.EntryProcessor;
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
+import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Random;
+import java.util.zip.CRC32;
 import org.junit.jupiter.api.Test;
+import ratelimit.processor.ShardProcessor.WireLimit;
+import ratelimit.processor.ShardProcessor.Window;
 
 /**
- * The shard processor against the rule alone and the shared vectors, its result layout and
- * wire format, its backup against its primary, and the sweep of expired windows.
+ * The shard processor's decisions against {@link PolicyRule} alone and the shared policy
+ * vectors: one call per policy, the answer's layout, states found by slot, what is stored
+ * and when nothing is. The wire formats, the backup, the sweep and the reader are in
+ * {@link ShardStorageTest}.
  */
 class ShardProcessorTest {
 
-    private static final long GRACE_MS = 5_000L;
+    static final long GRACE_MS = 5_000L;
+    static final int STRIDE = ShardProcessor.RESULT_STRIDE_PER_LIMIT;
 
-    private static InternalSerializationService serialization() {
-        return new DefaultSerializationServiceBuilder()
-                .addDataSerializableFactory(ProcessorFactory.FACTORY_ID, new ProcessorFactory())
-                .build();
+    static final PolicyRule.Limit FIXED = new PolicyRule.Limit("burst", PolicyRule.FIXED_WINDOW, 2, 1,
+            FixedWindowRule.CLOCK, 0, false);
+    static final PolicyRule.Limit SLIDING = new PolicyRule.Limit("tens", PolicyRule.SLIDING_WINDOW, 5, 10, 0, 0, false);
+    static final PolicyRule.Limit GCRA = new PolicyRule.Limit("smooth", PolicyRule.GCRA, 3, 1, 0, 1, false);
+
+    /** The slot the Python side gives a limit: crc32 of "name/algorithm/windowSeconds". */
+    static long slot(PolicyRule.Limit limit) {
+        String algorithm = switch (limit.algorithm()) {
+            case PolicyRule.FIXED_WINDOW -> "fixed_window";
+            case PolicyRule.SLIDING_WINDOW -> "sliding_window";
+            default -> "gcra";
+        };
+        CRC32 crc = new CRC32();
+        crc.update((limit.name() + "/" + algorithm + "/" + limit.windowSeconds()).getBytes(StandardCharsets.UTF_8));
+        return crc.getValue();
     }
 
-    private static long[] longs(String field) {
-        return Arrays.stream(field.trim().split(" +")).mapToLong(Long::parseLong).toArray();
+    static WireLimit[] wire(PolicyRule.Limit... policy) {
+        return Arrays.stream(policy).map(l -> WireLimit.of(slot(l), l)).toArray(WireLimit[]::new);
     }
 
-    private static ShardProcessor oneWindow(long now, String key, long limit, long window, int alignment, long[] costs) {
-        return new ShardProcessor(now, GRACE_MS, new String[] {key}, new long[] {limit}, new long[] {window},
-                new int[] {alignment}, new long[][] {costs});
+    static ShardProcessor call(long now, String key, PolicyRule.Limit[] policy, long... costs) {
+        return new ShardProcessor(now, GRACE_MS, new Window[] {new Window(key, wire(policy), costs)});
     }
 
+    /** The answer the contract lays out for one window's batch outcome. */
+    static long[] answer(PolicyRule.BatchOutcome outcome) {
+        return Arrays.stream(outcome.outcomes()).flatMap(o -> Arrays.stream(o.decisions()))
+                .flatMapToLong(d -> Arrays.stream(new long[] {d.allowed() ? 1 : 0, d.remaining(), d.resetAfterMs(),
+                        d.retryAfterMs(), d.reason()}))
+                .toArray();
+    }
+
+    /** A state's a, b, c, written out here rather than with the code under test. */
+    static long[] numbers(Object state) {
+        if (state instanceof PolicyRule.FixedState s) {
+            return new long[] {s.windowStartMs(), s.count(), 0};
+        }
+        if (state instanceof SlidingWindowRule.State s) {
+            return new long[] {s.windowStartMs(), s.count(), s.previousCount()};
+        }
+        GcraRule.State s = (GcraRule.State) state;
+        return new long[] {s.tatMs(), s.tatFraction(), 0};
+    }
+
+    /** The stored array the contract gives for {@code states} of {@code policy}. */
+    static long[] stored(PolicyRule.Limit[] policy, Object[] states, long expiresAtMs) {
+        long[] stored = {expiresAtMs};
+        for (int i = 0; i < policy.length; i++) {
+            if (states[i] != null) {
+                long[] n = numbers(states[i]);
+                long[] more = {slot(policy[i]), n[0], n[1], n[2]};
+                stored = Arrays.copyOf(stored, stored.length + 4);
+                System.arraycopy(more, 0, stored, stored.length - 4, 4);
+            }
+        }
+        return stored;
+    }
+
+    static long expiry(long now, PolicyRule.BatchOutcome outcome) {
+        PolicyRule.Outcome last = outcome.outcomes()[outcome.outcomes().length - 1];
+        return now + Arrays.stream(last.decisions()).mapToLong(PolicyRule.Decision::resetAfterMs).max().orElseThrow()
+                + GRACE_MS;
+    }
+
+    /** Fixed 2/1s, sliding 5/10s and GCRA 3/1s (burst 1) decided in one call, twice, as the rule decides them. */
+    @Test
+    void aThreeLimitPolicyIsDecidedInOneCallAsTheRuleDecidesIt() {
+        PolicyRule.Limit[] policy = {FIXED, SLIDING, GCRA};
+        WindowShard shard = new WindowShard();
+        InMemoryEntry entry = new InMemoryEntry("shard:0", shard);
+        long now = 1_764_384_000_250L;
+        long[] costs = {1, 1, 1, 2};
+        long[] result = call(now, "c:p", policy, costs).process(entry);
+
+        PolicyRule.BatchOutcome expected = PolicyRule.decideBatch(policy, new Object[3], now, costs);
+        assertEquals(STRIDE * 3 * costs.length, result.length, "5 longs per limit per request");
+        assertArrayEquals(answer(expected), result);
+        // By hand: the first request passes all three; the second is the gcra bucket's last
+        // (burst 1: two at once); the third finds the fixed window full (and gcra empty).
+        assertArrayEquals(new long[] {1, 1, 750, -1, 0}, Arrays.copyOfRange(result, 0, 5), "fixed, request 1");
+        assertArrayEquals(new long[] {1, 3, 20_000 - 250, -1, 0}, Arrays.copyOfRange(result, 20, 25),
+                "sliding, request 2");
+        assertArrayEquals(new long[] {0, 0, 750, -1, 1}, Arrays.copyOfRange(result, 30, 35), "fixed, request 3");
+        assertArrayEquals(new long[] {0, 0, 667, 334, 1}, Arrays.copyOfRange(result, 40, 45), "gcra, request 3");
+        assertArrayEquals(stored(policy, expected.states(), expiry(now, expected)), shard.live("c:p", now),
+                "the final states in policy order, under the longest reset + grace");
+
+        long later = now + 800; // the next fixed window, the same sliding window
+        long[] again = call(later, "c:p", policy, 1, 1).process(entry);
+        PolicyRule.BatchOutcome next = PolicyRule.decideBatch(policy, expected.states(), later, new long[] {1, 1});
+        assertArrayEquals(answer(next), again, "the stored states carried into the next call");
+        assertArrayEquals(stored(policy, next.states(), expiry(later, next)), shard.live("c:p", later));
+    }
+
+    /**
+     * Each shared policy batch vector gives its answers and final states through the shard
+     * (but those with a peek, a cost of 0, which never reaches the processor).
+     */
     @Test
     void sharedBatchVectorsGiveTheSameAnswersInAShard() throws IOException {
-        Path file = Path.of(System.getProperty("batch.vectors.file", "../tests/vectors/fixed_window_batch.csv"));
-        List<String[]> rows = Files.readAllLines(file).stream().skip(1).filter(l -> !l.isBlank())
-                .map(l -> l.split(",", -1)).toList();
-        assertFalse(rows.isEmpty(), "no batch vectors read");
-        for (String[] r : rows) {
-            long now = Long.parseLong(r[4]);
-            int alignment = r[14].equals("clock") ? FixedWindowRule.CLOCK : FixedWindowRule.FIRST_REQUEST;
+        List<VectorFile.Row> rows = VectorFile.read("policy_batch.csv").stream()
+                .filter(r -> Arrays.stream(r.numbers("costs")).allMatch(cost -> cost >= 1)).toList();
+        assertTrue(rows.size() >= 4, "vectors read: " + rows.size());
+        for (VectorFile.Row r : rows) {
+            PolicyRule.Limit[] policy = PolicyRuleTest.policy(r.text("limits"));
+            Object[] states = PolicyRuleTest.states(policy, r.text("states"));
+            long now = r.number("now_ms");
+            long[] costs = r.numbers("costs");
             WindowShard shard = new WindowShard();
-            // Another client's window in the same shard must not change anything.
-            shard.put("other:60", 0L, 2L, Long.MAX_VALUE);
-            if (r[1].equals("1")) {
-                shard.put("c:60", Long.parseLong(r[2]), Long.parseLong(r[3]), Long.MAX_VALUE);
-            }
-            long[] costs = longs(r[7]);
-            long[] result = oneWindow(now, "c:60", Long.parseLong(r[5]), Long.parseLong(r[6]), alignment, costs)
-                    .process(new InMemoryEntry("shard:0", shard));
-            assertEquals(ShardProcessor.RESULT_HEADER + ShardProcessor.RESULT_STRIDE * costs.length,
-                    result.length, r[0]);
-            assertEquals(Long.parseLong(r[5]), result[0], r[0] + ": limit");
-            assertEquals(Long.parseLong(r[11]), result[1], r[0] + ": resetAfterMs");
-            long[] allowed = longs(r[8]);
-            long[] remaining = longs(r[9]);
-            long[] reasons = longs(r[10]);
+            shard.put("other:p", new long[] {Long.MAX_VALUE, slot(policy[0]), 0, 1, 0});
+            shard.put("c:p", stored(policy, states, Long.MAX_VALUE));
+            long[] result = call(now, "c:p", policy, costs).process(new InMemoryEntry("shard:0", shard));
+
+            assertEquals(STRIDE * policy.length * costs.length, result.length, r.name());
+            long[] allowed = r.numbers("allowed");
             for (int i = 0; i < costs.length; i++) {
-                int at = ShardProcessor.RESULT_HEADER + ShardProcessor.RESULT_STRIDE * i;
-                assertEquals(allowed[i], result[at], r[0] + ": allowed[" + i + "]");
-                assertEquals(remaining[i], result[at + 1], r[0] + ": remaining[" + i + "]");
-                assertEquals(reasons[i], result[at + 2], r[0] + ": reason[" + i + "]");
-            }
-            boolean anyAllowed = Arrays.stream(allowed).anyMatch(a -> a == 1L);
-            if (anyAllowed) {
-                long[] stored = shard.live("c:60", now);
-                assertNotNull(stored, r[0] + ": stored");
-                assertEquals(Long.parseLong(r[12]), stored[0], r[0] + ": new window start");
-                assertEquals(Long.parseLong(r[13]), stored[1], r[0] + ": new count");
-                assertEquals(now + Long.parseLong(r[11]) + GRACE_MS, stored[2], r[0] + ": expiry");
-            }
-            assertEquals(List.of(0L, 2L, Long.MAX_VALUE), shard.snapshot().get("other:60"), r[0] + ": other window");
-        }
-    }
-
-    /** A call of many windows answers, window by window, what the rule decides for each alone. */
-    @Test
-    void manyWindowsInOneCallAnswerAsEachWindowDecidedAlone() {
-        Random random = new Random(7);
-        long now = 1_000_000L;
-        WindowShard shard = new WindowShard();
-        InMemoryEntry shardEntry = new InMemoryEntry("shard:0", shard);
-        // Per key, the window a call of its own would have left: {windowStartMs, count}.
-        long[][] alone = new long[6][];
-        for (int round = 0; round < 40; round++) {
-            now += random.nextInt(20_000);
-            int n = 1 + random.nextInt(alone.length);
-            String[] keys = new String[n];
-            long[] limits = new long[n];
-            long[] windows = new long[n];
-            int[] alignments = new int[n];
-            long[][] costs = new long[n][];
-            long[] expected = new long[0];
-            for (int i = 0; i < n; i++) {
-                int k = (round + i) % alone.length;
-                keys[i] = "c" + k + ":60";
-                limits[i] = 1 + k;
-                windows[i] = 60;
-                alignments[i] = k % 2 == 0 ? FixedWindowRule.CLOCK : FixedWindowRule.FIRST_REQUEST;
-                costs[i] = random.longs(1 + random.nextInt(4), 1, 3).toArray();
-                long[] state = alone[k];
-                FixedWindowRule.BatchOutcome outcome = FixedWindowRule.decideBatch(
-                        state != null, state != null ? state[0] : 0L, state != null ? state[1] : 0L,
-                        now, costs[i], limits[i], 60, alignments[i]);
-                if (outcome.anyAllowed()) {
-                    alone[k] = new long[] {outcome.windowStartMs(), outcome.count()};
+                boolean all = true; // admitted when every enforced limit admits
+                for (int j = 0; j < policy.length; j++) {
+                    all &= policy[j].shadow() || result[STRIDE * (i * policy.length + j)] == 1L;
                 }
-                long[] single = ShardProcessor.toResult(outcome);
-                long[] joined = Arrays.copyOf(expected, expected.length + single.length);
-                System.arraycopy(single, 0, joined, expected.length, single.length);
-                expected = joined;
+                assertEquals(allowed[i] == 1L, all, r.name() + ": allowed[" + i + "]");
             }
-            long[] result = new ShardProcessor(now, GRACE_MS, keys, limits, windows, alignments, costs)
-                    .process(shardEntry);
-            assertArrayEquals(expected, result, "round " + round);
+            PolicyRule.BatchOutcome expected = PolicyRule.decideBatch(policy, states, now, costs);
+            assertArrayEquals(answer(expected), result, r.name());
+            Object[] finalStates = PolicyRuleTest.states(policy, r.text("new_states"));
+            long expiresAt = Arrays.stream(allowed).anyMatch(a -> a == 1L) ? expiry(now, expected) : Long.MAX_VALUE;
+            assertArrayEquals(stored(policy, finalStates, expiresAt), shard.live("c:p", now), r.name() + ": stored");
+            assertEquals(List.of(Long.MAX_VALUE, slot(policy[0]), 0L, 1L, 0L), shard.snapshot().get("other:p"),
+                    r.name() + ": another client's states");
         }
     }
 
-    /** A window's answer is limit, resetAfterMs, then allowed, remaining, reason per request. */
+    /** Only denials: the stored array, the entry and the backup stay as they were. */
     @Test
-    void resultLayoutFromABatchOutcome() {
-        FixedWindowRule.BatchOutcome outcome = new FixedWindowRule.BatchOutcome(
-                0, 2, 7, 1234, new boolean[] {true, false}, new long[] {5, 5}, new int[] {0, 2});
-        assertArrayEquals(new long[] {7, 1234, 1, 5, 0, 0, 5, 2}, ShardProcessor.toResult(outcome));
-    }
-
-    /** With MEMBER_CLOCK sent, the member's own clock picks the window. */
-    @Test
-    void theMemberClockPicksTheWindowWhenNoTimeIsSent() {
-        long before = System.currentTimeMillis();
+    void aDenialChangesNoState() {
+        PolicyRule.Limit[] policy = {FIXED, SLIDING, GCRA};
         WindowShard shard = new WindowShard();
-        long[] result = oneWindow(ShardProcessor.MEMBER_CLOCK, "c:60", 5, 60, FixedWindowRule.CLOCK, new long[] {2})
-                .process(new InMemoryEntry("shard:0", shard));
-        long after = System.currentTimeMillis();
-
-        assertEquals(5, result.length);
-        assertEquals(5, result[0]);
-        assertTrue(result[1] >= 1 && result[1] <= 60_000, "resetAfterMs within the window");
-        assertArrayEquals(new long[] {1, 3, 0}, Arrays.copyOfRange(result, 2, 5));
-        long[] stored = shard.live("c:60", after);
-        assertNotNull(stored, "stored");
-        assertTrue(stored[0] == FixedWindowRule.windowStart(before, 60)
-                || stored[0] == FixedWindowRule.windowStart(after, 60), "window of the member clock");
-        assertEquals(2, stored[1]);
-    }
-
-    @Test
-    void theBackupEndsWithThePrimarysWindows() {
-        InternalSerializationService ss = serialization();
-        Random random = new Random(11);
-        InMemoryEntry primary = new InMemoryEntry("shard:0", null);
-        InMemoryEntry backup = new InMemoryEntry("shard:0", null);
-        long now = 5_000_000L;
-        for (int round = 0; round < 200; round++) {
-            now += random.nextInt(3_000);
-            int n = 1 + random.nextInt(4);
-            String[] keys = new String[n];
-            long[] limits = new long[n];
-            long[] windows = new long[n];
-            int[] alignments = new int[n];
-            long[][] costs = new long[n][];
-            for (int i = 0; i < n; i++) {
-                // Distinct keys in one call, as a replica sends them (one flight per key).
-                keys[i] = "c" + ((round * 3 + i) % 17) + ":" + (1 + i);
-                limits[i] = 1 + random.nextInt(5);
-                windows[i] = 1 + i;
-                alignments[i] = random.nextBoolean() ? FixedWindowRule.CLOCK : FixedWindowRule.FIRST_REQUEST;
-                costs[i] = random.longs(1 + random.nextInt(3), 1, 3).toArray();
-            }
-            ShardProcessor processor = new ShardProcessor(now, GRACE_MS, keys, limits, windows, alignments, costs);
-            processor.process(primary);
-            EntryProcessor<Object, Object, long[]> sent = processor.getBackupProcessor();
-            if (sent != null) {
-                Object received = ss.toObject(ss.toData(sent));
-                ((ShardBackupProcessor) received).process(backup);
-                assertEquals(primary.ttlMs(), backup.ttlMs(), "round " + round + ": TTL");
-            }
-            WindowShard primaryShard = (WindowShard) primary.getValue();
-            WindowShard backupShard = (WindowShard) backup.getValue();
-            assertEquals(primaryShard.snapshot(), backupShard == null ? null : backupShard.snapshot(), "round " + round);
-        }
-        assertTrue(((WindowShard) primary.getValue()).size() < 17 * 4, "expired windows were swept");
-    }
-
-    @Test
-    void expiredWindowsAreIgnoredAtOnceAndSweptOnBothCopies() {
-        WindowShard shard = new WindowShard();
-        shard.put("old:60", 0L, 3L, 1_000L);
-        shard.put("young:60", 0L, 1L, 90_000L);
-        InMemoryEntry primary = new InMemoryEntry("shard:0", shard);
-        WindowShard backupShard = new WindowShard();
-        backupShard.put("old:60", 0L, 3L, 1_000L);
-        backupShard.put("young:60", 0L, 1L, 90_000L);
-        InMemoryEntry backup = new InMemoryEntry("shard:0", backupShard);
-
-        assertNull(shard.live("old:60", 1_000L), "dead at its expiry");
-        ShardProcessor processor = oneWindow(2_000L, "old:60", 3, 60, FixedWindowRule.CLOCK, new long[] {1});
-        long[] result = processor.process(primary);
-        assertEquals(2L, result[ShardProcessor.RESULT_HEADER + 1], "a fresh window, not the expired count");
-        ((ShardBackupProcessor) processor.getBackupProcessor()).process(backup);
-        assertEquals(shard.snapshot(), backupShard.snapshot());
-        assertEquals(List.of(0L, 1L, 90_000L), shard.snapshot().get("young:60"));
-        assertEquals(90_000L - 2_000L, primary.ttlMs(), "the entry lives until its last window expires");
-
-        // A later call within the sweep interval does not sweep; one after it does.
-        ShardProcessor soon = oneWindow(2_500L, "young:60", 1, 60, FixedWindowRule.CLOCK, new long[] {1});
-        soon.process(primary);
-        assertNull(soon.getBackupProcessor(), "nothing admitted and no sweep: no backup");
-        ShardProcessor later = oneWindow(95_000L, "new:60", 5, 60, FixedWindowRule.CLOCK, new long[] {1});
-        later.process(primary);
-        ((ShardBackupProcessor) later.getBackupProcessor()).process(backup);
-        assertNull(shard.snapshot().get("young:60"), "swept on the primary");
-        assertEquals(shard.snapshot(), backupShard.snapshot(), "and on the backup");
-    }
-
-    @Test
-    void aDeniedOnlyCallWritesNothing() {
-        WindowShard shard = new WindowShard();
-        shard.put("c:60", 0L, 3L, 90_000L);
         InMemoryEntry entry = new InMemoryEntry("shard:0", shard);
-        oneWindow(1_000L, "c:60", 3, 60, FixedWindowRule.CLOCK, new long[] {1}).process(entry);
-        int afterSweep = entry.writes();
-        ShardProcessor denied = oneWindow(1_500L, "c:60", 3, 60, FixedWindowRule.CLOCK, new long[] {1, 2});
+        long now = 1_000_000L;
+        call(now, "c:p", policy, 1, 1).process(entry);
+        long[] before = shard.live("c:p", now);
+        int writes = entry.writes();
+
+        ShardProcessor denied = call(now + 10, "c:p", policy, 1, 3);
         long[] result = denied.process(entry);
-        assertEquals(0L, result[ShardProcessor.RESULT_HEADER], "denied");
-        assertEquals(afterSweep, entry.writes(), "no write");
+        assertEquals(0L, result[0], "the fixed window is full");
+        assertEquals(PolicyRule.NO_RETRY, result[3], "no retry time from a fixed window");
+        assertEquals(FixedWindowRule.COST_OVER_LIMIT, result[STRIDE * 3 + 4], "3 is above the fixed limit");
+        assertTrue(before == shard.live("c:p", now + 10), "the same stored array");
+        assertEquals(writes, entry.writes(), "no write");
         assertNull(denied.getBackupProcessor(), "no backup");
     }
 
+    /**
+     * A limit keeps its state under its slot through a changed value, alignment, shadow flag or
+     * place in the policy; a renamed limit has another slot and starts empty.
+     */
+    @Test
+    void statesAreCarriedBySlotAndALimitWhoseSlotChangedStartsFresh() {
+        PolicyRule.Limit minute = new PolicyRule.Limit("minute", PolicyRule.FIXED_WINDOW, 3, 60, 0, 0, false);
+        PolicyRule.Limit smooth = new PolicyRule.Limit("smooth", PolicyRule.GCRA, 1, 60, 0, 0, false);
+        WindowShard shard = new WindowShard();
+        InMemoryEntry entry = new InMemoryEntry("shard:0", shard);
+        long now = 6_000_000L;
+        call(now, "c:p", new PolicyRule.Limit[] {minute, smooth}, 1, 1).process(entry);
+
+        // The same minute limit raised to 5 and moved; smooth renamed: a new slot.
+        PolicyRule.Limit raised = new PolicyRule.Limit("minute", PolicyRule.FIXED_WINDOW, 5, 60, 1, 0, true);
+        PolicyRule.Limit renamed = new PolicyRule.Limit("steady", PolicyRule.GCRA, 1, 60, 0, 0, false);
+        PolicyRule.Limit[] policy = {renamed, raised};
+        long[] result = call(now + 1_000, "c:p", policy, 1).process(entry);
+        assertEquals(1L, result[0], "steady starts empty: it admits");
+        assertEquals(5L - 2, result[STRIDE + 1], "minute kept its count of 1 (smooth denied the second request)");
+        long[] stored = shard.live("c:p", now + 1_000);
+        assertEquals(1 + 2 * 4, stored.length, "smooth's state is gone");
+        assertEquals(slot(renamed), stored[1], "in the new policy's order");
+        assertArrayEquals(new long[] {slot(raised), 6_000_000L, 2, 0}, Arrays.copyOfRange(stored, 5, 9));
+    }
+
+    /** A limit the policy no longer has leaves the stored array on the next admitted call only. */
+    @Test
+    void aLimitDroppedFromThePolicyIsDroppedFromTheStoredArray() {
+        WindowShard shard = new WindowShard();
+        InMemoryEntry entry = new InMemoryEntry("shard:0", shard);
+        long now = 9_000_000L;
+        call(now, "c:p", new PolicyRule.Limit[] {FIXED, SLIDING, GCRA}, 1).process(entry);
+        assertEquals(1 + 3 * 4, shard.live("c:p", now).length);
+
+        long[] kept = shard.live("c:p", now);
+        call(now + 1, "c:p", new PolicyRule.Limit[] {SLIDING}, 99).process(entry);
+        assertTrue(kept == shard.live("c:p", now + 1), "a denial drops nothing");
+
+        PolicyRule.Limit[] policy = {GCRA, FIXED};
+        call(now + 2, "c:p", policy, 1).process(entry);
+        long[] stored = shard.live("c:p", now + 2);
+        assertEquals(1 + 2 * 4, stored.length, "the sliding limit is gone");
+        assertEquals(slot(GCRA), stored[1]);
+        assertEquals(slot(FIXED), stored[5]);
+        assertEquals(2L, stored[7], "the fixed count carried: 1 + 1");
+    }
+
+    /** A shadow limit with nothing stored that denies stays null: it is left out of the stored array. */
+    @Test
+    void aNullStateIsLeftOut() {
+        PolicyRule.Limit shadow = new PolicyRule.Limit("trial", PolicyRule.FIXED_WINDOW, 1, 60, 0, 0, true);
+        WindowShard shard = new WindowShard();
+        long[] result = call(0L, "c:p", new PolicyRule.Limit[] {shadow, GCRA}, 2)
+                .process(new InMemoryEntry("shard:0", shard));
+        assertEquals(0L, result[0], "the shadow limit denies");
+        assertEquals(1L, result[STRIDE], "gcra admits (burst 1: two at once)");
+        long[] stored = shard.live("c:p", 0L);
+        assertEquals(5, stored.length, "only gcra's state");
+        assertEquals(slot(GCRA), stored[1]);
+    }
+
+    /** With MEMBER_CLOCK sent, the member's own clock decides. */
+    @Test
+    void theMemberClockDecidesWhenNoTimeIsSent() {
+        long before = System.currentTimeMillis();
+        WindowShard shard = new WindowShard();
+        PolicyRule.Limit minute = new PolicyRule.Limit("m", PolicyRule.FIXED_WINDOW, 5, 60, 0, 0, false);
+        long[] result = call(ShardProcessor.MEMBER_CLOCK, "c:p", new PolicyRule.Limit[] {minute}, 2)
+                .process(new InMemoryEntry("shard:0", shard));
+        long after = System.currentTimeMillis();
+        assertEquals(STRIDE, result.length);
+        assertArrayEquals(new long[] {1, 3}, Arrays.copyOf(result, 2));
+        long[] stored = shard.live("c:p", after);
+        assertNotNull(stored, "stored");
+        assertTrue(stored[2] == FixedWindowRule.windowStart(before, 60)
+                || stored[2] == FixedWindowRule.windowStart(after, 60), "the window of the member clock");
+        assertEquals(2L, stored[3]);
+    }
+
+    /** Anything malformed in any window is refused before the shard is touched. */
     @Test
     void aMalformedCallChangesNothing() {
-        WindowShard shard = new WindowShard();
-        InMemoryEntry entry = new InMemoryEntry("shard:0", shard);
-        ShardProcessor processor = new ShardProcessor(1_000L, GRACE_MS, new String[] {"a:60", "b:60"},
-                new long[] {3, 3}, new long[] {60, 60}, new int[] {0, 0}, new long[][] {{1}, {1, 0}});
-        assertThrows(IllegalArgumentException.class, () -> processor.process(entry));
-        assertEquals(0, shard.size(), "the valid first window was not stored either");
-        assertEquals(0, entry.writes());
-    }
-
-    @Test
-    void wireFormatIsTheDocumentedOrderAndRoundTrips() throws IOException {
-        InternalSerializationService ss = serialization();
-        ShardProcessor processor = new ShardProcessor(-1L, GRACE_MS, new String[] {"a:60", "b:1"},
-                new long[] {3, 7}, new long[] {60, 1}, new int[] {1, 0}, new long[][] {{1, 2}, {4}});
-        BufferObjectDataOutput out = ss.createObjectDataOutput();
-        processor.writeData(out);
-        byte[] bytes = out.toByteArray();
-        BufferObjectDataInput in = ss.createObjectDataInput(bytes);
-        assertEquals(-1L, in.readLong(), "nowMs");
-        assertEquals(GRACE_MS, in.readLong(), "expiryGraceMs");
-        assertEquals(2, in.readInt(), "windows");
-        assertEquals("a:60", in.readString());
-        assertEquals(3L, in.readLong());
-        assertEquals(60L, in.readLong());
-        assertEquals(1, in.readInt());
-        assertArrayEquals(new long[] {1, 2}, in.readLongArray());
-        assertEquals("b:1", in.readString());
-        assertEquals(7L, in.readLong());
-        assertEquals(1L, in.readLong());
-        assertEquals(0, in.readInt());
-        assertArrayEquals(new long[] {4}, in.readLongArray());
-        assertEquals(bytes.length, in.position(), "trailing bytes");
-
-        WindowShard shard = new WindowShard();
-        shard.put("a:60", 1L, 2L, 3L);
-        shard.put("b:1", 4L, 5L, 6L);
-        Object copy = ss.toObject(ss.toData(shard));
-        assertInstanceOf(WindowShard.class, copy);
-        assertEquals(shard.snapshot(), ((WindowShard) copy).snapshot());
-        assertInstanceOf(ShardProcessor.class, ss.toObject(ss.toData(processor)));
-    }
-
-    @Test
-    void theReaderAnswersOneLiveWindowOrNothingWithTheOwnersClock() {
-        WindowShard shard = new WindowShard();
-        long now = System.currentTimeMillis();
-        shard.put("live:60", 10L, 2L, now + 60_000L);
-        shard.put("dead:60", 10L, 2L, now - 1L);
-        InMemoryEntry entry = new InMemoryEntry("shard:0", shard);
-        long[] live = new ShardWindowReader("live:60").process(entry);
-        assertEquals(3, live.length);
-        assertArrayEquals(new long[] {10L, 2L}, new long[] {live[0], live[1]});
-        long[] dead = new ShardWindowReader("dead:60").process(entry);
-        long[] none = new ShardWindowReader("none:60").process(new InMemoryEntry("shard:1", null));
-        assertEquals(1, dead.length);
-        assertEquals(1, none.length);
-        long after = System.currentTimeMillis();
-        for (long read : new long[] {live[2], dead[0], none[0]}) {
-            assertTrue(now <= read && read <= after, "the owner's clock at the read");
+        WireLimit good = WireLimit.of(1, FIXED);
+        List<Window> bad = List.of(
+                new Window("b:p", new WireLimit[0], new long[] {1}),
+                new Window("b:p", new WireLimit[9], new long[] {1}),
+                new Window("b:p", new WireLimit[] {good}, new long[] {1, 0}),
+                new Window("b:p", new WireLimit[] {good}, new long[0]),
+                new Window(null, new WireLimit[] {good}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 3, 2, 1, 0, 0, 0)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 0, 0, 1, 0, 0, 0)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 0, 2, 0, 0, 0, 0)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 0, 2, 1, 2, 0, 0)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 0, 2, 1, 0, 1, 0)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 2, 2, 1, 1, 0, 0)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 2, 2, 1, 0, -1, 0)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 0, 2, 1, 0, 0, 2)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 0, 2, 1, 0, 0, 1)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {good, WireLimit.of(1, GCRA)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 1, 1L << 50, 1L << 20, 0, 0, 0)}, new long[] {1}),
+                new Window("b:p", new WireLimit[] {new WireLimit(1, 0, (1L << 61) + 1, 1, 0, 0, 0)}, new long[] {1}));
+        for (int i = 0; i < bad.size(); i++) {
+            WindowShard shard = new WindowShard();
+            InMemoryEntry entry = new InMemoryEntry("shard:0", shard);
+            ShardProcessor processor = new ShardProcessor(1_000L, GRACE_MS,
+                    new Window[] {new Window("a:p", new WireLimit[] {good}, new long[] {1}), bad.get(i)});
+            assertThrows(IllegalArgumentException.class, () -> processor.process(entry), "case " + i);
+            assertEquals(0, shard.size(), "case " + i + ": the valid first window was not stored either");
+            assertEquals(0, entry.writes(), "case " + i);
         }
-        assertEquals(0, entry.writes(), "a read");
     }
 }

@@ -34,13 +34,16 @@ class WireContractTest {
         JAVA_SIDE.put("window_shard", (long) ProcessorFactory.WINDOW_SHARD);
         JAVA_SIDE.put("shard_window_reader", (long) ProcessorFactory.SHARD_WINDOW_READER);
         JAVA_SIDE.put("member_clock", ShardProcessor.MEMBER_CLOCK);
-        JAVA_SIDE.put("result_header", (long) ShardProcessor.RESULT_HEADER);
-        JAVA_SIDE.put("result_stride", (long) ShardProcessor.RESULT_STRIDE);
+        JAVA_SIDE.put("result_stride_per_limit", (long) ShardProcessor.RESULT_STRIDE_PER_LIMIT);
+        JAVA_SIDE.put("no_retry", PolicyRule.NO_RETRY);
         JAVA_SIDE.put("reason_admitted", (long) FixedWindowRule.ADMITTED);
         JAVA_SIDE.put("reason_limit_reached", (long) FixedWindowRule.LIMIT_REACHED);
         JAVA_SIDE.put("reason_cost_over_limit", (long) FixedWindowRule.COST_OVER_LIMIT);
         JAVA_SIDE.put("alignment_clock", (long) FixedWindowRule.CLOCK);
         JAVA_SIDE.put("alignment_first_request", (long) FixedWindowRule.FIRST_REQUEST);
+        JAVA_SIDE.put("algorithm_fixed_window", (long) PolicyRule.FIXED_WINDOW);
+        JAVA_SIDE.put("algorithm_sliding_window", (long) PolicyRule.SLIDING_WINDOW);
+        JAVA_SIDE.put("algorithm_gcra", (long) PolicyRule.GCRA);
     }
 
     /** The contract file's rows: name to {value, sides}. */
@@ -102,7 +105,7 @@ class WireContractTest {
             assertEquals(Integer.parseInt(rows.get("factory_id")[0]), made.getFactoryId(), expected.getKey() + ": factory id");
         }
         long retired = rows.values().stream().filter(r -> r[1].equals("retired")).count();
-        assertEquals(2, retired, "retired ids");
+        assertEquals(6, retired, "retired ids");
         for (Map.Entry<String, String[]> row : rows.entrySet()) {
             if (row.getValue()[1].equals("retired")) {
                 assertNull(factory.create(Integer.parseInt(row.getValue()[0])), row.getKey() + " is retired");
