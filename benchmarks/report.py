@@ -347,7 +347,8 @@ def _k6_original_section(report: Report) -> list[str]:
             "```",
             "",
         ]
-    if report["options"].get("original") is False:
+    options = report["options"]
+    if options.get("original") is False and "k6" in options.get("only", ["k6"]):
         return ["The original's k6 scenario was not run (`--no-original`).", ""]
     return []
 
