@@ -13,7 +13,7 @@ JARS := hazelcast/target/ratelimit-processor.jar hazelcast/target/lib/hazelcast.
   hazelcast/target/lib/jmx_prometheus_javaagent.jar
 JAVA_SOURCES := $(shell find hazelcast/src/main -name '*.java') hazelcast/pom.xml
 
-.PHONY: up down clean-data status test lint unit java-test bootstrap build system-deps bench bench-smoke bench-inprocess bench-e2e bench-create k6 clean help
+.PHONY: up down clean-data status test lint unit java-test bootstrap build system-deps bench bench-smoke bench-inprocess bench-e2e bench-policies bench-create k6 clean help
 
 help:
 	@echo "make up      start 3 Hazelcast members (bootstraps everything first)"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-smoke  the same in tiny sizes (about a minute), into .run/bench-smoke/"
 	@echo "make bench-inprocess  the in-process part of make bench alone (own stack), into .run/bench-inprocess/"
 	@echo "make bench-e2e  end-to-end benchmark alone, through nginx with wrk (own stack)"
+	@echo "make bench-policies  three limits against one, in process and end to end (own stack), into .run/bench-policies/"
 	@echo "make bench-create  POST /bucket latency with the registry's PostgreSQL store on and off (own stack)"
 	@echo "make k6      the original's k6 scenario, exact, for both window alignments (needs make up)"
 
@@ -104,6 +105,9 @@ bench-inprocess: bootstrap
 
 bench-e2e: bootstrap
 	$(PY) -m benchmarks.endtoend
+
+bench-policies: bootstrap
+	$(PY) -m benchmarks.policies
 
 bench-create: bootstrap
 	$(PY) -m benchmarks.tools.create

@@ -10,7 +10,10 @@ every strategy side by side on its own stack and writes ``docs/benchmarks/report
   through nginx and 3 replicas, against ``/health``? wrk, closed loop;
 - ``--only k6`` (:mod:`benchmarks.rate_steps`): what arrival rate does each strategy
   hold (p99 under 100 ms, exact)? k6, constant arrival rate steps; and the original
-  service's scenario made exact (:mod:`benchmarks.load.k6`).
+  service's scenario made exact (:mod:`benchmarks.load.k6`);
+- ``--only policies`` (:mod:`benchmarks.policies`): what does a client of three limits
+  cost against a client of one, in process and end to end? Also alone:
+  ``python -m benchmarks.policies`` (``make bench-policies``).
 
 Its report: :mod:`benchmarks.results` (the shape), :mod:`benchmarks.report` (JSON and
 Markdown), :mod:`benchmarks.plots` (PNGs). Shared by all: :mod:`benchmarks.stack` (the
