@@ -1,6 +1,7 @@
 """The benchmark tool (``python -m benchmarks``) in its smoke mode: tiny sizes, every part
-of it (in process, wrk end to end, k6 steps, the report and its plots) on a stack of its
-own, so that the tool keeps working between the runs that produce a real report.
+of it (in process, wrk end to end, k6 steps, policies, the report and its plots) on a
+stack of its own, so that the tool keeps working between the runs that produce a real
+report.
 
 No figure is asserted (the machine is shared and the sizes tiny); exactness is.
 """
@@ -53,6 +54,9 @@ def test_smoke_run_writes_an_exact_report(tmp_path: Path, monkeypatch: pytest.Mo
     assert report["failed"] == []
     assert set(report["inprocess"]["scenarios"]["hot key"]) >= {"lock", "cas", "entry_processor"}
     assert report["endtoend"] and report["k6_steps"]
+    policies = report["policies"]
+    assert set(policies["inprocess"]["strategies"]) == {"lock", "cas", "entry_processor"}
+    assert set(policies["endtoend"]["strategies"]) == {"entry_processor"}
     for steps in report["k6_steps"].values():
         assert all(s["admitted"] <= s["expected"] for s in steps["steps"])
     markdown = (tmp_path / "report.md").read_text()
