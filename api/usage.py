@@ -18,8 +18,10 @@ would pass now), ``reset_after_seconds`` (rounded up: until the limit is whole a
 - ``sliding_window``: ``used`` is ``limit - remaining``, the rule's weighted estimate of
   the trailing window; ``window_start`` the clock-aligned window it counts in now (the
   previous one is weighted in too);
-- ``gcra``: ``used`` is ``limit - remaining``; ``window_start`` is ``null``: a GCRA limit
-  has no window, only a theoretical arrival time.
+- ``gcra``: ``used`` is ``burst + 1 - remaining``, how much of what may pass at once is
+  taken (its ``remaining`` counts out of ``burst + 1``, not out of ``limit``);
+  ``window_start`` is ``null``: a GCRA limit has no window, only a theoretical arrival
+  time.
 
 The top-level ``window_start``, ``used``, ``remaining`` and ``reset_after_seconds`` are
 the first limit's, as they were for a client of one limit.
@@ -63,6 +65,9 @@ def _limit_usage(
     limit: Limit, state: LimitState | None, now_ms: int, decision: Decision
 ) -> dict[str, Any]:
     window_start, count = _window(limit, state, now_ms)
+    if count is None:
+        whole = limit.burst + 1 if limit.algorithm is Algorithm.GCRA else limit.limit
+        count = max(0, whole - decision.remaining)
     return {
         "name": limit.name,
         "algorithm": limit.algorithm.value,
@@ -70,7 +75,7 @@ def _limit_usage(
         "window_seconds": limit.window_seconds,
         "shadow": limit.shadow,
         "window_start": window_start,
-        "used": max(0, limit.limit - decision.remaining) if count is None else count,
+        "used": count,
         "remaining": decision.remaining,
         "reset_after_seconds": decision.reset_after_seconds,
     }
