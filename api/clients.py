@@ -1,7 +1,8 @@
 """Client management: ``POST /bucket``, ``GET /bucket?name=``, ``GET|PATCH|DELETE /bucket/{id}``.
 
 A *client* is what the original service, and so these paths, call a bucket: an id, a
-unique name, a limit per window and the window's alignment.
+unique name and its limits (a list of 1 to 8, each with its algorithm; or the single
+form, a limit per window and the window's alignment: see :mod:`api.validation`).
 
 Every route needs ``Authorization: Bearer <RATELIMIT_ADMIN_TOKEN>`` (403 while no token is
 configured, 401 without the right one). A body is a JSON object of at most
@@ -16,10 +17,14 @@ answer 503 ``{"error": "registry database unavailable: nothing was changed, ..."
 ``Retry-After`` and change nothing, while GET and the guarded routes, which read the
 members' memory, go on answering.
 
-Changing ``window_seconds`` starts counting afresh in windows of the new length;
-changing ``limit`` applies to the window in progress; changing ``window_alignment`` only
-moves where the next window opens (the window in progress runs to its end). Deleting a
-client leaves its counters to expire with their window.
+A PATCH with ``limits`` replaces the whole list. A limit that keeps its name, algorithm
+and window length keeps its usage (its value, alignment, burst or shadow flag may
+change); any other starts empty. So changing ``window_seconds`` starts counting afresh in
+windows of the new length; changing ``limit`` applies to the window in progress; changing
+``window_alignment`` only moves where the next window opens (the window in progress runs
+to its end). The single form changes the one limit of a client that has exactly one
+fixed-window limit, and is a 422 on any other. Deleting a client leaves its counters to
+expire with their window.
 """
 
 from __future__ import annotations
@@ -36,12 +41,12 @@ from sanic_ext.extensions.openapi.definitions import RequestBody
 from api.auth import require_admin
 from api.backend import Connection, backend_of
 from api.docs import (
-    ClientRecord,
-    ClientWithUsage,
     Error,
     FieldError,
     client_name,
+    client_record,
     client_update_body,
+    client_with_usage,
     new_client_body,
 )
 from api.errors import ClusterUnavailable, InvalidField, UnknownClient
@@ -120,12 +125,12 @@ _FIELD_ERROR = {
 
 
 @openapi.definition(
-    summary="Create a client (name unique; limit, window and alignment default to the settings)",
+    summary="Create a client (name unique; limits, or one limit per window: settings' defaults)",
     tag="clients",
     body=RequestBody({"application/json": new_client_body(DOCUMENTED)}, required=True),
     secured=_ADMIN,
     response=[
-        {"status": 201, "content": {"application/json": ClientRecord}, "description": "created"},
+        {"status": 201, "content": {"application/json": client_record()}, "description": "created"},
         *_documented_errors(*_BODY_ERRORS, (409, "the name is taken")),
         _FIELD_ERROR,
     ],
@@ -135,9 +140,7 @@ async def create_client(request: Request) -> HTTPResponse:
     require_admin(request, settings)
     new = validate_create(parse_object(request.body), settings)
     async with _cluster(request) as cluster:
-        record = await cluster.registry.create(
-            new.name, new.limit, new.window_seconds, new.window_alignment
-        )
+        record = await cluster.registry.create(new.name, new.policy)
     return json(record.as_dict(), status=201, headers={"Location": f"/bucket/{record.id}"})
 
 
@@ -152,7 +155,7 @@ async def create_client(request: Request) -> HTTPResponse:
         "required": True,
     },
     response=[
-        {"status": 200, "content": {"application/json": ClientRecord}, "description": "found"},
+        {"status": 200, "content": {"application/json": client_record()}, "description": "found"},
         *_documented_errors((404, "no client has this name")),
         _FIELD_ERROR,
     ],
@@ -172,11 +175,15 @@ async def find_client(request: Request) -> HTTPResponse:
 
 
 @openapi.definition(
-    summary="A client's record and its current window's usage",
+    summary="A client's record and the current usage of each of its limits",
     tag="clients",
     secured=_ADMIN,
     response=[
-        {"status": 200, "content": {"application/json": ClientWithUsage}, "description": "found"},
+        {
+            "status": 200,
+            "content": {"application/json": client_with_usage()},
+            "description": "found",
+        },
         *_documented_errors((404, "no client has this id")),
     ],
 )
@@ -192,12 +199,12 @@ async def read_client(request: Request, client_id: str) -> HTTPResponse:
 
 
 @openapi.definition(
-    summary="Change a client's limit, window and/or window alignment",
+    summary="Replace a client's limits, or change the single form's limit, window, alignment",
     tag="clients",
     body=RequestBody({"application/json": client_update_body(DOCUMENTED)}, required=True),
     secured=_ADMIN,
     response=[
-        {"status": 200, "content": {"application/json": ClientRecord}, "description": "updated"},
+        {"status": 200, "content": {"application/json": client_record()}, "description": "updated"},
         *_documented_errors(
             *_BODY_ERRORS,
             (404, "no client has this id"),
@@ -212,12 +219,7 @@ async def update_client(request: Request, client_id: str) -> HTTPResponse:
     canonical = _client_id(client_id)
     change = validate_update(parse_object(request.body), settings)
     async with _cluster(request) as cluster:
-        record = await cluster.registry.update(
-            canonical,
-            limit=change.limit,
-            window_seconds=change.window_seconds,
-            window_alignment=change.window_alignment,
-        )
+        record = await cluster.registry.update(canonical, change.apply)
     if record is None:
         raise UnknownClient("unknown client id")
     return json(record.as_dict())

@@ -2,16 +2,20 @@
 same decision for a gateway (nginx ``auth_request``) in front of any other app.
 
 One request: the client's record from the near-cached registry, then one decision from
-the configured strategy, both by one deadline, ``RATELIMIT_DECISION_TIMEOUT_SECONDS`` from
-the request's arrival (time queued behind other requests for the same key counts).
+the configured strategy against the client's whole policy (every limit in one atomic
+step: :meth:`limiter.Strategy.decide_policy`), both by one deadline,
+``RATELIMIT_DECISION_TIMEOUT_SECONDS`` from the request's arrival (time queued behind
+other requests for the same key counts).
 
 A request's cost is its ``X-RateLimit-Cost`` header (:mod:`api.cost`; 1 when absent, a
 malformed one is a 400). Cost 0 is a peek: the client's usage in the usual headers,
-admitted unless the window is exhausted, counted nowhere (:meth:`limiter.Strategy.peek`).
-A cost above the client's limit can never pass: 429 with reason ``COST_OVER_LIMIT`` and
-no ``Retry-After`` (see :mod:`api.headers`).
+admitted unless a request of cost 1 would be denied, counted nowhere. A cost above one of
+the client's enforced limits can never pass: 429 with reason ``COST_OVER_LIMIT`` and no
+``Retry-After`` (see :mod:`api.headers`). A decided request (cost 1 or more, not
+contended) also counts the shadow limits that would have denied it and whether it left
+its closest limit nearly exhausted (:func:`api.metrics.count_limits`).
 
-A client over its limit, and a client whose key is too busy to decide in time while the
+A client over a limit, and a client whose key is too busy to decide in time while the
 cluster answers (429, reason ``contended``, ``Retry-After: 1``), are denied: load on one
 key never turns into admission. Only when the cluster cannot be reached (client
 disconnected, or no answer from it at all while the request waited: see
@@ -50,9 +54,10 @@ from api.metrics import (
     DECISION_SECONDS,
     DECISIONS,
     TALLY,
+    count_limits,
     labelled,
 )
-from limiter import BackendError, Decision, Reason, Strategy, cluster_call
+from limiter import BackendError, PolicyDecision, Reason, cluster_call
 from registry import ClientRecord, parse_client_id
 
 __all__ = ["FAIL_CLOSED_RETRY_AFTER_SECONDS", "Verdict", "example", "gateway_decision", "judge"]
@@ -78,7 +83,7 @@ class Verdict:
     deciding (then the failure policy applies). Metrics are counted when it is made."""
 
     record: ClientRecord | None
-    decision: Decision | None
+    decision: PolicyDecision | None
     error: BackendError | None
     fail_open: bool
 
@@ -89,11 +94,11 @@ class Verdict:
     def headers(self) -> dict[str, str]:
         if self.decision is not None:
             assert self.record is not None
-            return decision_headers(self.decision, self.record.window_seconds)
+            return decision_headers(self.record.policy, self.decision)
         assert self.error is not None
         headers = {DEGRADED: self.error.kind}
         if self.record is not None:
-            headers.update(policy_headers(self.record.limit, self.record.window_seconds))
+            headers.update(policy_headers(self.record.policy))
         if not self.fail_open:
             headers["Retry-After"] = str(FAIL_CLOSED_RETRY_AFTER_SECONDS)
         return headers
@@ -124,7 +129,11 @@ async def judge(request: Request) -> Verdict:
                 record = await connection.registry.fetch(client_id)
         if record is None:
             raise UnknownClient("unknown client id")
-        decision = await _ask_strategy(connection.strategy, client_id, record, cost, deadline)
+        # A cost of 0 is a peek; either raises only a BackendError when the cluster cannot
+        # be reached, and keeps to the deadline itself (no timer per request here).
+        decision = await connection.strategy.decide_policy(
+            client_id, record.policy, cost, deadline=deadline
+        )
     except BackendError as failure:
         error = failure
     else:
@@ -134,6 +143,8 @@ async def judge(request: Request) -> Verdict:
             outcome = "contended"
         elif cost == 0:
             outcome = "peek"
+        else:
+            count_limits(record.policy, decision, backend.settings.near_limit_share)
         TALLY.inc(labelled(DECISIONS, strategy, outcome))
         return Verdict(record, decision, None, fail_open=False)
     TALLY.observe(labelled(DECISION_SECONDS, strategy), time.perf_counter() - started)
@@ -182,8 +193,9 @@ class GuardedResponse(HTTPResponse):
     """A JSON answer of the guarded route, the hottest response of the service.
 
     Its body is one of a few fixed byte strings, and every header is built in
-    :mod:`api.headers` from integers and fixed names (Sanic adds its own few, also
-    clean), so Sanic's scrub of CR and LF from each header name and value (a third of a
+    :mod:`api.headers` from integers, fixed names and limit names (which
+    :data:`limiter.policy.NAME_PATTERN` keeps to ``[a-z0-9_-]``; Sanic adds its own few,
+    also clean), so Sanic's scrub of CR and LF from each header name and value (a third of a
     past-the-limit answer's cost in the handler) has nothing to find and is skipped:
     the headers are only encoded.
     """
@@ -227,30 +239,6 @@ async def gateway_decision(request: Request) -> HTTPResponse:
         return empty(status=204, headers=verdict.headers())
     reason = "rate limit exceeded" if verdict.error is None else "no rate-limit decision"
     return json({"error": reason}, status=403, headers=verdict.headers())
-
-
-async def _ask_strategy(
-    strategy: Strategy, client_id: str, record: ClientRecord, cost: int, deadline: float
-) -> Decision:
-    """The strategy's decision, or its peek for cost 0 (either raises only a
-    ``BackendError`` when the cluster cannot be reached, and keeps to ``deadline``
-    itself: no timer per request here)."""
-    if cost == 0:
-        return await strategy.peek(
-            client_id,
-            record.limit,
-            record.window_seconds,
-            alignment=record.window_alignment,
-            deadline=deadline,
-        )
-    return await strategy.decide(
-        client_id,
-        record.limit,
-        record.window_seconds,
-        cost,
-        alignment=record.window_alignment,
-        deadline=deadline,
-    )
 
 
 def _log_throttled(error: BackendError) -> None:

@@ -1,7 +1,9 @@
 """Prometheus metrics of one replica, correct with several Sanic workers.
 
 Every label has a small fixed set of values: strategy, outcome, error kind, route
-pattern, method, status. Client ids and names never appear.
+pattern, method, status, algorithm; and limit names, which operators choose and which
+are capped (:data:`MAX_LIMIT_NAMES` per process, the rest counted as ``_other``). Client
+ids and names never appear.
 
 Several workers: ``python -m api`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers
 start, so each worker writes its samples to files there, and ``/metrics`` (answered by any
@@ -34,7 +36,15 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sanic.log import error_logger
 
 from compat import histogram_buckets, histogram_sum, histogram_upper_bounds
-from limiter import BackendTimeout, BackendUnavailable, ContendedCause
+from limiter import (
+    Algorithm,
+    BackendTimeout,
+    BackendUnavailable,
+    ContendedCause,
+    Policy,
+    PolicyDecision,
+    Reason,
+)
 from registry import LogFailure
 
 __all__ = [
@@ -48,15 +58,20 @@ __all__ = [
     "HTTP_REQUESTS",
     "LOCAL_DENIALS",
     "LOCK_WAIT_SECONDS",
+    "MAX_LIMIT_NAMES",
     "MULTIPROC_ENV",
+    "NEAR_LIMIT",
     "REGISTRY_READS",
+    "SHADOW_DENIALS",
     "TALLY",
     "TTL_RESTORE_FAILURES",
     "MetricsObserver",
     "RegistryMetrics",
     "Tally",
+    "count_limits",
     "exposition",
     "labelled",
+    "limit_name_label",
     "method_label",
     "preset",
 ]
@@ -140,6 +155,27 @@ REGISTRY_LOG_FAILURES = Counter(
     "after five in a row) or found entries gone before they were read (gap: the memo "
     "was emptied).",
     ["cause"],
+    registry=REGISTRY,
+)
+#: Distinct limit names one process labels its series with; any later one is ``_other``
+#: (which no limit name can be: a name starts with a letter).
+MAX_LIMIT_NAMES = 64
+OTHER_LIMIT_NAME = "_other"
+SHADOW_DENIALS = Counter(
+    "ratelimit_shadow_denials",
+    "Decided requests a shadow limit would have denied (it never does: it is on trial), "
+    "by the limit's name and algorithm. Names are an operator's choice, so each process "
+    f"labels the first {MAX_LIMIT_NAMES} distinct names it sees and counts the rest as "
+    f"{OTHER_LIMIT_NAME}.",
+    ["limit_name", "algorithm"],
+    registry=REGISTRY,
+)
+NEAR_LIMIT = Counter(
+    "ratelimit_near_limit",
+    "Admitted requests (cost 1 or more) that left the client's closest limit with at most "
+    "RATELIMIT_NEAR_LIMIT_SHARE of it remaining, by that limit's algorithm: clients "
+    "about to be denied.",
+    ["algorithm"],
     registry=REGISTRY,
 )
 HTTP_REQUESTS = Counter(
@@ -227,6 +263,38 @@ def labelled(metric: Any, *values: str) -> Any:
     return metric.labels(*values)
 
 
+_limit_names: set[str] = set()
+
+
+def limit_name_label(name: str) -> str:
+    """``name`` as a label value: itself for the first :data:`MAX_LIMIT_NAMES` distinct
+    names this process sees, :data:`OTHER_LIMIT_NAME` after that (names come from every
+    client's policy: without a cap, series would grow with them)."""
+    if name in _limit_names:
+        return name
+    if len(_limit_names) < MAX_LIMIT_NAMES:
+        _limit_names.add(name)
+        return name
+    return OTHER_LIMIT_NAME
+
+
+def count_limits(policy: Policy, decision: PolicyDecision, near_share: float) -> None:
+    """The per-limit counts of one decided request (cost 1 or more): each shadow limit that
+    would have denied it, and, when it was admitted, whether its closest limit has at
+    most ``near_share`` of its limit left. A contended denial decided nothing."""
+    if decision.reason is Reason.CONTENDED:
+        return
+    for i in decision.shadow_denied:
+        limit = policy.limits[i]
+        label = limit_name_label(limit.name)
+        TALLY.inc(labelled(SHADOW_DENIALS, label, limit.algorithm.value))
+    if decision.allowed:
+        closest = decision.decisions[decision.closest]
+        if closest.remaining <= near_share * closest.limit:
+            algorithm = policy.limits[decision.closest].algorithm.value
+            TALLY.inc(labelled(NEAR_LIMIT, algorithm))
+
+
 def method_label(method: str) -> str:
     """The method, or ``other`` for any of the unbounded rest a client can send."""
     return method if method in _METHODS else "other"
@@ -249,6 +317,8 @@ def preset(strategy: str) -> None:
     for contended_cause in CONTENDED_CAUSES:
         CONTENDED.labels(strategy, contended_cause)
     LOCAL_DENIALS.labels(strategy)
+    for algorithm in Algorithm:
+        NEAR_LIMIT.labels(algorithm.value)
     for log_failure in LogFailure:
         REGISTRY_LOG_FAILURES.labels(log_failure.value)
 

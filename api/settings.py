@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from limiter import Alignment, LimiterSettings, SettingsError
-from limiter.settings import choices
+from limiter.settings import ZERO_ALLOWED, choices
 from registry import RegistryConfig
 
 __all__ = ["ALIGNMENT_NAMES", "Settings"]
@@ -40,6 +40,10 @@ class Settings(LimiterSettings):
     max_limit: int = 1_000_000_000
     #: Largest X-RateLimit-Cost a request may carry (400 above it); not above max_limit.
     max_cost: int = 1000
+    #: An admitted request that leaves its closest limit with at most this share of the
+    #: limit remaining is counted in ratelimit_near_limit_total (0 to 1; 0 counts only the
+    #: requests that exhaust it).
+    near_limit_share: float = dataclasses.field(default=0.1, metadata=ZERO_ALLOWED)
     #: When no decision can be had in time: "open" admits (marked in a header and a
     #: metric), "closed" answers 503 with Retry-After.
     failure_mode: str = dataclasses.field(default="open", metadata=choices("open", "closed"))
@@ -98,3 +102,5 @@ class Settings(LimiterSettings):
             # A cost above every limit is always denied; the bound also keeps a cost
             # within the 64-bit numbers the entry processor carries.
             raise SettingsError("RATELIMIT_MAX_COST exceeds RATELIMIT_MAX_LIMIT")
+        if self.near_limit_share > 1:
+            raise SettingsError("RATELIMIT_NEAR_LIMIT_SHARE must be at most 1")

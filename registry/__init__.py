@@ -1,7 +1,7 @@
-"""The client registry: who may call, with which limit and window.
+"""The client registry: who may call, with which limits.
 
 A domain of its own beside :mod:`limiter` (which it uses for the cluster's errors and a
-record's alignment), unaware of HTTP: the service maps its errors to statuses in one
+record's policy), unaware of HTTP: the service maps its errors to statuses in one
 place and receives its reports through an :class:`Observer`. One concept per module:
 
 - :mod:`registry.records`   a client record and the canonical form of a client id
@@ -22,7 +22,7 @@ from registry.errors import NameTaken, RegistryError, StoreUnavailable, UpdateCo
 from registry.memo import LOG_TRUST_POLLS
 from registry.observer import LogFailure, NullObserver, Observer
 from registry.records import ClientRecord, parse_client_id
-from registry.registry import UPDATE_ATTEMPTS, Registry
+from registry.registry import UPDATE_ATTEMPTS, PolicyChange, Registry
 from registry.store import near_cache_config
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "NameTaken",
     "NullObserver",
     "Observer",
+    "PolicyChange",
     "Registry",
     "RegistryConfig",
     "RegistryError",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from limiter import Alignment
+from limiter import Policy
 from registry.changes import ChangeLog, changed_record
 from registry.config import RegistryConfig
 from registry.errors import UpdateConflict
@@ -25,10 +25,15 @@ from registry.observer import NullObserver, Observer
 from registry.records import ClientRecord
 from registry.store import Store
 
-__all__ = ["UPDATE_ATTEMPTS", "Registry"]
+__all__ = ["UPDATE_ATTEMPTS", "PolicyChange", "Registry"]
 
 #: An update re-reads and retries when another update of the same client won the race.
 UPDATE_ATTEMPTS = 16
+
+#: What an update does to a client: its new policy, worked out from the record as it is
+#: at each attempt (so a change that depends on the current policy, such as a new value
+#: for the one limit of a single-form client, is checked against what it replaces).
+PolicyChange = Callable[[ClientRecord], Policy]
 
 
 class Registry:
@@ -133,35 +138,20 @@ class Registry:
         """The client that holds ``name`` now, or None (see :meth:`Store.find`)."""
         return await self.store.find(name)
 
-    async def create(
-        self, name: str, limit: int, window_seconds: int, window_alignment: Alignment
-    ) -> ClientRecord:
+    async def create(self, name: str, policy: Policy) -> ClientRecord:
         """A new client with a random UUID4; :class:`NameTaken` when the name is in use."""
-        return await self.store.create(name, limit, window_seconds, window_alignment)
+        return await self.store.create(name, policy)
 
-    async def update(
-        self,
-        client_id: str,
-        *,
-        limit: int | None,
-        window_seconds: int | None,
-        window_alignment: Alignment | None,
-    ) -> ClientRecord | None:
-        """Changes limit, window and/or alignment atomically; None when the client does not
-        exist, :class:`UpdateConflict` when it changed under every attempt."""
+    async def update(self, client_id: str, change: PolicyChange) -> ClientRecord | None:
+        """Gives the client the policy ``change`` makes of its record, atomically; None
+        when the client does not exist, :class:`UpdateConflict` when it changed under
+        every attempt. Whatever ``change`` raises passes on, and nothing is written."""
         for _ in range(UPDATE_ATTEMPTS):
             text = await self.store.read_text(client_id)
             if text is None:
                 return None
             current = ClientRecord.from_json(text)
-            changed = dataclasses.replace(
-                current,
-                limit=current.limit if limit is None else limit,
-                window_seconds=current.window_seconds if window_seconds is None else window_seconds,
-                window_alignment=(
-                    current.window_alignment if window_alignment is None else window_alignment
-                ),
-            )
+            changed = dataclasses.replace(current, policy=change(current))
             if changed == current:
                 # Logged again: this may retry an update whose log entry was lost.
                 await self.log.append(client_id)

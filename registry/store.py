@@ -37,7 +37,7 @@ from typing import Any
 from hazelcast.config import InMemoryFormat
 from hazelcast.errors import UndefinedErrorCodeError
 
-from limiter import Alignment
+from limiter import Policy
 from registry.config import RegistryConfig
 from registry.errors import NameTaken, StoreUnavailable
 from registry.records import ClientRecord
@@ -126,19 +126,10 @@ class Store:
         client_id = await self.names.get(name)
         return None if client_id is None else await self.read(str(client_id))
 
-    async def create(
-        self, name: str, limit: int, window_seconds: int, window_alignment: Alignment
-    ) -> ClientRecord:
+    async def create(self, name: str, policy: Policy) -> ClientRecord:
         """A new client with a random UUID4; :class:`NameTaken` when the name is in use."""
         created_at = self._wall_clock().isoformat(timespec="milliseconds")
-        record = ClientRecord(
-            str(uuid.uuid4()),
-            name,
-            limit,
-            window_seconds,
-            created_at.replace("+00:00", "Z"),
-            window_alignment,
-        )
+        record = ClientRecord(str(uuid.uuid4()), name, created_at.replace("+00:00", "Z"), policy)
         async with _written_through():
             await self.clients.set(record.id, record.to_json())
         try:

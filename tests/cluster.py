@@ -15,6 +15,10 @@ MEMBERS = 3
 BASE_PORT = int(os.environ.get("RATELIMIT_TEST_BASE_PORT", "5801"))
 CLUSTER_NAME = f"ratelimit-test-{BASE_PORT}"
 RUN_DIR = ROOT / ".run" / f"test-{BASE_PORT}"
+#: The strategy of the replicas of tests that do not choose one (RATELIMIT_TEST_STRATEGY;
+#: the settings' default otherwise): a suite can run on another strategy while one is
+#: being changed.
+DEFAULT_STRATEGY = os.environ.get("RATELIMIT_TEST_STRATEGY", Settings().strategy)
 
 
 def test_stack() -> Stack:
@@ -36,6 +40,7 @@ def test_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "hazelcast_members": ",".join(test_stack().member_addresses(MEMBERS)),
         "hazelcast_cluster_name": CLUSTER_NAME,
+        "strategy": DEFAULT_STRATEGY,
         "decision_timeout_seconds": 20.0,
         "lock_wait_seconds": 15.0,
         "lock_lease_seconds": 30.0,

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Verbosity, settings
 from api.settings import Settings
 from limiter import ClusterLink, connect
 from stack import Stack
-from tests.cluster import MEMBERS, settings_env, test_settings, test_stack
+from tests.cluster import DEFAULT_STRATEGY, MEMBERS, settings_env, test_settings, test_stack
 from tests.loop import LoopThread
 
 settings.register_profile(
@@ -160,7 +160,7 @@ class Topology:
 @pytest.fixture(scope="session")
 def topology(cluster: Stack) -> Iterator[Topology]:
     topology = Topology(cluster)
-    topology.use("entry_processor")
+    topology.use(DEFAULT_STRATEGY)
     cluster.start_parts(
         [
             cluster.demo_app_part(),

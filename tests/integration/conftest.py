@@ -139,7 +139,8 @@ def replicas(cluster: Stack) -> Iterator[Replicas]:
 
 @pytest.fixture(scope="module")
 def replica(replicas: Replicas) -> Replica:
-    """One replica with the default strategy (entry_processor) and failure mode (open)."""
+    """One replica with the default strategy (entry_processor, or RATELIMIT_TEST_STRATEGY)
+    and failure mode (open)."""
     return replicas.start("main")
 
 

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.metrics import FLUSH_SECONDS
 from limiter import STRATEGY_NAMES, ClusterLink
 from stack import Stack
-from tests.cluster import MEMBERS, quiet_window
+from tests.cluster import DEFAULT_STRATEGY, MEMBERS, quiet_window
 from tests.integration.conftest import ADMIN, MAPS, Replica, Replicas, create_client
 from tests.loop import LoopThread
 
@@ -28,7 +28,10 @@ BURST = 50
 LIMIT = 20
 #: Decision timeout of the replicas in the failure-policy test.
 FAILURE_DECISION_TIMEOUT = 1.0
-ALLOWED_LABELS = {"strategy", "outcome", "kind", "cause", "route", "method", "status", "le"}
+ALLOWED_LABELS = {
+    *("strategy", "outcome", "kind", "cause", "route", "method", "status", "le"),
+    *("algorithm", "limit_name"),
+}
 
 
 async def _burst(
@@ -149,7 +152,7 @@ def _decisions(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, fl
     return {
         labels["outcome"]: value
         for name, labels, value in samples
-        if name == "ratelimit_decisions_total" and labels["strategy"] == "entry_processor"
+        if name == "ratelimit_decisions_total" and labels["strategy"] == DEFAULT_STRATEGY
     }
 
 
@@ -216,6 +219,7 @@ def test_metrics_sum_every_worker_and_carry_no_client_id(replicas: Replicas) -> 
         "ratelimit_contended",
         "ratelimit_deny_cache_denials",
         "ratelimit_registry_reads",
+        "ratelimit_near_limit",
     }
     assert expected <= {family.name for family in text_string_to_metric_families(text)}
 

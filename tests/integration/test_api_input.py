@@ -183,6 +183,58 @@ BAD_INPUTS = [
     Case("GET /bucket without name", "GET", "/bucket", 422, field="name"),
     Case("GET /bucket, two names", "GET", "/bucket?name=a&name=b", 422, field="name"),
     Case("GET /bucket, blank name", "GET", "/bucket?name=%20", 422, field="name"),
+    Case(
+        "limits and limit",
+        "POST",
+        "/bucket",
+        422,
+        js({"name": "a", "limit": 5, "limits": [{"name": "a"}]}),
+        field="limits",
+    ),
+    Case("limits empty", "POST", "/bucket", 422, js({"name": "a", "limits": []}), field="limits"),
+    Case(
+        "limits: burst of a fixed window",
+        "POST",
+        "/bucket",
+        422,
+        js(
+            {
+                "name": "a",
+                "limits": [
+                    {"name": "a", "algorithm": "gcra", "limit": 2, "window_seconds": 60},
+                    {
+                        "name": "b",
+                        "algorithm": "fixed_window",
+                        "limit": 2,
+                        "window_seconds": 60,
+                        "burst": 1,
+                    },
+                ],
+            }
+        ),
+        field="limits[1].burst",
+    ),
+    Case(
+        "limits: shadow only",
+        "POST",
+        "/bucket",
+        422,
+        js(
+            {
+                "name": "a",
+                "limits": [
+                    {
+                        "name": "a",
+                        "algorithm": "sliding_window",
+                        "limit": 2,
+                        "window_seconds": 60,
+                        "shadow": True,
+                    }
+                ],
+            }
+        ),
+        field="limits",
+    ),
     Case("GET /bucket, unknown name", "GET", f"/bucket?name={UNKNOWN}", 404),
     Case("GET /bucket?name= without token", "GET", "/bucket?name=a", 401, headers={}),
     # One client.
@@ -205,6 +257,14 @@ BAD_INPUTS = [
         422,
         js({"window_alignment": None}),
         field="window_alignment",
+    ),
+    Case(
+        "PATCH limits and window",
+        "PATCH",
+        f"/bucket/{EXISTING}",
+        422,
+        js({"window_seconds": 5, "limits": []}),
+        field="limits",
     ),
     Case(
         "PATCH window -1",
@@ -415,7 +475,8 @@ def test_the_openapi_document_lists_every_route(replica: Replica) -> None:
     for path, method in documented:
         assert document["paths"][path][method]["responses"], (path, method)
     created = document["paths"]["/bucket"]["post"]["requestBody"]["content"]["application/json"]
-    alignment = created["schema"]["properties"]["window_alignment"]
+    single_form = created["schema"]["oneOf"][0]
+    alignment = single_form["properties"]["window_alignment"]
     assert alignment["enum"] == ["clock", "first_request"]
     security = document["components"]["securitySchemes"]["admin"]
     assert security == {"type": "http", "scheme": "bearer"}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from hazelcast.asyncio import HazelcastClient
 
 from api.settings import Settings
-from limiter import Alignment, ClusterLink
+from limiter import ClusterLink, Policy
 from limiter.cluster import connect
 from registry import ClientRecord, Registry
 from stack import Stack, poll_until
@@ -161,9 +161,9 @@ def test_a_change_whose_event_was_lost_reaches_the_memo_through_the_change_log(
         await reader.follow_changes()
         await reader.read_log()
         assert await reader.until_trusted(30)
-        record = await writer.create(f"deaf-{suffix}", 10, 60, Alignment.CLOCK)
+        record = await writer.create(f"deaf-{suffix}", Policy.single(10, 60))
         seen: list[object] = [await reader.fetch(record.id)]
-        await writer.update(record.id, limit=20, window_seconds=None, window_alignment=None)
+        await writer.update(record.id, lambda current: Policy.single(20, 60))
         seen.append(reader.remembered(record.id))  # no event: still the old record
         await reader.read_log()
         seen.append(reader.remembered(record.id))

@@ -10,12 +10,35 @@ from pathlib import Path
 
 import httpx
 
+from tests.cluster import DEFAULT_STRATEGY
 from tests.conftest import Topology
 
 #: Cases per operation and phase: seconds, not minutes, in make test.
 MAX_EXAMPLES = 25
 SEED = 7301
 RUN_TIMEOUT_SECONDS = 300
+
+
+#: The bodies of POST /bucket and PATCH /bucket/{id} follow two rules of ``limits`` that
+#: JSON Schema cannot state (unique names, at least one limit not shadow), and a PATCH in
+#: the single form is refused on a client of several limits, which depends on the client,
+#: not on the body: for those two operations a 422 is an acceptable answer to a
+#: schema-valid body too. Every other check holds for them as for the rest.
+CONFIG = """
+[[operations]]
+include-path = "/bucket"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx",
+]
+
+[[operations]]
+include-path = "/bucket/{client_id}"
+include-method = "PATCH"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx",
+]
+"""
 
 
 def schemathesis_binary() -> Path:
@@ -27,7 +50,7 @@ def test_fuzzing_finds_no_server_error_and_no_answer_outside_the_schema(
 ) -> None:
     """Every check of schemathesis holds for every operation: no 5xx, every status and
     body as documented, schema-valid input accepted and invalid input refused."""
-    topology.use("entry_processor")
+    topology.use(DEFAULT_STRATEGY)
     with httpx.Client(base_url=topology.url, timeout=30) as http:
         created = http.post(
             "/bucket",
@@ -36,8 +59,12 @@ def test_fuzzing_finds_no_server_error_and_no_answer_outside_the_schema(
         )
         assert created.status_code == 201, created.text
         client_id = created.json()["id"]
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
     argv = [
         str(schemathesis_binary()),
+        "--config-file",
+        str(config),
         "run",
         f"{topology.url}/docs/openapi.json",
         "--url",

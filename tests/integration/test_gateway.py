@@ -14,7 +14,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.cluster import quiet_window
+from tests.cluster import DEFAULT_STRATEGY, quiet_window
 from tests.conftest import Topology
 
 LIMIT = 5
@@ -79,7 +79,7 @@ def test_gateway_passes_the_callers_cost_and_refuses_a_malformed_one(
     whole limit passes; a malformed cost, or a peek (cost 0, which would reach the app
     uncounted), is a 400 JSON naming the header; none of those reach the upstream but the
     first."""
-    topology.use("entry_processor")
+    topology.use(DEFAULT_STRATEGY)
     with httpx.Client(base_url=topology.url, timeout=30) as http:
         created = http.post(
             "/bucket",
@@ -193,7 +193,7 @@ class SwallowingUpstream:
 def test_a_guarded_request_is_never_sent_twice(path: str, topology: Topology) -> None:
     """A replica that takes a guarded request and dies before answering: nginx answers 503
     JSON and does not pass the request to another replica, where it would count again."""
-    topology.use("entry_processor")
+    topology.use(DEFAULT_STRATEGY)
     window = quiet_window()
     created = httpx.post(
         f"{topology.url}/bucket",

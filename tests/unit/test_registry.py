@@ -19,7 +19,7 @@ from api.errors import from_registry
 from api.metrics import REGISTRY as METRICS
 from api.metrics import TALLY, RegistryMetrics
 from api.settings import Settings
-from limiter import Alignment
+from limiter import Algorithm, Alignment, Limit, Policy
 from limiter.cluster import ClusterLink
 from registry import (
     LOG_TRUST_POLLS,
@@ -84,12 +84,12 @@ class AlwaysChangingClients:
 def test_an_update_that_keeps_losing_its_races_is_a_conflict_not_an_outage() -> None:
     """A PATCH whose every compare-and-set loses is a 409 UpdateConflict after a bounded
     number of attempts, never a 503 "cluster unavailable"."""
-    record = ClientRecord("id-1", "a", 5, 60, "2026-11-30T00:00:00.000Z", Alignment.CLOCK)
+    record = ClientRecord("id-1", "a", "2026-11-30T00:00:00.000Z", Policy.single(5, 60))
     clients = AlwaysChangingClients(record)
     registry = Registry(clients, None, ChangeLog(), CONFIG, clock=FakeClock())
 
     async def update() -> None:
-        await registry.update("id-1", limit=6, window_seconds=None, window_alignment=None)
+        await registry.update("id-1", lambda current: Policy.single(6, 60))
 
     with pytest.raises(UpdateConflict) as conflict:
         asyncio.run(update())
@@ -103,8 +103,65 @@ def test_a_record_written_before_alignments_reads_as_clock() -> None:
     what it was created with."""
     old = '{"id":"i","name":"n","limit":3,"window_seconds":60,"created_at":"t"}'
     assert ClientRecord.from_json(old).window_alignment is Alignment.CLOCK
-    new = ClientRecord("i", "n", 3, 60, "t", Alignment.FIRST_REQUEST)
+    new = ClientRecord("i", "n", "t", Policy.single(3, 60, Alignment.FIRST_REQUEST))
     assert ClientRecord.from_json(new.to_json()) == new
+
+
+def test_a_record_written_before_policies_reads_as_a_list_of_one() -> None:
+    """A stored record of the single form alone (no limits) reads as one fixed-window
+    limit named default, with its limit, window and alignment."""
+    old = (
+        '{"id":"i","name":"n","limit":3,"window_seconds":60,"created_at":"t",'
+        '"window_alignment":"first_request"}'
+    )
+    record = ClientRecord.from_json(old)
+    assert record.policy == Policy.single(3, 60, Alignment.FIRST_REQUEST)
+    assert record.single_form
+    assert record.as_dict()["limits"] == [
+        {
+            "name": "default",
+            "algorithm": "fixed_window",
+            "limit": 3,
+            "window_seconds": 60,
+            "window_alignment": "first_request",
+            "shadow": False,
+        }
+    ]
+
+
+POLICY = Policy(
+    (
+        Limit("burst", Algorithm.GCRA, 2, 60, burst=1),
+        Limit("daily", Algorithm.FIXED_WINDOW, 5, 86400, Alignment.FIRST_REQUEST),
+        Limit("trial", Algorithm.SLIDING_WINDOW, 1, 60, shadow=True),
+    )
+)
+
+
+def test_a_record_of_several_limits_reads_back_as_written() -> None:
+    """A record's JSON lists every limit with only its algorithm's fields, keeps the
+    first limit in the top-level fields (window_alignment null for a first limit that is
+    not a fixed window), and reads back as the same record."""
+    record = ClientRecord("i", "n", "t", POLICY)
+    shown = record.as_dict()
+    assert (shown["limit"], shown["window_seconds"], shown["window_alignment"]) == (2, 60, None)
+    assert shown["limits"][0] == {
+        "name": "burst",
+        "algorithm": "gcra",
+        "limit": 2,
+        "window_seconds": 60,
+        "burst": 1,
+        "shadow": False,
+    }
+    assert shown["limits"][2]["shadow"] is True and "burst" not in shown["limits"][2]
+    assert ClientRecord.from_json(record.to_json()) == record
+    assert not record.single_form
+
+
+def test_a_parsed_record_is_cached() -> None:
+    """The same stored text parses to the very same record (the guarded route's path)."""
+    text = ClientRecord("i", "n", "t", POLICY).to_json()
+    assert ClientRecord.from_json(text) is ClientRecord.from_json(text)
 
 
 class OneRecordClients:
@@ -141,7 +198,7 @@ class Event:
     value: str | None
 
 
-RECORD = ClientRecord("id-1", "a", 5, 60, "2026-11-30T00:00:00.000Z", Alignment.CLOCK)
+RECORD = ClientRecord("id-1", "a", "2026-11-30T00:00:00.000Z", Policy.single(5, 60))
 
 
 class ChangeLog:
@@ -232,7 +289,7 @@ def test_the_memo_keeps_nothing_until_the_listener_is_on_every_member() -> None:
 
     assert asyncio.run(registry.fetch("id-1")) == RECORD
     assert registry.remembered("id-1") == (False, None)
-    changed = dataclasses.replace(RECORD, limit=7)
+    changed = dataclasses.replace(RECORD, policy=Policy.single(7, 60))
     registry._on_change(Event("id-1", changed.to_json()))
     assert registry.remembered("id-1") == (False, None)
 
@@ -365,7 +422,7 @@ def test_a_change_whose_event_was_lost_is_read_again_after_the_next_log_poll() -
     assert asyncio.run(registry.fetch("id-1")) == RECORD
     assert registry.remembered("id-1") == (True, RECORD)
 
-    changed = dataclasses.replace(RECORD, limit=7)
+    changed = dataclasses.replace(RECORD, policy=Policy.single(7, 60))
     clients.record = changed  # another replica's PATCH, its event lost
     asyncio.run(log.add("id-1"))
     assert registry.remembered("id-1") == (True, RECORD)
@@ -489,8 +546,8 @@ def test_updates_and_deletes_log_the_id_after_writing() -> None:
     registry = Registry(clients, clients, log, CONFIG, clock=FakeClock())
 
     async def writes() -> None:
-        await registry.update("id-1", limit=9, window_seconds=None, window_alignment=None)
-        await registry.update("id-1", limit=9, window_seconds=None, window_alignment=None)
+        await registry.update("id-1", lambda current: Policy.single(9, 60))
+        await registry.update("id-1", lambda current: Policy.single(9, 60))
         assert await registry.delete("id-1") is not None
         assert await registry.delete("id-1") is None
 

@@ -68,6 +68,8 @@ def test_unknown_strategy_fails_and_lists_the_allowed_ones() -> None:
         ("RATELIMIT_COUNTER_SHARDS", "-1", "must be 1 or more"),
         ("RATELIMIT_MAX_COST", "0", "must be positive"),
         ("RATELIMIT_MAX_COST", "1000000001", "exceeds RATELIMIT_MAX_LIMIT"),
+        ("RATELIMIT_NEAR_LIMIT_SHARE", "1.5", "at most 1"),
+        ("RATELIMIT_NEAR_LIMIT_SHARE", "-0.1", "0 or more"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
