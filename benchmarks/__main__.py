@@ -141,7 +141,12 @@ def parse(
     )
     group = parser.add_argument_group("policies (end to end: --connections, --duration)")
     group.add_argument("--policy-seconds", type=float, default=2.0, help="per in-process run")
-    group.add_argument("--policy-rounds", type=int, default=3, help="in process and end to end")
+    group.add_argument(
+        "--policy-rounds",
+        type=int,
+        default=4,
+        help="in process and end to end (even: each shape first as often as the other)",
+    )
     group.add_argument("--policy-tasks", type=int, default=64, help="in-process tasks")
     group.add_argument("--policy-keys", type=int, default=10_000, help="in-process clients")
     group.add_argument(
@@ -219,7 +224,7 @@ class Run:
                 tasks["k6"] = progress.add_task("k6", total=runs)
             if "policies" in args.only:
                 runs = len(args.strategies) * 2 * (args.policy_rounds + 1)
-                runs += len(args.http_strategies) * 3 * args.policy_rounds
+                runs += len(args.http_strategies) * 3 * (args.policy_rounds + 1)
                 tasks["policies"] = progress.add_task("policies", total=runs)
             try:
                 progress.update(tasks[args.only[0]], description="members…")

@@ -10,7 +10,8 @@ asyncio tasks call :meth:`limiter.Strategy.decide_policy` for ``seconds``, each 
 the next of ``keys`` clients (fresh ones per run, so every run starts with no state and
 spreads as the suite's spread runs do: little to batch per key). A first round warms up
 and is not kept, as long as the others: after a warm-up of 0.5 s on a stack just started,
-the lock strategy's first kept run went at a quarter of its rate two rounds later.
+the lock strategy's first kept run went at a quarter of its rate two rounds later. Its
+findings are kept with the first round's.
 
 Exactness, per run: every decision admitted, and for a sample of the clients every limit's
 stored state (:meth:`limiter.Strategy.stored_states`) counts exactly the admissions
@@ -42,7 +43,8 @@ class PolicyOptions:
     tasks: int = 64
     keys: int = 10_000
     seconds: float = 2.0
-    rounds: int = 3
+    #: Even, so that each shape runs first as often as the other.
+    rounds: int = 4
     #: Cap per run, so a fast strategy on a long run cannot flood the members' heap.
     max_decisions: int = 200_000
 
@@ -84,6 +86,7 @@ async def run_policies(options: PolicyOptions, progress: Callable[[str], None]) 
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {
         name: {shape: [] for shape in SHAPES} for name in options.strategies
     }
+    warm_up_problems: dict[tuple[str, str], list[str]] = {}
     try:
         for round_ in range(-1, options.rounds):  # round -1 warms up and is not kept
             shapes = list(SHAPES) if round_ % 2 == 0 else list(reversed(SHAPES))
@@ -107,7 +110,11 @@ async def run_policies(options: PolicyOptions, progress: Callable[[str], None]) 
                     )
                     problems = await check_states(strategy, run, policy, tag)
                     result = row(run, recorders[name], problems)
-                    if round_ >= 0:
+                    if round_ < 0:
+                        # Not a figure, but a finding all the same: kept with the first round.
+                        warm_up_problems[name, shape] = [f"warm-up: {p}" for p in problems]
+                    else:
+                        result["problems"] = warm_up_problems.pop((name, shape), []) + problems
                         raw[name][shape].append(result)
                     progress(
                         f"policies {'warm-up' if round_ < 0 else f'round {round_ + 1}'} "
