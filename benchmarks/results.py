@@ -130,10 +130,13 @@ class PolicyRow(TypedDict):
     problems: list[str]
     #: The highest 1-minute load average at the end of its runs.
     load_average: float
-    #: In process: cluster operations per decision (below 1: batched).
+    #: Cluster operations per decision (below 1: batched); end to end, from the replicas'
+    #: metrics (none for ``/health``).
     cluster_ops_per_decision: NotRequired[float]
     #: End to end: the rate divided by ``/health``'s in the same round (median).
     ratio_to_health: NotRequired[float]
+    #: End to end: client records the replicas read from the cluster, per request.
+    registry_reads_per_request: NotRequired[float]
 
 
 class PolicyCost(TypedDict):

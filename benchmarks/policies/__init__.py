@@ -116,7 +116,7 @@ def merge_rows(runs: Sequence[dict[str, Any]]) -> PolicyRow:
         "problems": [p for r in runs for p in r["problems"]],
         "load_average": max(r["load_average"] for r in runs),
     }
-    for field in ("cluster_ops_per_decision", "ratio_to_health"):
+    for field in ("cluster_ops_per_decision", "ratio_to_health", "registry_reads_per_request"):
         if field in runs[0]:
             merged[field] = statistics.median(r[field] for r in runs)
     return merged

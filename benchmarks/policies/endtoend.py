@@ -18,7 +18,9 @@ Exactness of a run: only 200s, nothing contended, degraded or broken
 from the cluster before and after it (:func:`benchmarks.policies.counted`): each limit's
 counts grew by at least the 200s wrk saw (fewer is a lost update) and at most that plus
 what wrk left in flight, and every client's limits all count the same (one atomic write
-of all of them).
+of all of them). Beside the rates, from the replicas' metrics: cluster operations per
+decision (one per request, or fewer where a call batched several) and client records
+read from the cluster per request (0 when the warmed memos hold every record).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from benchmarks.clients import create_clients, warm_registry
 from benchmarks.endtoend.checks import problems
+from benchmarks.endtoend.counters import registry_reads, replica_counters, requests_per_call
 from benchmarks.inprocess import bench_settings
 from benchmarks.load.wrk import WrkRun, run_wrk
 from benchmarks.policies import (
@@ -155,12 +158,18 @@ async def run_policy_rounds(
             for shape in list(SHAPES) if round_ % 2 == 0 else list(reversed(SHAPES)):
                 policy = SHAPES[shape]
                 before = await stored_counts(strategy, ids[shape], policy)
+                metrics_before = replica_counters(target.replica_urls)
                 seen = await asyncio.to_thread(wrk, "/example", seconds, ids[shape])
+                metrics_after = replica_counters(target.replica_urls)
                 after = await stored_counts(strategy, ids[shape], policy)
                 found = problems("under", seen, 0) + check_counts(
                     seen, before, after, options.connections
                 )
                 result = _result(seen, found, health.per_second)
+                calls = requests_per_call(metrics_before, metrics_after)
+                result["cluster_ops_per_decision"] = 1 / calls if calls else 0.0
+                reads = registry_reads(metrics_before, metrics_after)
+                result["registry_reads_per_request"] = reads / max(seen.requests, 1)
                 if round_ < 0:
                     # Not a figure, but a finding all the same: kept with the first round.
                     warm_up_problems[shape] = [f"warm-up: {p}" for p in found]
@@ -171,6 +180,8 @@ async def run_policy_rounds(
                     f"policies {target.strategy} {label} {shape}: "
                     f"{seen.per_second:.0f}/s p50 {seen.p50_ms:.2f} ms p99 {seen.p99_ms:.2f} ms "
                     f"({result['ratio_to_health']:.2f} of /health) {seen.statuses} "
+                    f"{result['cluster_ops_per_decision']:.3f} cluster ops/decision "
+                    f"{result['registry_reads_per_request']:.3f} registry reads/request "
                     f"load {result['load_average']:.2f}"
                     + (f" FAILED {'; '.join(found)}" if found else "")
                 )

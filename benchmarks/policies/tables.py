@@ -36,8 +36,8 @@ def _rows(cost: PolicyCost) -> list[tuple[str, PolicyRow]]:
 def _table(where: str, strategies: dict[str, PolicyCost]) -> list[str]:
     out = [
         "| where | strategy | limits | decisions/s | vs /health | p50 ms | p99 ms "
-        "| cost ratio (per round) | load | check |",
-        "|---|---|---|---:|---:|---:|---:|---|---:|---|",
+        "| cluster ops/decision | cost ratio (per round) | load | check |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for strategy, cost in strategies.items():
         for shape, row in _rows(cost):
@@ -46,10 +46,12 @@ def _table(where: str, strategies: dict[str, PolicyCost]) -> list[str]:
                 rounds = ", ".join(f"{r:.2f}" for r in cost["round_ratios"])
                 ratio = f"**{cost['cost_ratio']:.2f}** ({rounds})"
             vs_health = f"{row['ratio_to_health']:.2f}" if "ratio_to_health" in row else "-"
+            ops = row.get("cluster_ops_per_decision")
             check = "FAILED: " + "; ".join(row["problems"]) if row["problems"] else "exact"
             out.append(
                 f"| {where} | {strategy} | {_SHAPE_LABELS[shape]} | {row['per_second']:.0f} | "
-                f"{vs_health} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {ratio} | "
+                f"{vs_health} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                f"{'-' if ops is None else f'{ops:.3f}'} | {ratio} | "
                 f"{row['load_average']:.2f} | {check} |"
             )
     return out
@@ -89,8 +91,10 @@ def policy_section(policies: Policies | None) -> list[str]:
             "same round. "
         )
     out[-1] += (
-        "Check: every decision admitted and every limit's stored state counting exactly "
-        "the admissions. Load: the highest 1-minute load average at the end of its runs."
+        "Cluster ops/decision: below 1 where one call decided several requests (the entry "
+        "processor's shard calls); end to end from the replicas' metrics. Check: every "
+        "decision admitted and every limit's stored state counting exactly the admissions. "
+        "Load: the highest 1-minute load average at the end of its runs."
     )
     out.append("")
     out += _table("in process", inprocess["strategies"]) if inprocess else []
