@@ -38,8 +38,9 @@ from its own state (``None`` when nothing is stored). Then:
   stored start is later than ``now`` (a clock behind), its reset is itself a lower bound.)
 - **closest**: the enforced limit closest to denying, the one the ``RateLimit`` header
   reports: on a denial, ``denied_by``; otherwise the enforced limit with the smallest
-  ``remaining / limit`` (compared exactly, as ``remaining_a * limit_b < remaining_b *
-  limit_a``), the first in policy order among equals.
+  share left, ``remaining / capacity`` (capacity: the limit, or ``burst + 1`` for GCRA,
+  what its remaining counts out of), compared exactly as ``remaining_a * capacity_b <
+  remaining_b * capacity_a``, the first in policy order among equals.
 - **reason**: ``ADMITTED``, or ``denied_by``'s reason.
 
 A policy of one fixed-window limit gives exactly :func:`limiter.rule.decide`'s decision,
@@ -141,15 +142,20 @@ def _peek(limit: Limit, state: LimitState | None, now_ms: int) -> Decision:
     return Decision(True, over.limit, over.remaining, over.reset_after_ms, Reason.ADMITTED)
 
 
+def _capacity(limit: Limit) -> int:
+    """What a limit's ``remaining`` counts out of: its limit, or for GCRA the bucket of
+    ``burst + 1`` (a GCRA limit's remaining is at most that, which may exceed its limit)."""
+    return limit.burst + 1 if limit.algorithm is Algorithm.GCRA else limit.limit
+
+
 def _closest(policy: Policy, decisions: Sequence[Decision]) -> int:
     best: int | None = None
     for i, limit in enumerate(policy.limits):
         if limit.shadow:
             continue
         d = decisions[i]
-        if (
-            best is None
-            or d.remaining * decisions[best].limit < decisions[best].remaining * d.limit
+        if best is None or d.remaining * _capacity(policy.limits[best]) < (
+            decisions[best].remaining * _capacity(limit)
         ):
             best = i
     assert best is not None  # a policy has an enforced limit

@@ -24,7 +24,7 @@ from tests.property.test_flood import PRODUCTION
 
 REQUESTS = 900
 CONCURRENCY = 300
-SHADOW_HEADER = "RateLimit-Shadow-Denied"
+SHADOW_HEADER = "X-RateLimit-Shadow-Denied"
 
 
 async def flood(url: str, client_id: str) -> dict[str, Any]:

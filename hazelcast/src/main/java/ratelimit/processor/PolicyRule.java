@@ -12,7 +12,7 @@ package ratelimit.processor;
  * is the first enforced limit over its limit by cost, else the enforced denying limit with the
  * longest wait; {@code retryAfterMs} is that wait, when every enforced limit admits;
  * {@code closest} is {@code deniedBy} on a denial, else the enforced limit with the smallest
- * {@code remaining / limit}. Both implementations run {@code tests/vectors/policy.csv} and
+ * {@code remaining / capacity} (the limit, or {@code burst + 1} for GCRA). Both implementations run {@code tests/vectors/policy.csv} and
  * {@code policy_batch.csv}.
  *
  * <p>A limit's state is its rule's own type: {@link FixedState}, {@link SlidingWindowRule.State}
@@ -133,6 +133,11 @@ public final class PolicyRule {
         return Long.compareUnsigned(a * b, c * d) < 0;
     }
 
+    /** What a limit's remaining counts out of: its limit, or for GCRA the bucket of burst + 1. */
+    private static long capacity(Limit limit) {
+        return limit.algorithm() == GCRA ? limit.burst() + 1 : limit.limit();
+    }
+
     private static int closest(Limit[] policy, Decision[] decisions) {
         int best = NO_LIMIT;
         for (int i = 0; i < policy.length; i++) {
@@ -140,8 +145,8 @@ public final class PolicyRule {
                 continue;
             }
             Decision d = decisions[i];
-            if (best == NO_LIMIT || productLess(d.remaining(), decisions[best].limit(), decisions[best].remaining(),
-                    d.limit())) {
+            if (best == NO_LIMIT || productLess(d.remaining(), capacity(policy[best]), decisions[best].remaining(),
+                    capacity(policy[i]))) {
                 best = i;
             }
         }
