@@ -57,11 +57,27 @@ def query(topology: Topology, expr: str) -> list[dict[str, object]]:
 
 
 def send_traffic(topology: Topology, requests: int = 40) -> None:
-    """One client with a small limit: some 200s, some 429s, from concurrent requests."""
+    """One client with a small limit and a smaller shadow one: some 200s (the last near
+    the limit, some past the shadow limit), some 429s, from concurrent requests."""
+    limits = [
+        {
+            "name": "default",
+            "algorithm": "fixed_window",
+            "limit": requests // 2,
+            "window_seconds": 60,
+        },
+        {
+            "name": "trial",
+            "algorithm": "fixed_window",
+            "limit": requests // 8,
+            "window_seconds": 60,
+            "shadow": True,
+        },
+    ]
     with httpx.Client(base_url=topology.url, timeout=30) as http:
         created = http.post(
             "/bucket",
-            json={"name": f"obs-{uuid.uuid4().hex}", "limit": requests // 2, "window_seconds": 60},
+            json={"name": f"obs-{uuid.uuid4().hex}", "limits": limits},
             headers=topology.admin,
         )
         assert created.status_code == 201, created.text
