@@ -34,6 +34,7 @@ from benchmarks.results import PolicyCost, PolicyRow
 from limiter import Algorithm, Alignment, Limit, LimitState, Policy, WindowState
 from limiter.gcra import GcraState
 from limiter.sliding_window import SlidingWindowState
+from registry.records import limit_as_dict
 
 __all__ = [
     "LIMIT",
@@ -67,21 +68,9 @@ SHAPES: dict[str, Policy] = {"one_limit": ONE_LIMIT, "three_limits": THREE_LIMIT
 
 
 def limits_body(policy: Policy) -> list[dict[str, Any]]:
-    """``policy``'s limits as ``POST /bucket`` takes them (``"limits": [...]``)."""
-    body = []
-    for limit in policy.limits:
-        item: dict[str, Any] = {
-            "name": limit.name,
-            "algorithm": limit.algorithm.value,
-            "limit": limit.limit,
-            "window_seconds": limit.window_seconds,
-        }
-        if limit.alignment is not None:
-            item["window_alignment"] = limit.alignment.value
-        if limit.burst:
-            item["burst"] = limit.burst
-        body.append(item)
-    return body
+    """``policy``'s limits as ``POST /bucket`` takes them (``"limits": [...]``): as a
+    record shows them, which is the shape the API accepts."""
+    return [limit_as_dict(limit) for limit in policy.limits]
 
 
 def counted(limit: Limit, state: LimitState | None, now_ms: int) -> int:
