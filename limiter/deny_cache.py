@@ -27,10 +27,11 @@ bounded; the oldest entries go first.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from typing import NamedTuple
 
-from limiter.policy import Algorithm
+from limiter.policy import Algorithm, Policy
 from limiter.policy_rule import PolicyDecision, combine
 from limiter.quota import Quota
 from limiter.rule import Decision, Reason
@@ -49,18 +50,26 @@ class _Entry(NamedTuple):
     answered_at_ms: int
 
 
+@functools.lru_cache(maxsize=4096)
+def _enforced_fixed_windows(policy: Policy) -> tuple[int, ...]:
+    return tuple(
+        i
+        for i, limit in enumerate(policy.limits)
+        if limit.algorithm is Algorithm.FIXED_WINDOW and not limit.shadow
+    )
+
+
 def exhausted_window(quota: Quota, decision: PolicyDecision) -> int | None:
     """The enforced fixed-window limit that ``decision`` left exhausted (the one whose
     window ends last, when several are), or None."""
     found: int | None = None
-    for i, limit in enumerate(quota.policy.limits):
-        d = decision.decisions[i]
+    decisions = decision.decisions
+    for i in _enforced_fixed_windows(quota.policy):
+        d = decisions[i]
         if (
-            limit.algorithm is Algorithm.FIXED_WINDOW
-            and not limit.shadow
-            and d.remaining == 0
+            d.remaining == 0
             and d.reason is not Reason.CONTENDED
-            and (found is None or d.reset_after_ms > decision.decisions[found].reset_after_ms)
+            and (found is None or d.reset_after_ms > decisions[found].reset_after_ms)
         ):
             found = i
     return found

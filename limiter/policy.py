@@ -119,6 +119,12 @@ class Limit:
         return self._slot
 
     @property
+    def capacity(self) -> int:
+        """What this limit's ``remaining`` counts out of: its limit, or for GCRA the
+        bucket of ``burst + 1`` (which may exceed the limit)."""
+        return self.burst + 1 if self.algorithm is Algorithm.GCRA else self.limit
+
+    @property
     def enforced(self) -> bool:
         """Whether this limit may deny a request (it is not a shadow limit)."""
         return not self.shadow
@@ -132,10 +138,26 @@ class Policy:
     limits: tuple[Limit, ...]
     #: Worked out once: a policy is hashed on every request (lanes, deny cache).
     _hash: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
+    #: Worked out once, for the rule's combination of every answer (policy_rule.combine):
+    #: the indices of the enforced and of the shadow limits, and each limit's capacity.
+    enforced_indices: tuple[int, ...] = dataclasses.field(
+        default=(), init=False, repr=False, compare=False
+    )
+    shadow_indices: tuple[int, ...] = dataclasses.field(
+        default=(), init=False, repr=False, compare=False
+    )
+    capacities: tuple[int, ...] = dataclasses.field(
+        default=(), init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "limits", tuple(self.limits))
         object.__setattr__(self, "_hash", hash(self.limits))
+        indices = range(len(self.limits))
+        enforced = tuple(i for i in indices if not self.limits[i].shadow)
+        object.__setattr__(self, "enforced_indices", enforced)
+        object.__setattr__(self, "shadow_indices", tuple(i for i in indices if i not in enforced))
+        object.__setattr__(self, "capacities", tuple(limit.capacity for limit in self.limits))
         if not 1 <= len(self.limits) <= MAX_LIMITS:
             raise ValueError(f"a policy has 1 to {MAX_LIMITS} limits, got {len(self.limits)}")
         names = [limit.name for limit in self.limits]

@@ -142,35 +142,35 @@ def _peek(limit: Limit, state: LimitState | None, now_ms: int) -> Decision:
     return Decision(True, over.limit, over.remaining, over.reset_after_ms, Reason.ADMITTED)
 
 
-def _capacity(limit: Limit) -> int:
-    """What a limit's ``remaining`` counts out of: its limit, or for GCRA the bucket of
-    ``burst + 1`` (a GCRA limit's remaining is at most that, which may exceed its limit)."""
-    return limit.burst + 1 if limit.algorithm is Algorithm.GCRA else limit.limit
-
-
 def _closest(policy: Policy, decisions: Sequence[Decision]) -> int:
-    best: int | None = None
-    for i, limit in enumerate(policy.limits):
-        if limit.shadow:
-            continue
-        d = decisions[i]
-        if best is None or d.remaining * _capacity(policy.limits[best]) < (
-            decisions[best].remaining * _capacity(limit)
+    """The enforced limit with the smallest share left of its capacity, the first among
+    equals (compared exactly, in integers)."""
+    capacities = policy.capacities
+    best = -1
+    for i in policy.enforced_indices:
+        if best < 0 or decisions[i].remaining * capacities[best] < (
+            decisions[best].remaining * capacities[i]
         ):
             best = i
-    assert best is not None  # a policy has an enforced limit
     return best
 
 
 def _denied_by(policy: Policy, decisions: Sequence[Decision]) -> int | None:
-    denying = [i for i, limit in enumerate(policy.limits) if limit.enforced]
-    denying = [i for i in denying if not decisions[i].allowed]
-    if not denying:
-        return None
-    for i in denying:
-        if decisions[i].reason is Reason.COST_OVER_LIMIT:
+    """The first enforced limit over its limit by cost, else the enforced denying limit
+    with the longest wait, the first among equals; None when every enforced one admits.
+    One pass: it runs for every answer of every strategy."""
+    longest: int | None = None
+    longest_wait = -1
+    for i in policy.enforced_indices:
+        d = decisions[i]
+        if d.allowed:
+            continue
+        if d.reason is Reason.COST_OVER_LIMIT:
             return i
-    return max(denying, key=lambda i: (decisions[i].wait_ms, -i))
+        wait = d.wait_ms
+        if wait > longest_wait:
+            longest, longest_wait = i, wait
+    return longest
 
 
 def combine(policy: Policy, decisions: Sequence[Decision]) -> PolicyDecision:
@@ -185,10 +185,14 @@ def combine(policy: Policy, decisions: Sequence[Decision]) -> PolicyDecision:
     decisions = tuple(decisions)
     if len(decisions) != len(policy.limits):
         raise ValueError(f"one decision per limit: {len(decisions)} for {len(policy)} limits")
+    if len(decisions) == 1:  # the single form, most clients: no other limit to weigh
+        only = decisions[0]
+        if only.allowed:
+            return PolicyDecision(True, Reason.ADMITTED, decisions, None, (), 0, None)
+        retry = only.wait_ms if only.reason is Reason.LIMIT_REACHED else None
+        return PolicyDecision(False, only.reason, decisions, 0, (), 0, retry)
     denied_by = _denied_by(policy, decisions)
-    shadow_denied = tuple(
-        i for i, limit in enumerate(policy.limits) if limit.shadow and not decisions[i].allowed
-    )
+    shadow_denied = tuple(i for i in policy.shadow_indices if not decisions[i].allowed)
     if denied_by is None:
         return PolicyDecision(
             True, Reason.ADMITTED, decisions, None, shadow_denied, _closest(policy, decisions), None

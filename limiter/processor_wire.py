@@ -210,25 +210,29 @@ def parse_result(
     """One client's part of the member's ``long[]`` answer, from ``start``, as one policy
     decision per request (rebuilt from the per-limit decisions by
     :func:`limiter.policy_rule.combine`)."""
-    limits = policy.limits
-    end = start + RESULT_STRIDE_PER_LIMIT * len(limits) * requests
+    values = [limit.limit for limit in policy.limits]
+    end = start + RESULT_STRIDE_PER_LIMIT * len(values) * requests
     if len(result) < end:
         raise ValueError(f"processor answered {len(result)} values, short of {end}")
     answers = []
+    make = tuple.__new__  # a Decision without its Python-level __new__: the hottest loop
     at = start
     try:
         for _ in range(requests):
             decisions = []
-            for limit in limits:
-                allowed, remaining, reset, retry, reason = result[at : at + 5]
+            for value in values:
+                retry = result[at + 3]
                 decisions.append(
-                    Decision(
-                        bool(allowed),
-                        limit.limit,
-                        remaining,
-                        reset,
-                        REASONS[reason],
-                        None if retry == NO_RETRY else retry,
+                    make(
+                        Decision,
+                        (
+                            result[at] == 1,
+                            value,
+                            result[at + 1],
+                            result[at + 2],
+                            REASONS[result[at + 4]],
+                            None if retry == NO_RETRY else retry,
+                        ),
                     )
                 )
                 at += RESULT_STRIDE_PER_LIMIT
