@@ -66,6 +66,7 @@ from limiter.sliding_window import SlidingWindowState
 __all__ = [
     "LimitState",
     "PolicyDecision",
+    "admitted",
     "combine",
     "decide",
     "decide_batch",
@@ -171,6 +172,16 @@ def _denied_by(policy: Policy, decisions: Sequence[Decision]) -> int | None:
         if wait > longest_wait:
             longest, longest_wait = i, wait
     return longest
+
+
+def admitted(policy: Policy, decisions: tuple[Decision, ...]) -> PolicyDecision:
+    """:func:`combine` of decisions in which every limit admits (the caller knows): the
+    common answer, with only the closest limit to find."""
+    if len(decisions) == 1:
+        return PolicyDecision(True, Reason.ADMITTED, decisions, None, (), 0, None)
+    return PolicyDecision(
+        True, Reason.ADMITTED, decisions, None, (), _closest(policy, decisions), None
+    )
 
 
 def combine(policy: Policy, decisions: Sequence[Decision]) -> PolicyDecision:

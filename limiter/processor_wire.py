@@ -23,7 +23,7 @@ from hazelcast.serialization.api import (
 from hazelcast.serialization.data import Data
 
 from limiter.policy import Limit, Policy
-from limiter.policy_rule import LimitState, PolicyDecision, combine, state_of
+from limiter.policy_rule import LimitState, PolicyDecision, admitted, combine, state_of
 from limiter.quota import Quota
 from limiter.rule import Decision, Reason
 
@@ -220,13 +220,16 @@ def parse_result(
     try:
         for _ in range(requests):
             decisions = []
+            every_limit_admits = True
             for value in values:
                 retry = result[at + 3]
+                admits = result[at] == 1
+                every_limit_admits = every_limit_admits and admits
                 decisions.append(
                     make(
                         Decision,
                         (
-                            result[at] == 1,
+                            admits,
                             value,
                             result[at + 1],
                             result[at + 2],
@@ -236,7 +239,10 @@ def parse_result(
                     )
                 )
                 at += RESULT_STRIDE_PER_LIMIT
-            answers.append(combine(policy, decisions))
+            if every_limit_admits:  # most answers: nothing denied, nothing to weigh but one
+                answers.append(admitted(policy, tuple(decisions)))
+            else:
+                answers.append(combine(policy, decisions))
     except KeyError as unknown:
         raise ValueError(f"processor answered an unknown reason {unknown}") from None
     return answers

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from limiter import EntryProcessorStrategy, LimiterSettings
 from limiter.entry_processor import ONE_SHARD, counter_entry, shard_entry_of, shard_of
 from limiter.policy import Algorithm, Limit, Policy
+from limiter.policy_rule import combine
 from limiter.processor_wire import PinnedKey, ShardProcessor, shard_call_data, split_result
 from limiter.quota import Quota
-from limiter.rule import Alignment, Reason
+from limiter.rule import Alignment, Decision, Reason
 
 
 def test_a_key_has_the_same_shard_in_every_process() -> None:
@@ -198,3 +199,35 @@ def test_a_peek_picks_the_window_on_the_owners_clock() -> None:
     none = reading([start + 5], clock=None)
     fresh = asyncio.run(none.peek("c", 5, 60, alignment=Alignment.FIRST_REQUEST))
     assert (fresh.remaining, fresh.reset_after_ms) == (5, 60_000)
+
+
+def test_an_answer_is_read_as_the_policy_rule_combines_it() -> None:
+    """Reading a member's answer gives exactly what the policy rule's combination of its
+    per-limit decisions gives, admitted or not, shadow limits included (the reader takes
+    a shortcut when every limit admits)."""
+
+    @hypothesis.given(
+        policy=POLICIES,
+        limits_answers=st.lists(
+            st.tuples(
+                st.booleans(),
+                st.integers(0, 10**6),
+                st.integers(0, 10**9),
+                st.one_of(st.just(-1), st.integers(0, 10**9)),
+                st.sampled_from([Reason.ADMITTED, Reason.LIMIT_REACHED, Reason.COST_OVER_LIMIT]),
+            ),
+            min_size=8,
+            max_size=8,
+        ),
+    )
+    def same(policy: Policy, limits_answers: list[tuple[bool, int, int, int, Reason]]) -> None:
+        answers = limits_answers[: len(policy.limits)]
+        flat = [n for a in answers for n in (int(a[0]), a[1], a[2], a[3], a[4].value)]
+        (read,) = split_result(flat, [(Quota("c", policy), [1])])
+        decisions = [
+            Decision(a[0], limit.limit, a[1], a[2], a[4], None if a[3] == -1 else a[3])
+            for limit, a in zip(policy.limits, answers, strict=True)
+        ]
+        assert read == [combine(policy, decisions)]
+
+    same()
