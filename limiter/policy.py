@@ -149,6 +149,8 @@ class Policy:
     capacities: tuple[int, ...] = dataclasses.field(
         default=(), init=False, repr=False, compare=False
     )
+    #: Each limit's ``limit``, in order (what the member's answer is read with).
+    values: tuple[int, ...] = dataclasses.field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "limits", tuple(self.limits))
@@ -158,6 +160,7 @@ class Policy:
         object.__setattr__(self, "enforced_indices", enforced)
         object.__setattr__(self, "shadow_indices", tuple(i for i in indices if i not in enforced))
         object.__setattr__(self, "capacities", tuple(limit.capacity for limit in self.limits))
+        object.__setattr__(self, "values", tuple(limit.limit for limit in self.limits))
         if not 1 <= len(self.limits) <= MAX_LIMITS:
             raise ValueError(f"a policy has 1 to {MAX_LIMITS} limits, got {len(self.limits)}")
         names = [limit.name for limit in self.limits]

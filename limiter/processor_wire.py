@@ -210,7 +210,7 @@ def parse_result(
     """One client's part of the member's ``long[]`` answer, from ``start``, as one policy
     decision per request (rebuilt from the per-limit decisions by
     :func:`limiter.policy_rule.combine`)."""
-    values = [limit.limit for limit in policy.limits]
+    values = policy.values
     end = start + RESULT_STRIDE_PER_LIMIT * len(values) * requests
     if len(result) < end:
         raise ValueError(f"processor answered {len(result)} values, short of {end}")
