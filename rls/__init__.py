@@ -1,0 +1,12 @@
+"""Envoy rate limit service front door: envoyproxy/ratelimit's configuration, loaded,
+checked (:mod:`rls.config`, :mod:`rls.limits`, ``python -m rls.config check DIR``) and
+matched (:mod:`rls.matching`), each rule resolved to a :class:`limiter.Policy`. The gRPC
+``ShouldRateLimit`` service itself is not built yet.
+
+Nothing is imported here: ``python -m rls.config`` runs that module as ``__main__``, and
+importing it from the package first would load it twice.
+"""
+
+from __future__ import annotations
+
+__all__ = ["check", "config", "errors", "limits", "source"]
