@@ -9,4 +9,4 @@ importing it from the package first would load it twice.
 
 from __future__ import annotations
 
-__all__ = ["check", "config", "errors", "limits", "source"]
+__all__ = ["check", "config", "errors", "limits", "matching", "source"]
