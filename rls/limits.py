@@ -85,6 +85,7 @@ def resolve_rate_limit(block: Tree, where: Location) -> RateLimitSpec:
         # Upstream refuses a valid unit here and silently ignores the rest.
         if to_str(fields.get("unit"), where.key("unit")).lower() in UNIT_SECONDS:
             raise where.key("unit").error("should not specify rate limit unit when unlimited")
+        to_uint(fields.get("requests_per_unit"), where.key("requests_per_unit"))
         for key in sorted(_SINGLE_EXTENSIONS | {"x_limits"}):
             if key in fields:
                 raise where.key(key).error("has no meaning on an unlimited rate limit")
