@@ -16,6 +16,7 @@ from rls.check import main
 from rls.config import Config, Domain, Rule, load_directory, parse
 from rls.errors import ConfigError
 from rls.limits import UNIT_SECONDS
+from tests.rls import REFUSED, upstream
 
 pytestmark = pytest.mark.unit
 
@@ -55,32 +56,7 @@ def one_limit(rule: Rule) -> Limit:
 
 # --- accepted unchanged: upstream's test configuration and README examples ---------------
 
-BASIC = """
-    domain: test-domain
-    descriptors:
-      - key: key1
-        value: value1
-        descriptors:
-          - key: subkey1
-            rate_limit: {unit: second, requests_per_unit: 5}
-          - key: subkey1
-            value: subvalue1
-            rate_limit: {unit: second, requests_per_unit: 10}
-      - key: key2
-        rate_limit: {unit: minute, requests_per_unit: 20}
-      - key: key2
-        value: value2
-        rate_limit: {unit: minute, requests_per_unit: 30}
-      - key: key2
-        value: value3
-      - key: key4
-        rate_limit: {name: key4_rate_limit, unit: day, requests_per_unit: 1}
-      - key: key6
-        rate_limit: {unlimited: true}
-      - key: key7
-        detailed_metric: true
-        rate_limit: {unit: minute, requests_per_unit: 70}
-"""
+BASIC = upstream("basic")
 
 
 def test_upstream_basic_config_loads_into_clock_aligned_fixed_windows() -> None:
@@ -114,15 +90,7 @@ def test_readme_example_1_two_values_of_one_key() -> None:
 
 def test_readme_example_3_zero_requests_blocks_a_value() -> None:
     """README Example 3: requests_per_unit 0 is a black list, not an error."""
-    domain = load("""
-        domain: edge_proxy_per_ip
-        descriptors:
-          - key: remote_address
-            rate_limit: {unit: second, requests_per_unit: 10}
-          - key: remote_address
-            value: 50.0.0.5
-            rate_limit: {unit: second, requests_per_unit: 0}
-    """)
+    domain = load(upstream("example3"))
     blocked = rule_at(domain, ("remote_address", "50.0.0.5"))
     assert blocked.spec.blocked and blocked.spec.policy is None
     assert one_limit(rule_at(domain, ("remote_address", None))).limit == 10
@@ -130,19 +98,7 @@ def test_readme_example_3_zero_requests_blocks_a_value() -> None:
 
 def test_readme_example_6_shadow_mode_is_the_rules_flag() -> None:
     """README Example 6: shadow_mode marks the rule, its limits stay enforceable."""
-    domain = load("""
-        domain: example6
-        descriptors:
-          - key: service
-            descriptors:
-              - key: user
-                value: user-a
-                rate_limit: {requests_per_unit: 10, unit: second}
-                shadow_mode: true
-              - key: user
-                value: user-b
-                rate_limit: {requests_per_unit: 20, unit: second}
-    """)
+    domain = load(upstream("example6"))
     assert rule_at(domain, ("service", None), ("user", "user-a")).shadow
     assert not rule_at(domain, ("service", None), ("user", "user-b")).shadow
     assert not one_limit(rule_at(domain, ("service", None), ("user", "user-a"))).shadow
@@ -150,26 +106,7 @@ def test_readme_example_6_shadow_mode_is_the_rules_flag() -> None:
 
 def test_readme_example_7_names_and_replaces() -> None:
     """README Example 7: a rule's name and the names it replaces are kept."""
-    domain = load("""
-        domain: example7
-        descriptors:
-          - key: key_1
-            value: value_1
-            descriptors:
-              - key: user
-                value: bkthomps
-                rate_limit: {name: specific_limit, requests_per_unit: 5, unit: second}
-          - key: key_2
-            value: value_2
-            descriptors:
-              - key: user
-                value: bkthomps
-                rate_limit:
-                  replaces:
-                    - name: specific_limit
-                  requests_per_unit: 10
-                  unit: second
-    """)
+    domain = load(upstream("example7"))
     assert rule_at(domain, ("key_1", "value_1"), ("user", "bkthomps")).spec.name == "specific_limit"
     replacing = rule_at(domain, ("key_2", "value_2"), ("user", "bkthomps"))
     assert replacing.spec.replaces == ("specific_limit",)
@@ -230,9 +167,6 @@ def test_units_are_upstreams_dividers(unit: str, seconds: int) -> None:
 
 
 # --- refused, as upstream refuses, each naming the file and path ---------------------------
-
-
-REFUSED = Path(__file__).resolve().parents[1] / "rls" / "refused"
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED.glob("*.yaml")), ids=lambda p: p.stem)

@@ -12,6 +12,7 @@ import pytest
 
 from rls.config import Config, load_directory, merge, parse
 from rls.matching import MAX_COUNTER_KEY, Match, counter_key, drop_replaced, match
+from tests.rls import upstream
 
 pytestmark = pytest.mark.unit
 
@@ -29,34 +30,7 @@ def limit_of(found: Match | None) -> int:
     return found.policy.limits[0].limit
 
 
-BASIC = config_of("""
-    domain: test-domain
-    descriptors:
-      - key: key1
-        value: value1
-        descriptors:
-          - key: subkey1
-            rate_limit: {unit: second, requests_per_unit: 5}
-          - key: subkey1
-            value: subvalue1
-            rate_limit: {unit: second, requests_per_unit: 10}
-      - key: key2
-        rate_limit: {unit: minute, requests_per_unit: 20}
-      - key: key2
-        value: value2
-        rate_limit: {unit: minute, requests_per_unit: 30}
-      - key: key2
-        value: value3
-      - key: key5
-        value: value5
-        rate_limit: {unit: day, requests_per_unit: 15}
-        descriptors:
-          - key: subkey5
-            value: subvalue5
-            rate_limit: {unit: day, requests_per_unit: 25}
-      - key: key6
-        rate_limit: {unlimited: true}
-""")
+BASIC = config_of(upstream("basic"))
 
 
 @pytest.mark.parametrize(
@@ -126,15 +100,7 @@ def test_readme_example_2_nested_and_top_level_rules() -> None:
 
 def test_readme_example_3_key_value_before_key_only() -> None:
     """README Example 3: the most specific node at a level wins."""
-    config = config_of("""
-        domain: edge_proxy_per_ip
-        descriptors:
-          - key: remote_address
-            rate_limit: {unit: second, requests_per_unit: 10}
-          - key: remote_address
-            value: 50.0.0.5
-            rate_limit: {unit: second, requests_per_unit: 0}
-    """)
+    config = config_of(upstream("example3"))
     assert limit_of(match(config, "edge_proxy_per_ip", [("remote_address", "50.0.0.1")])) == 10
     blocked = match(config, "edge_proxy_per_ip", [("remote_address", "50.0.0.5")])
     assert blocked is not None and blocked.blocked and blocked.policy is None
@@ -180,19 +146,7 @@ def test_readme_example_5_unlimited_and_limited_keys() -> None:
 
 def test_readme_example_6_shadow_rule_is_flagged() -> None:
     """README Example 6: user-a's rule is in shadow mode, user-b's is enforced."""
-    config = config_of("""
-        domain: example6
-        descriptors:
-          - key: service
-            descriptors:
-              - key: user
-                value: user-a
-                rate_limit: {requests_per_unit: 10, unit: second}
-                shadow_mode: true
-              - key: user
-                value: user-b
-                rate_limit: {requests_per_unit: 20, unit: second}
-    """)
+    config = config_of(upstream("example6"))
     a = match(config, "example6", [("service", "auth-service"), ("user", "user-a")])
     b = match(config, "example6", [("service", "auth-service"), ("user", "user-b")])
     assert a is not None and a.shadow and limit_of(a) == 10
@@ -201,25 +155,7 @@ def test_readme_example_6_shadow_rule_is_flagged() -> None:
 
 def test_readme_example_7_replaces_drops_the_replaced_rule() -> None:
     """README Example 7: with both descriptors only the replacing 10/s rule counts."""
-    config = config_of("""
-        domain: example7
-        descriptors:
-          - key: key_1
-            value: value_1
-            descriptors:
-              - key: user
-                value: bkthomps
-                rate_limit: {name: specific_limit, requests_per_unit: 5, unit: second}
-          - key: key_2
-            value: value_2
-            descriptors:
-              - key: user
-                value: bkthomps
-                rate_limit:
-                  replaces: [{name: specific_limit}]
-                  requests_per_unit: 10
-                  unit: second
-    """)
+    config = config_of(upstream("example7"))
     first = match(config, "example7", [("key_1", "value_1"), ("user", "bkthomps")])
     second = match(config, "example7", [("key_2", "value_2"), ("user", "bkthomps")])
     assert drop_replaced([first]) == [first]
