@@ -1,7 +1,8 @@
 """Benchmarks of the rate-limit service: which one answers which question.
 
-The product, ``python -m benchmarks`` (``make bench``; :mod:`benchmarks.__main__`), runs
-every strategy side by side on its own stack and writes ``docs/benchmarks/report.*``:
+The product, ``python -m benchmarks`` (``make bench``; :mod:`benchmarks.__main__`, its
+options in :mod:`benchmarks.options`), runs every strategy side by side on its own stack
+and writes ``docs/benchmarks/report.*``:
 
 - ``--only inprocess`` (:mod:`benchmarks.inprocess`): what does a strategy cost the
   cluster and the client library, without HTTP? The floors (``IMap.get``,

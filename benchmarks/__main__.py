@@ -54,122 +54,13 @@ from benchmarks.inprocess import FLOORS, GridOptions, run_grid
 from benchmarks.load.k6 import clients as k6_clients
 from benchmarks.load.k6 import run_scenario as run_original
 from benchmarks.load.wrk import run_wrk
+from benchmarks.options import HTTP_SECTIONS, ORIGINAL_ON, parse
 from benchmarks.policies import suite as policies_part
 from benchmarks.report import busy_note, failed, headline, load_average, machine, write_report
 from benchmarks.results import EndToEndRow, K6Steps, Options, Report
 from benchmarks.stack import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack
-from limiter import STRATEGY_NAMES
-from stack import ROOT
 
-__all__ = ["main", "parse"]
-
-SECTIONS = ("inprocess", "endtoend", "k6", "policies")
-#: The sections that need nginx and the replicas.
-HTTP_SECTIONS = ("endtoend", "k6", "policies")
-#: The strategy the original scenario runs on: the service's default.
-ORIGINAL_ON = "entry_processor"
-
-SMOKE = {
-    "concurrency": [1, 16],
-    "keys": [100],
-    "seconds": 0.2,
-    "rounds": 1,
-    "connections": 8,
-    "duration": 1,
-    "e2e_rounds": 1,
-    "exact_limit": 50,
-    "clients": 20,
-    "steps": [20, 40],
-    "step_seconds": 1,
-    "step_clients": 5,
-    "max_vus": 20,
-    "original": False,
-    # One replica restart, not three: the HTTP code paths are the same for every strategy,
-    # and the in-process grid still runs all of them.
-    "http_strategies": ["entry_processor"],
-    "policy_seconds": 0.2,
-    "policy_rounds": 1,
-    "policy_tasks": 8,
-    "policy_keys": 100,
-    "policy_clients": 20,
-}
-
-
-def parse(
-    argv: Sequence[str],
-    *,
-    prog: str = "python -m benchmarks",
-    out: Path = ROOT / "docs" / "benchmarks",
-    only: Sequence[str] = SECTIONS,
-) -> argparse.Namespace:
-    """The command line; ``prog``, ``out`` and ``only`` are the defaults of a command
-    that runs part of the suite (``python -m benchmarks.policies``)."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: does the tool work?")
-    parser.add_argument("--out", type=Path, default=out)
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(only))
-    parser.add_argument("--strategies", nargs="+", choices=STRATEGY_NAMES, default=None)
-    parser.add_argument(
-        "--http-strategies",
-        nargs="+",
-        choices=STRATEGY_NAMES,
-        default=None,
-        help="strategies of the end-to-end and k6 parts (default: --strategies)",
-    )
-    group = parser.add_argument_group("in process")
-    group.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
-    group.add_argument("--keys", type=int, nargs="+", default=[10_000, 100_000])
-    group.add_argument("--seconds", type=float, default=1.0, help="per contender and run")
-    group.add_argument("--rounds", type=int, default=2)
-    group = parser.add_argument_group("end to end (wrk)")
-    group.add_argument("--connections", type=int, default=64)
-    group.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
-    group.add_argument("--e2e-rounds", type=int, default=2)
-    group.add_argument("--exact-limit", type=int, default=1000)
-    group.add_argument("--clients", type=int, default=1000)
-    group = parser.add_argument_group("k6")
-    group.add_argument("--steps", type=int, nargs="+", default=[50, 100, 200, 300, 450, 600, 800])
-    group.add_argument("--step-seconds", type=int, default=5)
-    group.add_argument("--step-clients", type=int, default=50)
-    group.add_argument("--max-vus", type=int, default=300)
-    group.add_argument(
-        "--no-original", dest="original", action="store_false", help="skip the original scenario"
-    )
-    group = parser.add_argument_group("policies (end to end: --connections, --duration)")
-    group.add_argument("--policy-seconds", type=float, default=2.0, help="per in-process run")
-    group.add_argument(
-        "--policy-rounds",
-        type=int,
-        default=4,
-        help="in process and end to end (even: each shape first as often as the other)",
-    )
-    group.add_argument("--policy-tasks", type=int, default=64, help="in-process tasks")
-    group.add_argument("--policy-keys", type=int, default=10_000, help="in-process clients")
-    group.add_argument(
-        "--policy-clients", type=int, default=1000, help="end-to-end clients of each shape"
-    )
-    args = parser.parse_args(argv)
-    args.prog = prog
-    if args.smoke and args.out == parser.get_default("out"):
-        # A smoke report's figures mean nothing: never over the committed report.
-        args.out = ROOT / ".run" / "bench-smoke"
-    if args.smoke:
-        # Smoke sizes win over the defaults, not over what was asked for explicitly.
-        defaults = parser.parse_args([])
-        for name, value in SMOKE.items():
-            if getattr(args, name) == getattr(defaults, name):
-                setattr(args, name, value)
-    args.strategies = args.strategies or list(STRATEGY_NAMES)
-    args.http_strategies = args.http_strategies or args.strategies
-    if not set(args.http_strategies) <= set(args.strategies):
-        args.http_strategies = [s for s in args.http_strategies if s in args.strategies] or [
-            args.strategies[0]
-        ]
-    return args
+__all__ = ["main"]
 
 
 class Run:
