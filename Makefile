@@ -35,7 +35,7 @@ bootstrap: $(STAMPS)/venv $(JARS) system-deps
 $(STAMPS)/venv: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11+"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench,stack]'
 	@mkdir -p $(STAMPS) && touch $@
 
 build: $(JARS)
