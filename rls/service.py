@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from collections.abc import Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
+from sanic.log import error_logger
 
 from api.headers import policy_field, rate_limit_item, retry_after_seconds
 from limiter import Policy, PolicyDecision, Reason, Strategy
@@ -62,8 +62,6 @@ OK = Response.OK
 OVER_LIMIT = Response.OVER_LIMIT
 #: Envoy's unit names, by this service's unit names.
 _UNIT_CODES = {name.lower(): code for name, code in Response.RateLimit.Unit.items()}
-
-log = logging.getLogger("ratelimit.rls")
 
 
 @dataclasses.dataclass(slots=True)
@@ -227,7 +225,7 @@ class Decider:
                 elapsed_ms=elapsed_ms,
             )
         except Exception:  # a lost refund is an under-admission, never an error
-            log.exception("refund of %s failed", verdict.match.counter_key)
+            error_logger.exception("refund of %s failed", verdict.match.counter_key)
 
     def _count(self, outcome: Outcome) -> None:
         """Each descriptor's hits in the upstream-named metrics."""
