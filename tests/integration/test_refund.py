@@ -21,6 +21,7 @@ from limiter import (
 )
 from limiter.policy_rule import LimitState
 from limiter.refund import counted
+from limiter.settings import StrategyName
 from tests.loop import LoopThread
 
 #: 30 s into a minute: every window of a minute or less started before it.
@@ -71,7 +72,7 @@ class Outcomes:
 
 
 def strategy_on(
-    name: str, counters: Any, settings: Settings, observer: Outcomes | None = None
+    name: StrategyName, counters: Any, settings: Settings, observer: Outcomes | None = None
 ) -> Strategy:
     return create_strategy(settings, counters, clock=lambda: NOW_MS, name=name, observer=observer)
 
@@ -94,7 +95,11 @@ async def stored(strategy: Strategy, client: str, policy: Policy) -> tuple[Limit
 @pytest.mark.parametrize("algorithm", sorted(POLICIES))
 @pytest.mark.parametrize("strategy_name", STRATEGY_NAMES)
 def test_refunding_k_of_n_admissions_leaves_n_minus_k_used(
-    strategy_name: str, algorithm: str, counters: Any, loop: LoopThread, base_settings: Settings
+    strategy_name: StrategyName,
+    algorithm: str,
+    counters: Any,
+    loop: LoopThread,
+    base_settings: Settings,
 ) -> None:
     """Admit N, refund k (no time elapsed): the stored usage is N - k, every refund is
     applied, and the observer hears each one."""
@@ -120,7 +125,7 @@ def test_refunding_k_of_n_admissions_leaves_n_minus_k_used(
 
 @pytest.mark.parametrize("strategy_name", STRATEGY_NAMES)
 def test_a_refund_reaching_back_before_the_windows_changes_nothing(
-    strategy_name: str, counters: Any, loop: LoopThread, base_settings: Settings
+    strategy_name: StrategyName, counters: Any, loop: LoopThread, base_settings: Settings
 ) -> None:
     """A refund whose elapsed time reaches back before the windows started (and beyond a
     GCRA emission interval) gives back nothing: the states stay as the admissions left
@@ -145,7 +150,7 @@ def test_a_refund_reaching_back_before_the_windows_changes_nothing(
 
 @pytest.mark.parametrize("strategy_name", STRATEGY_NAMES)
 def test_only_the_limits_that_counted_give_back(
-    strategy_name: str, counters: Any, loop: LoopThread, base_settings: Settings
+    strategy_name: StrategyName, counters: Any, loop: LoopThread, base_settings: Settings
 ) -> None:
     """A shadow limit that would have denied counted nothing: refunding that admission
     gives back the enforced limit only, and the shadow limit keeps its count."""
@@ -172,7 +177,7 @@ def test_only_the_limits_that_counted_give_back(
 
 @pytest.mark.parametrize("strategy_name", STRATEGY_NAMES)
 def test_a_refund_reopens_a_window_the_deny_cache_remembered(
-    strategy_name: str, counters: Any, loop: LoopThread, base_settings: Settings
+    strategy_name: StrategyName, counters: Any, loop: LoopThread, base_settings: Settings
 ) -> None:
     """A fixed window left exhausted is remembered by the deny cache; a refund makes it
     forget, so the next request is decided by the cluster and admitted."""
