@@ -44,6 +44,7 @@ from sanic.log import error_logger
 
 from api.headers import policy_field, rate_limit_item, retry_after_seconds
 from limiter import Policy, PolicyDecision, Reason, Strategy
+from limiter.refund import counted
 from rls import metrics
 from rls.config import Config, Rule
 from rls.errors import RequestError
@@ -57,6 +58,11 @@ MAX_DESCRIPTORS = 64
 #: Hits above every limit are denied whatever their number; they are capped here so that
 #: a cost always fits the 64-bit numbers the cluster stores.
 MAX_HITS = 2**53
+#: Added to the time since a decision was sent when giving it back: the refund then
+#: touches only a window that began at least this long before the decision, which covers
+#: a refund that travels slower than its decision did and clocks of replicas a little
+#: apart (a window that began in between keeps the hits: an under-admission).
+REFUND_MARGIN_MS = 50
 Response = rls_pb2.RateLimitResponse
 OK = Response.OK
 OVER_LIMIT = Response.OVER_LIMIT
@@ -214,14 +220,13 @@ class Decider:
     async def _refund(self, verdict: Verdict, strategy: Strategy, sent: float) -> None:
         assert verdict.match is not None and verdict.policy is not None
         assert verdict.decision is not None
-        counted = [i for i, d in enumerate(verdict.decision.decisions) if d.allowed]
-        elapsed_ms = int((time.monotonic() - sent) * 1000) + 1
+        elapsed_ms = int((time.monotonic() - sent) * 1000) + REFUND_MARGIN_MS
         try:
-            await strategy.refund_policy(  # type: ignore[attr-defined]  # lands with refunds
+            await strategy.refund_policy(
                 verdict.match.counter_key,
                 verdict.policy,
                 verdict.hits,
-                counted,
+                counted(verdict.decision),
                 elapsed_ms=elapsed_ms,
             )
         except Exception:  # a lost refund is an under-admission, never an error
