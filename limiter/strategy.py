@@ -201,6 +201,36 @@ class Strategy(abc.ABC):
             return contended_policy(policy)
         return await answer
 
+    async def decide_policies(
+        self, requests: Sequence[tuple[str, Policy, int]], *, deadline: float
+    ) -> list[PolicyDecision | BackendError]:
+        """Several quotas' requests ``(client_id, policy, cost)``, each decided on its own
+        as :meth:`decide_policy` does, all queued before any is awaited, so that those
+        whose windows share a lane go to the cluster in one call. A request the cluster
+        could not decide gets its error in its place (the others keep their decisions)."""
+        pending: list[PolicyDecision | asyncio.Future[PolicyDecision]] = []
+        for client_id, policy, cost in requests:
+            if cost < 1:
+                raise ValueError("cost must be positive")
+            quota = Quota(client_id, policy)
+            cached = self.deny_cache.denial(quota, cost, self._local_ms())
+            if cached is not None:
+                self.observer.denied_locally()
+                pending.append(cached)
+                continue
+            answer = self.lanes.submit(quota, cost, deadline)
+            pending.append(contended_policy(policy) if answer is None else answer)
+        decided: list[PolicyDecision | BackendError] = []
+        for item in pending:
+            if isinstance(item, PolicyDecision):
+                decided.append(item)
+                continue
+            try:
+                decided.append(await item)
+            except BackendError as error:
+                decided.append(error)
+        return decided
+
     def known_denial(self, client_id: str, policy: Policy, cost: int = 1) -> PolicyDecision | None:
         """The denial of a request this worker already knows, without a cluster call: the
         deny cache's answer for a quota it saw exhausted, or ``None``. A front door that
