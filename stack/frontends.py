@@ -106,7 +106,7 @@ class Frontends:
         (root / "index.html").write_text('{"message": "hello from the protected app"}\n')
         port = self.layout.demo_app_port
         argv = [
-            *(sys.executable, "-m", "http.server"),
+            *(sys.executable, "-m", "stack.demo_app"),
             *("--bind", LOOPBACK, "--directory", str(root), str(port)),
         ]
         return Part("demo-app", argv, port, ready_path="/")
