@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import sys
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -157,9 +158,14 @@ class Frontends:
         where nothing listens). ``name``, ``port`` and ``admin_port``: a second Envoy
         beside this one. ``failure_mode_deny``: no answer in time is a 500 instead of
         letting the request through (Envoy's default); ``timeout_seconds``: that wait,
-        Envoy's default 20 ms unless given. Ready when its admin ``/ready`` is 200,
-        which Envoy answers once its clusters are initialised (a first health check of
-        each replica done)."""
+        Envoy's default 20 ms unless given.
+
+        Ready when its admin ``/ready`` is 200 (its clusters initialised: a first health
+        check of each endpoint done, passed or not) and, in front of the replicas, when
+        every one passed its gRPC health check. A replica's HTTP ``/ready`` comes before
+        its gRPC service serves, and until then Envoy's calls fail (and requests are let
+        through, or denied, by the failure mode): `make up` and the tests start sending
+        once the service answers."""
         envoy = Path(sys.executable).parent / "envoy"
         if not envoy.exists():
             raise StackError(
@@ -168,8 +174,10 @@ class Frontends:
             )
         port = self.layout.envoy_port if port is None else port
         admin_port = self.layout.envoy_admin_port if admin_port is None else admin_port
+        healthy_needed = 0
         if rls_ports is None:
             rls_ports = [self.layout.replica_grpc(i) for i in range(replicas)]
+            healthy_needed = len(rls_ports)
         folder = self.run_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         config = render(
@@ -195,7 +203,13 @@ class Frontends:
             "--disable-hot-restart",
             *("--log-level", "warn"),
         ]
-        return Part(name, argv, port, ready_check=lambda: http_ok(admin_port, "/ready"))
+
+        def ready() -> bool:
+            return http_ok(admin_port, "/ready") and (
+                envoy_healthy_rls_hosts(admin_port) >= healthy_needed
+            )
+
+        return Part(name, argv, port, ready_check=ready)
 
     def prometheus_part(self, replicas: int) -> Part:
         prometheus = shutil.which("prometheus")
@@ -230,6 +244,19 @@ class Frontends:
         probes["prometheus"] = (self.layout.prometheus_port, "/-/ready")
         probes["envoy"] = (self.layout.envoy_admin_port, "/ready")
         return probes
+
+
+def envoy_healthy_rls_hosts(admin_port: int) -> int:
+    """How many endpoints of an Envoy's ``ratelimit`` cluster pass their health check
+    (``membership_healthy``, from its admin); 0 when it cannot tell."""
+    url = f"http://{LOOPBACK}:{admin_port}/stats?filter=^cluster.ratelimit.membership_healthy$"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0
+    found = re.search(r"membership_healthy: (\d+)", text)
+    return int(found.group(1)) if found else 0
 
 
 def envoy_endpoints(ports: Sequence[int], host: str = LOOPBACK) -> str:
