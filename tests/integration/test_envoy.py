@@ -47,14 +47,18 @@ DAY = 86400
 ENVOY_DEFAULT_TIMEOUT = 0.02
 ANSWER_BOUND_SECONDS = ENVOY_DEFAULT_TIMEOUT + 0.5
 #: The sustained load: requests per second, for how long, each from its own address,
-#: and how long its Envoy waits for the service. Not Envoy's 20 ms: on this shared two-core
-#: machine (3 members, 3 replicas, Envoy and the load together) the service's p99 as
-#: Envoy sees it is about 12-18 ms, and a run at 20 ms saw 3 calls in 300 late (let
-#: through by the failure mode). The test asserts that none fails; the figures printed
-#: say how close to 20 ms the service runs.
+#: and how long its Envoy waits for the service. Not Envoy's 20 ms, which is about the
+#: service's p99 on a quiet shared two-core machine running the whole stack (3 members,
+#: 3 replicas, Envoy and the load): a run at 20 ms saw 3 calls in 300 late, let through
+#: by the failure mode. Nor 250 ms: with other work on the machine (load average 16)
+#: p50 was 98 ms, p99 324 ms, and 10 in 300 were late. The test asserts that no call
+#: fails; the figures it prints say how close to Envoy's 20 ms the service runs.
 LOAD_RATE = 100
 LOAD_SECONDS = 3.0
-LOAD_TIMEOUT_SECONDS = 0.25
+LOAD_TIMEOUT_SECONDS = 1.0
+#: The flood under a configuration change: 1,500 requests over 3.75 s, so that the
+#: replicas (polling every second) reload while it runs.
+REWRITE_FLOOD_RATE = 400
 #: How long a configuration change may take to be in force: the replicas poll the folder
 #: every second (RATELIMIT_RLS_RELOAD_SECONDS), plus a generous margin.
 RELOAD_DEADLINE_SECONDS = 15.0
@@ -418,14 +422,15 @@ def test_failure_mode_with_no_replica_answering(
 
 def test_sustained_load_no_call_fails(topology: Topology) -> None:
     """100 requests a second for 3 s, each from its own address, through an Envoy waiting
-    250 ms: no error, none let through by failure mode, no timeout, every request
+    1 s: no error, none let through by failure mode, no timeout, every request
     answered by the service; prints how many it could not decide within Envoy's deadline
     (429 "too busy") and p50/p99 of its answers as Envoy measured them."""
     stack = topology.stack
     with own_envoy(stack, "envoy-load", 9, None, timeout_seconds=LOAD_TIMEOUT_SECONDS) as envoy:
         stats = StatsDelta(envoy.admin_url)
         addresses = fresh_addresses(int(LOAD_RATE * LOAD_SECONDS))
-        statuses = asyncio.run(steady(envoy.url, [{"X-Forwarded-For": ip} for ip in addresses]))
+        answers = asyncio.run(steady(envoy.url, [{"X-Forwarded-For": ip} for ip in addresses]))
+        statuses = answers.statuses
         outcomes = stats.filter()
         timeouts = stats.delta("cluster.ratelimit.upstream_rq_timeout")
         calls = stats.delta("cluster.ratelimit.upstream_rq_total")
@@ -454,12 +459,15 @@ def test_sustained_load_no_call_fails(topology: Topology) -> None:
 
 
 async def steady(
-    url: str, headers_of: Sequence[Mapping[str, str]], rate: float = LOAD_RATE
-) -> Counter[int]:
+    url: str,
+    headers_of: Sequence[Mapping[str, str]],
+    rate: float = LOAD_RATE,
+    connections: int = 64,
+) -> Answers:
     """One GET / per item of ``headers_of``, started at a fixed ``rate`` per second
-    whatever the answers' latency (an open loop), on up to 64 connections."""
-    statuses: Counter[int] = Counter()
-    connector = aiohttp.TCPConnector(limit=64)
+    whatever the answers' latency (an open loop), on up to ``connections`` connections."""
+    answers = Answers()
+    connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=30)
     ) as session:
@@ -467,7 +475,9 @@ async def steady(
         async def one(headers: Mapping[str, str]) -> None:
             async with session.get(f"{url}/", headers=headers) as response:
                 await response.read()
-                statuses[response.status] += 1
+                answers.statuses[response.status] += 1
+                if response.status == 429:
+                    check_denial(response.headers, answers)
 
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -478,13 +488,15 @@ async def steady(
                 await asyncio.sleep(delay)  # the load's pace, not a wait for a server
             tasks.append(asyncio.create_task(one(headers)))
         await asyncio.gather(*tasks)
-    return statuses
+        answers.elapsed = loop.time() - start
+    return answers
 
 
 def test_configuration_reload_under_a_flood(envoy: Envoy, topology: Topology) -> None:
-    """While 1,500 requests of one user flood in, the rules file is rewritten with a new
-    rule: the user still gets exactly 100 and nothing errs; the new rule then holds. An
-    invalid file is rejected by every replica and the rules before it stay in force."""
+    """While 1,500 requests of one user come in at 400 a second, the rules file is
+    rewritten with a new rule and every replica reloads it: the user still gets exactly
+    100, nothing errs, and the new rule holds. An invalid file is then rejected by every
+    replica and the rules before it stay in force."""
     config = topology.rls_config_dir / "config.yaml"
     original = config.read_text()
     reloaded_rule = (
@@ -505,23 +517,35 @@ def test_configuration_reload_under_a_flood(envoy: Envoy, topology: Topology) ->
 
     loaded = config_loads(topology, "loaded")
 
-    async def flood_while_rewriting() -> Answers:
-        running = asyncio.create_task(flood(envoy.url, headers))
-        await asyncio.sleep(0.3)  # the flood under way when the file changes
-        write_atomically(config, original + reloaded_rule)
-        return await running
-
-    try:
-        answers = asyncio.run(flood_while_rewriting())
-        assert answers.statuses == {200: PER_USER, 429: FLOOD_REQUESTS - PER_USER}, answers
-        assert answers.bad_headers == []
-        # Every replica has the new rule (each loads the folder once per change), before
-        # the next change: one still on the old file would keep the old rules through it.
+    def all_loaded() -> float:
+        """When every replica has loaded the changed folder (each once per change)."""
         poll_until(
             lambda: config_loads(topology, "loaded") >= loaded + Topology.REPLICAS,
             RELOAD_DEADLINE_SECONDS,
             "every replica to load the new rule",
+            interval=0.2,
         )
+        return time.monotonic()
+
+    async def flood_while_rewriting() -> tuple[Answers, float, float]:
+        running = asyncio.create_task(
+            steady(envoy.url, headers, REWRITE_FLOOD_RATE, FLOOD_CONNECTIONS)
+        )
+        await asyncio.sleep(0.5)  # the limit reached, most of the flood still to come
+        write_atomically(config, original + reloaded_rule)
+        reloaded = asyncio.create_task(asyncio.to_thread(all_loaded))
+        answers = await running
+        ended = time.monotonic()
+        return answers, await reloaded, ended
+
+    try:
+        answers, reloaded_at, flood_ended_at = asyncio.run(flood_while_rewriting())
+        assert answers.statuses == {200: PER_USER, 429: FLOOD_REQUESTS - PER_USER}, answers
+        assert answers.bad_headers == []
+        assert answers.denied_by == {"per_user": FLOOD_REQUESTS - PER_USER}
+        assert reloaded_at < flood_ended_at, "the replicas reloaded after the flood, not under it"
+        # Every replica has the new rule before the next change (one still on the old
+        # file would keep the old rules through an invalid one).
         assert reloaded_rule_holds()
         assert stats.filter()["error"] == 0
 
