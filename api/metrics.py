@@ -37,6 +37,7 @@ from sanic.log import error_logger
 
 from compat import histogram_buckets, histogram_sum, histogram_upper_bounds
 from limiter import (
+    REFUND_OUTCOMES,
     Algorithm,
     BackendTimeout,
     BackendUnavailable,
@@ -61,6 +62,7 @@ __all__ = [
     "MAX_LIMIT_NAMES",
     "MULTIPROC_ENV",
     "NEAR_LIMIT",
+    "REFUNDS",
     "REGISTRY_READS",
     "SHADOW_DENIALS",
     "TALLY",
@@ -132,6 +134,14 @@ CONTENDED = Counter(
     "ratelimit_contended",
     f"Requests denied because their key was too busy, by cause: {', '.join(ContendedCause)}.",
     ["strategy", "cause"],
+    registry=REGISTRY,
+)
+REFUNDS = Counter(
+    "ratelimit_refunds",
+    "Admissions given back because another key of the same request denied it, by "
+    "outcome: applied (given back, or nothing left to give back) or lost (not done in "
+    "time: the request stays counted, an under-admission).",
+    ["outcome"],
     registry=REGISTRY,
 )
 BACKEND_ERRORS = Counter(
@@ -317,6 +327,8 @@ def preset(strategy: str) -> None:
     for contended_cause in CONTENDED_CAUSES:
         CONTENDED.labels(strategy, contended_cause)
     LOCAL_DENIALS.labels(strategy)
+    for refund_outcome in REFUND_OUTCOMES:
+        REFUNDS.labels(refund_outcome)
     for algorithm in Algorithm:
         NEAR_LIMIT.labels(algorithm.value)
     for log_failure in LogFailure:
@@ -346,6 +358,9 @@ class MetricsObserver:
 
     def contended(self, cause: ContendedCause) -> None:
         TALLY.inc(labelled(CONTENDED, self.strategy, cause))
+
+    def refunded(self, outcome: str) -> None:
+        TALLY.inc(labelled(REFUNDS, outcome))
 
 
 class RegistryMetrics:

@@ -46,9 +46,21 @@ from limiter.settings import (
     StrategyConfig,
     StrategyName,
 )
-from limiter.strategy import Clock, NullObserver, Observer, Strategy, wall_clock_ms
+from limiter.strategy import (
+    REFUND_APPLIED,
+    REFUND_LOST,
+    REFUND_OUTCOMES,
+    Clock,
+    NullObserver,
+    Observer,
+    Strategy,
+    wall_clock_ms,
+)
 
 __all__ = [
+    "REFUND_APPLIED",
+    "REFUND_LOST",
+    "REFUND_OUTCOMES",
     "STRATEGIES",
     "STRATEGY_NAMES",
     "Algorithm",

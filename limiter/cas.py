@@ -12,7 +12,7 @@ from limiter.kv_window import KvWindowStrategy, decode_states, encode_states, po
 from limiter.policy_rule import PolicyDecision, decide_batch
 from limiter.quota import Quota
 from limiter.settings import CasConfig, LimiterSettings, StrategyConfig
-from limiter.strategy import Wiring
+from limiter.strategy import Elapsed, Wiring
 
 __all__ = ["CasStrategy"]
 
@@ -78,3 +78,25 @@ class CasStrategy(KvWindowStrategy):
         self.observer.cas_attempts(attempt)
         self.observer.contended(ContendedCause.CAS_EXHAUSTED)
         return [contended_policy(quota.policy)] * len(costs)
+
+    async def _refund(
+        self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
+    ) -> bool:
+        """Read, give back, write if unchanged, retried with the decisions' backoff until
+        the attempts or ``deadline`` run out (then False: nothing written)."""
+        loop = asyncio.get_running_loop()
+        key = policy_key(quota.client_id)
+        known: Any = None
+        for attempt in range(1, self.max_attempts + 1):
+            read = known if known is not None else await self.counters.get(key)
+            value, ttl_ms = self.refunded_value(read, quota.policy, cost, counted, elapsed)
+            if value is None:
+                return True
+            written, known = await self._write_if_unchanged(key, read, value, ttl_ms)
+            if written:
+                return True
+            pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
+            if loop.time() + pause >= deadline:
+                break
+            await asyncio.sleep(pause)
+        return False

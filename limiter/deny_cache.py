@@ -22,7 +22,8 @@ points before the window's end (it may overshoot by a round trip). The other lim
 cached denial report what the last decision said of them, their times shortened by the
 time since, as usage only: the denial, its reason and its ``Retry-After`` are the
 exhausted window's. The size is
-bounded; the oldest entries go first.
+bounded; the oldest entries go first. A refund (counts given back) reopens a window, so
+the strategy makes the cache forget the quota (:meth:`DenyCache.forget`).
 """
 
 from __future__ import annotations
@@ -137,6 +138,11 @@ class DenyCache:
             last=decision,
             answered_at_ms=answered_at_ms,
         )
+
+    def forget(self, quota: Quota) -> None:
+        """Drops what is known of ``quota``: a refund gave back some of what it counted,
+        so a window remembered as exhausted may have room again."""
+        self._entries.pop(quota, None)
 
     def denial(self, quota: Quota, cost: int, now_ms: int) -> PolicyDecision | None:
         """The decision the cluster would give now, if an exhausted window is known."""

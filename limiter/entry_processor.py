@@ -14,8 +14,10 @@ backup is shared by every decision in the call, as exact and as durable as one c
       └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight;
          what queues meanwhile goes in the next one
 
-What goes over the wire (ids, serialisables, the packed call, the answer's layout) is
-:mod:`limiter.processor_wire`.
+A refund (:meth:`limiter.strategy.Strategy.refund_policy`) is its own call on the same
+shard entry (:class:`~limiter.processor_wire.ShardRefundProcessor`), so decisions' calls
+are unchanged. What goes over the wire (ids, serialisables, the packed call, the answer's
+layout) is :mod:`limiter.processor_wire`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from limiter.policy_rule import LimitState, PolicyDecision
 from limiter.processor_wire import (
     MEMBER_CLOCK,
     PinnedKey,
+    ShardRefundProcessor,
     ShardWindowReader,
     parse_states_read,
     processor_key,
@@ -38,7 +41,7 @@ from limiter.processor_wire import (
 )
 from limiter.quota import Quota
 from limiter.settings import StrategyConfig
-from limiter.strategy import Strategy, Wiring
+from limiter.strategy import Elapsed, Strategy, Wiring
 
 __all__ = [
     "ONE_SHARD",
@@ -102,6 +105,24 @@ class EntryProcessorStrategy(Strategy):
         """One client's batch alone: a shard call carrying only it (the lanes call
         :meth:`_decide_lane` with every client of the shard instead)."""
         return (await self._decide_lane(self._lane(quota), [(quota, costs)], deadline))[0]
+
+    async def _refund(
+        self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
+    ) -> bool:
+        """One :class:`ShardRefundProcessor` call on the client's shard, outside the lanes:
+        the member applies the rule atomically on the shard's partition thread, on its
+        clock, and sends the backup; the rule makes the order against the decisions
+        queued for the quota irrelevant, so the decisions' calls carry nothing more.
+
+        The member's ``sent_ms`` is its clock less ``elapsed()``: the decision's and the
+        refund's trips to the member differ by a fraction of a round trip, by which it can
+        be late (see docs/design.md, Refunds)."""
+        key = processor_key(quota.client_id)
+        call = ShardRefundProcessor(
+            self._now_or_member_clock(), elapsed(), key, quota.policy, cost, counted
+        )
+        await self.shards.execute_on_key(shard_entry_of(key, self.shard_count), call)
+        return True
 
     async def stored_states(
         self, client_id: str, policy: Policy

@@ -49,7 +49,7 @@ from collections.abc import Sequence
 
 from limiter.rule import Decision, Reason
 
-__all__ = ["MAX_CAPACITY_TIMES_WINDOW_MS", "GcraState", "decide", "decide_batch"]
+__all__ = ["MAX_CAPACITY_TIMES_WINDOW_MS", "GcraState", "decide", "decide_batch", "refund"]
 
 #: The largest ``(burst + 1) * window_ms``: every product and sum stays below 2**63.
 MAX_CAPACITY_TIMES_WINDOW_MS = 2**61
@@ -143,3 +143,56 @@ def decide_batch(
         decisions.append(decision)
     assert state is not None
     return state, decisions
+
+
+def refund(
+    state: GcraState | None,
+    now_ms: int,
+    cost: int,
+    limit: int,
+    window_seconds: int,
+    burst: int,
+    sent_ms: int,
+) -> GcraState | None:
+    """Gives back a request of ``cost`` that this limit admitted at some instant
+    ``t >= sent_ms`` (see :mod:`limiter.refund`): the TAT moves back by ``cost * T`` less
+    the time since ``sent_ms``, ``max(0, cost * T - (now - sent_ms))``; a TAT that this
+    puts at or before ``now`` becomes ``now`` (a full bucket, as an empty state is). A TAT
+    already at or before ``now`` (the bucket full again) and None are kept.
+
+    Why not the whole ``cost * T``: a TAT forgets time. The TAT after admissions at
+    ``t_1 <= ... <= t_n`` of costs ``c_i`` is ``max(tat_0 + sum(c_i) * T, max_k(t_k +
+    sum_{i>=k} c_i * T))``. Drop the refunded request ``a`` (at ``t_a``, cost ``c``): every
+    term whose suffix holds ``a`` loses exactly ``c * T``, but a term that starts at a
+    later request ``k`` (one that found the bucket drained) keeps its value, ``t_k +
+    sum_{i>=k} c_i * T``. The stored TAT is at least the term starting at ``a``, ``t_a + c
+    * T + sum_{i>a} c_i * T``, so that later term is at most ``tat - c * T + (t_k -
+    t_a)``, and ``t_k - t_a <= now - sent_ms``. So the TAT without ``a`` is at most ``tat -
+    c * T + (now - sent_ms)``, and the TAT given back is never below it: the bucket never has
+    more room than if the refunded request had never come, whatever else was admitted
+    meanwhile. (Moving back by the whole ``c * T`` could: burst 1, ``T`` = 1 s, ``a`` at 0
+    and ``b`` at 0.5 s leave a TAT of 2 s; without ``a`` it is 1.5 s, but 2 s less 1 s is
+    1 s.) With no time elapsed (``sent_ms == now``), it is the exact inverse of the
+    admission. Clocks: exact on one clock (the entry processor's member); the lock and cas
+    strategies' replicas may differ by their skew, which their decisions already do.
+    """
+    depth = _checked(cost, limit, window_seconds, burst)
+    if state is None or cost > burst + 1:
+        return state
+    fraction = min(state.tat_fraction, limit - 1)
+    if (state.tat_ms, fraction) <= (now_ms, 0):
+        return state
+    give = cost * (depth // (burst + 1))  # cost * W_ms, in 1/limit ms: at most depth
+    elapsed_ms = max(0, now_ms - sent_ms)
+    if elapsed_ms > give // limit:
+        return state
+    give -= elapsed_ms * limit
+    if give == 0:
+        return state
+    whole, part = divmod(give, limit)
+    tat_ms, tat_fraction = state.tat_ms - whole, fraction - part
+    if tat_fraction < 0:
+        tat_ms, tat_fraction = tat_ms - 1, tat_fraction + limit
+    if (tat_ms, tat_fraction) <= (now_ms, 0):
+        return GcraState(now_ms, 0)
+    return GcraState(tat_ms, tat_fraction)

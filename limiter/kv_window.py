@@ -13,10 +13,12 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Unpack
 
+from limiter import policy_rule
 from limiter.policy import Policy
 from limiter.policy_rule import LimitState, PolicyDecision, state_numbers, state_of
+from limiter.refund import refund
 from limiter.settings import StrategyConfig
-from limiter.strategy import Strategy, Wiring
+from limiter.strategy import Elapsed, Strategy, Wiring
 
 __all__ = ["KvWindowStrategy", "decode_states", "encode_states", "policy_key"]
 
@@ -90,6 +92,27 @@ class KvWindowStrategy(Strategy):
         limit's reset after the decision: a window's end, a sliding window's next end, a
         GCRA bucket full again), plus the grace."""
         return max(d.reset_after_ms for d in decision.decisions) + self.expiry_grace_ms
+
+    def refunded_value(
+        self, read: Any, policy: Policy, cost: int, counted: Sequence[int], elapsed: Elapsed
+    ) -> tuple[str | None, int]:
+        """What to write in place of ``read`` once a request is given back
+        (:func:`limiter.refund.refund` at :meth:`now_ms`, ``sent_ms`` that less
+        ``elapsed()``), with its TTL; None when the rule changes nothing (nothing stored,
+        or no counted window still holds it).
+
+        The TTL is what a decision sets, from the states left: when every limit is back
+        to empty, plus the grace. A refund only lowers states, so it is never later than
+        the one stored, and the key never outlives what it must remember.
+        """
+        now = self.now_ms()
+        states = decode_states(read, policy)
+        new_states = refund(states, now, policy, cost, counted, now - elapsed())
+        if new_states == states:
+            return None, 0
+        return encode_states(policy, new_states), self.ttl_ms(
+            policy_rule.peek(new_states, now, policy)
+        )
 
     async def _write_if_unchanged(
         self, key: str, read: Any, value: str, ttl_ms: int

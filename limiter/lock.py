@@ -16,7 +16,7 @@ from limiter.policy import Policy
 from limiter.policy_rule import LimitState, PolicyDecision, decide_batch
 from limiter.quota import Quota
 from limiter.settings import LimiterSettings, LockConfig, StrategyConfig
-from limiter.strategy import Wiring
+from limiter.strategy import Elapsed, Wiring
 
 __all__ = ["LockStrategy"]
 
@@ -85,6 +85,26 @@ class LockStrategy(KvWindowStrategy):
         finally:
             with contextlib.suppress(HazelcastError):
                 # Fails when the lease ran out meanwhile: the lock is no longer ours.
+                await self._unlock(key)
+
+    async def _refund(
+        self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
+    ) -> bool:
+        """Under the lock, as a decision: read, give back, fenced write. False when the
+        lock is not free by ``deadline`` or was lost meanwhile (nothing written)."""
+        key = policy_key(quota.client_id)
+        wait = min(self.lock_wait_seconds, deadline - asyncio.get_running_loop().time())
+        if not (wait > 0 and await self._lock(key, wait)):
+            return False
+        try:
+            read = await self.counters.get(key)
+            value, ttl_ms = self.refunded_value(read, quota.policy, cost, counted, elapsed)
+            if value is None:
+                return True
+            written, _ = await self._write_if_unchanged(key, read, value, ttl_ms)
+            return written
+        finally:
+            with contextlib.suppress(HazelcastError):
                 await self._unlock(key)
 
     async def _write(

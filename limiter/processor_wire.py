@@ -34,6 +34,7 @@ __all__ = [
     "RESULT_STRIDE_PER_LIMIT",
     "PinnedKey",
     "ShardProcessor",
+    "ShardRefundProcessor",
     "ShardWindowReader",
     "parse_result",
     "parse_states_read",
@@ -46,6 +47,7 @@ __all__ = [
 PROCESSOR_FACTORY_ID = 7301
 SHARD_PROCESSOR_ID = 7
 SHARD_WINDOW_READER_ID = 10
+SHARD_REFUND_PROCESSOR_ID = 11
 #: Sent instead of a time: let the member's clock pick the window.
 MEMBER_CLOCK = -1
 #: The answer holds, per window, per request, per limit: allowed (1 or 0), remaining,
@@ -156,6 +158,57 @@ class ShardWindowReader(IdentifiedDataSerializable):
 
     def get_class_id(self) -> int:
         return SHARD_WINDOW_READER_ID
+
+
+class ShardRefundProcessor(IdentifiedDataSerializable):
+    """``ratelimit.processor.ShardRefundProcessor``: gives back one admission of one
+    client (:func:`limiter.refund.refund`) on the owner of its shard, on the member's
+    clock (or ``now_ms`` when not :data:`MEMBER_CLOCK`) with ``sent_ms = now -
+    elapsed_ms``. Its own call, so a decision's call carries nothing more; answered
+    ``[1]`` when it changed the stored states, ``[0]`` when there was nothing to give
+    back. Rare, so written by the client's serializer."""
+
+    def __init__(
+        self,
+        now_ms: int,
+        elapsed_ms: int,
+        key: str,
+        policy: Policy,
+        cost: int,
+        counted: Sequence[int],
+    ) -> None:
+        self.now_ms = now_ms
+        self.elapsed_ms = elapsed_ms
+        self.key = key
+        self.policy = policy
+        self.cost = cost
+        self.counted = counted
+
+    def write_data(self, output: ObjectDataOutput) -> None:
+        output.write_long(self.now_ms)
+        output.write_long(self.elapsed_ms)
+        output.write_string(self.key)
+        output.write_int(len(self.policy.limits))
+        for limit in self.policy.limits:
+            slot, algorithm, value, window, alignment, burst, shadow = _limit_fields(limit)
+            output.write_long(slot)
+            output.write_int(algorithm)
+            output.write_long(value)
+            output.write_long(window)
+            output.write_int(alignment)
+            output.write_long(burst)
+            output.write_int(shadow)
+        output.write_long(self.cost)
+        output.write_int_array(list(self.counted))
+
+    def read_data(self, inp: ObjectDataInput) -> None:
+        raise NotImplementedError("only ever sent to a member")
+
+    def get_factory_id(self) -> int:
+        return PROCESSOR_FACTORY_ID
+
+    def get_class_id(self) -> int:
+        return SHARD_REFUND_PROCESSOR_ID
 
 
 def shard_call_data(

@@ -48,6 +48,7 @@ __all__ = [
     "open_window",
     "opening_start",
     "peek",
+    "refund",
     "window_start",
 ]
 
@@ -222,3 +223,20 @@ def decide_batch(
         decisions.append(decision)
     assert state is not None
     return state, decisions
+
+
+def refund(state: WindowState | None, cost: int, limit: int, sent_ms: int) -> WindowState | None:
+    """Gives back a request of ``cost`` that this limit counted (see :mod:`limiter.refund`):
+    ``count - cost`` (floor 0) when the stored window started at or before ``sent_ms``,
+    otherwise ``state`` unchanged (None stays None).
+
+    Why the start decides: the admission counted in the window open when it was applied,
+    at or after ``sent_ms``, which started at or before then; a window that replaced it
+    opened after it ended, so it starts after the admission, hence after ``sent_ms``. So a
+    window that starts at or before ``sent_ms`` is the one that counted the request, and
+    its count still holds ``cost`` of it (counts only grow within a window, and each
+    refund takes back only its own request). A cost above the limit was never counted.
+    """
+    if state is None or cost < 1 or cost > limit or state.window_start_ms > sent_ms:
+        return state
+    return WindowState(state.window_start_ms, max(0, state.count - cost))

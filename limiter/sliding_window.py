@@ -52,7 +52,14 @@ from collections.abc import Sequence
 
 from limiter.rule import Decision, Reason, window_start
 
-__all__ = ["MAX_LIMIT_TIMES_WINDOW_MS", "SlidingWindowState", "decide", "decide_batch", "roll"]
+__all__ = [
+    "MAX_LIMIT_TIMES_WINDOW_MS",
+    "SlidingWindowState",
+    "decide",
+    "decide_batch",
+    "refund",
+    "roll",
+]
 
 #: The largest ``limit * window_ms``: every product and sum of the rule stays below 2**63.
 MAX_LIMIT_TIMES_WINDOW_MS = 2**61
@@ -182,3 +189,20 @@ def decide_batch(
         decisions.append(decision)
     assert state is not None
     return state, decisions
+
+
+def refund(
+    state: SlidingWindowState | None, cost: int, limit: int, sent_ms: int
+) -> SlidingWindowState | None:
+    """Gives back a request of ``cost`` that this limit counted (see :mod:`limiter.refund`):
+    the current count less ``cost`` (floor 0) when the current window started at or before
+    ``sent_ms``, otherwise ``state`` unchanged (None stays None).
+
+    Why: as for a fixed window (:func:`limiter.rule.refund`), a stored window that starts
+    at or before ``sent_ms`` is the one whose count took the request; once it has rolled
+    into the previous count, the stored start is later and nothing is given back (an
+    under-admission for at most one window, never an over-admission).
+    """
+    if state is None or cost < 1 or cost > limit or state.window_start_ms > sent_ms:
+        return state
+    return dataclasses.replace(state, count=max(0, state.count - cost))

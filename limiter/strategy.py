@@ -9,8 +9,10 @@ asked first, then the lanes (:mod:`limiter.lanes`), which queue, batch and time 
 requests and call the strategy's :meth:`Strategy._decide_lane` once per batch.
 
 A subclass implements :meth:`Strategy._decide_batch` (one quota's batch in one atomic
-step) and :meth:`Strategy.stored_states`; a layout that decides many quotas in one
-operation also overrides :meth:`Strategy._lane` and :meth:`Strategy._decide_lane`.
+step), :meth:`Strategy.stored_states` and :meth:`Strategy._refund` (giving back one
+admission in one atomic step, :meth:`Strategy.refund_policy`); a layout that decides many
+quotas in one operation also overrides :meth:`Strategy._lane` and
+:meth:`Strategy._decide_lane`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
 from limiter import policy_rule
 from limiter.contention import ContendedCause, contended_policy
 from limiter.deny_cache import DenyCache
-from limiter.errors import cluster_call
+from limiter.errors import BackendError, cluster_call
 from limiter.lanes import Batches, Lanes
 from limiter.liveness import Liveness
 from limiter.policy import Policy
@@ -34,7 +36,11 @@ from limiter.rule import Alignment, Decision
 from limiter.settings import LimiterSettings, StrategyConfig, StrategyName
 
 __all__ = [
+    "REFUND_APPLIED",
+    "REFUND_LOST",
+    "REFUND_OUTCOMES",
     "Clock",
+    "Elapsed",
     "NullObserver",
     "Observer",
     "Strategy",
@@ -45,6 +51,14 @@ __all__ = [
 
 #: Returns the current time in epoch milliseconds.
 Clock = Callable[[], int]
+#: Returns the milliseconds elapsed since the caller sent the decision a refund gives back,
+#: up to the instant it is called (so a refund that waited counts its wait too).
+Elapsed = Callable[[], int]
+
+#: The outcomes of a refund that :meth:`Observer.refunded` reports.
+REFUND_APPLIED = "applied"
+REFUND_LOST = "lost"
+REFUND_OUTCOMES = (REFUND_APPLIED, REFUND_LOST)
 
 
 def wall_clock_ms() -> int:
@@ -70,6 +84,10 @@ class Observer(Protocol):
 
     def contended(self, cause: ContendedCause) -> None: ...
 
+    def refunded(self, outcome: str) -> None:
+        """A refund ended: :data:`REFUND_APPLIED` (given back, or nothing to give back),
+        or :data:`REFUND_LOST` (not done in time: an under-admission)."""
+
 
 class NullObserver:
     def cas_attempts(self, attempts: int) -> None:
@@ -88,6 +106,9 @@ class NullObserver:
         pass
 
     def contended(self, cause: ContendedCause) -> None:
+        pass
+
+    def refunded(self, outcome: str) -> None:
         pass
 
 
@@ -130,6 +151,7 @@ class Strategy(abc.ABC):
             observer=self.observer,
             liveness=self.liveness,
         )
+        self._refunds: set[asyncio.Task[bool]] = set()
 
     @classmethod
     def from_settings(
@@ -213,6 +235,61 @@ class Strategy(abc.ABC):
             states, now = await self.stored_states(client_id, policy)
         return policy_rule.peek(states, now, policy)
 
+    async def refund_policy(
+        self,
+        client_id: str,
+        policy: Policy,
+        cost: int,
+        counted: Sequence[int],
+        *,
+        elapsed_ms: int,
+        deadline: float | None = None,
+    ) -> bool:
+        """Gives back a request of ``cost`` that ``policy``'s limits ``counted`` admitted
+        (:func:`limiter.refund.counted` of its answer), in one atomic step of its own:
+        :func:`limiter.refund.refund` on the clock decisions use, with ``sent_ms`` that
+        clock's now less ``elapsed_ms`` (the time since the caller sent the decision, on
+        its monotonic clock) and less the time this call waited before the step (on
+        :meth:`_local_ms`, so an injected clock measures it too).
+
+        Why: a request counted under several keys (one per descriptor) is given back by
+        the keys that admitted it when another denied it. True when it was applied (or the
+        rule had nothing to give back); False when it could not be done by ``deadline``
+        (the key busy, the cluster failing): the request then stays counted, an
+        under-admission, never an error raised to the caller. The step goes on after a
+        False answer (it is never cut half-way, and is safe whenever it lands). The deny
+        cache bypassed: it forgets the quota, since a refund can reopen a window.
+        """
+        if cost < 0 or elapsed_ms < 0:
+            raise ValueError("cost and elapsed_ms must not be negative")
+        indices = tuple(sorted(set(counted)))
+        if any(not 0 <= i < len(policy.limits) for i in indices):
+            raise ValueError(f"counted limits {indices} outside a policy of {len(policy)}")
+        if cost == 0 or not indices:
+            self.observer.refunded(REFUND_APPLIED)
+            return True
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + self.decision_timeout_seconds
+        called = self._local_ms()
+
+        def elapsed() -> int:
+            return elapsed_ms + max(0, self._local_ms() - called)
+
+        quota = Quota(client_id, policy)
+        step = loop.create_task(self._refund(quota, cost, indices, elapsed, deadline))
+        self._refunds.add(step)
+        step.add_done_callback(_settle_refund)
+        step.add_done_callback(self._refunds.discard)
+        try:
+            async with cluster_call(deadline):
+                applied = await asyncio.shield(step)
+        except BackendError:
+            applied = False
+        self.deny_cache.forget(quota)
+        self.observer.refunded(REFUND_APPLIED if applied else REFUND_LOST)
+        return applied
+
     async def decide(
         self,
         client_id: str,
@@ -293,9 +370,27 @@ class Strategy(abc.ABC):
         milliseconds its next decision would use: :meth:`now_ms` unless the strategy
         decides on another clock."""
 
+    async def _refund(
+        self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
+    ) -> bool:
+        """One atomic read-refund-write of the quota's states
+        (:func:`limiter.refund.refund` with ``sent_ms = now - elapsed()``, ``now`` read
+        in the step); False when the key stayed busy until ``deadline``. A strategy that
+        keeps states implements it."""
+        raise NotImplementedError(f"{self.name} cannot give back an admission")
+
     async def close(self) -> None:
         """Waits for the cluster operations still running (each is bounded)."""
         await self.lanes.close()
+        if self._refunds:
+            await asyncio.gather(*self._refunds, return_exceptions=True)
+
+
+def _settle_refund(step: asyncio.Task[bool]) -> None:
+    """Takes a refund step's error, so one that ended after its caller gave up (lost, and
+    counted so) is not reported as never retrieved."""
+    if not step.cancelled():
+        step.exception()
 
 
 def _single(answer: PolicyDecision) -> Decision:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from pathlib import Path
+
+from sanic.log import error_logger, logger
 
 from rls.config import Config, load_directory
 from rls.errors import ConfigError
@@ -40,8 +41,6 @@ EXAMPLE_DIR = Path(__file__).resolve().parent / "examples"
 
 #: What identifies one state of a directory's configuration files.
 Fingerprint = tuple[tuple[str, int, int], ...]
-
-log = logging.getLogger("ratelimit.rls")
 
 
 def fingerprint(directory: Path) -> Fingerprint:
@@ -92,12 +91,12 @@ class ConfigWatch:
             config = load_directory(self.directory)
         except ConfigError as error:
             kept = "the previous configuration stays in force" if self.config else "none"
-            log.error("rate limit configuration rejected: %s (%s)", error, kept)
+            error_logger.error("rate limit configuration rejected: %s (%s)", error, kept)
             self.on_load("rejected")
             return False
         self.config = config
         domains = ", ".join(sorted(config.domains)) or "none"
-        log.info("rate limit configuration loaded from %s: domains %s", self.directory, domains)
+        logger.info("rate limit configuration loaded from %s: domains %s", self.directory, domains)
         self.on_load("loaded")
         return True
 
@@ -114,7 +113,7 @@ class ConfigWatch:
             try:
                 self.load_now()
             except Exception:  # a bug here must not stop the polling
-                log.exception("rate limit configuration check failed")
+                error_logger.exception("rate limit configuration check failed")
 
     async def close(self) -> None:
         if self._task is not None:

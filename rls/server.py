@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
 import grpc
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sanic.log import logger
 
 from api.backend import Backend
 from api.settings import Settings
@@ -54,8 +54,6 @@ DEADLINE_MARGIN_SECONDS = 0.002
 #: How often the health status follows the worker's state.
 HEALTH_EVERY_SECONDS = 0.5
 
-log = logging.getLogger("ratelimit.rls")
-
 
 class _Servicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]  # generated, untyped
     def __init__(self, server: RlsServer) -> None:
@@ -65,6 +63,22 @@ class _Servicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]  #
         self, request: rls_pb2.RateLimitRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> rls_pb2.RateLimitResponse:
         return await self.server.should_rate_limit(request, context)
+
+
+class _Health(health.aio.HealthServicer):
+    """The standard health service, its status worked out afresh for every ``Check`` (a
+    replica that has just connected is SERVING at once); ``Watch`` streams follow the
+    status the server sets every :data:`HEALTH_EVERY_SECONDS`."""
+
+    def __init__(self, server: RlsServer) -> None:
+        super().__init__()
+        self.server = server
+
+    async def Check(  # the protocol's name
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthCheckResponse:
+        await self.server.set_health()
+        return await super().Check(request, context)
 
 
 class RlsServer:
@@ -77,7 +91,7 @@ class RlsServer:
         directory = settings.rls_config_dir or EXAMPLE_DIR
         self.watch = ConfigWatch(directory, settings.rls_reload_seconds, metrics.config_loaded)
         self.decider = Decider(settings.near_limit_share, settings.decision_timeout_seconds)
-        self.health = health.aio.HealthServicer()
+        self.health = _Health(self)
         self._server: grpc.aio.Server | None = None
         self._following: asyncio.Task[None] | None = None
         self.draining = False
@@ -96,17 +110,18 @@ class RlsServer:
             raise OSError(f"cannot listen for gRPC on {self.address}")
         await server.start()
         self._server = server
-        await self._set_health()
+        await self.set_health()
         self._following = asyncio.get_running_loop().create_task(
             self._follow_health(), name="ratelimit-rls-health"
         )
-        log.info("rate limit service (gRPC) on %s", self.address)
+        logger.info("rate limit service (gRPC) on %s", self.address)
 
     @property
     def serving(self) -> bool:
         return self.backend.ready and not self.draining and self.watch.config is not None
 
-    async def _set_health(self) -> None:
+    async def set_health(self) -> None:
+        """Publishes :attr:`serving` as the health of the server and of the service."""
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if self.serving
@@ -117,7 +132,7 @@ class RlsServer:
 
     async def _follow_health(self) -> None:
         while True:
-            await self._set_health()
+            await self.set_health()
             await asyncio.sleep(HEALTH_EVERY_SECONDS)
 
     async def should_rate_limit(
@@ -150,7 +165,7 @@ class RlsServer:
     async def drain(self) -> None:
         """Reports NOT_SERVING, so health checks move new calls elsewhere; answers on."""
         self.draining = True
-        await self._set_health()
+        await self.set_health()
 
     async def stop(self, grace_seconds: float = 1.0) -> None:
         if self._following is not None:

@@ -34,16 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from collections.abc import Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
+from sanic.log import error_logger
 
 from api.headers import policy_field, rate_limit_item, retry_after_seconds
 from limiter import Policy, PolicyDecision, Reason, Strategy
+from limiter.refund import counted
 from rls import metrics
 from rls.config import Config, Rule
 from rls.errors import RequestError
@@ -57,13 +58,16 @@ MAX_DESCRIPTORS = 64
 #: Hits above every limit are denied whatever their number; they are capped here so that
 #: a cost always fits the 64-bit numbers the cluster stores.
 MAX_HITS = 2**53
+#: Added to the time since a decision was sent when giving it back: the refund then
+#: touches only a window that began at least this long before the decision, which covers
+#: a refund that travels slower than its decision did and clocks of replicas a little
+#: apart (a window that began in between keeps the hits: an under-admission).
+REFUND_MARGIN_MS = 50
 Response = rls_pb2.RateLimitResponse
 OK = Response.OK
 OVER_LIMIT = Response.OVER_LIMIT
 #: Envoy's unit names, by this service's unit names.
 _UNIT_CODES = {name.lower(): code for name, code in Response.RateLimit.Unit.items()}
-
-log = logging.getLogger("ratelimit.rls")
 
 
 @dataclasses.dataclass(slots=True)
@@ -216,18 +220,17 @@ class Decider:
     async def _refund(self, verdict: Verdict, strategy: Strategy, sent: float) -> None:
         assert verdict.match is not None and verdict.policy is not None
         assert verdict.decision is not None
-        counted = [i for i, d in enumerate(verdict.decision.decisions) if d.allowed]
-        elapsed_ms = int((time.monotonic() - sent) * 1000) + 1
+        elapsed_ms = int((time.monotonic() - sent) * 1000) + REFUND_MARGIN_MS
         try:
-            await strategy.refund_policy(  # type: ignore[attr-defined]  # lands with refunds
+            await strategy.refund_policy(
                 verdict.match.counter_key,
                 verdict.policy,
                 verdict.hits,
-                counted,
+                counted(verdict.decision),
                 elapsed_ms=elapsed_ms,
             )
         except Exception:  # a lost refund is an under-admission, never an error
-            log.exception("refund of %s failed", verdict.match.counter_key)
+            error_logger.exception("refund of %s failed", verdict.match.counter_key)
 
     def _count(self, outcome: Outcome) -> None:
         """Each descriptor's hits in the upstream-named metrics."""

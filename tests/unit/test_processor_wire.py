@@ -13,7 +13,12 @@ import pytest
 from limiter import processor_wire
 from limiter.gcra import GcraState
 from limiter.policy import Algorithm, Limit, Policy
-from limiter.processor_wire import ShardProcessor, ShardWindowReader, parse_states_read
+from limiter.processor_wire import (
+    ShardProcessor,
+    ShardRefundProcessor,
+    ShardWindowReader,
+    parse_states_read,
+)
 from limiter.quota import Quota
 from limiter.rule import Alignment, Reason, WindowState
 from limiter.sliding_window import SlidingWindowState
@@ -29,6 +34,7 @@ PYTHON_SIDE = {
     "factory_id": processor_wire.PROCESSOR_FACTORY_ID,
     "shard_processor": processor_wire.SHARD_PROCESSOR_ID,
     "shard_window_reader": processor_wire.SHARD_WINDOW_READER_ID,
+    "shard_refund_processor": processor_wire.SHARD_REFUND_PROCESSOR_ID,
     "member_clock": processor_wire.MEMBER_CLOCK,
     "result_stride_per_limit": processor_wire.RESULT_STRIDE_PER_LIMIT,
     "no_retry": processor_wire.NO_RETRY,
@@ -43,7 +49,13 @@ PYTHON_SIDE = {
 }
 
 #: The class ids in use, on either side.
-CLASS_IDS = ("shard_processor", "shard_backup_processor", "window_shard", "shard_window_reader")
+CLASS_IDS = (
+    "shard_processor",
+    "shard_backup_processor",
+    "window_shard",
+    "shard_window_reader",
+    "shard_refund_processor",
+)
 
 
 def test_every_shared_number_has_its_python_constant() -> None:
@@ -63,9 +75,12 @@ def test_the_serialisables_carry_the_contracts_ids() -> None:
     wire = load_wire()
     shard_call = ShardProcessor(0, 0, [(Quota.single("c", 1, 60), [1])])
     reader = ShardWindowReader("c:60")
+    refund = ShardRefundProcessor(0, 0, "c:p", Policy.single(1, 60), 1, [0])
     assert shard_call.get_factory_id() == reader.get_factory_id() == wire["factory_id"].value
+    assert refund.get_factory_id() == wire["factory_id"].value
     assert shard_call.get_class_id() == wire["shard_processor"].value
     assert reader.get_class_id() == wire["shard_window_reader"].value
+    assert refund.get_class_id() == wire["shard_refund_processor"].value
 
 
 def test_ids_are_distinct_and_retired_ones_unused() -> None:
@@ -83,9 +98,11 @@ def test_ids_are_distinct_and_retired_ones_unused() -> None:
     )
     retired = {number.value for number in wire.values() if number.sides == "retired"}
     assert retired
-    assert {processor_wire.SHARD_PROCESSOR_ID, processor_wire.SHARD_WINDOW_READER_ID}.isdisjoint(
-        retired
-    )
+    assert {
+        processor_wire.SHARD_PROCESSOR_ID,
+        processor_wire.SHARD_WINDOW_READER_ID,
+        processor_wire.SHARD_REFUND_PROCESSOR_ID,
+    }.isdisjoint(retired)
 
 
 def test_hazelcast_xml_registers_the_factory_under_the_contracts_id() -> None:

@@ -56,7 +56,7 @@ def test_an_invalid_file_is_rejected_and_the_previous_configuration_stays(
     watch = ConfigWatch(tmp_path, 1.0, outcomes.append)
     watch.load_now()
     write(tmp_path / "shop.yaml", (GOOD % 10).replace("second", "fortnight"), 1)
-    with caplog.at_level(logging.ERROR, logger="ratelimit.rls"):
+    with caplog.at_level(logging.ERROR, logger="sanic.error"):
         assert not watch.load_now()
     assert limit(watch) == 10
     assert 'shop.yaml: descriptors[0].rate_limit.unit: unknown unit "fortnight"' in caplog.text

@@ -1,5 +1,6 @@
 """Reads the combined rule's shared vectors (also read by PolicyRuleTest.java):
-``policy.csv`` (one request each) and ``policy_batch.csv`` (several at one instant).
+``policy.csv`` (one request each) and ``policy_batch.csv`` (several at one instant),
+and the refund rule's ``refund.csv`` (one admission given back, :func:`load_refund`).
 
 A row holds a whole policy and one state per limit, so three columns pack lists:
 
@@ -155,6 +156,39 @@ def load_policy_batch() -> list[PolicyBatchVector]:
                 numbers(row["costs"]),
                 parse_states(policy, row["new_states"]),
                 expected,
+            )
+        )
+    return vectors
+
+
+class RefundVector(NamedTuple):
+    name: str
+    policy: Policy
+    states: tuple[LimitState | None, ...]
+    now_ms: int
+    cost: int
+    counted: tuple[int, ...]
+    sent_ms: int
+    expected_states: tuple[LimitState | None, ...]
+
+
+def load_refund() -> list[RefundVector]:
+    """``refund.csv``: one admission given back. Columns as in ``policy.csv``, plus
+    ``counted`` (the limits that counted the admission: indices separated by spaces, ``-``
+    for none) and ``sent_ms`` (no later than when the admission was applied)."""
+    vectors = []
+    for row in vector_rows("refund.csv"):
+        policy = parse_policy(row["limits"])
+        vectors.append(
+            RefundVector(
+                row["name"],
+                policy,
+                parse_states(policy, row["states"]),
+                int(row["now_ms"]),
+                int(row["cost"]),
+                () if row["counted"] == "-" else tuple(numbers(row["counted"])),
+                int(row["sent_ms"]),
+                parse_states(policy, row["new_states"]),
             )
         )
     return vectors

@@ -155,4 +155,18 @@ public final class FixedWindowRule {
         return new BatchOutcome(
                 last.windowStartMs(), last.count(), limit, last.resetAfterMs(), allowed, remaining, reasons);
     }
+
+    /**
+     * Gives back a request of {@code cost} that this limit counted, as {@code refund} in
+     * {@code limiter/rule.py}: the count less {@code cost} (floor 0) when the stored window
+     * started at or before {@code sentMs} (the window that counted it), else unchanged.
+     *
+     * @return the new count, or {@code stateCount} when nothing is given back
+     */
+    public static long refund(long stateWindowStartMs, long stateCount, long cost, long limit, long sentMs) {
+        if (cost < 1 || cost > limit || stateWindowStartMs > sentMs) {
+            return stateCount;
+        }
+        return Math.max(0L, stateCount - cost);
+    }
 }

@@ -116,4 +116,41 @@ public final class GcraRule {
         }
         return new BatchOutcome(state, outcomes);
     }
+
+    /**
+     * Gives back a request of {@code cost} admitted at or after {@code sentMs}, as {@code refund}
+     * in {@code limiter/gcra.py}, whose docstring proves it safe: the TAT moves back by
+     * {@code cost * T} less the time elapsed since {@code sentMs} (never below {@code nowMs},
+     * which is a full bucket); a TAT at or before {@code nowMs} and {@code null} are kept.
+     */
+    public static State refund(State state, long nowMs, long cost, long limit, long windowSeconds, long burst,
+            long sentMs) {
+        long depth = depth(cost, limit, windowSeconds, burst);
+        if (state == null || cost > burst + 1) {
+            return state;
+        }
+        long fraction = Math.min(state.tatFraction(), limit - 1);
+        if (state.tatMs() < nowMs || (state.tatMs() == nowMs && fraction <= 0)) {
+            return state;
+        }
+        long give = cost * (depth / (burst + 1)); // cost * windowMs, in 1/limit ms: at most depth
+        long elapsedMs = Math.max(0L, nowMs - sentMs);
+        if (elapsedMs > give / limit) {
+            return state;
+        }
+        give -= elapsedMs * limit;
+        if (give == 0L) {
+            return state;
+        }
+        long tatMs = state.tatMs() - give / limit;
+        long tatFraction = fraction - give % limit;
+        if (tatFraction < 0L) {
+            tatMs -= 1L;
+            tatFraction += limit;
+        }
+        if (tatMs < nowMs || (tatMs == nowMs && tatFraction <= 0L)) {
+            return new State(nowMs, 0L);
+        }
+        return new State(tatMs, tatFraction);
+    }
 }

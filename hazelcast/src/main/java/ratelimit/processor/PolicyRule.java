@@ -260,4 +260,68 @@ public final class PolicyRule {
         }
         return new BatchOutcome(current, outcomes);
     }
+
+    /**
+     * The states once a request of {@code cost}, admitted at or after {@code sentMs} and counted
+     * by the limits {@code counted}, is given back: {@code refund} of {@code limiter/refund.py},
+     * whose docstring defines it. Each counted limit is given back by its own rule; every other
+     * limit, and a state of {@code null}, is returned as given. A cost of 0 counted nothing.
+     * Both implementations run {@code tests/vectors/refund.csv}.
+     */
+    public static Object[] refund(Limit[] policy, Object[] states, long nowMs, long cost, int[] counted,
+            long sentMs) {
+        check(policy, states, cost);
+        Object[] result = states.clone();
+        if (counted == null) {
+            throw new IllegalArgumentException("no counted limits");
+        }
+        for (int index : counted) {
+            if (index < 0 || index >= policy.length) {
+                throw new IllegalArgumentException("no limit " + index + " in a policy of " + policy.length);
+            }
+        }
+        if (cost == 0) {
+            return result;
+        }
+        boolean[] done = new boolean[policy.length];
+        for (int i : counted) {
+            if (done[i]) {
+                continue;
+            }
+            done[i] = true;
+            result[i] = refundOne(policy[i], states[i], nowMs, cost, sentMs);
+        }
+        return result;
+    }
+
+    /** {@code limit}'s own refund rule; a state of another algorithm is a caller error. */
+    private static Object refundOne(Limit limit, Object state, long nowMs, long cost, long sentMs) {
+        switch (limit.algorithm()) {
+            case FIXED_WINDOW -> {
+                if (state != null && !(state instanceof FixedState)) {
+                    throw new IllegalArgumentException(limit.name() + ": a fixed window's state is a FixedState");
+                }
+                FixedState s = (FixedState) state;
+                if (s == null) {
+                    return null;
+                }
+                return new FixedState(s.windowStartMs(),
+                        FixedWindowRule.refund(s.windowStartMs(), s.count(), cost, limit.limit(), sentMs));
+            }
+            case SLIDING_WINDOW -> {
+                if (state != null && !(state instanceof SlidingWindowRule.State)) {
+                    throw new IllegalArgumentException(limit.name() + ": a sliding window's state is a State");
+                }
+                return SlidingWindowRule.refund((SlidingWindowRule.State) state, cost, limit.limit(), sentMs);
+            }
+            case GCRA -> {
+                if (state != null && !(state instanceof GcraRule.State)) {
+                    throw new IllegalArgumentException(limit.name() + ": a gcra limit's state is a GcraRule.State");
+                }
+                return GcraRule.refund((GcraRule.State) state, nowMs, cost, limit.limit(), limit.windowSeconds(),
+                        limit.burst(), sentMs);
+            }
+            default -> throw new IllegalArgumentException(limit.name() + ": unknown algorithm " + limit.algorithm());
+        }
+    }
 }

@@ -19,6 +19,7 @@ public class ProcessorFactory implements DataSerializableFactory {
     public static final int SHARD_BACKUP_PROCESSOR = 8;
     public static final int WINDOW_SHARD = 9;
     public static final int SHARD_WINDOW_READER = 10;
+    public static final int SHARD_REFUND_PROCESSOR = 11;
 
     @Override
     public IdentifiedDataSerializable create(int typeId) {
@@ -27,6 +28,7 @@ public class ProcessorFactory implements DataSerializableFactory {
             case SHARD_BACKUP_PROCESSOR -> new ShardBackupProcessor();
             case WINDOW_SHARD -> new WindowShard();
             case SHARD_WINDOW_READER -> new ShardWindowReader();
+            case SHARD_REFUND_PROCESSOR -> new ShardRefundProcessor();
             default -> null;
         };
     }

@@ -222,7 +222,7 @@ public class ShardProcessor
         }
     }
 
-    private static void checkLimit(WireLimit limit, String where) {
+    static void checkLimit(WireLimit limit, String where) {
         if (limit == null) {
             throw new IllegalArgumentException(where + " is missing");
         }

@@ -154,4 +154,17 @@ public final class SlidingWindowRule {
         }
         return new BatchOutcome(state, outcomes);
     }
+
+    /**
+     * Gives back a request of {@code cost} that this limit counted, as {@code refund} in
+     * {@code limiter/sliding_window.py}: the current count less {@code cost} (floor 0) when
+     * the current window started at or before {@code sentMs}, else {@code state} unchanged
+     * ({@code null} stays {@code null}).
+     */
+    public static State refund(State state, long cost, long limit, long sentMs) {
+        if (state == null || cost < 1 || cost > limit || state.windowStartMs() > sentMs) {
+            return state;
+        }
+        return new State(state.windowStartMs(), Math.max(0L, state.count() - cost), state.previousCount());
+    }
 }

@@ -8,6 +8,7 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.SortedMap;
 import java.util.TreeMap;
 
@@ -139,6 +140,49 @@ public final class WindowShard implements IdentifiedDataSerializable {
             at += STRIDE;
         }
         return stored;
+    }
+
+    /**
+     * {@code stored} with the numbers of each limit whose state differs between {@code before}
+     * and {@code after} (both as {@link #statesOf} reads them) written at its slot, in a copy;
+     * the expiry and every other number are kept. {@code stored} itself when nothing differs.
+     * A limit's state only ever changes where it was stored (a refund never creates one).
+     */
+    static long[] withStates(ShardProcessor.WireLimit[] limits, long[] stored, Object[] before, Object[] after) {
+        long[] updated = stored;
+        for (int j = 0; j < limits.length; j++) {
+            if (Objects.equals(before[j], after[j]) || after[j] == null) {
+                continue;
+            }
+            for (int at = 1; at + STRIDE <= stored.length; at += STRIDE) {
+                if (stored[at] != limits[j].slot()) {
+                    continue;
+                }
+                if (updated == stored) {
+                    updated = stored.clone();
+                }
+                long[] numbers = numbersOf(after[j]);
+                updated[at + 1] = numbers[0];
+                updated[at + 2] = numbers[1];
+                updated[at + 3] = numbers[2];
+                break;
+            }
+        }
+        return updated;
+    }
+
+    /** A rule's state as the three numbers stored for it. */
+    private static long[] numbersOf(Object state) {
+        if (state instanceof PolicyRule.FixedState s) {
+            return new long[] {s.windowStartMs(), s.count(), 0L};
+        }
+        if (state instanceof SlidingWindowRule.State s) {
+            return new long[] {s.windowStartMs(), s.count(), s.previousCount()};
+        }
+        if (state instanceof GcraRule.State s) {
+            return new long[] {s.tatMs(), s.tatFraction(), 0L};
+        }
+        throw new IllegalArgumentException("unknown state " + state);
     }
 
     /** When the last of its keys expires: the end of the shard entry's TTL. */

@@ -98,6 +98,28 @@ class PolicyRuleTest {
         }));
     }
 
+    /** The Java refund rule gives each shared refund vector's states (tests/vectors/refund.csv). */
+    @TestFactory
+    Stream<DynamicTest> sharedRefundVectorsMatch() throws IOException {
+        List<VectorFile.Row> rows = VectorFile.read("refund.csv");
+        assertTrue(rows.size() >= 30, "refund vectors read");
+        return rows.stream().map(r -> DynamicTest.dynamicTest(r.name(), () -> {
+            PolicyRule.Limit[] policy = policy(r.text("limits"));
+            Object[] given = PolicyRule.refund(policy, states(policy, r.text("states")), r.number("now_ms"),
+                    r.number("cost"), indices(r.text("counted")), r.number("sent_ms"));
+            assertArrayEquals(states(policy, r.text("new_states")), given, "new states");
+        }));
+    }
+
+    /** A refund of a limit outside the policy, or with a negative cost, is a caller error. */
+    @Test
+    void refundCallerErrorsAreRefused() {
+        PolicyRule.Limit[] policy = policy("a;fixed_window;3;1;clock;0;0");
+        Object[] states = new Object[1];
+        assertThrows(IllegalArgumentException.class, () -> PolicyRule.refund(policy, states, 0L, 1L, new int[] {1}, 0L));
+        assertThrows(IllegalArgumentException.class, () -> PolicyRule.refund(policy, states, 0L, -1L, new int[] {0}, 0L));
+    }
+
     /** The Java batch rule gives each shared batch vector's final states and answers. */
     @TestFactory
     Stream<DynamicTest> sharedBatchVectorsMatch() throws IOException {

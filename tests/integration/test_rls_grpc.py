@@ -1,0 +1,205 @@
+"""Envoy's gRPC rate limit service, called directly on a real replica of each strategy:
+exact under concurrency, a request denied by one descriptor counted by none of the others
+(the refund path, not only the deny cache's), health, and configuration reloads that keep
+the counts of unchanged rules and reject invalid files."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from limiter import STRATEGY_NAMES
+from stack import LOOPBACK, Stack, port_is_free
+from tests.cluster import DEFAULT_STRATEGY
+from tests.integration.conftest import RUN_ID, Replica, Replicas
+
+Response = rls_pb2.RateLimitResponse
+#: Test replicas' gRPC ports start this far above the stack's replicas.
+GRPC_PORT_OFFSET = 1100
+GRPC_PORT_SPAN = 200
+CONFIG = """
+domain: grpc
+descriptors:
+  - key: ip
+    rate_limit: {name: per_ip, unit: minute, requests_per_unit: 10}
+  - key: slow
+    rate_limit: {name: slow, unit: minute, requests_per_unit: 1, x_algorithm: gcra}
+  - key: user
+    rate_limit: {name: per_user, unit: minute, requests_per_unit: 2}
+"""
+
+
+class GrpcReplica:
+    """A replica serving the rate limit service on ``port``, its configuration in
+    ``config_dir`` (a test may rewrite it)."""
+
+    def key(self, name: str) -> str:
+        """A descriptor value no other test, strategy or run uses (the strategies share
+        the session's counters map)."""
+        return f"{name}-{self.strategy}-{RUN_ID}"
+
+    def __init__(self, replica: Replica, port: int, config_dir: Path, strategy: str) -> None:
+        self.replica = replica
+        self.strategy = strategy
+        self.port = port
+        self.config_dir = config_dir
+
+    def call(self, *requests: rls_pb2.RateLimitRequest) -> list[rls_pb2.RateLimitResponse]:
+        """Every request at once on one channel, answers in order."""
+
+        async def run() -> list[rls_pb2.RateLimitResponse]:
+            async with grpc.aio.insecure_channel(f"{LOOPBACK}:{self.port}") as channel:
+                stub = rls_pb2_grpc.RateLimitServiceStub(channel)
+                calls = [stub.ShouldRateLimit(r, timeout=30) for r in requests]
+                return list(await asyncio.gather(*calls))
+
+        return asyncio.run(run())
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a counter's samples matching ``labels`` on the replica's /metrics."""
+        text = self.replica.get("/metrics").text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    total += sample.value
+        return total
+
+
+def free_grpc_port(stack: Stack) -> int:
+    start = stack.layout.api_port + GRPC_PORT_OFFSET
+    for port in range(start, start + GRPC_PORT_SPAN):
+        if port_is_free(port):
+            return port
+    raise RuntimeError(f"no free loopback port in {start}..{start + GRPC_PORT_SPAN - 1}")
+
+
+@pytest.fixture(scope="module", params=STRATEGY_NAMES)
+def grpc_api(
+    request: pytest.FixtureRequest, replicas: Replicas, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GrpcReplica]:
+    """One replica per strategy with the rate limit service on, reloading every 0.2 s."""
+    strategy = str(request.param)
+    config_dir = tmp_path_factory.mktemp(f"rls-{strategy}")
+    (config_dir / "grpc.yaml").write_text(textwrap.dedent(CONFIG))
+    port = free_grpc_port(replicas.stack)
+    replica = replicas.start(
+        f"rls-{strategy}",
+        strategy=strategy,
+        grpc_port=port,
+        rls_config_dir=str(config_dir),
+        rls_reload_seconds=0.2,
+    )
+    yield GrpcReplica(replica, port, config_dir, strategy)
+    replicas.stack.stop([replica.part_name])
+    shutil.rmtree(config_dir, ignore_errors=True)
+
+
+def ask(*descriptors: tuple[tuple[str, str], ...], hits: int = 0) -> rls_pb2.RateLimitRequest:
+    return rls_pb2.RateLimitRequest(
+        domain="grpc",
+        hits_addend=hits,
+        descriptors=[
+            ratelimit_pb2.RateLimitDescriptor(
+                entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key=k, value=v) for k, v in d]
+            )
+            for d in descriptors
+        ],
+    )
+
+
+def test_a_flood_on_one_key_admits_exactly_its_limit(grpc_api: GrpcReplica) -> None:
+    """60 concurrent calls on a key limited to 10 per minute: exactly 10 OK."""
+    ip = grpc_api.key("flood")
+    answers = grpc_api.call(*(ask((("ip", ip),)) for _ in range(60)))
+    codes = [a.overall_code for a in answers]
+    assert codes.count(Response.OK) == 10
+    assert codes.count(Response.OVER_LIMIT) == 50
+
+
+def test_a_request_denied_by_one_descriptor_is_counted_by_none(grpc_api: GrpcReplica) -> None:
+    """A GCRA key (never in the deny cache) denies at decision time, three times: the IP
+    descriptor decided beside it is given back each time, so afterwards it has counted
+    only the one admitted request."""
+    ip, slow = grpc_api.key("refund-ip"), grpc_api.key("refund-slow")
+    first = grpc_api.call(ask((("ip", ip),), (("slow", slow),)))[0]
+    assert first.overall_code == Response.OK
+    before = grpc_api.metric("ratelimit_refunds_total", outcome="applied")
+    for _ in range(3):
+        answer = grpc_api.call(ask((("ip", ip),), (("slow", slow),)))[0]
+        assert answer.overall_code == Response.OVER_LIMIT
+        assert [s.code for s in answer.statuses] == [Response.OK, Response.OVER_LIMIT]
+    grpc_api.replica.wait_for(
+        lambda: grpc_api.metric("ratelimit_refunds_total", outcome="applied") >= before + 3,
+        10,
+        "three refunds applied",
+    )
+    alone = grpc_api.call(ask((("ip", ip),)))[0]
+    assert alone.statuses[0].limit_remaining == 10 - 2
+
+
+def test_hits_addend_counts_that_many(grpc_api: GrpcReplica) -> None:
+    """hits_addend 4 on a limit of 10 leaves 6; 7 more hits are over the limit."""
+    ip = grpc_api.key("hits")
+    assert grpc_api.call(ask((("ip", ip),), hits=4))[0].statuses[0].limit_remaining == 6
+    assert grpc_api.call(ask((("ip", ip),), hits=7))[0].overall_code == Response.OVER_LIMIT
+
+
+@pytest.mark.parametrize("grpc_api", [DEFAULT_STRATEGY], indirect=True)
+def test_health_is_serving(grpc_api: GrpcReplica) -> None:
+    """A connected replica with a configuration reports SERVING for the service and
+    for the server as a whole."""
+
+    async def check(service: str) -> Any:
+        async with grpc.aio.insecure_channel(f"{LOOPBACK}:{grpc_api.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service=service)
+            return (await stub.Check(request, timeout=10)).status
+
+    for service in ("", "envoy.service.ratelimit.v3.RateLimitService"):
+        assert asyncio.run(check(service)) == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("grpc_api", [DEFAULT_STRATEGY], indirect=True)
+def test_a_reload_keeps_the_counts_of_a_changed_limit_and_rejects_invalid_files(
+    grpc_api: GrpcReplica,
+) -> None:
+    """per_user's limit raised from 2 to 4 (same name, algorithm, window): the two hits
+    already counted stay counted, so two more pass and the fifth is denied. Then an
+    invalid file is rejected and counted, and the limit of 4 stays in force."""
+    user = grpc_api.key("reload")
+    path = grpc_api.config_dir / "grpc.yaml"
+    codes = [a.overall_code for a in grpc_api.call(*(ask((("user", user),)) for _ in range(3)))]
+    assert sorted(codes) == [Response.OK, Response.OK, Response.OVER_LIMIT]
+
+    loaded = grpc_api.metric("ratelimit_rls_config_loads_total", outcome="loaded")
+    path.write_text(textwrap.dedent(CONFIG).replace("requests_per_unit: 2", "requests_per_unit: 4"))
+    grpc_api.replica.wait_for(
+        lambda: grpc_api.metric("ratelimit_rls_config_loads_total", outcome="loaded") > loaded,
+        10,
+        "the changed configuration loaded",
+    )
+    after = [grpc_api.call(ask((("user", user),)))[0] for _ in range(3)]
+    assert [a.overall_code for a in after] == [Response.OK, Response.OK, Response.OVER_LIMIT]
+    assert after[0].statuses[0].current_limit.requests_per_unit == 4
+
+    rejected = grpc_api.metric("ratelimit_rls_config_loads_total", outcome="rejected")
+    path.write_text(textwrap.dedent(CONFIG).replace("unit: minute", "unit: fortnight"))
+    grpc_api.replica.wait_for(
+        lambda: grpc_api.metric("ratelimit_rls_config_loads_total", outcome="rejected") > rejected,
+        10,
+        "the invalid file rejected",
+    )
+    still = grpc_api.call(ask((("user", grpc_api.key("reload-2")),)))[0]
+    assert still.statuses[0].current_limit.requests_per_unit == 4
