@@ -20,14 +20,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from limiter import STRATEGY_NAMES
-from stack import LOOPBACK, Stack, port_is_free
+from stack import LOOPBACK
 from tests.cluster import DEFAULT_STRATEGY
 from tests.integration.conftest import RUN_ID, Replica, Replicas
 
 Response = rls_pb2.RateLimitResponse
-#: Test replicas' gRPC ports start this far above the stack's replicas.
-GRPC_PORT_OFFSET = 1100
-GRPC_PORT_SPAN = 200
 CONFIG = """
 domain: grpc
 descriptors:
@@ -77,14 +74,6 @@ class GrpcReplica:
         return total
 
 
-def free_grpc_port(stack: Stack) -> int:
-    start = stack.layout.api_port + GRPC_PORT_OFFSET
-    for port in range(start, start + GRPC_PORT_SPAN):
-        if port_is_free(port):
-            return port
-    raise RuntimeError(f"no free loopback port in {start}..{start + GRPC_PORT_SPAN - 1}")
-
-
 @pytest.fixture(scope="module", params=STRATEGY_NAMES)
 def grpc_api(
     request: pytest.FixtureRequest, replicas: Replicas, tmp_path_factory: pytest.TempPathFactory
@@ -93,7 +82,7 @@ def grpc_api(
     strategy = str(request.param)
     config_dir = tmp_path_factory.mktemp(f"rls-{strategy}")
     (config_dir / "grpc.yaml").write_text(textwrap.dedent(CONFIG))
-    port = free_grpc_port(replicas.stack)
+    port = replicas.reserve_port()
     replica = replicas.start(
         f"rls-{strategy}",
         strategy=strategy,
