@@ -13,6 +13,7 @@ COPY limiter ./limiter
 COPY registry ./registry
 COPY api ./api
 COPY stack ./stack
+COPY rls ./rls
 RUN pip install --disable-pip-version-check . \
     && useradd --system --no-create-home ratelimit
 USER ratelimit

@@ -20,6 +20,9 @@ Routes (every error body is ``{"error": "..."}``):
 - ``GET /docs/openapi.json``: the OpenAPI document of all of the above, itself included
 
 Any other path is 404, any other method on a known path 405.
+
+With ``RATELIMIT_GRPC_PORT`` set (not 0), each worker also serves Envoy's gRPC rate limit
+service on that port (:mod:`rls.server`), on the same connection and strategy.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from api.errors import render_error
 from api.metrics import HTTP_REQUESTS, TALLY, labelled, method_label, preset
 from api.settings import Settings
 from compat import name_openapi_operation
+from rls.server import RlsServer
 
 __all__ = ["API_VERSION", "App", "create_app"]
 
@@ -57,6 +61,7 @@ def create_app(settings: Settings | None = None, *, name: str = "ratelimit") -> 
     app.config.ACCESS_LOG = False
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.backend = Backend(settings)
+    app.ctx.rls = RlsServer(settings, app.ctx.backend) if settings.grpc_port else None
     _extend(app)
 
     app.add_route(guard.example, "/example", methods=["GET"], name="example")
@@ -128,15 +133,22 @@ async def _count_response(request: Request, response: BaseHTTPResponse) -> HTTPR
 async def _start_backend(app: App) -> None:
     preset(app.ctx.backend.settings.strategy)
     app.ctx.backend.start()
+    if app.ctx.rls is not None:
+        await app.ctx.rls.start()
 
 
 async def _drain(app: App) -> None:
-    """Keeps serving, with /ready at 503, so the balancer stops sending first."""
+    """Keeps serving, with /ready at 503 (and gRPC health NOT_SERVING), so the balancers
+    stop sending first."""
     backend: Backend = app.ctx.backend
     backend.draining = True
+    if app.ctx.rls is not None:
+        await app.ctx.rls.drain()
     await asyncio.sleep(backend.settings.drain_seconds)
 
 
 async def _stop_backend(app: App) -> None:
+    if app.ctx.rls is not None:
+        await app.ctx.rls.stop()
     await app.ctx.backend.close()
     TALLY.flush()

@@ -57,7 +57,10 @@ __all__ = [
     "POLICY_NAME",
     "SHADOW_DENIED",
     "decision_headers",
+    "policy_field",
     "policy_headers",
+    "rate_limit_item",
+    "retry_after_seconds",
 ]
 
 #: The name of a single-form client's one limit (:data:`limiter.policy.DEFAULT_NAME`).
@@ -74,7 +77,7 @@ def _policy_item(limit: Limit) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _policy_field(policy: Policy) -> str:
+def policy_field(policy: Policy) -> str:
     """``RateLimit-Policy`` of a policy: the same on every answer to its client, so built
     once (a policy's hash is worked out when it is made)."""
     return ", ".join(_policy_item(limit) for limit in policy.limits if limit.enforced)
@@ -89,9 +92,32 @@ def policy_headers(policy: Policy) -> dict[str, str]:
     """What is known without a decision: the client's policy (and, for the legacy field,
     its first enforced limit)."""
     return {
-        "RateLimit-Policy": _policy_field(policy),
+        "RateLimit-Policy": policy_field(policy),
         "X-RateLimit-Limit": str(_first_enforced(policy).limit),
     }
+
+
+def rate_limit_item(policy: Policy, decision: PolicyDecision) -> str:
+    """The ``RateLimit`` item of a decision: its closest limit, what is left and for how
+    many seconds."""
+    closest = decision.decisions[decision.closest]
+    name = policy.limits[decision.closest].name
+    return f'"{name}";r={closest.remaining};t={closest.reset_after_seconds}'
+
+
+def retry_after_seconds(decision: PolicyDecision) -> int | None:
+    """``Retry-After`` of a denial: 1 s for a busy key, when every enforced limit admits
+    again otherwise; ``None`` for an admission and for a cost above a limit (waiting never
+    helps)."""
+    if decision.allowed or decision.reason == Reason.COST_OVER_LIMIT:
+        return None
+    # Contention on a key passes in a moment; a full limit does not.
+    if decision.reason == Reason.CONTENDED:
+        return 1
+    wait = decision.retry_after_ms
+    if wait is None:
+        return decision.decisions[decision.closest].reset_after_seconds
+    return -(-wait // 1000)
 
 
 def decision_headers(policy: Policy, decision: PolicyDecision) -> dict[str, str]:
@@ -99,21 +125,16 @@ def decision_headers(policy: Policy, decision: PolicyDecision) -> dict[str, str]
     :data:`SHADOW_DENIED` when a shadow limit would have denied)."""
     closest = decision.decisions[decision.closest]
     reset = closest.reset_after_seconds
-    name = policy.limits[decision.closest].name
     headers = {
-        "RateLimit-Policy": _policy_field(policy),
+        "RateLimit-Policy": policy_field(policy),
         "X-RateLimit-Limit": str(closest.limit),
-        "RateLimit": f'"{name}";r={closest.remaining};t={reset}',
+        "RateLimit": rate_limit_item(policy, decision),
         "X-RateLimit-Remaining": str(closest.remaining),
         "X-RateLimit-Reset": str(reset),
     }
-    if not decision.allowed and decision.reason != Reason.COST_OVER_LIMIT:
-        # Contention on a key passes in a moment; a full limit does not.
-        if decision.reason == Reason.CONTENDED:
-            headers["Retry-After"] = "1"
-        else:
-            wait = decision.retry_after_ms
-            headers["Retry-After"] = str(reset if wait is None else -(-wait // 1000))
+    retry = retry_after_seconds(decision)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
     if decision.shadow_denied and decision.reason != Reason.CONTENDED:
         headers[SHADOW_DENIED] = ", ".join(
             f'"{policy.limits[i].name}"' for i in decision.shadow_denied

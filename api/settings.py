@@ -54,6 +54,15 @@ class Settings(LimiterSettings):
     port: int = 8081
     #: Sanic worker processes per replica.
     workers: int = 1
+    #: gRPC listener of one replica (Envoy's RateLimitService and grpc.health.v1), on
+    #: RATELIMIT_HOST; 0 turns it off. Every worker of the replica listens on it.
+    grpc_port: int = dataclasses.field(default=8281, metadata=ZERO_ALLOWED)
+    #: The directory of envoyproxy/ratelimit configuration files the gRPC service
+    #: decides by; empty: the example in the package (rls/examples).
+    rls_config_dir: str = ""
+    #: How often each worker looks for a changed configuration file; a file that fails
+    #: validation is rejected (logged, counted) and the previous configuration stays.
+    rls_reload_seconds: float = 1.0
     #: Largest request body accepted (413 above it).
     max_body_bytes: int = 4096
     #: Longest client name.

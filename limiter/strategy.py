@@ -179,6 +179,16 @@ class Strategy(abc.ABC):
             return contended_policy(policy)
         return await answer
 
+    def known_denial(self, client_id: str, policy: Policy, cost: int = 1) -> PolicyDecision | None:
+        """The denial of a request this worker already knows, without a cluster call: the
+        deny cache's answer for a quota it saw exhausted, or ``None``. A front door that
+        decides several quotas for one request (all admitted or none counted) asks this
+        first, so that a request one of them denies counts in none of the others."""
+        cached = self.deny_cache.denial(Quota(client_id, policy), cost, self._local_ms())
+        if cached is not None:
+            self.observer.denied_locally()
+        return cached
+
     async def peek_policy(
         self, client_id: str, policy: Policy, *, deadline: float | None = None
     ) -> PolicyDecision:

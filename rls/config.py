@@ -60,6 +60,10 @@ class Rule:
     detailed_metric: bool
     file: str
     path: str
+    #: The rule's name in statistics, as upstream's ``ratelimit.service.rate_limit.
+    #: <domain>.<stat_key>``: each node's key, with ``_<value>`` when it has one, joined
+    #: by dots from the top of the tree (``path_/search.user_id``).
+    stat_key: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,16 +138,16 @@ def parse(text: str, file: str) -> Domain:
     name = to_str(root.get("domain"), top.key("domain"))
     if not name:
         raise top.error("config file cannot have empty domain")
-    return Domain(name, file, _level(root.get("descriptors"), top.key("descriptors")))
+    return Domain(name, file, _level(root.get("descriptors"), top.key("descriptors"), ""))
 
 
-def _level(value: Tree, where: Location) -> Level:
+def _level(value: Tree, where: Location, stat_prefix: str) -> Level:
     """One ``descriptors`` list; a ``key``/``value`` pair may appear once in it."""
     exact: dict[tuple[str, str], Descriptor] = {}
     wildcards: dict[tuple[str, str], Descriptor] = {}
     any_value: dict[str, Descriptor] = {}
     for i, item in enumerate(optional_list(value, where)):
-        node = _descriptor(item, where.index(i))
+        node = _descriptor(item, where.index(i), stat_prefix)
         if node.value is None:
             taken = node.key in any_value
             any_value[node.key] = node
@@ -157,8 +161,9 @@ def _level(value: Tree, where: Location) -> Level:
     return Level(exact, tuple(wildcards.values()), any_value)
 
 
-def _descriptor(value: Tree, where: Location) -> Descriptor:
-    """One descriptor, its rule and its nested list."""
+def _descriptor(value: Tree, where: Location, stat_prefix: str) -> Descriptor:
+    """One descriptor, its rule and its nested list; ``stat_prefix`` is its parent's
+    statistics key."""
     fields = mapping(value, where, _DESCRIPTOR_KEYS)
     key = to_str(fields.get("key"), where.key("key"))
     if not key:
@@ -173,10 +178,11 @@ def _descriptor(value: Tree, where: Location) -> Descriptor:
     shadow = to_bool(fields.get("shadow_mode"), where.key("shadow_mode"))
     quota_mode = to_bool(fields.get("quota_mode"), where.key("quota_mode"))
     detailed_metric = to_bool(fields.get("detailed_metric"), where.key("detailed_metric"))
+    stat_key = stat_prefix + ("." if stat_prefix else "") + key + (f"_{text}" if text else "")
     rule = None
     if fields.get("rate_limit") not in (None, ""):
         spec = resolve_rate_limit(fields["rate_limit"], where.key("rate_limit"))
-        rule = Rule(spec, shadow, quota_mode, detailed_metric, where.file, where.path)
+        rule = Rule(spec, shadow, quota_mode, detailed_metric, where.file, where.path, stat_key)
     metadata = fields.get("metadata")
     if metadata not in (None, "") and not isinstance(metadata, dict):
         raise where.key("metadata").error("expected a mapping")
@@ -184,7 +190,7 @@ def _descriptor(value: Tree, where: Location) -> Descriptor:
         key=key,
         value=text or None,
         rule=rule,
-        children=_level(fields.get("descriptors"), where.key("descriptors")),
+        children=_level(fields.get("descriptors"), where.key("descriptors"), stat_key),
         wildcard=tuple(text.split("*")) if "*" in text else None,
         share_threshold=share,
         value_to_metric=to_bool(fields.get("value_to_metric"), where.key("value_to_metric")),

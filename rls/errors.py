@@ -3,7 +3,8 @@
 ::
 
     RateLimitError                (limiter.errors: every error of this project)
-    └── ConfigError               a configuration file refused: file, path inside it, why
+    ├── ConfigError               a configuration file refused: file, path inside it, why
+    └── RequestError              a ShouldRateLimit request refused (INVALID_ARGUMENT)
 
 Why one class: an operator validating a change (``python -m rls.config check DIR``) and
 the service loading its configuration both need only "which file, where in it, what is
@@ -20,7 +21,7 @@ import dataclasses
 
 from limiter.errors import RateLimitError
 
-__all__ = ["ConfigError", "Location"]
+__all__ = ["ConfigError", "Location", "RequestError"]
 
 
 class ConfigError(RateLimitError):
@@ -32,6 +33,12 @@ class ConfigError(RateLimitError):
         self.file = file
         self.path = path
         super().__init__(": ".join(part for part in (file, path, message) if part))
+
+
+class RequestError(RateLimitError):
+    """A ``ShouldRateLimit`` request no answer can be given to (no domain, no descriptor,
+    an unknown unit in a limit override, more than the service bounds): Envoy receives
+    ``INVALID_ARGUMENT`` with this message, and applies its failure mode."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

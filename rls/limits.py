@@ -22,6 +22,7 @@ an extension can never be mistaken for (or shadow) an upstream key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 
 from limiter.policy import MAX_LIMITS, NAME_PATTERN, Algorithm, Limit, Policy
@@ -29,7 +30,14 @@ from limiter.rule import Alignment
 from rls.errors import Location
 from rls.source import Tree, mapping, optional_list, to_bool, to_str, to_uint
 
-__all__ = ["RATE_LIMIT_KEYS", "UNIT_SECONDS", "RateLimitSpec", "resolve_rate_limit"]
+__all__ = [
+    "RATE_LIMIT_KEYS",
+    "UNIT_SECONDS",
+    "RateLimitSpec",
+    "override_spec",
+    "resolve_rate_limit",
+    "unit_of",
+]
 
 #: Each unit's window, in seconds. These are upstream's ``utils.UnitToDivider``
 #: (src/utils/utilities.go), the divider of its cache key's window start; the unit names
@@ -211,3 +219,26 @@ def _policy(limits: list[Limit], where: Location) -> Policy:
         return Policy(tuple(limits))
     except ValueError as exc:
         raise where.error(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=256)
+def override_spec(requests_per_unit: int, unit: str) -> RateLimitSpec:
+    """The rule of a request descriptor's own ``limit`` (Envoy's ``RateLimitOverride``),
+    which upstream uses instead of the configuration's: one clock-aligned fixed window of
+    ``requests_per_unit`` per ``unit`` (a unit name of :data:`UNIT_SECONDS`), named after
+    its unit; 0 requests is ``blocked``, as in a file. Raises ``KeyError`` for an unknown
+    unit."""
+    window = UNIT_SECONDS[unit]
+    if requests_per_unit == 0:
+        return RateLimitSpec(None, blocked=True)
+    limit = Limit(f"per_{unit}", Algorithm.FIXED_WINDOW, requests_per_unit, window, Alignment.CLOCK)
+    return RateLimitSpec(Policy((limit,)))
+
+
+_UNIT_OF_WINDOW = {seconds: unit for unit, seconds in UNIT_SECONDS.items()}
+
+
+def unit_of(window_seconds: int) -> str | None:
+    """The unit whose window is ``window_seconds`` long, if one is (for answers that name
+    a limit by unit, as Envoy's protocol does)."""
+    return _UNIT_OF_WINDOW.get(window_seconds)
