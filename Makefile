@@ -16,10 +16,10 @@ JAVA_SOURCES := $(shell find hazelcast/src/main -name '*.java') hazelcast/pom.xm
 .PHONY: up down clean-data status test lint unit java-test bootstrap build system-deps bench bench-smoke bench-inprocess bench-e2e bench-policies bench-create k6 clean help
 
 help:
-	@echo "make up      start 3 Hazelcast members (bootstraps everything first)"
+	@echo "make up      start 3 Hazelcast members, 3 replicas, nginx :9999, Envoy :10000 (bootstraps everything first)"
 	@echo "make down    stop everything the stack or the tests started (the database keeps its data)"
 	@echo "make clean-data  delete the local registry database (every client); after make down"
-	@echo "make status  show what runs"
+	@echo "make status  show what runs (Envoy, and the replicas' gRPC ports)"
 	@echo "make test    lint, Java tests, then the whole Python suite on a real cluster"
 	@echo "make bench   the benchmark report: every strategy in process, end to end and with k6"
 	@echo "             (own stack; 12-16 min on a shared 2-core machine; writes docs/benchmarks/)"

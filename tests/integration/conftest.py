@@ -3,7 +3,9 @@
 Each replica gets its whole configuration as ``RATELIMIT_*`` variables built from
 :func:`tests.cluster.test_settings` (nothing inherited from the shell), a free loopback
 port 100 above the stack's replicas, the admin token below, and the map names of this
-test run (fresh per session, so runs never see each other's clients). The stack spawns,
+test run (fresh per session, so runs never see each other's clients). Their gRPC rate
+limit service is off (``RATELIMIT_GRPC_PORT`` 0, ``Stack.api_part``'s default): only the
+topology's replicas serve it, each on its own port. The stack spawns,
 awaits, signals and stops them like any other part, so ``make down`` reaches them too
 should a run be killed.
 """
