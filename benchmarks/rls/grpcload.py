@@ -110,7 +110,7 @@ def ghz_binary(cache: Path = CACHE) -> Path:
 def write_protoset(path: Path) -> Path:
     """The rate limit service's file descriptor and every one it imports, as a
     ``FileDescriptorSet`` (ghz's ``--protoset``)."""
-    from envoy.service.ratelimit.v3 import rls_pb2  # type: ignore[import-untyped]
+    from envoy.service.ratelimit.v3 import rls_pb2
 
     files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
 
