@@ -28,6 +28,7 @@ from stack import LOOPBACK, Part, Stack, StackError
 
 __all__ = [
     "COUNTERS",
+    "PATIENT_TIMEOUT_SECONDS",
     "EnvoyInstance",
     "EnvoyReading",
     "envoy_instances",
@@ -169,36 +170,45 @@ class EnvoyReading:
         return max(self.buckets)
 
 
+#: The Envoy the floods are also sent through, beside Envoy's default 20 ms: long enough
+#: for every answer to come back, so that what reaches the upstream is the service's own
+#: admission, with nothing let through unasked.
+PATIENT_TIMEOUT_SECONDS = 1.0
+#: Each role's Envoy: name, ports above the stack's Envoy, what its filter asks, timeout.
+ROLES = {
+    "ours": ("envoy", 0),
+    "off": ("envoy-nofilter", 1),
+    "peer": ("envoy-peer", 2),
+    "ours_1s": ("envoy-1s", 3),
+    "peer_1s": ("envoy-peer-1s", 4),
+}
+
+
 def envoy_instances(
     stack: Stack, peer_grpc_port: int | None
 ) -> tuple[list[Part], dict[str, EnvoyInstance]]:
     """The Envoy parts to start and each instance by role: ``ours`` (the filter asking our
-    replicas), ``off`` (the same Envoy without the filter) and, with a peer, ``peer`` (the
-    filter asking it); the two beside ``ours`` on the next ports up."""
+    replicas), ``off`` (the same Envoy without the filter), ``ours_1s`` (the filter with a
+    timeout of :data:`PATIENT_TIMEOUT_SECONDS`) and, with a peer, ``peer`` and ``peer_1s``
+    (the filter asking it); all of one template, each on ports above the stack's Envoy."""
     layout = stack.layout
-    instances = {"ours": EnvoyInstance("envoy", layout.envoy_port, layout.envoy_admin_port)}
-    parts = [stack.envoy_part()]
-    instances["off"] = EnvoyInstance(
-        "envoy-nofilter", layout.envoy_port + 1, layout.envoy_admin_port + 1
-    )
-    parts.append(
-        stack.envoy_part(
-            name="envoy-nofilter",
-            port=instances["off"].port,
-            admin_port=instances["off"].admin_port,
-            rate_limit_filter=False,
-        )
-    )
-    if peer_grpc_port is not None:
-        instances["peer"] = EnvoyInstance(
-            "envoy-peer", layout.envoy_port + 2, layout.envoy_admin_port + 2
-        )
+    parts: list[Part] = []
+    instances: dict[str, EnvoyInstance] = {}
+    for role, (name, above) in ROLES.items():
+        if role.startswith("peer") and peer_grpc_port is None:
+            continue
+        instance = EnvoyInstance(name, layout.envoy_port + above, layout.envoy_admin_port + above)
+        instances[role] = instance
+        options: dict[str, Any] = {}
+        if role == "off":
+            options["rate_limit_filter"] = False
+        if role.startswith("peer"):
+            options["rls_ports"] = [peer_grpc_port]
+        if role.endswith("_1s"):
+            options["timeout_seconds"] = PATIENT_TIMEOUT_SECONDS
         parts.append(
             stack.envoy_part(
-                name="envoy-peer",
-                port=instances["peer"].port,
-                admin_port=instances["peer"].admin_port,
-                rls_ports=[peer_grpc_port],
+                name=name, port=instance.port, admin_port=instance.admin_port, **options
             )
         )
     return parts, instances

@@ -118,8 +118,10 @@ class RlsRun:
         self._start([static_upstream_part(stack)])
         peer_grpc = self._start_peer() if self.args.peer else None
         if not self.args.peer:
-            self.peer["reason"] = "not asked (--no-peer" + (
-                ", smoke mode)" if self.args.smoke else ")"
+            self.peer["reason"] = (
+                "left out of a smoke run (it needs Go and Redis, and minutes the first time)"
+                if self.args.smoke
+                else "not asked for (--no-peer)"
             )
         parts, instances = envoy_instances(stack, peer_grpc)
         self._start(parts)
@@ -245,6 +247,8 @@ class RlsRun:
         loads: dict[str, Callable[[float], dict[str, Any]]] = {}
         for shape in ("one", "ips"):
             for role, envoy in envoys.items():
+                if role.endswith("_1s"):
+                    continue  # the floods' alone
                 loads[f"{role}_{shape}"] = lambda s, e=envoy, r=role, sh=shape: self._wrk_envoy(  # type: ignore[misc]
                     e, r, ips if sh == "ips" else None, s
                 )
@@ -289,8 +293,10 @@ class RlsRun:
     # ---- 3b. the flood -------------------------------------------------------------------
 
     def floods(self, envoys: dict[str, EnvoyInstance]) -> dict[str, list[RlsFlood]]:
-        """``--rls-floods`` floods per service, alternating, each on a fresh key."""
-        found: dict[str, list[RlsFlood]] = {role: [] for role in ("ours", "peer") if role in envoys}
+        """``--rls-floods`` floods per service and Envoy timeout (the default 20 ms and
+        1 s), alternating, each on a fresh key."""
+        kinds = ("ours", "peer", "ours_1s", "peer_1s")
+        found: dict[str, list[RlsFlood]] = {kind: [] for kind in kinds if kind in envoys}
         index = 0
         for round_ in range(self.args.rls_floods):
             roles = list(found) if round_ % 2 == 0 else list(reversed(found))
@@ -493,6 +499,7 @@ async def _our_keys(stack: Stack, ips: Sequence[str]) -> int:
 def run_rls(stack: Stack, args: argparse.Namespace, step: Callable[[str], None]) -> RlsPart:
     """The whole part on ``stack`` (its members running); stops what it started."""
     run = RlsRun(stack, args, step)
+    began = time.monotonic()
     ghz: Path | None = None
     try:
         if args.smoke and not ghz_cached():
@@ -523,6 +530,7 @@ def run_rls(stack: Stack, args: argparse.Namespace, step: Callable[[str], None])
         )
     finally:
         run.stop()
+    step(f"rls: the part took {time.monotonic() - began:.0f} s")
     rows = run.rows()
     envoy_rows = {
         k: v for k, v in rows.items() if not k.startswith(("http_", "grpc_", "peer_grpc_"))
