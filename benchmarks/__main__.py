@@ -64,6 +64,7 @@ from benchmarks.options import HTTP_SECTIONS, ORIGINAL_ON, parse
 from benchmarks.policies import suite as policies_part
 from benchmarks.report import busy_note, failed, headline, load_average, machine, write_report
 from benchmarks.results import EndToEndRow, K6Steps, Options, Report
+from benchmarks.rls.suite import replica_env as rls_replica_env
 from benchmarks.rls.suite import run_rls
 from benchmarks.stack import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack
 
@@ -78,6 +79,8 @@ class Run:
         self.stack = bench_stack()
         self.base = f"http://127.0.0.1:{self.stack.nginx_port}"
         self.console = Console(stderr=True)
+        #: The strategy and counters map of the replicas running now, if any.
+        self.replicas: tuple[str, str] | None = None
         options = {
             k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "prog"
         }
@@ -187,13 +190,14 @@ class Run:
         self.report["policies"] = policies_part.inprocess(self.stack, self.args, step)
 
     def rls(self, progress: Progress, task: Any) -> None:
-        """The rate limit part: replicas restarted with the gRPC service, Envoy, the peer."""
+        """The rate limit part: on the HTTP parts' replicas when they run the default
+        strategy (a smoke run's do), else on replicas restarted for it; Envoy, the peer."""
 
         def step(line: str) -> None:
             self.log(line)
             progress.advance(task)
 
-        self.report["rls"] = run_rls(self.stack, self.args, step)
+        self.report["rls"] = run_rls(self.stack, self.args, step, self.replicas)
 
     def over_http(self, progress: Progress, tasks: dict[str, Any]) -> None:
         """Per strategy: replicas restarted with it, then wrk's rounds, then k6's steps
@@ -215,8 +219,10 @@ class Run:
                     "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
                     "RATELIMIT_COUNTERS_MAP": counters_map,
                     "RATELIMIT_DEFAULT_WINDOW_ALIGNMENT": "first_request",
+                    **(rls_replica_env(stack) if "rls" in args.only else {}),
                 },
             )
+            self.replicas = (strategy, counters_map)
             # Warm-up, not recorded: connections, the members' JIT, near caches.
             warm = create_client(self.base, 10**9)
             run_wrk(

@@ -194,8 +194,8 @@ class RlsRow(TypedDict):
     problems: list[str]
     #: The highest 1-minute load average at the end of its runs.
     load_average: float
-    #: Direct loads: CPU seconds per second of the process under load (a replica, the
-    #: peer) and of the load generator (ghz, wrk).
+    #: CPU seconds per second of the process under load (a replica, the peer; direct
+    #: loads only) and of the load generator (ghz, wrk).
     server_cores: NotRequired[float]
     generator_cores: NotRequired[float]
     #: Through Envoy: the filter's counters and the requests that reached the upstream,
@@ -208,6 +208,9 @@ class RlsRow(TypedDict):
     rls_p99_ms: NotRequired[float | None]
     #: Through Envoy, many IPs: distinct keys sent (and, where it can be read, stored).
     keys_sent: NotRequired[int]
+    #: Distinct IPs sent over all the runs, the warm-up's included (each run goes on
+    #: where the last stopped), and distinct keys the service stored afterwards.
+    keys_sent_in_all: NotRequired[int]
     keys_stored: NotRequired[int | None]
 
 

@@ -43,7 +43,7 @@ from rls.config import load_directory
 from rls.matching import match
 from stack import LOOPBACK, Stack, StackError
 
-__all__ = ["run_rls"]
+__all__ = ["config_dir", "replica_env", "run_rls"]
 
 COUNTERS_MAP = "ratelimit.counters.bench-rls"
 #: The replica loaded directly (gRPC and ``/decide``): the first one.
@@ -70,19 +70,28 @@ def _median(values: Sequence[float]) -> float:
 class RlsRun:
     """One run of the part: what it started, and what it found."""
 
-    def __init__(self, stack: Stack, args: argparse.Namespace, step: Callable[[str], None]):
+    def __init__(
+        self,
+        stack: Stack,
+        args: argparse.Namespace,
+        step: Callable[[str], None],
+        running: tuple[str, str] | None = None,
+    ):
         self.stack = stack
         self.args = args
         self.step = step
+        #: Replicas already up with the rules (:func:`replica_env`): strategy, counters map.
+        self.running = running
+        self.counters_map = COUNTERS_MAP
         self.raw: dict[str, list[dict[str, Any]]] = {}
-        #: Per Envoy, how far its many-IP runs went through the IPs.
+        #: Per Envoy, the requests of its many-IP runs so far (where the next one starts).
         self.ips_sent: dict[str, int] = {}
         self.problems: list[str] = []
         self.started: list[str] = []
         self.peer: RlsPeer = {"ran": False, "reason": ""}
         self.peer_ports = PeerPorts.of(stack)
         self.protoset = write_protoset(stack.run_dir / "rls" / "rls.protoset")
-        self.config_dir = stack.run_dir / "rls" / "config"
+        self.config_dir = config_dir(stack)
 
     # ---- start -------------------------------------------------------------------------
 
@@ -91,20 +100,25 @@ class RlsRun:
         upstream, the peer when asked and available, and the Envoys."""
         stack = self.stack
         started = time.monotonic()
-        self.config_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(CONFIG_FILE, self.config_dir / CONFIG_FILE.name)
         replicas = [stack.replica_name(i) for i in range(REPLICAS)]
-        stack.stop(replicas)
-        stack.start_replicas(
-            REPLICAS,
-            {
-                "RATELIMIT_STRATEGY": STRATEGY,
-                "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
-                "RATELIMIT_COUNTERS_MAP": COUNTERS_MAP,
-                "RATELIMIT_DEFAULT_WINDOW_ALIGNMENT": "first_request",
-                "RATELIMIT_RLS_CONFIG_DIR": str(self.config_dir),
-            },
-        )
+        up = all(stack.pid_of(name) for name in replicas)
+        if up and self.running is not None and self.running[0] == STRATEGY:
+            # The suite's HTTP parts left them running with the default strategy and
+            # these rules: a restart would only cost time (the rules' keys are apart
+            # from every client's).
+            self.counters_map = self.running[1]
+        else:
+            stack.stop(replicas)
+            stack.start_replicas(
+                REPLICAS,
+                {
+                    "RATELIMIT_STRATEGY": STRATEGY,
+                    "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "RATELIMIT_COUNTERS_MAP": COUNTERS_MAP,
+                    "RATELIMIT_DEFAULT_WINDOW_ALIGNMENT": "first_request",
+                    **replica_env(stack),
+                },
+            )
         for index in range(REPLICAS):
             port = stack.layout.replica_grpc(index)
             stack.wait_until(
@@ -259,14 +273,22 @@ class RlsRun:
     ) -> dict[str, Any]:
         before = envoy.read()
         offset = self.ips_sent.get(role, 0) % len(ips) if ips else 0
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
         seen = run_wrk(
             f"{envoy.url}/",
             self.args.rls_connections,
             seconds,
+            # wrk's two threads start half the IPs apart: a run of up to len(ips)
+            # requests sends each IP at most once. (One thread would keep them apart
+            # for good, but on a loaded machine it got half the rate of two even with
+            # the filter off, which would have flattered the ratio.)
             rotate=("X-Forwarded-For", ips[offset:] + ips[:offset]) if ips else None,
         )
+        wall = time.monotonic() - started
+        generator = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(usage)
         if ips:
-            self.ips_sent[role] = offset + seen.requests
+            self.ips_sent[role] = self.ips_sent.get(role, 0) + seen.requests
         delta = envoy.read_after(
             before, wait_for_histogram=role != "off" and not self.args.smoke
         ).minus(before)
@@ -283,10 +305,10 @@ class RlsRun:
             "envoy": dict(delta.counters),
             "rls_p50_ms": delta.percentile_ms(0.5),
             "rls_p99_ms": delta.percentile_ms(0.99),
+            "generator_cores": generator / wall,
+            "requests": seen.requests,
         }
         if ips:
-            # At most one request per IP in a run of no more requests than IPs (less
-            # where wrk's two threads' rotations meet); the stored keys are the check.
             result["keys_sent"] = min(seen.requests, len(ips))
         return result
 
@@ -390,6 +412,11 @@ class RlsRun:
                     row[field] = _median(values) if values else None  # type: ignore[literal-required]
             if "keys_sent" in runs[0]:
                 row["keys_sent"] = min(r["keys_sent"] for r in runs)
+                # Requests of all the runs, the warm-up's included: at most that many
+                # distinct IPs (the stored keys say how many the service decided).
+                row["keys_sent_in_all"] = min(
+                    self.ips_sent.get(name[: -len("_ips")], 0), self.args.rls_ips
+                )
             rows[name] = row
         return rows
 
@@ -469,15 +496,15 @@ def _redis_keys(port: int, pattern: str) -> int | None:
     return len(done.stdout.split()) if done.returncode == 0 else None
 
 
-async def _our_keys(stack: Stack, ips: Sequence[str]) -> int:
+async def _our_keys(stack: Stack, counters_map: str, ips: Sequence[str]) -> int:
     """How many of ``ips`` have a stored count on our replicas' counters map: the
     distinct keys our service decided, read back with the service's own matching."""
     settings = bench_settings(
-        stack.member_addresses(3), stack.cluster_name, counters_map=COUNTERS_MAP
+        stack.member_addresses(3), stack.cluster_name, counters_map=counters_map
     )
     config = load_directory(CONFIG_FILE.parent)
     link = await connect(settings)
-    counters = await link.get_map(COUNTERS_MAP)
+    counters = await link.get_map(counters_map)
     strategy = create_strategy(settings, counters, name=STRATEGY)
     gate = asyncio.Semaphore(64)
 
@@ -496,9 +523,31 @@ async def _our_keys(stack: Stack, ips: Sequence[str]) -> int:
         await link.close()
 
 
-def run_rls(stack: Stack, args: argparse.Namespace, step: Callable[[str], None]) -> RlsPart:
-    """The whole part on ``stack`` (its members running); stops what it started."""
-    run = RlsRun(stack, args, step)
+def config_dir(stack: Stack) -> Path:
+    """The folder of the rules the replicas read (a copy of ``storefront.yaml``)."""
+    folder = stack.run_dir / "rls" / "config"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CONFIG_FILE, folder / CONFIG_FILE.name)
+    return folder
+
+
+def replica_env(stack: Stack) -> dict[str, str]:
+    """What a replica needs to serve this part's rules over gRPC (its gRPC port comes
+    from the stack's layout): the suite gives it to the HTTP parts' replicas too, so
+    that this part can run on them."""
+    return {"RATELIMIT_RLS_CONFIG_DIR": str(config_dir(stack))}
+
+
+def run_rls(
+    stack: Stack,
+    args: argparse.Namespace,
+    step: Callable[[str], None],
+    running: tuple[str, str] | None = None,
+) -> RlsPart:
+    """The whole part on ``stack`` (its members running); stops what it started.
+    ``running``: the strategy and counters map of replicas already up with
+    :func:`replica_env`, used as they are when their strategy is the default one."""
+    run = RlsRun(stack, args, step, running)
     began = time.monotonic()
     ghz: Path | None = None
     try:
@@ -521,7 +570,7 @@ def run_rls(stack: Stack, args: argparse.Namespace, step: Callable[[str], None])
         step(f"rls: Envoy's loads measured in {time.monotonic() - started:.1f} s")
         started = time.monotonic()
         floods = run.floods(envoys)
-        ours_keys = asyncio.run(_our_keys(stack, _ips(args.rls_ips)))
+        ours_keys = asyncio.run(_our_keys(stack, run.counters_map, _ips(args.rls_ips)))
         step(f"rls: floods and stored keys in {time.monotonic() - started:.1f} s")
         peer_keys = (
             _redis_keys(run.peer_ports.redis, f"*remote_address_{IPS_PREFIX}.*")

@@ -96,12 +96,14 @@ def rls_section(part: RlsPart | None) -> list[str]:
         "`upstream_rq_time` (whole ms; 0: under 1 ms). over_limit in these runs, where "
         "no limit is near: requests our service could not decide by the call's deadline "
         "(Envoy's timeout less 2 ms), which it denies as contended (429). Keys: distinct "
-        "IPs sent in the shortest run, and distinct keys the service stored over all the "
-        "runs (ours read back from the cluster, the peer's counted in Redis).",
+        "IPs sent over all the runs (at most; wrk's two threads start half the list apart, "
+        "each run where the last stopped: every request of a run its own IP), and "
+        "distinct keys the service stored (ours read back from the cluster, the peer's "
+        "counted in Redis). wrk cores: the load generator's CPU seconds per second.",
         "",
         "| Envoy | clients | requests/s | p50 ms | p99 ms | ok | over_limit | error "
-        "| failure_mode_allowed | RLS p50 / p99 ms | keys | load | check |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
+        "| failure_mode_allowed | RLS p50 / p99 ms | keys | wrk cores | load | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|",
     ]
     for shape, clients in (("one", "one"), ("ips", f"{part['ips']:,} IPs")):
         for role, label in _ENVOYS.items():
@@ -112,8 +114,8 @@ def rls_section(part: RlsPart | None) -> list[str]:
             keys = "-"
             if "keys_sent" in row:
                 stored = row.get("keys_stored")
-                keys = f"{row['keys_sent']:,} a run" + (
-                    f"; {stored:,} stored" if stored is not None else ""
+                keys = f"{row.get('keys_sent_in_all', row['keys_sent']):,} sent" + (
+                    f", {stored:,} stored" if stored is not None else ""
                 )
             rls = (
                 "-"
@@ -125,7 +127,8 @@ def rls_section(part: RlsPart | None) -> list[str]:
                 f"{row['p99_ms']:.2f} | {counters.get('ok', 0)} | "
                 f"{counters.get('over_limit', 0)} | {counters.get('error', 0)} | "
                 f"{counters.get('failure_mode_allowed', 0)} | {rls} | {keys} | "
-                f"{row['load_average']:.2f} | {_check(row)} |"
+                f"{row.get('generator_cores', 0):.2f} | {row['load_average']:.2f} | "
+                f"{_check(row)} |"
             )
     floods = part["floods"]
     if floods:
