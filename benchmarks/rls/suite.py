@@ -86,6 +86,8 @@ class RlsRun:
         self.raw: dict[str, list[dict[str, Any]]] = {}
         #: Per Envoy, the requests of its many-IP runs so far (where the next one starts).
         self.ips_sent: dict[str, int] = {}
+        #: The IPs our service was seen to have counted, read after each many-IP run.
+        self.ours_keys: set[str] = set()
         self.problems: list[str] = []
         self.started: list[str] = []
         self.peer: RlsPeer = {"ran": False, "reason": ""}
@@ -289,6 +291,8 @@ class RlsRun:
         generator = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(usage)
         if ips:
             self.ips_sent[role] = self.ips_sent.get(role, 0) + seen.requests
+            if role == "ours":
+                self.ours_keys |= asyncio.run(_our_keys(self.stack, self.counters_map, ips))
         delta = envoy.read_after(
             before, wait_for_histogram=role != "off" and not self.args.smoke
         ).minus(before)
@@ -496,9 +500,11 @@ def _redis_keys(port: int, pattern: str) -> int | None:
     return len(done.stdout.split()) if done.returncode == 0 else None
 
 
-async def _our_keys(stack: Stack, counters_map: str, ips: Sequence[str]) -> int:
-    """How many of ``ips`` have a stored count on our replicas' counters map: the
-    distinct keys our service decided, read back with the service's own matching."""
+async def _our_keys(stack: Stack, counters_map: str, ips: Sequence[str]) -> set[str]:
+    """Those of ``ips`` with a count in the current window on our replicas' counters map:
+    the distinct keys our service decided, read back with the service's own matching.
+    (Only the current window: the rules' windows are clock hours, so the caller reads
+    after each run, before an hour's edge can empty it.)"""
     settings = bench_settings(
         stack.member_addresses(3), stack.cluster_name, counters_map=counters_map
     )
@@ -517,7 +523,8 @@ async def _our_keys(stack: Stack, counters_map: str, ips: Sequence[str]) -> int:
         return any(state is not None for state in states)
 
     try:
-        return sum(await asyncio.gather(*(stored(ip) for ip in ips)))
+        found = await asyncio.gather(*(stored(ip) for ip in ips))
+        return {ip for ip, seen in zip(ips, found, strict=True) if seen}
     finally:
         await strategy.close()
         await link.close()
@@ -570,7 +577,6 @@ def run_rls(
         step(f"rls: Envoy's loads measured in {time.monotonic() - started:.1f} s")
         started = time.monotonic()
         floods = run.floods(envoys)
-        ours_keys = asyncio.run(_our_keys(stack, run.counters_map, _ips(args.rls_ips)))
         step(f"rls: floods and stored keys in {time.monotonic() - started:.1f} s")
         peer_keys = (
             _redis_keys(run.peer_ports.redis, f"*remote_address_{IPS_PREFIX}.*")
@@ -585,7 +591,7 @@ def run_rls(
         k: v for k, v in rows.items() if not k.startswith(("http_", "grpc_", "peer_grpc_"))
     }
     if "ours_ips" in envoy_rows:
-        envoy_rows["ours_ips"]["keys_stored"] = ours_keys
+        envoy_rows["ours_ips"]["keys_stored"] = len(run.ours_keys)
     if "peer_ips" in envoy_rows:
         envoy_rows["peer_ips"]["keys_stored"] = peer_keys
     round_ratios = run.ratios()
