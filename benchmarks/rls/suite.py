@@ -84,8 +84,9 @@ class RlsRun:
         self.running = running
         self.counters_map = COUNTERS_MAP
         self.raw: dict[str, list[dict[str, Any]]] = {}
-        #: Per Envoy, the requests of its many-IP runs so far (where the next one starts).
-        self.ips_sent: dict[str, int] = {}
+        #: Per Envoy, how far each wrk thread of its many-IP runs walked so far (where
+        #: the next run starts).
+        self.ips_walked: dict[str, int] = {}
         #: The IPs our service was seen to have counted, read after each many-IP run.
         self.ours_keys: set[str] = set()
         self.problems: list[str] = []
@@ -274,7 +275,7 @@ class RlsRun:
         self, envoy: EnvoyInstance, role: str, ips: list[str] | None, seconds: float
     ) -> dict[str, Any]:
         before = envoy.read()
-        offset = self.ips_sent.get(role, 0) % len(ips) if ips else 0
+        offset = self.ips_walked.get(role, 0) % len(ips) if ips else 0
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         seen = run_wrk(
@@ -282,15 +283,17 @@ class RlsRun:
             self.args.rls_connections,
             seconds,
             # wrk's two threads start half the IPs apart: a run of up to len(ips)
-            # requests sends each IP at most once. (One thread would keep them apart
-            # for good, but on a loaded machine it got half the rate of two even with
-            # the filter off, which would have flattered the ratio.)
+            # requests sends each IP at most once, and runs go on from each other.
+            # (One thread would keep them apart for good, but on a loaded machine it got
+            # half the rate of two even with the filter off: a flattered ratio.)
             rotate=("X-Forwarded-For", ips[offset:] + ips[:offset]) if ips else None,
         )
         wall = time.monotonic() - started
         generator = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(usage)
         if ips:
-            self.ips_sent[role] = self.ips_sent.get(role, 0) + seen.requests
+            # Each of the two threads walked about half the requests from its start:
+            # the next run's threads go on from there, each in its half.
+            self.ips_walked[role] = self.ips_walked.get(role, 0) + seen.requests // 2
             if role == "ours":
                 self.ours_keys |= asyncio.run(_our_keys(self.stack, self.counters_map, ips))
         delta = envoy.read_after(
@@ -419,7 +422,7 @@ class RlsRun:
                 # Requests of all the runs, the warm-up's included: at most that many
                 # distinct IPs (the stored keys say how many the service decided).
                 row["keys_sent_in_all"] = min(
-                    self.ips_sent.get(name[: -len("_ips")], 0), self.args.rls_ips
+                    2 * self.ips_walked.get(name[: -len("_ips")], 0), self.args.rls_ips
                 )
             rows[name] = row
         return rows

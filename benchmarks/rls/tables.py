@@ -96,8 +96,9 @@ def rls_section(part: RlsPart | None) -> list[str]:
         "`upstream_rq_time` (whole ms; 0: under 1 ms). over_limit in these runs, where "
         "no limit is near: requests our service could not decide by the call's deadline "
         "(Envoy's timeout less 2 ms), which it denies as contended (429). Keys: distinct "
-        "IPs sent over all the runs (at most; wrk's two threads start half the list apart, "
-        "each run where the last stopped: every request of a run its own IP), and "
+        "IPs sent over all the runs (about: wrk's two threads start half the list apart "
+        "and each goes on where it stopped in the last run, every request its own IP "
+        "until all were sent), and "
         "distinct keys the service stored (ours read back from the cluster, the peer's "
         "counted in Redis). wrk cores: the load generator's CPU seconds per second.",
         "",
@@ -114,7 +115,7 @@ def rls_section(part: RlsPart | None) -> list[str]:
             keys = "-"
             if "keys_sent" in row:
                 stored = row.get("keys_stored")
-                keys = f"{row.get('keys_sent_in_all', row['keys_sent']):,} sent" + (
+                keys = f"~{row.get('keys_sent_in_all', row['keys_sent']):,} sent" + (
                     f", {stored:,} stored" if stored is not None else ""
                 )
             rls = (
