@@ -194,6 +194,7 @@ class Stack:
         rls_ports: Sequence[int] | None = None,
         failure_mode_deny: bool = False,
         timeout_seconds: float = ENVOY_RLS_TIMEOUT_SECONDS,
+        rate_limit_filter: bool = True,
     ) -> Part:
         return self.frontends.envoy_part(
             replicas,
@@ -203,6 +204,7 @@ class Stack:
             rls_ports=rls_ports,
             failure_mode_deny=failure_mode_deny,
             timeout_seconds=timeout_seconds,
+            rate_limit_filter=rate_limit_filter,
         )
 
     def prometheus_part(self, replicas: int) -> Part:

