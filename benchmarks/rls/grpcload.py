@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import resource
-import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +21,7 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 
+from benchmarks.rls.gobuild import go_install
 from stack import ROOT
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
 GHZ_MODULE = "github.com/bojand/ghz/cmd/ghz@latest"
 CACHE = ROOT / ".run" / "ghz"
 METHOD = "envoy.service.ratelimit.v3.RateLimitService.ShouldRateLimit"
-BUILD_TIMEOUT_SECONDS = 600
 #: ghz cancels the calls in flight when its duration ends; they come back as these
 #: errors, at most one per concurrent caller, and are not a failure of the service.
 CANCELLED_AT_STOP = ("transport is closing", "the client connection is closing")
@@ -84,27 +82,7 @@ def ghz_cached(cache: Path = CACHE) -> bool:
 
 def ghz_binary(cache: Path = CACHE) -> Path:
     """ghz, built into ``cache`` with ``go install`` the first time."""
-    binary = cache / "ghz"
-    if binary.exists():
-        return binary
-    go = shutil.which("go") or "/usr/local/go/bin/go"
-    if not Path(go).exists():
-        raise GhzMissing("go is not installed: ghz is built with `go install`")
-    cache.mkdir(parents=True, exist_ok=True)
-    try:
-        done = subprocess.run(
-            [go, "install", GHZ_MODULE],
-            env={**os.environ, "GOBIN": str(cache), "CGO_ENABLED": "0"},
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise GhzMissing(f"go install {GHZ_MODULE} took over {BUILD_TIMEOUT_SECONDS} s") from error
-    if done.returncode != 0 or not binary.exists():
-        raise GhzMissing(f"go install {GHZ_MODULE} failed: {done.stderr.strip()[-600:]}")
-    return binary
+    return go_install(GHZ_MODULE, cache, "ghz", GhzMissing)
 
 
 def write_protoset(path: Path) -> Path:

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from benchmarks.rls.gobuild import go_install
 from stack import LOOPBACK, ROOT, Part, Stack
 
 __all__ = [
@@ -38,7 +39,6 @@ PEER_MODULE = "github.com/envoyproxy/ratelimit/src/service_cmd@latest"
 #: Where the built binary is kept between runs (``.run/`` is never committed).
 CACHE = ROOT / ".run" / "rls-peer" / "bin"
 #: ``go install`` fetches some 100 modules on a cold cache: bounded all the same.
-BUILD_TIMEOUT_SECONDS = 600
 APT_TIMEOUT_SECONDS = 300
 #: Above the benchmark stack's HTTP parts (replicas +0, nginx +10, Prometheus +20, demo
 #: app +30, PostgreSQL +40, Envoy and the replicas' gRPC ports after them).
@@ -67,31 +67,7 @@ class PeerPorts:
 
 def peer_binary(cache: Path = CACHE) -> Path:
     """Upstream's binary, built into ``cache`` with ``go install`` the first time."""
-    binary = cache / "service_cmd"
-    if binary.exists():
-        return binary
-    go = shutil.which("go") or (
-        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
-    )
-    if go is None:
-        raise PeerMissing("go is not installed: the peer is built with `go install`")
-    cache.mkdir(parents=True, exist_ok=True)
-    try:
-        done = subprocess.run(
-            [go, "install", PEER_MODULE],
-            env={**os.environ, "GOBIN": str(cache), "CGO_ENABLED": "0"},
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise PeerMissing(
-            f"go install {PEER_MODULE} took over {BUILD_TIMEOUT_SECONDS} s"
-        ) from error
-    if done.returncode != 0 or not binary.exists():
-        raise PeerMissing(f"go install {PEER_MODULE} failed: {done.stderr.strip()[-600:]}")
-    return binary
+    return go_install(PEER_MODULE, cache, "service_cmd", PeerMissing)
 
 
 def redis_server() -> Path:
