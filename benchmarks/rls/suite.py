@@ -8,19 +8,15 @@ import asyncio
 import resource
 import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
-from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2
 
 from benchmarks.clients import create_client, create_clients
-from benchmarks.inprocess import bench_settings
-from benchmarks.load.wrk import WrkRun, run_wrk
+from benchmarks.load.wrk import run_wrk
 from benchmarks.policies import LIMIT, THREE_LIMITS, limits_body
 from benchmarks.results import RlsFlood, RlsPart, RlsPeer, RlsRow
 from benchmarks.rls import CONFIG_FILE, DOMAIN, GRPC_LOADS, STRATEGY
@@ -35,12 +31,17 @@ from benchmarks.rls.grpcload import (
     write_protoset,
 )
 from benchmarks.rls.peer import PeerMissing, PeerPorts, peer_binary, peer_parts, redis_server
+from benchmarks.rls.probes import (
+    cpu,
+    grpc_serving,
+    our_keys,
+    redis_keys,
+    should_rate_limit,
+    wrk_problems,
+)
 from benchmarks.stack import ADMIN_TOKEN, REPLICAS
 from benchmarks.stats import load_now
 from benchmarks.tools.cpu import tree_cpu_seconds
-from limiter import connect, create_strategy
-from rls.config import load_directory
-from rls.matching import match
 from stack import LOOPBACK, Stack, StackError
 
 __all__ = ["config_dir", "replica_env", "run_rls"]
@@ -125,7 +126,7 @@ class RlsRun:
         for index in range(REPLICAS):
             port = stack.layout.replica_grpc(index)
             stack.wait_until(
-                lambda port=port: _grpc_serving(port),  # type: ignore[misc]
+                lambda port=port: grpc_serving(port),  # type: ignore[misc]
                 READY_DEADLINE_SECONDS,
                 f"the gRPC service of {replicas[index]} on port {port}",
                 [replicas[index]],
@@ -176,7 +177,7 @@ class RlsRun:
             targets["peer"] = self.peer_ports.grpc
         for service, port in targets.items():
             for load, descriptors in GRPC_LOADS.items():
-                code = _should_rate_limit(port, descriptors)
+                code = should_rate_limit(port, descriptors)
                 if code != rls_pb2.RateLimitResponse.OK:
                     name = rls_pb2.RateLimitResponse.Code.Name(code)
                     self.problems.append(f"{service} {load}: answered {name}, not OK")
@@ -217,13 +218,13 @@ class RlsRun:
         wall = time.monotonic() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         server = (tree_cpu_seconds([pid]) if pid else 0.0) - server_before
-        found = _wrk_problems(seen, {204})
+        found = wrk_problems(seen, {204})
         return {
             "per_second": seen.per_second,
             "p50_ms": seen.p50_ms,
             "p99_ms": seen.p99_ms,
             "server_cores": server / wall,
-            "generator_cores": (_cpu(after) - _cpu(before)) / wall,
+            "generator_cores": (cpu(after) - cpu(before)) / wall,
             "problems": found,
         }
 
@@ -289,13 +290,13 @@ class RlsRun:
             rotate=("X-Forwarded-For", ips[offset:] + ips[:offset]) if ips else None,
         )
         wall = time.monotonic() - started
-        generator = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(usage)
+        generator = cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu(usage)
         if ips:
             # Each of the two threads walked about half the requests from its start:
             # the next run's threads go on from there, each in its half.
             self.ips_walked[role] = self.ips_walked.get(role, 0) + seen.requests // 2
             if role == "ours":
-                self.ours_keys |= asyncio.run(_our_keys(self.stack, self.counters_map, ips))
+                self.ours_keys |= asyncio.run(our_keys(self.stack, self.counters_map, ips))
         delta = envoy.read_after(
             before, wait_for_histogram=role != "off" and not self.args.smoke
         ).minus(before)
@@ -303,7 +304,7 @@ class RlsRun:
         # (no answer within its timeout: failure_mode_allowed) and 429s under the limit
         # (our service denies, as contended, what it cannot decide by the call's
         # deadline: Envoy's timeout less a margin). The row's Envoy counters keep both.
-        found = _wrk_problems(seen, {200} if role == "off" else {200, 429})
+        found = wrk_problems(seen, {200} if role == "off" else {200, 429})
         result: dict[str, Any] = {
             "per_second": seen.per_second,
             "p50_ms": seen.p50_ms,
@@ -452,87 +453,6 @@ class RlsRun:
         return found
 
 
-def _cpu(usage: resource.struct_rusage) -> float:
-    return usage.ru_utime + usage.ru_stime
-
-
-def _wrk_problems(seen: WrkRun, statuses: set[int]) -> list[str]:
-    found = []
-    if seen.socket_error_count:
-        found.append(f"{seen.socket_error_count} socket errors")
-    if set(seen.statuses) - statuses:
-        found.append(f"statuses {seen.statuses}")
-    return found
-
-
-def _grpc_serving(port: int) -> bool:
-    """Whether the gRPC health service on ``port`` says SERVING."""
-    try:
-        with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
-                health_pb2.HealthCheckRequest(), timeout=1
-            )
-    except grpc.RpcError:
-        return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def _should_rate_limit(port: int, descriptors: Sequence[dict[str, str]]) -> int:
-    request = rls_pb2.RateLimitRequest(domain=DOMAIN)
-    for descriptor in descriptors:
-        entry = request.descriptors.add()
-        for key, value in descriptor.items():
-            entry.entries.add(key=key, value=value)
-    with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
-        reply = rls_pb2_grpc.RateLimitServiceStub(channel).ShouldRateLimit(request, timeout=10)
-    return int(reply.overall_code)
-
-
-def _redis_keys(port: int, pattern: str) -> int | None:
-    """How many keys of Redis on ``port`` match ``pattern`` (the peer's counters)."""
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        return None
-    done = subprocess.run(
-        [cli, "-h", LOOPBACK, "-p", str(port), "--scan", "--pattern", pattern],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return len(done.stdout.split()) if done.returncode == 0 else None
-
-
-async def _our_keys(stack: Stack, counters_map: str, ips: Sequence[str]) -> set[str]:
-    """Those of ``ips`` with a count in the current window on our replicas' counters map:
-    the distinct keys our service decided, read back with the service's own matching.
-    (Only the current window: the rules' windows are clock hours, so the caller reads
-    after each run, before an hour's edge can empty it.)"""
-    settings = bench_settings(
-        stack.member_addresses(3), stack.cluster_name, counters_map=counters_map
-    )
-    config = load_directory(CONFIG_FILE.parent)
-    link = await connect(settings)
-    counters = await link.get_map(counters_map)
-    strategy = create_strategy(settings, counters, name=STRATEGY)
-    gate = asyncio.Semaphore(64)
-
-    async def stored(ip: str) -> bool:
-        found = match(config, DOMAIN, [("remote_address", ip)])
-        if found is None or found.policy is None:
-            return False
-        async with gate:
-            states, _ = await strategy.stored_states(found.counter_key, found.policy)
-        return any(state is not None for state in states)
-
-    try:
-        found = await asyncio.gather(*(stored(ip) for ip in ips))
-        return {ip for ip, seen in zip(ips, found, strict=True) if seen}
-    finally:
-        await strategy.close()
-        await link.close()
-
-
 def config_dir(stack: Stack) -> Path:
     """The folder of the rules the replicas read (a copy of ``storefront.yaml``)."""
     folder = stack.run_dir / "rls" / "config"
@@ -582,7 +502,7 @@ def run_rls(
         floods = run.floods(envoys)
         step(f"rls: floods and stored keys in {time.monotonic() - started:.1f} s")
         peer_keys = (
-            _redis_keys(run.peer_ports.redis, f"*remote_address_{IPS_PREFIX}.*")
+            redis_keys(run.peer_ports.redis, f"*remote_address_{IPS_PREFIX}.*")
             if run.peer["ran"]
             else None
         )
