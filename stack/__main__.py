@@ -62,8 +62,7 @@ def up(stack: Stack, args: argparse.Namespace) -> None:
     envoy, admin = stack.layout.envoy_port, stack.layout.envoy_admin_port
     print(
         f"envoy       http://{LOOPBACK}:{envoy}/ (the demo app, each request asked of the "
-        f"rate limit service through its bridge on :{stack.layout.envoy_bridge_port}), "
-        f"admin http://{LOOPBACK}:{admin}/"
+        f"rate limit service), admin http://{LOOPBACK}:{admin}/"
     )
     if "RATELIMIT_ADMIN_TOKEN" not in os.environ:
         print(f"admin token {DEV_ADMIN_TOKEN} (set RATELIMIT_ADMIN_TOKEN to choose one)")

