@@ -107,7 +107,8 @@ public class ShardProcessor
         WindowShard shard = entry.getValue() instanceof WindowShard stored ? stored : new WindowShard();
         long sweptAt = ShardBackupProcessor.NO_SWEEP;
         if (shard.sweepDue(now)) {
-            shard.sweep(now);
+            // One bounded step of the incremental sweep (WindowShard), never a whole walk.
+            shard.sweepStep(now);
             sweptAt = now;
         }
         int n = windows.length;
