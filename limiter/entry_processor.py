@@ -1,14 +1,16 @@
 """One round trip: the rule runs inside the member that owns the client's states.
 
 The states of every limit of a client's policy live together under its key in one of
-``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``, 1 by default) shard entries of the map
-``{counters_map}.shards`` (OBJECT in-memory format, so a shard is changed in place and
-never serialised per call). A shard is a lane (:mod:`limiter.lanes`): a worker sends at
-most one call per shard at a time, and everything queued for that shard meanwhile goes in
-the next call, one :class:`ShardProcessor` carrying each client's batch. The member
-decides them all on the shard's partition thread and sends one synchronous backup with
-the states that changed, so the cost of a client message, a partition operation and a
-backup is shared by every decision in the call, as exact and as durable as one call per key::
+``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``, 271 by default: Hazelcast's default
+partition count, so the shards and their work spread over every member's partition
+threads) shard entries of the map ``{counters_map}.shards`` (OBJECT in-memory format, so
+a shard is changed in place and never serialised per call). A shard is a lane
+(:mod:`limiter.lanes`): a worker sends at most one call per shard at a time, and
+everything queued for that shard meanwhile goes in the next call, one
+:class:`ShardProcessor` carrying each client's batch. The member decides them all on the
+shard's partition thread and sends one synchronous backup with the states that changed,
+so the cost of a client message, a partition operation and a backup is shared by every
+decision in the call, as exact and as durable as one call per key::
 
     request → lane of its client (crc32 of its key, mod the shard count)
       └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight;
@@ -148,7 +150,7 @@ def shard_of(key: str, shard_count: int) -> int:
     return zlib.crc32(key.encode()) % shard_count
 
 
-#: The entry of every window when there is one shard (the default).
+#: The entry of every window when there is one shard (``RATELIMIT_COUNTER_SHARDS=1``).
 ONE_SHARD = "shard-0-of-1"
 
 

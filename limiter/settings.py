@@ -50,7 +50,7 @@ class StrategyConfig:
     expiry_grace_seconds: float
     max_queued_per_key: int
     deny_cache_size: int
-    counter_shards: int = 1
+    counter_shards: int = 271
     batch_window_seconds: float = 0.0
     batch_limit: int = 1
 
@@ -122,8 +122,11 @@ class LimiterSettings:
     #: least one) of the map ``{counters_map}.shards``, and a worker decides everything it
     #: has queued for one shard with one cluster call (see :mod:`limiter.entry_processor`).
     #: Every replica must use the same value, as it must use the same strategy: the shard
-    #: entries of another count are other entries.
-    counter_shards: int = 1
+    #: entries of another count are other entries. 271, Hazelcast's default partition
+    #: count: the shards spread over every member's partition threads as the partitions
+    #: do, and a member joining or leaving moves a few small entries, not all windows
+    #: (docs/design.md, "Shards over every member").
+    counter_shards: int = 271
 
     def __post_init__(self) -> None:
         if self.counter_shards < 1:
