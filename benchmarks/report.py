@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmarks.policies.tables import policy_problems, policy_section
 from benchmarks.results import Machine, Report
+from benchmarks.scale import markdown as scale_markdown
 from stack import ROOT
 from stack.members import HAZELCAST_JAR
 
@@ -357,6 +358,7 @@ def _markdown(report: Report, plots: list[str]) -> str:
     out = [
         *_heading(report),
         *_inprocess_section(report),
+        *scale_markdown(report.get("scale")),
         *_endtoend_section(report),
         *policy_section(report.get("policies")),
         *_k6_steps_section(report),

@@ -5,7 +5,7 @@ where it is read. They are dicts (TypedDicts): ``report.json`` is these, as they
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 __all__ = [
     "Burst",
@@ -226,6 +226,11 @@ class Options(TypedDict):
     policy_tasks: int
     policy_keys: int
     policy_clients: int
+    scale_keys: int
+    scale_small_keys: int
+    scale_tasks: int
+    scale_seconds: float
+    scale_rounds: int
 
 
 class Report(TypedDict):
@@ -243,4 +248,6 @@ class Report(TypedDict):
     k6_steps: NotRequired[dict[str, K6Steps] | None]
     k6_original: NotRequired[K6Original]
     policies: NotRequired[Policies]
+    #: benchmarks.scale: a million windows (its keys are described there).
+    scale: NotRequired[dict[str, Any]]
     failed: NotRequired[list[str]]
