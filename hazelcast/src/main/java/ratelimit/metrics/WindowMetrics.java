@@ -47,8 +47,13 @@ public final class WindowMetrics implements WindowMetricsMBean, LifecycleListene
     private static final Logger LOG = Logger.getLogger(WindowMetrics.class.getName());
     private static final String SHARDS_SUFFIX = ".shards";
 
+    /** A scrape reads the three counts one after the other: one walk serves them all. */
+    private static final long COUNT_REUSED_FOR_NANOS = 1_000_000_000L;
+
     private volatile NodeEngineImpl engine;
     private volatile ObjectName name;
+    private volatile long[] lastCount;
+    private volatile long lastCountAt;
 
     @Override
     public void setHazelcastInstance(HazelcastInstance instance) {
@@ -85,17 +90,29 @@ public final class WindowMetrics implements WindowMetricsMBean, LifecycleListene
 
     @Override
     public long getOwnedWindows() {
-        return count()[0];
+        return recentCount()[0];
     }
 
     @Override
     public long getBackupWindows() {
-        return count()[1];
+        return recentCount()[1];
     }
 
     @Override
     public long getOwnedShards() {
-        return count()[2];
+        return recentCount()[2];
+    }
+
+    /** {@link #count()}, walked again only when the last walk is over a second old. */
+    private long[] recentCount() {
+        long now = System.nanoTime();
+        long[] last = lastCount;
+        if (last == null || now - lastCountAt > COUNT_REUSED_FOR_NANOS) {
+            last = count();
+            lastCount = last;
+            lastCountAt = now;
+        }
+        return last;
     }
 
     @Override
