@@ -4,13 +4,15 @@ import java.util.Arrays;
 
 /**
  * The keys and stored arrays of one {@link WindowShard}, in flat arrays: a key maps to its
- * {@code long[]} as in a {@code HashMap<String, long[]>}, at about a third of the memory.
+ * {@code long[]} as in a {@code HashMap<String, long[]>}, at about half the memory.
  *
  * <p>Why: a shard holds every window of its clients, and with a million clients the map's
- * overhead was most of a window's cost (159-160 B per window per copy measured with a
- * {@code HashMap}: the key's {@code String} and its bytes, 80 B, and a node, 32 B, besides
- * the 56 B array). Here a client key of the usual form ({@code "<uuid>:p"}, lowercase, as
- * the replicas send it) is kept as its 128 bits in two {@code long}s, and the entries sit in
+ * overhead was most of a window's cost: the key's {@code String} and its bytes (80 B for a
+ * UUID key) and a node (32 B) besides the 56 B array; 201 B per window per copy measured
+ * on the members at 100,000 windows in one shard, 121 B with this table, and 88-89 B at a
+ * million windows over 271 shards (docs/benchmarks.md). Here a client key of the usual
+ * form ({@code "<uuid>:p"}, lowercase, as the replicas send it) is kept as its 128 bits in
+ * two {@code long}s, and the entries sit in
  * dense arrays ({@link #size()} of them, in positions {@code 0 .. size-1}) indexed by an
  * open-addressing table of positions (linear probing, at most 3/4 full). Any other key is
  * kept as its {@code String} beside them ({@link #others}, allocated on the first one), so
