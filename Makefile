@@ -13,20 +13,21 @@ JARS := hazelcast/target/ratelimit-processor.jar hazelcast/target/lib/hazelcast.
   hazelcast/target/lib/jmx_prometheus_javaagent.jar
 JAVA_SOURCES := $(shell find hazelcast/src/main -name '*.java') hazelcast/pom.xml
 
-.PHONY: up down clean-data status test lint unit java-test bootstrap build system-deps bench bench-smoke bench-inprocess bench-e2e bench-policies bench-create k6 clean help
+.PHONY: up down clean-data status test lint unit java-test bootstrap build system-deps bench bench-smoke bench-inprocess bench-e2e bench-policies bench-rls bench-create k6 clean help
 
 help:
-	@echo "make up      start 3 Hazelcast members (bootstraps everything first)"
+	@echo "make up      start 3 Hazelcast members, 3 replicas, nginx :9999, Envoy :10000 (bootstraps everything first)"
 	@echo "make down    stop everything the stack or the tests started (the database keeps its data)"
 	@echo "make clean-data  delete the local registry database (every client); after make down"
-	@echo "make status  show what runs"
+	@echo "make status  show what runs (Envoy, and the replicas' gRPC ports)"
 	@echo "make test    lint, Java tests, then the whole Python suite on a real cluster"
 	@echo "make bench   the benchmark report: every strategy in process, end to end and with k6"
-	@echo "             (own stack; 12-16 min on a shared 2-core machine; writes docs/benchmarks/)"
+	@echo "             (own stack; about 21-26 min on a shared 2-core machine; writes docs/benchmarks/)"
 	@echo "make bench-smoke  the same in tiny sizes (about a minute), into .run/bench-smoke/"
 	@echo "make bench-inprocess  the in-process part of make bench alone (own stack), into .run/bench-inprocess/"
 	@echo "make bench-e2e  end-to-end benchmark alone, through nginx with wrk (own stack)"
 	@echo "make bench-policies  three limits against one, in process and end to end (own stack), into .run/bench-policies/"
+	@echo "make bench-rls  the gRPC rate limit service per replica, through Envoy, and against envoyproxy/ratelimit (own stack), into .run/bench-rls/"
 	@echo "make bench-create  POST /bucket latency with the registry's PostgreSQL store on and off (own stack)"
 	@echo "make k6      the original's k6 scenario, exact, for both window alignments (needs make up)"
 
@@ -108,6 +109,9 @@ bench-e2e: bootstrap
 
 bench-policies: bootstrap
 	$(PY) -m benchmarks.policies
+
+bench-rls: bootstrap
+	$(PY) -m benchmarks.rls
 
 bench-create: bootstrap
 	$(PY) -m benchmarks.tools.create

@@ -43,7 +43,6 @@ from api.errors import render_error
 from api.metrics import HTTP_REQUESTS, TALLY, labelled, method_label, preset
 from api.settings import Settings
 from compat import name_openapi_operation
-from rls.server import RlsServer
 
 __all__ = ["API_VERSION", "App", "create_app"]
 
@@ -61,7 +60,13 @@ def create_app(settings: Settings | None = None, *, name: str = "ratelimit") -> 
     app.config.ACCESS_LOG = False
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.backend = Backend(settings)
-    app.ctx.rls = RlsServer(settings, app.ctx.backend) if settings.grpc_port else None
+    app.ctx.rls = None
+    if settings.grpc_port:
+        # Imported here: the rls package builds on api's headers and backend, so api
+        # must not import it while being imported.
+        from rls.server import RlsServer
+
+        app.ctx.rls = RlsServer(settings, app.ctx.backend)
     _extend(app)
 
     app.add_route(guard.example, "/example", methods=["GET"], name="example")

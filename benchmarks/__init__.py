@@ -14,7 +14,11 @@ and writes ``docs/benchmarks/report.*``:
   service's scenario made exact (:mod:`benchmarks.load.k6`);
 - ``--only policies`` (:mod:`benchmarks.policies`): what does a client of three limits
   cost against a client of one, in process and end to end? Also alone:
-  ``python -m benchmarks.policies`` (``make bench-policies``).
+  ``python -m benchmarks.policies`` (``make bench-policies``);
+- ``--only rls`` (:mod:`benchmarks.rls`): what does the gRPC rate limit service decide
+  per replica, what does Envoy's rate limit filter cost on it, and how does it compare
+  with envoyproxy/ratelimit behind the same Envoy? Also alone: ``python -m
+  benchmarks.rls`` (``make bench-rls``).
 
 Its report: :mod:`benchmarks.results` (the shape), :mod:`benchmarks.report` (JSON and
 Markdown), :mod:`benchmarks.plots` (PNGs). Shared by all: :mod:`benchmarks.stack` (the

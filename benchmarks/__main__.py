@@ -1,6 +1,6 @@
 """Every strategy side by side, in one run on one stack, into one report.
 
-    python -m benchmarks [--smoke] [--out DIR] [--only inprocess scale endtoend k6 policies]
+    python -m benchmarks [--smoke] [--out DIR] [--only inprocess scale endtoend k6 policies rls]
 
 ``--out`` defaults to ``docs/benchmarks/`` (``.run/bench-smoke/`` with ``--smoke``).
 
@@ -21,7 +21,13 @@ measures, stops everything it started (also on failure or Ctrl-C) and writes
 4. policies (:mod:`benchmarks.policies`): what a client of three limits costs against one
    of one limit, per strategy in process and, on the replicas of the end-to-end part,
    through nginx (the cost ratio of their rates); ``python -m benchmarks.policies`` runs
-   it alone.
+   it alone;
+5. rls (:mod:`benchmarks.rls`): the gRPC rate limit service per replica against
+   ``GET /decide``, Envoy's rate limit filter on our replicas against the same Envoy
+   without it, and the peer, envoyproxy/ratelimit, behind the same Envoy with the same
+   rules (throughput, and a flood's admissions against its exact limit), on replicas
+   restarted with the service's rules after the other parts; ``python -m benchmarks.rls``
+   runs it alone.
 
 A run that starts on a busy machine (1-minute load average above the core count) is
 measured all the same but marked BUSY MACHINE on stdout and on top of the report: its
@@ -59,6 +65,8 @@ from benchmarks.options import HTTP_SECTIONS, ORIGINAL_ON, parse
 from benchmarks.policies import suite as policies_part
 from benchmarks.report import busy_note, failed, headline, load_average, machine, write_report
 from benchmarks.results import EndToEndRow, K6Steps, Options, Report
+from benchmarks.rls.suite import replica_env as rls_replica_env
+from benchmarks.rls.suite import run_rls
 from benchmarks.stack import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack
 
 __all__ = ["main"]
@@ -72,6 +80,8 @@ class Run:
         self.stack = bench_stack()
         self.base = f"http://127.0.0.1:{self.stack.nginx_port}"
         self.console = Console(stderr=True)
+        #: The strategy and counters map of the replicas running now, if any.
+        self.replicas: tuple[str, str] | None = None
         options = {
             k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "prog"
         }
@@ -120,6 +130,8 @@ class Run:
                 runs = len(args.strategies) * 2 * (args.policy_rounds + 1)
                 runs += len(args.http_strategies) * 3 * (args.policy_rounds + 1)
                 tasks["policies"] = progress.add_task("policies", total=runs)
+            if "rls" in args.only:
+                tasks["rls"] = progress.add_task("rls", total=None)
             try:
                 progress.update(tasks[args.only[0]], description="members…")
                 self.stack.start_cluster(3)
@@ -132,6 +144,8 @@ class Run:
                     self.policies_inprocess(progress, tasks["policies"])
                 if set(HTTP_SECTIONS) & set(args.only):
                     self.over_http(progress, tasks)
+                if "rls" in args.only:
+                    self.rls(progress, tasks["rls"])
             finally:
                 self.stack.stop()
         finished = time.time()
@@ -148,6 +162,7 @@ class Run:
             "k6": "k6",
             "policies": "policies",
             "scale": "scale",
+            "rls": "rls",
         }[section]
 
     def runs_original(self) -> bool:
@@ -197,6 +212,16 @@ class Run:
 
         self.report["policies"] = policies_part.inprocess(self.stack, self.args, step)
 
+    def rls(self, progress: Progress, task: Any) -> None:
+        """The rate limit part: on the HTTP parts' replicas when they run the default
+        strategy (a smoke run's do), else on replicas restarted for it; Envoy, the peer."""
+
+        def step(line: str) -> None:
+            self.log(line)
+            progress.advance(task)
+
+        self.report["rls"] = run_rls(self.stack, self.args, step, self.replicas)
+
     def over_http(self, progress: Progress, tasks: dict[str, Any]) -> None:
         """Per strategy: replicas restarted with it, then wrk's rounds, then k6's steps
         (and the original scenario on the default strategy), on those same replicas."""
@@ -217,8 +242,10 @@ class Run:
                     "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
                     "RATELIMIT_COUNTERS_MAP": counters_map,
                     "RATELIMIT_DEFAULT_WINDOW_ALIGNMENT": "first_request",
+                    **(rls_replica_env(stack) if "rls" in args.only else {}),
                 },
             )
+            self.replicas = (strategy, counters_map)
             # Warm-up, not recorded: connections, the members' JIT, near caches.
             warm = create_client(self.base, 10**9)
             run_wrk(

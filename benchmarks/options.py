@@ -13,7 +13,7 @@ from stack import ROOT
 
 __all__ = ["HTTP_SECTIONS", "ORIGINAL_ON", "SECTIONS", "SMOKE", "parse"]
 
-SECTIONS = ("inprocess", "scale", "endtoend", "k6", "policies")
+SECTIONS = ("inprocess", "scale", "endtoend", "k6", "policies", "rls")
 #: The sections that need nginx and the replicas.
 HTTP_SECTIONS = ("endtoend", "k6", "policies")
 #: The strategy the original scenario runs on: the service's default.
@@ -46,6 +46,12 @@ SMOKE = {
     "scale_small_keys": 200,
     "scale_seconds": 0.3,
     "scale_rounds": 1,
+    # One short round, no peer: the rls part's smoke run stays under half a minute.
+    "rls_seconds": 1,
+    "rls_rounds": 1,
+    "rls_floods": 1,
+    "rls_ips": 1000,
+    "peer": False,
 }
 
 
@@ -113,6 +119,24 @@ def parse(
     group.add_argument("--policy-keys", type=int, default=10_000, help="in-process clients")
     group.add_argument(
         "--policy-clients", type=int, default=1000, help="end-to-end clients of each shape"
+    )
+    group = parser.add_argument_group(
+        "rls (gRPC per replica, through Envoy, against envoyproxy/ratelimit)"
+    )
+    group.add_argument("--rls-seconds", type=int, default=4, help="per load and round")
+    group.add_argument("--rls-rounds", type=int, default=3)
+    group.add_argument(
+        "--rls-connections", type=int, default=32, help="wrk connections, ghz callers"
+    )
+    group.add_argument(
+        "--rls-ips", type=int, default=10_000, help="distinct client IPs of the many-IP loads"
+    )
+    group.add_argument("--rls-floods", type=int, default=3, help="floods per service")
+    group.add_argument(
+        "--no-peer",
+        dest="peer",
+        action="store_false",
+        help="skip envoyproxy/ratelimit (built with go install, on Redis)",
     )
     args = parser.parse_args(argv)
     args.prog = prog

@@ -4,7 +4,8 @@
 - latency.png: p50, p99 and p99.9 against concurrency, one panel per key spread;
 - ratios.png: in process, each strategy's rate over the ``IMap.get`` floor's; end to
   end, each scenario's rate over ``/health``'s;
-- k6_steps.png: p99 against the target arrival rate, held steps filled.
+- k6_steps.png: p99 against the target arrival rate, held steps filled;
+- rls.png: the rate limit part's ratios, each round a dot, against its target.
 """
 
 from __future__ import annotations
@@ -137,4 +138,36 @@ def draw(report: Report, folder: Path) -> list[Path]:
     capacity = capacity_plot(report.get("scale"), folder)
     if capacity is not None:
         written.append(capacity)
+
+    rls = report.get("rls")
+    if rls and rls["round_ratios"]:
+        written.append(_rls_ratios(rls["round_ratios"], folder / "rls.png"))
     return written
+
+
+#: The rate limit part's targets (benchmarks.rls): filter on over off, ours over the peer.
+RLS_TARGETS = {
+    "ours_one_vs_off": 0.5,
+    "ours_ips_vs_off": 0.3,
+    "ours_one_vs_peer": 1.0,
+    "ours_ips_vs_peer": 1.0,
+}
+
+
+def _rls_ratios(round_ratios: dict[str, list[float]], path: Path) -> Path:
+    """One row per ratio: the median as a bar, each round as a dot, the target a tick."""
+    names = list(round_ratios)
+    figure, axes = _panels(1, "Rate limit service: ratios (bar: median, dots: rounds, |: target)")
+    axis = axes[0]
+    figure.set_size_inches(7.2, 0.35 * len(names) + 1.2)
+    for row, name in enumerate(names):
+        values = sorted(round_ratios[name])
+        median = values[len(values) // 2]
+        axis.barh(row, median, color="tab:green" if name.startswith("ours") else "0.6")
+        axis.plot(values, [row] * len(values), "o", color="black", ms=3)
+        if name in RLS_TARGETS:
+            axis.plot([RLS_TARGETS[name]], [row], "|", color="tab:red", ms=14, mew=2)
+    axis.set_yticks(range(len(names)), names, fontsize=7)
+    axis.axvline(1.0, color="0.5", lw=0.8)
+    axis.invert_yaxis()
+    return _save(figure, path)

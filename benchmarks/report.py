@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmarks.policies.tables import policy_problems, policy_section
 from benchmarks.results import Machine, Report
+from benchmarks.rls.tables import rls_problems, rls_section
 from benchmarks.scale import markdown as scale_markdown
 from stack import ROOT
 from stack.members import HAZELCAST_JAR
@@ -122,7 +123,7 @@ def failed(report: Report) -> list[str]:
     original = report.get("k6_original")
     if original and original.get("exit_code") != 0:
         found.append(f"k6 original scenario: k6 exited {original['exit_code']}")
-    return found + policy_problems(report.get("policies"))
+    return found + policy_problems(report.get("policies")) + rls_problems(report.get("rls"))
 
 
 def _fmt(value: float) -> str:
@@ -361,6 +362,7 @@ def _markdown(report: Report, plots: list[str]) -> str:
         *scale_markdown(report.get("scale")),
         *_endtoend_section(report),
         *policy_section(report.get("policies")),
+        *rls_section(report.get("rls")),
         *_k6_steps_section(report),
         *_k6_original_section(report),
     ]

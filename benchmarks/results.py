@@ -23,6 +23,10 @@ __all__ = [
     "PolicyInProcess",
     "PolicyRow",
     "Report",
+    "RlsFlood",
+    "RlsPart",
+    "RlsPeer",
+    "RlsRow",
 ]
 
 
@@ -177,6 +181,86 @@ class Policies(TypedDict):
     endtoend: PolicyEndToEnd | None
 
 
+class RlsRow(TypedDict):
+    """One load of the rate limit part (a gRPC call, ``/decide``, a request through an
+    Envoy): medians over rounds."""
+
+    runs: int
+    per_second: float
+    #: Each round's rate, in round order.
+    rates: list[float]
+    p50_ms: float
+    p99_ms: float
+    problems: list[str]
+    #: The highest 1-minute load average at the end of its runs.
+    load_average: float
+    #: CPU seconds per second of the process under load (a replica, the peer; direct
+    #: loads only) and of the load generator (ghz, wrk).
+    server_cores: NotRequired[float]
+    generator_cores: NotRequired[float]
+    #: Through Envoy: the filter's counters and the requests that reached the upstream,
+    #: summed over the runs (ok, over_limit, error, failure_mode_allowed,
+    #: upstream_requests).
+    envoy: NotRequired[dict[str, int]]
+    #: Through Envoy: the RLS call's p50 and p99 from cluster ``ratelimit``'s
+    #: ``upstream_rq_time`` (whole ms, medians over runs; None: no sample).
+    rls_p50_ms: NotRequired[float | None]
+    rls_p99_ms: NotRequired[float | None]
+    #: Through Envoy, many IPs: distinct keys sent (and, where it can be read, stored).
+    keys_sent: NotRequired[int]
+    #: Distinct IPs sent over all the runs, the warm-up's included (each run goes on
+    #: where the last stopped), and distinct keys the service stored afterwards.
+    keys_sent_in_all: NotRequired[int]
+    keys_stored: NotRequired[int | None]
+
+
+class RlsFlood(TypedDict):
+    """One flood through one service's Envoy."""
+
+    ip: str
+    #: Requests that reached the upstream (Envoy's ``upstream_rq_total``).
+    admitted: int
+    limit: int
+    statuses: dict[int, int]
+    #: Envoy's filter counters during the flood.
+    envoy: dict[str, int]
+    failed: int
+    seconds: float
+    load_average: float
+
+
+class RlsPeer(TypedDict):
+    """Whether the peer (envoyproxy/ratelimit on Redis) ran, and if not, why."""
+
+    ran: bool
+    reason: str
+
+
+class RlsPart(TypedDict):
+    """The rate limit service part: gRPC decisions per replica, Envoy's filter, the peer."""
+
+    seconds_per_run: float
+    rounds: int
+    connections: int
+    ips: int
+    generator: str
+    config: str
+    peer: RlsPeer
+    #: By load: ``http_decide_1``, ``http_decide_3``, ``grpc_1``, ``grpc_3`` (one replica
+    #: directly), ``peer_grpc_1``, ``peer_grpc_3``.
+    decisions: dict[str, RlsRow]
+    #: By Envoy and load: ``off_one``, ``ours_one``, ``peer_one``, ``off_ips``, ...
+    envoy: dict[str, RlsRow]
+    #: Medians of the per-round ratios: ``grpc_1_vs_http`` (one descriptor against
+    #: ``/decide`` of a one-limit client), ``grpc_3_vs_http``; ``ours_one_vs_off``,
+    #: ``ours_ips_vs_off``, ``peer_*_vs_off``, ``ours_one_vs_peer``, ``ours_ips_vs_peer``.
+    ratios: dict[str, float]
+    #: Each ratio's per-round values.
+    round_ratios: dict[str, list[float]]
+    floods: dict[str, list[RlsFlood]]
+    problems: list[str]
+
+
 class Machine(TypedDict):
     """What the figures were measured on."""
 
@@ -231,6 +315,12 @@ class Options(TypedDict):
     scale_tasks: int
     scale_seconds: float
     scale_rounds: int
+    rls_seconds: int
+    rls_rounds: int
+    rls_connections: int
+    rls_ips: int
+    rls_floods: int
+    peer: bool
 
 
 class Report(TypedDict):
@@ -250,4 +340,5 @@ class Report(TypedDict):
     policies: NotRequired[Policies]
     #: benchmarks.scale: a million windows (its keys are described there).
     scale: NotRequired[dict[str, Any]]
+    rls: NotRequired[RlsPart]
     failed: NotRequired[list[str]]

@@ -83,6 +83,21 @@ def _limit_fields(limit: Limit) -> tuple[int, int, int, int, int, int, int]:
     )
 
 
+def _write_limits(output: ObjectDataOutput, policy: Policy) -> None:
+    """A policy's limits as every processor reads them: their count, then each limit's
+    fields (the field-by-field form of the packed call's ``_LIMIT``)."""
+    output.write_int(len(policy.limits))
+    for limit in policy.limits:
+        slot, algorithm, value, window, alignment, burst, shadow = _limit_fields(limit)
+        output.write_long(slot)
+        output.write_int(algorithm)
+        output.write_long(value)
+        output.write_long(window)
+        output.write_int(alignment)
+        output.write_long(burst)
+        output.write_int(shadow)
+
+
 @functools.lru_cache(maxsize=4096)
 def _policy_bytes(policy: Policy) -> bytes:
     """A policy's limits as a shard call carries them (the same for every call of a
@@ -118,16 +133,7 @@ class ShardProcessor(IdentifiedDataSerializable):
         output.write_int(len(self.windows))
         for quota, costs in self.windows:
             output.write_string(processor_key(quota.client_id))
-            output.write_int(len(quota.policy.limits))
-            for limit in quota.policy.limits:
-                slot, algorithm, value, window, alignment, burst, shadow = _limit_fields(limit)
-                output.write_long(slot)
-                output.write_int(algorithm)
-                output.write_long(value)
-                output.write_long(window)
-                output.write_int(alignment)
-                output.write_long(burst)
-                output.write_int(shadow)
+            _write_limits(output, quota.policy)
             output.write_long_array(costs)
 
     def read_data(self, inp: ObjectDataInput) -> None:
@@ -188,16 +194,7 @@ class ShardRefundProcessor(IdentifiedDataSerializable):
         output.write_long(self.now_ms)
         output.write_long(self.elapsed_ms)
         output.write_string(self.key)
-        output.write_int(len(self.policy.limits))
-        for limit in self.policy.limits:
-            slot, algorithm, value, window, alignment, burst, shadow = _limit_fields(limit)
-            output.write_long(slot)
-            output.write_int(algorithm)
-            output.write_long(value)
-            output.write_long(window)
-            output.write_int(alignment)
-            output.write_long(burst)
-            output.write_int(shadow)
+        _write_limits(output, self.policy)
         output.write_long(self.cost)
         output.write_int_array(list(self.counted))
 

@@ -21,14 +21,21 @@ import abc
 import asyncio
 import time
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, ClassVar, Protocol, Self, TypedDict, Unpack
+from typing import Any, ClassVar, Self, TypedDict, Unpack
 
 from limiter import policy_rule
-from limiter.contention import ContendedCause, contended_policy
+from limiter.contention import contended_policy
 from limiter.deny_cache import DenyCache
 from limiter.errors import BackendError, cluster_call
 from limiter.lanes import Batches, Lanes
 from limiter.liveness import Liveness
+from limiter.observer import (
+    REFUND_APPLIED,
+    REFUND_LOST,
+    REFUND_OUTCOMES,
+    NullObserver,
+    Observer,
+)
 from limiter.policy import Policy
 from limiter.policy_rule import LimitState, PolicyDecision
 from limiter.quota import Quota
@@ -55,11 +62,6 @@ Clock = Callable[[], int]
 #: up to the instant it is called (so a refund that waited counts its wait too).
 Elapsed = Callable[[], int]
 
-#: The outcomes of a refund that :meth:`Observer.refunded` reports.
-REFUND_APPLIED = "applied"
-REFUND_LOST = "lost"
-REFUND_OUTCOMES = (REFUND_APPLIED, REFUND_LOST)
-
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -67,49 +69,6 @@ def wall_clock_ms() -> int:
 
 def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
-
-
-class Observer(Protocol):
-    """What a strategy reports beyond its decision (the API turns it into metrics)."""
-
-    def cas_attempts(self, attempts: int) -> None: ...
-
-    def lock_waited(self, seconds: float) -> None: ...
-
-    def ttl_restore_failed(self) -> None: ...
-
-    def batch_decided(self, size: int) -> None: ...
-
-    def denied_locally(self) -> None: ...
-
-    def contended(self, cause: ContendedCause) -> None: ...
-
-    def refunded(self, outcome: str) -> None:
-        """A refund ended: :data:`REFUND_APPLIED` (given back, or nothing to give back),
-        or :data:`REFUND_LOST` (not done in time: an under-admission)."""
-
-
-class NullObserver:
-    def cas_attempts(self, attempts: int) -> None:
-        pass
-
-    def lock_waited(self, seconds: float) -> None:
-        pass
-
-    def ttl_restore_failed(self) -> None:
-        pass
-
-    def batch_decided(self, size: int) -> None:
-        pass
-
-    def denied_locally(self) -> None:
-        pass
-
-    def contended(self, cause: ContendedCause) -> None:
-        pass
-
-    def refunded(self, outcome: str) -> None:
-        pass
 
 
 class Wiring(TypedDict, total=False):
@@ -191,15 +150,40 @@ class Strategy(abc.ABC):
             raise ValueError("cost must not be negative")
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + self.decision_timeout_seconds
-        quota = Quota(client_id, policy)
-        cached = self.deny_cache.denial(quota, cost, self._local_ms())
+        answer = self._submit(client_id, policy, cost, deadline)
+        return answer if isinstance(answer, PolicyDecision) else await answer
+
+    async def decide_policies(
+        self, requests: Sequence[tuple[str, Policy, int]], *, deadline: float
+    ) -> list[PolicyDecision | BackendError]:
+        """Several quotas' requests ``(client_id, policy, cost)``, each decided on its own
+        as :meth:`decide_policy` does, all queued before any is awaited, so that those
+        whose windows share a lane go to the cluster in one call. A request the cluster
+        could not decide gets its error in its place (the others keep their decisions)."""
+        if any(cost < 1 for _, _, cost in requests):
+            raise ValueError("cost must be positive")
+        pending = [self._submit(*request, deadline) for request in requests]
+        decided: list[PolicyDecision | BackendError] = []
+        for item in pending:
+            if isinstance(item, PolicyDecision):
+                decided.append(item)
+                continue
+            try:
+                decided.append(await item)
+            except BackendError as error:
+                decided.append(error)
+        return decided
+
+    def _submit(
+        self, client_id: str, policy: Policy, cost: int, deadline: float
+    ) -> PolicyDecision | asyncio.Future[PolicyDecision]:
+        """A request of ``cost`` (1 or more) answered at once (a known denial, or a full
+        queue: contended) or queued on its lane, its decision to come in the future."""
+        cached = self.known_denial(client_id, policy, cost)
         if cached is not None:
-            self.observer.denied_locally()
             return cached
-        answer = self.lanes.submit(quota, cost, deadline)
-        if answer is None:
-            return contended_policy(policy)
-        return await answer
+        answer = self.lanes.submit(Quota(client_id, policy), cost, deadline)
+        return contended_policy(policy) if answer is None else answer
 
     def known_denial(self, client_id: str, policy: Policy, cost: int = 1) -> PolicyDecision | None:
         """The denial of a request this worker already knows, without a cluster call: the

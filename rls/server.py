@@ -4,8 +4,11 @@
 Why inside the Sanic worker rather than a process of its own: the decisions need the
 worker's connection, strategy, lanes and deny cache, and sharing them is what lets a
 request's descriptors batch with the HTTP route's decisions on the same shard entry.
-Every worker of a replica binds the same port (``SO_REUSEPORT``, gRPC's default on
-Linux), and the kernel spreads connections over them, as it does Sanic's HTTP ones.
+With several workers (``RATELIMIT_WORKERS``), every worker of a replica binds the same
+port with ``SO_REUSEPORT`` and the kernel spreads connections over them. With one worker
+(the default) the port is bound exclusively: ``SO_REUSEPORT`` would also let another
+process (a second replica given the same port) share it silently and take half the
+calls to its own cluster, so a replica that finds its port taken fails to start instead.
 
 Answers:
 
@@ -102,12 +105,17 @@ class RlsServer:
 
     async def start(self) -> None:
         metrics.preset()
-        self.watch.start()
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+        shared = int(self.settings.workers > 1)
+        server = grpc.aio.server(options=[("grpc.so_reuseport", shared)])
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(_Servicer(self), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        if server.add_insecure_port(self.address) == 0:
-            raise OSError(f"cannot listen for gRPC on {self.address}")
+        try:
+            bound = server.add_insecure_port(self.address)
+        except RuntimeError as error:  # grpcio reports a port in use this way
+            raise OSError(f"cannot listen for gRPC on {self.address}: {error}") from error
+        if bound == 0:
+            raise OSError(f"cannot listen for gRPC on {self.address} (in use?)")
+        self.watch.start()
         await server.start()
         self._server = server
         await self.set_health()

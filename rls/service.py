@@ -34,16 +34,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
+from google.protobuf.duration_pb2 import Duration
 from sanic.log import error_logger
 
 from api.headers import policy_field, rate_limit_item, retry_after_seconds
-from limiter import Policy, PolicyDecision, Reason, Strategy
+from limiter import BackendError, Limit, Policy, PolicyDecision, Reason, Strategy
 from limiter.refund import counted
 from rls import metrics
 from rls.config import Config, Rule
@@ -66,6 +68,8 @@ REFUND_MARGIN_MS = 50
 Response = rls_pb2.RateLimitResponse
 OK = Response.OK
 OVER_LIMIT = Response.OVER_LIMIT
+#: Descriptors whose match a worker remembers (per configuration) before starting over.
+MATCH_CACHE_SIZE = 65_536
 #: Envoy's unit names, by this service's unit names.
 _UNIT_CODES = {name.lower(): code for name, code in Response.RateLimit.Unit.items()}
 
@@ -74,23 +78,26 @@ _UNIT_CODES = {name.lower(): code for name, code in Response.RateLimit.Unit.item
 class Verdict:
     """One request descriptor: its rule (``match``; None: no rule, or replaced), its hits,
     and its decision once decided (None: not decided, because another descriptor was
-    already known to deny the request)."""
+    already known to deny the request). ``policy`` and ``enforced`` are worked out once:
+    every later step reads them."""
 
     match: Match | None
     hits: int
     metric_key: str = ""
+    #: What the limiter decides with (None: no rule, unlimited or blocked).
+    policy: Policy | None = None
+    #: Whether this descriptor can deny the request (a rule, not in shadow mode).
+    enforced: bool = False
     decision: PolicyDecision | None = None
     #: Whether ``decision`` is the deny cache's (nothing was asked of the cluster).
     cached: bool = False
 
-    @property
-    def policy(self) -> Policy | None:
-        return self.match.policy if self.match is not None else None
-
-    @property
-    def enforced(self) -> bool:
-        """Whether this descriptor can deny the request (a rule, not in shadow mode)."""
-        return self.match is not None and not self.match.shadow and not self.match.unlimited
+    @classmethod
+    def of(cls, found: Match | None, hits: int, metric_key: str) -> Verdict:
+        if found is None:
+            return cls(None, hits)
+        enforced = not found.shadow and not found.unlimited
+        return cls(found, hits, metric_key, found.policy, enforced)
 
     @property
     def denies(self) -> bool:
@@ -126,6 +133,8 @@ class Decider:
         self.near_limit_share = near_limit_share
         self.decision_timeout_seconds = decision_timeout_seconds
         self._refunds: set[asyncio.Task[None]] = set()
+        self._matched_in: Config | None = None
+        self._matches: dict[tuple[str, tuple[tuple[str, str], ...]], Match | None] = {}
 
     async def decide(
         self,
@@ -146,12 +155,13 @@ class Decider:
             self._count(outcome)
             return outcome
         sent = time.monotonic()
-        answers = await asyncio.gather(
-            *(self._decide_one(v, strategy, deadline) for v in decided), return_exceptions=True
+        answers = await strategy.decide_policies(
+            [(v.match.counter_key, v.policy, v.hits) for v in decided if v.match and v.policy],
+            deadline=deadline,
         )
-        failure: BaseException | None = None
+        failure: BackendError | None = None
         for verdict, answer in zip(decided, answers, strict=True):
-            if isinstance(answer, BaseException):
+            if isinstance(answer, BackendError):
                 failure = failure or answer
             else:
                 verdict.decision = answer
@@ -170,21 +180,41 @@ class Decider:
             raise RequestError("rate limit descriptor list must not be empty")
         if len(request.descriptors) > MAX_DESCRIPTORS:
             raise RequestError(f"at most {MAX_DESCRIPTORS} descriptors per request")
+        if config is not self._matched_in:
+            self._matched_in = config
+            self._matches.clear()
         request_hits = request.hits_addend or 1
         matches: list[Match | None] = []
         hits: list[int] = []
         for descriptor in request.descriptors:
-            entries = [(entry.key, entry.value) for entry in descriptor.entries]
-            matches.append(_match(config, request.domain, descriptor, entries))
+            entries = tuple((entry.key, entry.value) for entry in descriptor.entries)
+            if descriptor.HasField("limit"):
+                matches.append(_override(config, request.domain, descriptor, entries))
+            else:
+                matches.append(self._match(config, request.domain, entries))
             own = descriptor.hits_addend.value if descriptor.HasField("hits_addend") else 0
             hits.append(min(own or request_hits, MAX_HITS))
+        if any(m is not None and m.replaces for m in matches):
+            matches = drop_replaced(matches)
         verdicts = []
-        for descriptor, found, count in zip(
-            request.descriptors, drop_replaced(matches), hits, strict=True
-        ):
+        for descriptor, found, count in zip(request.descriptors, matches, hits, strict=True):
             key = _metric_key(found, descriptor) if found is not None else ""
-            verdicts.append(Verdict(found, count, key))
+            verdicts.append(Verdict.of(found, count, key))
         return verdicts
+
+    def _match(
+        self, config: Config, domain: str, entries: tuple[tuple[str, str], ...]
+    ) -> Match | None:
+        """:func:`rls.matching.match`, remembered per configuration: the same descriptors
+        come again and again (every request of a client), and their counter keys cost
+        percent-encoding each time. Bounded: emptied past :data:`MATCH_CACHE_SIZE`."""
+        key = (domain, entries)
+        if key in self._matches:
+            return self._matches[key]
+        if len(self._matches) >= MATCH_CACHE_SIZE:
+            self._matches.clear()
+        found = self._matches[key] = match(config, domain, entries)
+        return found
 
     def _known_denials(self, decided: Sequence[Verdict], strategy: Strategy) -> bool:
         """Whether a descriptor the worker already knows to be exhausted denies the
@@ -200,14 +230,6 @@ class Decider:
                 verdict.cached = True
                 found = True
         return found
-
-    async def _decide_one(
-        self, verdict: Verdict, strategy: Strategy, deadline: float
-    ) -> PolicyDecision:
-        assert verdict.match is not None and verdict.policy is not None
-        return await strategy.decide_policy(
-            verdict.match.counter_key, verdict.policy, verdict.hits, deadline=deadline
-        )
 
     def _give_back(self, verdicts: Sequence[Verdict], strategy: Strategy, sent: float) -> None:
         """Refunds, in the background, what each of ``verdicts`` counted for a request
@@ -263,24 +285,24 @@ class Decider:
             await asyncio.gather(*self._refunds, return_exceptions=True)
 
 
-def _match(
+def _override(
     config: Config,
     domain: str,
     descriptor: ratelimit_pb2.RateLimitDescriptor,
     entries: Sequence[tuple[str, str]],
 ) -> Match | None:
-    """The descriptor's rule: its own ``limit`` when it carries one and the domain is
-    known (upstream's order), else the configuration's."""
-    if descriptor.HasField("limit") and domain in config.domains and entries:
-        override = descriptor.limit
-        unit = Response.RateLimit.Unit.Name(override.unit).lower()
-        try:
-            spec = override_spec(override.requests_per_unit, unit)
-        except KeyError:
-            raise RequestError(f"limit override has an unknown unit ({unit})") from None
-        keys = ".".join(key for key, _ in entries)
-        return Match(domain, _override_rule(spec, keys), counter_key(domain, entries))
-    return match(config, domain, entries)
+    """The descriptor's own ``limit``, used instead of the configuration's rule when the
+    domain is known (upstream's order); no limit for an unknown domain."""
+    if domain not in config.domains or not entries:
+        return None
+    override = descriptor.limit
+    unit = Response.RateLimit.Unit.Name(override.unit).lower()
+    try:
+        spec = override_spec(override.requests_per_unit, unit)
+    except KeyError:
+        raise RequestError(f"limit override has an unknown unit ({unit})") from None
+    keys = ".".join(key for key, _ in entries)
+    return Match(domain, _override_rule(spec, keys), counter_key(domain, entries))
 
 
 def _override_rule(spec: RateLimitSpec, keys: str) -> Rule:
@@ -303,37 +325,47 @@ def response(outcome: Outcome) -> rls_pb2.RateLimitResponse:
     """The protobuf answer: the overall code, a status per descriptor in request order,
     and the IETF ``RateLimit``/``RateLimit-Policy`` headers (``Retry-After`` when over the
     limit) for Envoy to add to its answer."""
-    answer = Response(overall_code=OVER_LIMIT if outcome.denied else OK)
-    for verdict in outcome.verdicts:
-        answer.statuses.append(_status(verdict))
-    for name, value in _headers(outcome).items():
-        answer.response_headers_to_add.append(base_pb2.HeaderValue(key=name, value=value))
-    return answer
+    return Response(
+        overall_code=OVER_LIMIT if outcome.denied else OK,
+        statuses=[_status(verdict) for verdict in outcome.verdicts],
+        response_headers_to_add=[
+            base_pb2.HeaderValue(key=name, value=value) for name, value in _headers(outcome).items()
+        ],
+    )
 
 
 def _status(verdict: Verdict) -> rls_pb2.RateLimitResponse.DescriptorStatus:
-    status = Response.DescriptorStatus(code=OVER_LIMIT if verdict.denies else OK)
-    found = verdict.match
+    code = OVER_LIMIT if verdict.denies else OK
+    found, policy, decision = verdict.match, verdict.policy, verdict.decision
     if found is None or found.unlimited:
-        return status
-    policy, decision = found.policy, verdict.decision
+        return Response.DescriptorStatus(code=code)
     if policy is None:  # blocked: requests_per_unit 0
-        status.current_limit.CopyFrom(Response.RateLimit(name=found.name or ""))
-        return status
-    index = decision.closest if decision is not None else _first_enforced(policy)
-    limit = policy.limits[index]
-    status.current_limit.CopyFrom(
-        Response.RateLimit(
-            name=limit.name,
-            requests_per_unit=min(limit.limit, 2**32 - 1),
-            unit=_UNIT_CODES.get(unit_of(limit.window_seconds) or "unknown", 0),
+        return Response.DescriptorStatus(
+            code=code, current_limit=Response.RateLimit(name=found.name or "")
         )
+    index = decision.closest if decision is not None else _first_enforced(policy)
+    current = _current_limit(policy.limits[index])
+    if decision is None:
+        return Response.DescriptorStatus(code=code, current_limit=current)
+    closest = decision.decisions[index]
+    reset_ms = max(closest.reset_after_ms, 0)
+    return Response.DescriptorStatus(
+        code=code,
+        current_limit=current,
+        limit_remaining=min(closest.remaining, 2**32 - 1),
+        duration_until_reset=Duration(seconds=reset_ms // 1000, nanos=reset_ms % 1000 * 1_000_000),
     )
-    if decision is not None:
-        closest = decision.decisions[index]
-        status.limit_remaining = min(closest.remaining, 2**32 - 1)
-        status.duration_until_reset.FromMilliseconds(max(closest.reset_after_ms, 0))
-    return status
+
+
+@functools.lru_cache(maxsize=4096)
+def _current_limit(limit: Limit) -> rls_pb2.RateLimitResponse.RateLimit:
+    """A limit as Envoy's ``RateLimit``: built once per limit (messages are copied into
+    each status, never changed)."""
+    return Response.RateLimit(
+        name=limit.name,
+        requests_per_unit=min(limit.limit, 2**32 - 1),
+        unit=_UNIT_CODES.get(unit_of(limit.window_seconds) or "unknown", 0),
+    )
 
 
 def _first_enforced(policy: Policy) -> int:

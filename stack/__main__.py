@@ -6,18 +6,22 @@ import argparse
 import os
 import sys
 
-from stack import LOOPBACK, MemberSettings, Part, Stack, StackError, http_ok
+from stack import LOOPBACK, ROOT, Layout, MemberSettings, Part, Stack, StackError, http_ok
+from stack.process import port_accepts
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
 
 
 def parts_of(stack: Stack, replicas: int) -> list[Part]:
-    """Every HTTP part the CLI manages, in start order."""
+    """Every HTTP part the CLI manages, in start order: Envoy after the replicas and the
+    demo app, since its readiness waits for a first health check of each replica's gRPC
+    service."""
     env = {"RATELIMIT_ADMIN_TOKEN": os.environ.get("RATELIMIT_ADMIN_TOKEN", DEV_ADMIN_TOKEN)}
     return [
         *(stack.replica_part(i, env) for i in range(replicas)),
         stack.demo_app_part(),
         stack.nginx_part(replicas),
+        stack.envoy_part(replicas),
         stack.prometheus_part(replicas),
     ]
 
@@ -47,10 +51,18 @@ def up(stack: Stack, args: argparse.Namespace) -> None:
         stack.stop([name for name in stack.running() if name not in already])
         raise
     for part in parts:
-        print(f"{part.name:11} http://{LOOPBACK}:{part.port}/")
+        if part.name != "envoy":  # below, with its admin
+            print(f"{part.name:11} http://{LOOPBACK}:{part.port}/")
+    grpc = ", ".join(f"{LOOPBACK}:{stack.replica_grpc_port(i)}" for i in range(args.replicas))
+    print(f"rls (gRPC)  {grpc}")
     print(
         f"entry point http://{LOOPBACK}:{stack.layout.nginx_port}/example (X-Api-Id), "
         f"gateway mode http://{LOOPBACK}:{stack.layout.nginx_port}/gateway/"
+    )
+    envoy, admin = stack.layout.envoy_port, stack.layout.envoy_admin_port
+    print(
+        f"envoy       http://{LOOPBACK}:{envoy}/ (the demo app, each request asked of the "
+        f"rate limit service), admin http://{LOOPBACK}:{admin}/"
     )
     if "RATELIMIT_ADMIN_TOKEN" not in os.environ:
         print(f"admin token {DEV_ADMIN_TOKEN} (set RATELIMIT_ADMIN_TOKEN to choose one)")
@@ -62,15 +74,30 @@ def status(stack: Stack) -> None:
     if not rows:
         print("nothing is running")
     probes = stack.http_probes()
+    grpc_ports = {stack.replica_name(i): stack.replica_grpc_port(i) for i in range(len(rows))}
     for name, pid in rows:
         state = "dead" if pid is None else "running"
         if pid is not None and name in probes:
             state = "ready" if http_ok(*probes[name]) else "not ready"
-        print(f"{name:11} {state:9} pid {pid or '-'}")
+        line = f"{name:11} {state:9} pid {pid or '-'}"
+        if name in grpc_ports:
+            grpc = grpc_ports[name]
+            listening = "listening" if pid is not None and port_accepts(grpc) else "closed"
+            line += f"  gRPC {LOOPBACK}:{grpc} {listening}"
+        elif name == "envoy":
+            line += f"  http://{LOOPBACK}:{stack.layout.envoy_port}/"
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=None,
+        help="a second stack beside `make up`'s: every port derived from this one (as the "
+        "tests' stack is), run folder .run/stack-<port>; give it to up, status and down alike",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("up", help="start the stack and wait until every part is ready")
     start.add_argument("--members", type=int, default=3, help="Hazelcast members (default 3)")
@@ -93,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     members = MemberSettings(
         count=getattr(args, "members", 3), registry_quorum=getattr(args, "quorum", None)
     )
-    stack = Stack(member_settings=members)
+    if args.base_port is None:
+        stack = Stack(member_settings=members)
+    else:
+        base = args.base_port
+        stack = Stack(
+            Layout.at(base), ROOT / ".run" / f"stack-{base}", f"ratelimit-{base}", members
+        )
     try:
         if args.command == "up":
             up(stack, args)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from stack.frontends import Frontends
+from stack.frontends import ENVOY_RLS_TIMEOUT_SECONDS, Frontends
 from stack.layout import ROOT, Layout
 from stack.members import DEFAULT_MEMBER_SETTINGS, Members, MemberSettings
 from stack.postgres import DATABASE_NAME, Postgres
@@ -149,7 +149,7 @@ class Stack:
     def wait_for_members(self, count: int, deadline_seconds: float = 90.0) -> None:
         self.cluster.wait(count, deadline_seconds)
 
-    # ---- replicas, nginx, Prometheus, the demo app --------------------------------------
+    # ---- replicas, nginx, Envoy, Prometheus, the demo app --------------------------------
 
     def replica_name(self, index: int) -> str:
         return self.frontends.replica_name(index)
@@ -160,10 +160,18 @@ class Stack:
     def replica_part(self, index: int, env: Mapping[str, str]) -> Part:
         return self.frontends.replica_part(index, env)
 
+    def replica_grpc_port(self, index: int) -> int:
+        return self.layout.replica_grpc(index)
+
     def api_part(
-        self, name: str, port: int, env: Mapping[str, str], isolated: bool = False
+        self,
+        name: str,
+        port: int,
+        env: Mapping[str, str],
+        isolated: bool = False,
+        grpc_port: int = 0,
     ) -> Part:
-        return self.frontends.api_part(name, port, env, isolated)
+        return self.frontends.api_part(name, port, env, isolated, grpc_port)
 
     def start_replicas(
         self, count: int = 3, env: Mapping[str, str] | None = None, deadline_seconds: float = 60
@@ -175,6 +183,29 @@ class Stack:
 
     def nginx_part(self, replicas: int, gateway_ports: Sequence[int] | None = None) -> Part:
         return self.frontends.nginx_part(replicas, gateway_ports)
+
+    def envoy_part(
+        self,
+        replicas: int = 3,
+        *,
+        name: str = "envoy",
+        port: int | None = None,
+        admin_port: int | None = None,
+        rls_ports: Sequence[int] | None = None,
+        failure_mode_deny: bool = False,
+        timeout_seconds: float = ENVOY_RLS_TIMEOUT_SECONDS,
+        rate_limit_filter: bool = True,
+    ) -> Part:
+        return self.frontends.envoy_part(
+            replicas,
+            name=name,
+            port=port,
+            admin_port=admin_port,
+            rls_ports=rls_ports,
+            failure_mode_deny=failure_mode_deny,
+            timeout_seconds=timeout_seconds,
+            rate_limit_filter=rate_limit_filter,
+        )
 
     def prometheus_part(self, replicas: int) -> Part:
         return self.frontends.prometheus_part(replicas)

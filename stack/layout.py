@@ -21,14 +21,16 @@ LOOPBACK = "127.0.0.1"
 #: A member's metrics port (JMX exporter) is its cluster port plus this (5701 → 17701).
 MEMBER_METRICS_OFFSET = 12000
 #: In a layout :meth:`Layout.at` a base, the HTTP parts and the database sit this far
-#: above the first member, 10 apart: replicas, nginx, Prometheus, demo app, PostgreSQL.
+#: above the first member, 10 apart: replicas, nginx, Prometheus, demo app, PostgreSQL,
+#: the replicas' gRPC ports, Envoy and Envoy's admin.
 HTTP_OFFSET = 15000
 
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """Every port of one stack. Members and replicas take consecutive ports from their
-    first one (member ``i`` on ``member_port + i``)."""
+    first one (member ``i`` on ``member_port + i``, replica ``i``'s gRPC service on
+    ``grpc_port + i``)."""
 
     #: The first member's cluster port.
     member_port: int
@@ -40,6 +42,11 @@ class Layout:
     prometheus_port: int
     demo_app_port: int
     database_port: int
+    #: The first API replica's gRPC port (Envoy's rate limit service and gRPC health).
+    grpc_port: int
+    #: Envoy's listener, in front of the demo app with the rate limit filter.
+    envoy_port: int
+    envoy_admin_port: int
 
     DEFAULT: ClassVar[Layout]
 
@@ -47,7 +54,8 @@ class Layout:
     def at(cls, base: int) -> Layout:
         """Members from ``base`` (metrics 12000 above), the HTTP parts and PostgreSQL
         15000 above it: base 5801 gives replicas from 20801, nginx 20811, Prometheus
-        20821, the demo app 20831, PostgreSQL 20841."""
+        20821, the demo app 20831, PostgreSQL 20841, the replicas' gRPC ports from 20851,
+        Envoy 20861 and its admin 20871."""
         http = base + HTTP_OFFSET
         return cls(
             member_port=base,
@@ -57,6 +65,9 @@ class Layout:
             prometheus_port=http + 20,
             demo_app_port=http + 30,
             database_port=http + 40,
+            grpc_port=http + 50,
+            envoy_port=http + 60,
+            envoy_admin_port=http + 70,
         )
 
     def shifted(self, by: int, *, database_port: int | None = None) -> Layout:
@@ -76,6 +87,9 @@ class Layout:
     def replica(self, index: int) -> int:
         return self.api_port + index
 
+    def replica_grpc(self, index: int) -> int:
+        return self.grpc_port + index
+
 
 #: `make up`'s ports, the same as docker-compose.yml's.
 Layout.DEFAULT = Layout(
@@ -86,4 +100,7 @@ Layout.DEFAULT = Layout(
     prometheus_port=9090,
     demo_app_port=8090,
     database_port=5432,
+    grpc_port=8281,
+    envoy_port=10000,
+    envoy_admin_port=9901,
 )

@@ -5,12 +5,17 @@ The cluster is started by the same runner as ``make up`` (ports 5801-5803, Postg
 awaited by readiness, and stopped at the end of the session whatever happened. Each
 session starts from an empty registry table (the members create it again).
 ``RATELIMIT_TEST_KEEP_CLUSTER=1`` leaves it running between local runs.
+
+The topology's replicas serve Envoy's rate limit service too, on the layout's gRPC ports,
+with the rules of ``tests/rls/envoy/`` copied into the run folder; the ``envoy`` fixture
+puts a real Envoy in front of the demo app, asking them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +46,14 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TESTS = Path(__file__).parent
+#: The rate limit service's rules for the tests through Envoy; the replicas read a copy.
+RLS_CONFIG = TESTS / "rls" / "envoy"
+#: How long the session's Envoy waits for the service: far above Envoy's 20 ms default.
+#: The tests count exactly what reaches the app under floods of 300 connections on two
+#: cores, where a call can take longer than 20 ms; at the default such a request would
+#: be let through (failure_mode_deny false), and a count be off for the machine's load
+#: rather than for a fault. The failure-mode tests use the default on Envoys of their own.
+ENVOY_TIMEOUT_SECONDS = 5.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -109,6 +122,10 @@ class Topology:
 
     ``use(strategy)`` restarts the replicas with another ``RATELIMIT_STRATEGY``; the
     clients live in the cluster, so they survive the restart.
+
+    The replicas' rate limit service reads ``rls_config_dir``, a fresh copy of
+    ``tests/rls/envoy/`` under the run folder that a test may rewrite (the service reads
+    it again when a file changes).
     """
 
     ADMIN_TOKEN = "topology-admin-token"
@@ -135,6 +152,9 @@ class Topology:
         )
 
         self.base_settings = self.settings
+        self.rls_config_dir = stack.run_dir / "rls-config"
+        shutil.rmtree(self.rls_config_dir, ignore_errors=True)
+        shutil.copytree(RLS_CONFIG, self.rls_config_dir)
 
     @property
     def admin(self) -> dict[str, str]:
@@ -153,7 +173,10 @@ class Topology:
 
     def restore_replicas(self) -> None:
         """Starts whichever replicas are not running (after a test killed one)."""
-        env = settings_env(self.settings) | {"RATELIMIT_STRATEGY": str(self.strategy)}
+        env = settings_env(self.settings) | {
+            "RATELIMIT_STRATEGY": str(self.strategy),
+            "RATELIMIT_RLS_CONFIG_DIR": str(self.rls_config_dir),
+        }
         self.stack.start_replicas(self.REPLICAS, env)
 
 
@@ -177,3 +200,33 @@ def topology(cluster: Stack) -> Iterator[Topology]:
             *(cluster.replica_name(i) for i in range(Topology.REPLICAS)),
         ]
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Envoy:
+    """An Envoy of the session's stack: its listener (the demo app behind the rate limit
+    filter) and its admin interface (``/stats``, ``/ready``)."""
+
+    name: str
+    url: str
+    admin_url: str
+
+
+@pytest.fixture(scope="module")
+def envoy(topology: Topology) -> Iterator[Envoy]:
+    """Envoy on the session layout's ports in front of the demo app, asking the
+    topology's replicas (their gRPC ports); started when a module first needs it (a
+    fraction of a second) and stopped at its end: a test's own cluster may sit 60 ports
+    above the session's (tests/member_loss.py), where Envoy's ports would be its
+    replicas' and nginx's."""
+    stack = topology.stack
+    part = stack.envoy_part(Topology.REPLICAS, timeout_seconds=ENVOY_TIMEOUT_SECONDS)
+    stack.start_parts([part])
+    try:
+        yield Envoy(
+            part.name,
+            f"http://127.0.0.1:{stack.layout.envoy_port}",
+            f"http://127.0.0.1:{stack.layout.envoy_admin_port}",
+        )
+    finally:
+        stack.stop([part.name])

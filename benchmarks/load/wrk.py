@@ -4,7 +4,9 @@ Every run carries a Lua script that counts what wrk's summary does not: each sta
 answers marked ``X-RateLimit-Degraded`` (the cluster was unreachable), and ``contended``
 429s (a busy key: ``Retry-After: 1`` and a "too busy" body), plus latency percentiles.
 With ``rotate``, each request carries the next value of a list in one header (many
-clients from one wrk run); each thread starts at its own offset of the list.
+clients from one wrk run); the threads start evenly spaced along the list, so that a run
+of no more requests than values sends each value at most once (as long as the threads
+keep pace with each other).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ ROTATING_SCRIPT = """
 function init_rotation()
   values = {}
   for line in io.lines(ROTATE_FILE) do table.insert(values, line) end
-  sent = (tid or 0) * 7919
+  sent = math.floor(((tid or 1) - 1) * #values / ROTATE_THREADS)
 end
 function request()
   sent = sent + 1
@@ -113,7 +115,8 @@ def run_wrk(
             values = Path(folder) / "values.txt"
             values.write_text("".join(f"{value}\n" for value in rotate[1]))
             text += f"ROTATE_HEADER = {json.dumps(rotate[0])}\n"
-            text += f"ROTATE_FILE = {json.dumps(str(values))}\n" + ROTATING_SCRIPT
+            text += f"ROTATE_FILE = {json.dumps(str(values))}\n"
+            text += f"ROTATE_THREADS = {threads}\n" + ROTATING_SCRIPT
         script.write_text(text)
         argv = [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", timeout]
         for name, value in (headers or {}).items():

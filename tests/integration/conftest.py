@@ -3,7 +3,9 @@
 Each replica gets its whole configuration as ``RATELIMIT_*`` variables built from
 :func:`tests.cluster.test_settings` (nothing inherited from the shell), a free loopback
 port 100 above the stack's replicas, the admin token below, and the map names of this
-test run (fresh per session, so runs never see each other's clients). The stack spawns,
+test run (fresh per session, so runs never see each other's clients). Their gRPC rate
+limit service is off (``RATELIMIT_GRPC_PORT`` 0, ``Stack.api_part``'s default): only the
+topology's replicas serve it, each on its own port. The stack spawns,
 awaits, signals and stops them like any other part, so ``make down`` reaches them too
 should a run be killed.
 """
@@ -40,6 +42,9 @@ class Replica:
     """One ``python -m api`` part of the stack, and an HTTP client for it."""
 
     def __init__(self, stack: Stack, name: str, port: int, **overrides: Any) -> None:
+        #: Whether the replica serves the rate limit service (only when a test gives it
+        #: a ``grpc_port``: the default port would be shared by every replica).
+        self.grpc = "grpc_port" in overrides
         self.stack = stack
         self.name = name
         self.port = port
@@ -59,7 +64,11 @@ class Replica:
     def start(self, wait: bool = True) -> Replica:
         """Starts the replica; with ``wait``, returns once its /ready answers 200."""
         part = self.stack.api_part(
-            self.part_name, self.port, settings_env(self.settings), isolated=True
+            self.part_name,
+            self.port,
+            settings_env(self.settings),
+            isolated=True,
+            grpc_port=self.settings.grpc_port if self.grpc else 0,
         )
         self.stack.start_parts([part], READY_DEADLINE_SECONDS, wait=wait)
         return self
@@ -107,16 +116,25 @@ class Replicas:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.started: list[Replica] = []
+        #: Ports handed out for something else than a replica's HTTP (a gRPC listener).
+        self.reserved: set[int] = set()
 
     def free_port(self) -> int:
         """A port nothing listens on and no replica of ours was given (a replica just
         started may not listen yet)."""
         start = self.stack.layout.api_port + PORT_OFFSET
-        given = {replica.port for replica in self.started}
+        given = {replica.port for replica in self.started} | self.reserved
         for port in range(start, start + PORT_SPAN):
             if port not in given and port_is_free(port):
                 return port
         raise RuntimeError(f"no free loopback port in {start}..{start + PORT_SPAN - 1}")
+
+    def reserve_port(self) -> int:
+        """A free port from the replicas' range that no replica will be given (for a
+        replica's second listener)."""
+        port = self.free_port()
+        self.reserved.add(port)
+        return port
 
     def start(self, name: str, *, wait: bool = True, **overrides: Any) -> Replica:
         replica = Replica(self.stack, name, self.free_port(), **overrides)

@@ -31,6 +31,9 @@ FAILURE_DECISION_TIMEOUT = 1.0
 ALLOWED_LABELS = {
     *("strategy", "outcome", "kind", "cause", "route", "method", "status", "le"),
     *("algorithm", "limit_name"),
+    # The rate limit service's (when a replica serves it): its answers' codes, and the
+    # configured domains and descriptor keys, which the configuration bounds.
+    *("code", "domain", "key"),
 }
 
 

@@ -1,7 +1,8 @@
 """The benchmark tool (``python -m benchmarks``) in its smoke mode: tiny sizes, every part
-of it (in process, wrk end to end, k6 steps, policies, the report and its plots) on a
-stack of its own, so that the tool keeps working between the runs that produce a real
-report.
+of it (in process, wrk end to end, k6 steps, policies, the rate limit service through
+Envoy, the report and its plots) on a stack of its own, so that the tool keeps working
+between the runs that produce a real report. The rate limit part's smoke run leaves the
+peer (envoyproxy/ratelimit, built with Go) out, and takes half a minute at most.
 
 No figure is asserted (the machine is shared and the sizes tiny); exactness is.
 """
@@ -59,7 +60,15 @@ def test_smoke_run_writes_an_exact_report(tmp_path: Path, monkeypatch: pytest.Mo
     assert set(policies["endtoend"]["strategies"]) == {"entry_processor"}
     for steps in report["k6_steps"].values():
         assert all(s["admitted"] <= s["expected"] for s in steps["steps"])
+    rls = report["rls"]
+    assert rls["peer"]["ran"] is False and rls["problems"] == []
+    assert {"http_decide_1", "http_decide_3"} <= set(rls["decisions"])
+    assert {"off_one", "ours_one", "off_ips", "ours_ips"} <= set(rls["envoy"])
+    assert "ours_one_vs_off" in rls["ratios"]
+    assert all(flood["limit"] == 100 for flood in rls["floods"]["ours"])
+    assert rls["envoy"]["ours_one"]["envoy"]["ok"] > 0
     markdown = (tmp_path / "report.md").read_text()
     assert "## Headline" in markdown and "**Exact**" in markdown
+    assert "## Rate limit service" in markdown
     for plot in PLOTS:
         assert (tmp_path / plot).stat().st_size > 0, plot

@@ -14,6 +14,7 @@ from limiter import (
     STRATEGY_NAMES,
     Algorithm,
     Limit,
+    NullObserver,
     Policy,
     Strategy,
     WindowState,
@@ -43,29 +44,11 @@ MIXED = Policy(
 )
 
 
-class Outcomes:
+class Outcomes(NullObserver):
     """An observer that keeps the refunds' outcomes (the other hooks do nothing)."""
 
     def __init__(self) -> None:
         self.refunds: list[str] = []
-
-    def cas_attempts(self, attempts: int) -> None:
-        pass
-
-    def lock_waited(self, seconds: float) -> None:
-        pass
-
-    def ttl_restore_failed(self) -> None:
-        pass
-
-    def batch_decided(self, size: int) -> None:
-        pass
-
-    def denied_locally(self) -> None:
-        pass
-
-    def contended(self, cause: Any) -> None:
-        pass
 
     def refunded(self, outcome: str) -> None:
         self.refunds.append(outcome)

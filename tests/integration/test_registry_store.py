@@ -25,9 +25,9 @@ FIELDS = ("id", "name", "limit", "window_seconds", "window_alignment", "created_
 
 @pytest.fixture(scope="module")
 def durable(cluster: Stack) -> Iterator[Stack]:
-    """Three members 80 ports above the session's and a PostgreSQL 10 above its own,
+    """Three members 80 ports above the session's and a PostgreSQL 5 above its own,
     starting from an empty registry table; everything stopped at the end."""
-    layout = cluster.layout.shifted(80, database_port=cluster.layout.database_port + 10)
+    layout = cluster.layout.shifted(80, database_port=cluster.layout.database_port + 5)
     own = cluster.beside("durable", layout)
     try:
         own.start_database()

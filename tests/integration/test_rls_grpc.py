@@ -1,4 +1,5 @@
-"""Envoy's gRPC rate limit service, called directly on a real replica of each strategy:
+"""Envoy's gRPC rate limit service, called directly on a real replica (the default
+strategy; tests/integration/test_refund.py gives back admissions on every strategy):
 exact under concurrency, a request denied by one descriptor counted by none of the others
 (the refund path, not only the deny cache's), health, and configuration reloads that keep
 the counts of unchanged rules and reject invalid files."""
@@ -19,15 +20,11 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from limiter import STRATEGY_NAMES
-from stack import LOOPBACK, Stack, port_is_free
+from stack import LOOPBACK
 from tests.cluster import DEFAULT_STRATEGY
 from tests.integration.conftest import RUN_ID, Replica, Replicas
 
 Response = rls_pb2.RateLimitResponse
-#: Test replicas' gRPC ports start this far above the stack's replicas.
-GRPC_PORT_OFFSET = 1100
-GRPC_PORT_SPAN = 200
 CONFIG = """
 domain: grpc
 descriptors:
@@ -77,23 +74,15 @@ class GrpcReplica:
         return total
 
 
-def free_grpc_port(stack: Stack) -> int:
-    start = stack.layout.api_port + GRPC_PORT_OFFSET
-    for port in range(start, start + GRPC_PORT_SPAN):
-        if port_is_free(port):
-            return port
-    raise RuntimeError(f"no free loopback port in {start}..{start + GRPC_PORT_SPAN - 1}")
-
-
-@pytest.fixture(scope="module", params=STRATEGY_NAMES)
+@pytest.fixture(scope="module", params=[DEFAULT_STRATEGY])
 def grpc_api(
     request: pytest.FixtureRequest, replicas: Replicas, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GrpcReplica]:
-    """One replica per strategy with the rate limit service on, reloading every 0.2 s."""
+    """One replica with the rate limit service on, reloading every 0.2 s."""
     strategy = str(request.param)
     config_dir = tmp_path_factory.mktemp(f"rls-{strategy}")
     (config_dir / "grpc.yaml").write_text(textwrap.dedent(CONFIG))
-    port = free_grpc_port(replicas.stack)
+    port = replicas.reserve_port()
     replica = replicas.start(
         f"rls-{strategy}",
         strategy=strategy,
@@ -156,7 +145,6 @@ def test_hits_addend_counts_that_many(grpc_api: GrpcReplica) -> None:
     assert grpc_api.call(ask((("ip", ip),), hits=7))[0].overall_code == Response.OVER_LIMIT
 
 
-@pytest.mark.parametrize("grpc_api", [DEFAULT_STRATEGY], indirect=True)
 def test_health_is_serving(grpc_api: GrpcReplica) -> None:
     """A connected replica with a configuration reports SERVING for the service and
     for the server as a whole."""
@@ -171,7 +159,6 @@ def test_health_is_serving(grpc_api: GrpcReplica) -> None:
         assert asyncio.run(check(service)) == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.mark.parametrize("grpc_api", [DEFAULT_STRATEGY], indirect=True)
 def test_a_reload_keeps_the_counts_of_a_changed_limit_and_rejects_invalid_files(
     grpc_api: GrpcReplica,
 ) -> None:

@@ -14,7 +14,7 @@ import pytest
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 
-from limiter import BackendUnavailable, Policy, PolicyDecision, Strategy, policy_rule
+from limiter import BackendError, BackendUnavailable, Policy, PolicyDecision, Strategy, policy_rule
 from limiter.policy_rule import LimitState
 from rls.config import Config, merge, parse
 from rls.errors import RequestError
@@ -93,6 +93,17 @@ class MemoryStrategy:
         states, decision = policy_rule.decide(self._states(key, policy), NOW_MS, cost, policy)
         self.states[(key, policy)] = states
         return decision
+
+    async def decide_policies(
+        self, requests: Sequence[tuple[str, Policy, int]], *, deadline: float
+    ) -> list[PolicyDecision | BackendError]:
+        answers: list[PolicyDecision | BackendError] = []
+        for key, policy, cost in requests:
+            try:
+                answers.append(await self.decide_policy(key, policy, cost))
+            except BackendError as error:
+                answers.append(error)
+        return answers
 
     async def refund_policy(
         self,
