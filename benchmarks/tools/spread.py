@@ -14,12 +14,17 @@ before it for the ratio. Around the spread run it reads every member thread's CP
 - decisions per second, and their ratio to ``/health`` of the same round;
 - the load average at the end of the run (a shared 2-core machine bends every figure).
 
+``--shard-calls`` runs each shard count above 1 with each way of calling the cluster
+(``RATELIMIT_SHARD_CALLS``): ``fan_out``, one call per batch over every shard entry it
+touches, and ``per_shard``, one call per shard entry (what every shard count did before
+the fan-out); the variants are interleaved round by round on one stack.
+
 Why a thread's share and not its CPU: with one shard entry the whole cluster's decisions
 run on the partition thread that owns it, so the capacity of a cluster of any size is
 that thread's; the share shows how far that is from the even spread over all of them.
 
     python -m benchmarks.tools.spread [--counter-shards 1 271] [--clients 1000]
-        [--connections 32] [--duration 10] [--rounds 2]
+        [--shard-calls fan_out per_shard] [--connections 32] [--duration 10] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -78,7 +83,18 @@ def member_threads(stack: Stack) -> dict[int, dict[int, ThreadTime]]:
     return {i: thread_times([pid]) for i, pid in pids.items()}
 
 
-def restart_replicas(stack: Stack, shards: int) -> None:
+def variants(
+    counter_shards: Sequence[int], shard_calls: Sequence[str]
+) -> list[tuple[str, int, str]]:
+    """Each (label, shard count, shard calls) to run: one shard has one way of calling."""
+    out = []
+    for shards in counter_shards:
+        for calls in [shard_calls[0]] if shards == 1 else shard_calls:
+            out.append((str(shards) if shards == 1 else f"{shards} {calls}", shards, calls))
+    return out
+
+
+def restart_replicas(stack: Stack, shards: int, calls: str = "fan_out") -> None:
     stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
     stack.start_replicas(
         REPLICAS,
@@ -87,6 +103,7 @@ def restart_replicas(stack: Stack, shards: int) -> None:
             "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
             "RATELIMIT_COUNTERS_MAP": f"ratelimit.counters.spread-{uuid.uuid4().hex[:8]}",
             "RATELIMIT_COUNTER_SHARDS": str(shards),
+            "RATELIMIT_SHARD_CALLS": calls,
         },
     )
 
@@ -119,22 +136,23 @@ def one_run(stack: Stack, args: argparse.Namespace, ids: list[str]) -> dict[str,
 def run(args: argparse.Namespace) -> dict[str, Any]:
     stack = bench_stack()
     base = f"http://127.0.0.1:{stack.nginx_port}"
-    raw: dict[int, list[dict[str, Any]]] = {n: [] for n in args.counter_shards}
+    layouts = variants(args.counter_shards, args.shard_calls)
+    raw: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in layouts}
     try:
         stack.start_cluster(MEMBERS)
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
         stack.start_replicas(REPLICAS, {"RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN})
         ids = asyncio.run(create_clients(base, args.clients, 10**9))
         for round_ in range(args.rounds):
-            for shards in args.counter_shards:
-                restart_replicas(stack, shards)
+            for label, shards, calls in layouts:
+                restart_replicas(stack, shards, calls)
                 warm = create_client(base, 10**9)
                 run_wrk(f"{base}/example", args.connections, 2, headers={"X-Api-Id": warm})
                 run_wrk(f"{base}/example", args.connections, args.warmup, rotate=("X-Api-Id", ids))
                 row = one_run(stack, args, ids)
-                raw[shards].append(row)
+                raw[label].append(row)
                 print(
-                    f"shards={shards:>4} round {round_ + 1}/{args.rounds}: "
+                    f"shards={label:>14} round {round_ + 1}/{args.rounds}: "
                     f"{row['per_second']:7.0f}/s ({row['ratio_to_health']:.2f} x /health), "
                     f"busiest partition thread {row['busiest_share']:.2f} "
                     f"({row['busiest_thread']}), p99 {row['p99_ms']:.1f} ms, "
@@ -149,14 +167,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "connections": args.connections,
         "duration_seconds": args.duration,
         "by_shards": {
-            str(n): {
+            label: {
                 "per_second": statistics.median(r["per_second"] for r in runs),
                 "ratio_to_health": statistics.median(r["ratio_to_health"] for r in runs),
                 "busiest_share": statistics.median(r["busiest_share"] for r in runs),
                 "load_average": max(r["load_average"] for r in runs),
                 "runs": runs,
             }
-            for n, runs in raw.items()
+            for label, runs in raw.items()
         },
     }
 
@@ -181,6 +199,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--counter-shards", type=int, nargs="+", default=[1, 271])
+    parser.add_argument(
+        "--shard-calls",
+        nargs="+",
+        default=["fan_out"],
+        choices=["fan_out", "per_shard"],
+        help="RATELIMIT_SHARD_CALLS values to run each shard count above 1 with",
+    )
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
