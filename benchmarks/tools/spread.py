@@ -44,7 +44,7 @@ from benchmarks.clients import create_client, create_clients, warm_registry
 from benchmarks.load.wrk import run_wrk
 from benchmarks.stack import ADMIN_TOKEN, MEMBERS, REPLICAS, RESULTS, bench_stack
 from benchmarks.stats import load_now
-from benchmarks.tools.cpu import ThreadTime, thread_times
+from benchmarks.tools.cpu import ThreadTime, thread_times, tree_cpu_seconds
 from benchmarks.tools.profile import java_thread_names
 from stack import Stack
 
@@ -76,6 +76,24 @@ def partition_shares(
             )
     total = sum(seconds for _, seconds in used) or 1.0
     return sorted(((n, s, s / total) for n, s in used), key=lambda row: -row[1])
+
+
+def member_groups(
+    before: Mapping[int, Mapping[int, ThreadTime]],
+    after: Mapping[int, Mapping[int, ThreadTime]],
+    names: Mapping[int, Mapping[int, str]],
+) -> dict[str, float]:
+    """CPU seconds of every member's threads by what they do (the name without its
+    instance and number: ``partition-operation.thread-N``, ``C2 CompilerThreadN``...),
+    all members together, the busiest group first."""
+    groups: dict[str, float] = {}
+    for member, threads in after.items():
+        for tid, now in threads.items():
+            name = names[member].get(tid, "?")
+            group = re.sub(r"\d+", "N", name.removeprefix("hz.").split(".", 1)[-1])
+            spent = now.minus(before[member].get(tid))
+            groups[group] = groups.get(group, 0.0) + spent.user_seconds + spent.system_seconds
+    return dict(sorted(groups.items(), key=lambda item: -item[1]))
 
 
 def member_threads(stack: Stack) -> dict[int, dict[int, ThreadTime]]:
@@ -114,9 +132,14 @@ def one_run(stack: Stack, args: argparse.Namespace, ids: list[str]) -> dict[str,
     urls = [f"http://127.0.0.1:{stack.replica_port(i)}" for i in range(REPLICAS)]
     health = run_wrk(f"{base}/health", args.connections, args.duration)
     asyncio.run(warm_registry(urls, ids))
+    members = [stack.pid_of(stack.member_name(i)) or 0 for i in range(MEMBERS)]
+    replicas = [stack.pid_of(stack.replica_name(i)) or 0 for i in range(REPLICAS)]
+    cpu_before = (tree_cpu_seconds(members), tree_cpu_seconds(replicas))
     before = member_threads(stack)
     seen = run_wrk(f"{base}/example", args.connections, args.duration, rotate=("X-Api-Id", ids))
     after = member_threads(stack)
+    cpu_after = (tree_cpu_seconds(members), tree_cpu_seconds(replicas))
+    decisions = max(seen.per_second * args.duration, 1.0)
     names = {i: java_thread_names(stack.pid_of(stack.member_name(i)) or 0) for i in after}
     shares = partition_shares(before, after, names)
     over = sum(n for status, n in seen.statuses.items() if status != 200)
@@ -128,6 +151,14 @@ def one_run(stack: Stack, args: argparse.Namespace, ids: list[str]) -> dict[str,
         "not_200": over + seen.socket_error_count,
         "busiest_share": shares[0][2] if shares else 0.0,
         "busiest_thread": shares[0][0] if shares else "",
+        # CPU per decision of the members and of the replicas (their worker processes
+        # included): where a layout's calls cost.
+        "member_cpu_us": (cpu_after[0] - cpu_before[0]) / decisions * 1e6,
+        "replica_cpu_us": (cpu_after[1] - cpu_before[1]) / decisions * 1e6,
+        "member_cpu_us_by_thread": {
+            group: seconds / decisions * 1e6
+            for group, seconds in member_groups(before, after, names).items()
+        },
         "threads": [[name, seconds, share] for name, seconds, share in shares],
         "load_average": load_now(),
     }
@@ -156,7 +187,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"{row['per_second']:7.0f}/s ({row['ratio_to_health']:.2f} x /health), "
                     f"busiest partition thread {row['busiest_share']:.2f} "
                     f"({row['busiest_thread']}), p99 {row['p99_ms']:.1f} ms, "
-                    f"not 200: {row['not_200']}, load {row['load_average']:.2f}",
+                    f"not 200: {row['not_200']}, CPU per decision: members "
+                    f"{row['member_cpu_us']:.0f} us, replicas {row['replica_cpu_us']:.0f} us, "
+                    f"load {row['load_average']:.2f}",
                     flush=True,
                 )
     finally:
@@ -171,6 +204,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "per_second": statistics.median(r["per_second"] for r in runs),
                 "ratio_to_health": statistics.median(r["ratio_to_health"] for r in runs),
                 "busiest_share": statistics.median(r["busiest_share"] for r in runs),
+                "member_cpu_us": statistics.median(r["member_cpu_us"] for r in runs),
+                "replica_cpu_us": statistics.median(r["replica_cpu_us"] for r in runs),
                 "load_average": max(r["load_average"] for r in runs),
                 "runs": runs,
             }
@@ -181,13 +216,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def as_markdown(summary: Mapping[str, Any]) -> str:
     lines = [
-        "| shards | decisions/s | x /health | busiest partition thread | load |",
-        "|---:|---:|---:|---:|---:|",
+        "| shards | decisions/s | x /health | busiest partition thread "
+        "| CPU/decision members | CPU/decision replicas | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for shards, row in summary["by_shards"].items():
         lines.append(
             f"| {shards} | {row['per_second']:.0f} | {row['ratio_to_health']:.2f} | "
-            f"{row['busiest_share']:.2f} | {row['load_average']:.2f} |"
+            f"{row['busiest_share']:.2f} | {row['member_cpu_us']:.0f} us | "
+            f"{row['replica_cpu_us']:.0f} us | {row['load_average']:.2f} |"
         )
     return "\n".join(lines)
 
