@@ -124,7 +124,7 @@ class LimiterSettings:
     counters_map: str = "ratelimit.counters"
     #: entry_processor: the windows of all clients live in this many shard entries (at
     #: least one) of the map ``{counters_map}.shards``, and a worker decides everything it
-    #: has queued for one shard with one cluster call (see :mod:`limiter.entry_processor`).
+    #: has queued with one cluster call (``shard_calls``, :mod:`limiter.entry_processor`).
     #: Every replica must use the same value, as it must use the same strategy: the shard
     #: entries of another count are other entries. 271, Hazelcast's default partition
     #: count: the shards spread over every member's partition threads as the partitions
