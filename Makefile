@@ -22,7 +22,7 @@ help:
 	@echo "make status  show what runs (Envoy, and the replicas' gRPC ports)"
 	@echo "make test    lint, Java tests, then the whole Python suite on a real cluster"
 	@echo "make bench   the benchmark report: every strategy in process, end to end and with k6"
-	@echo "             (own stack; about 16-21 min on a shared 2-core machine; writes docs/benchmarks/)"
+	@echo "             (own stack; about 21-26 min on a shared 2-core machine; writes docs/benchmarks/)"
 	@echo "make bench-smoke  the same in tiny sizes (about a minute), into .run/bench-smoke/"
 	@echo "make bench-inprocess  the in-process part of make bench alone (own stack), into .run/bench-inprocess/"
 	@echo "make bench-e2e  end-to-end benchmark alone, through nginx with wrk (own stack)"

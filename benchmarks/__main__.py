@@ -1,6 +1,6 @@
 """Every strategy side by side, in one run on one stack, into one report.
 
-    python -m benchmarks [--smoke] [--out DIR] [--only inprocess endtoend k6 policies rls]
+    python -m benchmarks [--smoke] [--out DIR] [--only inprocess scale endtoend k6 policies rls]
 
 ``--out`` defaults to ``docs/benchmarks/`` (``.run/bench-smoke/`` with ``--smoke``).
 
@@ -54,6 +54,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks import rate_steps
+from benchmarks import scale as scale_part
 from benchmarks.clients import create_client
 from benchmarks.endtoend import rounds as frontdoor
 from benchmarks.inprocess import FLOORS, GridOptions, run_grid
@@ -117,6 +118,8 @@ class Run:
             if "inprocess" in args.only:
                 runs = spreads * contenders * (len(args.concurrency) * args.rounds + 1)
                 tasks["inprocess"] = progress.add_task("in process", total=runs)
+            if "scale" in args.only:
+                tasks["scale"] = progress.add_task("scale", total=2 * args.scale_rounds + 1)
             if "endtoend" in args.only:
                 runs = len(args.http_strategies) * args.e2e_rounds * len(frontdoor.SCENARIOS)
                 tasks["endtoend"] = progress.add_task("end to end", total=runs)
@@ -135,6 +138,8 @@ class Run:
                 progress.update(tasks[args.only[0]], description=self._label(args.only[0]))
                 if "inprocess" in args.only:
                     self.inprocess(progress, tasks["inprocess"])
+                if "scale" in args.only:
+                    self.scale(progress, tasks["scale"])
                 if "policies" in args.only:
                     self.policies_inprocess(progress, tasks["policies"])
                 if set(HTTP_SECTIONS) & set(args.only):
@@ -156,6 +161,7 @@ class Run:
             "endtoend": "end to end",
             "k6": "k6",
             "policies": "policies",
+            "scale": "scale",
             "rls": "rls",
         }[section]
 
@@ -179,6 +185,23 @@ class Run:
             progress.advance(task)
 
         self.report["inprocess"] = asyncio.run(run_grid(options, step))
+
+    def scale(self, progress: Progress, task: Any) -> None:
+        """A million windows in process (:mod:`benchmarks.scale`)."""
+        args = self.args
+
+        def step(line: str) -> None:
+            self.log(line)
+            progress.advance(task)
+
+        options = {
+            "keys": args.scale_keys,
+            "small_keys": args.scale_small_keys,
+            "tasks": args.scale_tasks,
+            "seconds": args.scale_seconds,
+            "rounds": args.scale_rounds,
+        }
+        self.report["scale"] = scale_part.run(self.stack, options, step)
 
     def policies_inprocess(self, progress: Progress, task: Any) -> None:
         """The policies part in process; its end-to-end rounds run in :meth:`over_http`."""

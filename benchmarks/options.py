@@ -13,7 +13,7 @@ from stack import ROOT
 
 __all__ = ["HTTP_SECTIONS", "ORIGINAL_ON", "SECTIONS", "SMOKE", "parse"]
 
-SECTIONS = ("inprocess", "endtoend", "k6", "policies", "rls")
+SECTIONS = ("inprocess", "scale", "endtoend", "k6", "policies", "rls")
 #: The sections that need nginx and the replicas.
 HTTP_SECTIONS = ("endtoend", "k6", "policies")
 #: The strategy the original scenario runs on: the service's default.
@@ -42,6 +42,10 @@ SMOKE = {
     "policy_tasks": 8,
     "policy_keys": 100,
     "policy_clients": 20,
+    "scale_keys": 2000,
+    "scale_small_keys": 200,
+    "scale_seconds": 0.3,
+    "scale_rounds": 1,
     # One short round, no peer: the rls part's smoke run stays under half a minute.
     "rls_seconds": 1,
     "rls_rounds": 1,
@@ -81,6 +85,14 @@ def parse(
     group.add_argument("--keys", type=int, nargs="+", default=[10_000, 100_000])
     group.add_argument("--seconds", type=float, default=1.0, help="per contender and run")
     group.add_argument("--rounds", type=int, default=2)
+    group = parser.add_argument_group("scale (in process, benchmarks.scale)")
+    group.add_argument("--scale-keys", type=int, default=1_000_000, help="windows opened")
+    group.add_argument(
+        "--scale-small-keys", type=int, default=1000, help="the spread compared against"
+    )
+    group.add_argument("--scale-tasks", type=int, default=1024)
+    group.add_argument("--scale-seconds", type=float, default=5.0, help="per timed run")
+    group.add_argument("--scale-rounds", type=int, default=2)
     group = parser.add_argument_group("end to end (wrk)")
     group.add_argument("--connections", type=int, default=64)
     group.add_argument("--duration", type=int, default=4, help="seconds per wrk run")

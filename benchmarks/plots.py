@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from benchmarks.results import Report
+from benchmarks.scale import capacity_plot
 
 __all__ = ["draw"]
 
@@ -134,6 +135,9 @@ def draw(report: Report, folder: Path) -> list[Path]:
         axis.set(xlabel="target requests/s", ylabel="p99 ms", yscale="log")
         axis.legend(fontsize=7)
         written.append(_save(figure, folder / "k6_steps.png"))
+    capacity = capacity_plot(report.get("scale"), folder)
+    if capacity is not None:
+        written.append(capacity)
 
     rls = report.get("rls")
     if rls and rls["round_ratios"]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from benchmarks.policies.tables import policy_problems, policy_section
 from benchmarks.results import Machine, Report
 from benchmarks.rls.tables import rls_problems, rls_section
+from benchmarks.scale import markdown as scale_markdown
 from stack import ROOT
 from stack.members import HAZELCAST_JAR
 
@@ -358,6 +359,7 @@ def _markdown(report: Report, plots: list[str]) -> str:
     out = [
         *_heading(report),
         *_inprocess_section(report),
+        *scale_markdown(report.get("scale")),
         *_endtoend_section(report),
         *policy_section(report.get("policies")),
         *rls_section(report.get("rls")),

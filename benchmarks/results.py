@@ -5,7 +5,7 @@ where it is read. They are dicts (TypedDicts): ``report.json`` is these, as they
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 __all__ = [
     "Burst",
@@ -310,6 +310,11 @@ class Options(TypedDict):
     policy_tasks: int
     policy_keys: int
     policy_clients: int
+    scale_keys: int
+    scale_small_keys: int
+    scale_tasks: int
+    scale_seconds: float
+    scale_rounds: int
     rls_seconds: int
     rls_rounds: int
     rls_connections: int
@@ -333,5 +338,7 @@ class Report(TypedDict):
     k6_steps: NotRequired[dict[str, K6Steps] | None]
     k6_original: NotRequired[K6Original]
     policies: NotRequired[Policies]
+    #: benchmarks.scale: a million windows (its keys are described there).
+    scale: NotRequired[dict[str, Any]]
     rls: NotRequired[RlsPart]
     failed: NotRequired[list[str]]

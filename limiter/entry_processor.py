@@ -1,27 +1,51 @@
-"""One round trip: the rule runs inside the member that owns the client's states.
+"""One round trip: the rule runs inside the members that own the clients' states.
 
 The states of every limit of a client's policy live together under its key in one of
-``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``, 1 by default) shard entries of the map
+``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``) shard entries of the map
 ``{counters_map}.shards`` (OBJECT in-memory format, so a shard is changed in place and
-never serialised per call). A shard is a lane (:mod:`limiter.lanes`): a worker sends at
-most one call per shard at a time, and everything queued for that shard meanwhile goes in
-the next call, one :class:`ShardProcessor` carrying each client's batch. The member
-decides them all on the shard's partition thread and sends one synchronous backup with
-the states that changed, so the cost of a client message, a partition operation and a
-backup is shared by every decision in the call, as exact and as durable as one call per key::
+never serialised per call). With several shards, the shards and their work spread over
+every member's partition threads as the partitions do, and a member joining or leaving
+moves a few small entries, not all windows.
 
-    request → lane of its client (crc32 of its key, mod the shard count)
-      └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight;
-         what queues meanwhile goes in the next one
+How a worker calls the cluster (``RATELIMIT_SHARD_CALLS``):
 
-A refund (:meth:`limiter.strategy.Strategy.refund_policy`) is its own call on the same
-shard entry (:class:`~limiter.processor_wire.ShardRefundProcessor`), so decisions' calls
-are unchanged. What goes over the wire (ids, serialisables, the packed call, the answer's
-layout) is :mod:`limiter.processor_wire`.
+- ``fan_out`` (the default): the lane (:mod:`limiter.lanes`) is the worker, not the shard.
+  Everything the worker queued while its last call ran goes in ONE call,
+  ``execute_on_keys(shard keys the batch touches, ShardFanOutProcessor)``: the member the
+  client asks fans it out to the owners (one operation per member, one per partition, on
+  the partition threads), each shard entry is decided by the one-shard rule, and the
+  answers come back together. Why the lane is the worker: the replicas' Python is what a
+  2-core box runs out of first, and it pays per call, not per decision; with a lane per
+  shard and hundreds of shards, each call carried about one decision. A batch that touches
+  a single shard entry (one shard configured, or a quiet worker) is one ``execute_on_key``
+  with :class:`ShardProcessor` instead: routed straight to the owner, and answered after
+  its synchronous backup. A fan-out's backups are asynchronous (Hazelcast's
+  ``MultipleEntryOperation``): a member killed between answering and its backup leaving
+  can lose that instant's admissions (docs/design.md, "One call per batch").
+- ``per_shard``: the lane is the shard entry, one ``execute_on_key`` per shard in flight
+  per worker, each with its synchronous backup; more calls, each carrying less.
+
+::
+
+    fan_out:   request → the worker's lane
+                 └─ one execute_on_keys([shard-i, shard-j, ...],
+                        {shard-i: [key1: costs, ...], shard-j: [...]}) in flight
+    per_shard: request → lane of its shard (crc32 of its client key, mod the shard count)
+                 └─ one execute_on_key(shard, [key1: costs, key2: costs, ...]) in flight
+
+Either way a shard entry's part is decided on its partition thread, atomically, with the
+states that changed sent to its backup, so the cost of a client message is shared by every
+decision in the call.
+
+A refund (:meth:`limiter.strategy.Strategy.refund_policy`) is its own call on the client's
+shard entry (:class:`~limiter.processor_wire.ShardRefundProcessor`), as is a read of the
+stored states, so decisions' calls are unchanged. What goes over the wire (ids,
+serialisables, the packed calls, the answers' layout) is :mod:`limiter.processor_wire`.
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Hashable, Sequence
 from typing import Any, Unpack
@@ -32,11 +56,14 @@ from limiter.policy_rule import LimitState, PolicyDecision
 from limiter.processor_wire import (
     MEMBER_CLOCK,
     PinnedKey,
+    ShardBatches,
     ShardRefundProcessor,
     ShardWindowReader,
+    fan_out_call_data,
     parse_states_read,
     processor_key,
     shard_call_data,
+    split_fan_out_result,
     split_result,
 )
 from limiter.quota import Quota
@@ -44,6 +71,7 @@ from limiter.settings import StrategyConfig
 from limiter.strategy import Elapsed, Strategy, Wiring
 
 __all__ = [
+    "EVERY_SHARD",
     "ONE_SHARD",
     "EntryProcessorStrategy",
     "counter_entry",
@@ -54,10 +82,11 @@ __all__ = [
 
 
 class EntryProcessorStrategy(Strategy):
-    """``execute_on_key`` with :class:`ShardProcessor` on the shard of the call's keys:
-    one round trip per call, for every key batch it carries.
+    """One cluster call per batch: ``execute_on_keys`` with :class:`ShardFanOutProcessor`
+    over the shard entries a batch touches, or ``execute_on_key`` with
+    :class:`ShardProcessor` on the one it touches (see the module's docstring).
 
-    The member runs read-decide-write on the shard's partition thread, so no other
+    The member runs read-decide-write on each shard's partition thread, so no other
     operation on the shard interleaves, and writes each client's states with their expiry
     in one step. A client's key (:func:`processor_key`) holds the state of every limit of
     its policy (each tied to its limit by the limit's slot), because the member picks the
@@ -71,8 +100,9 @@ class EntryProcessorStrategy(Strategy):
     def __init__(self, counters: Any, config: StrategyConfig, **wiring: Unpack[Wiring]) -> None:
         super().__init__(counters, config, **wiring)
         self.shard_count = config.counter_shards
+        self.fan_out = config.shard_calls == "fan_out" and self.shard_count > 1
         self._shards: Any = None
-        self._shard_keys: dict[Hashable, PinnedKey] = {}
+        self._shard_keys: dict[str, PinnedKey] = {}
 
     @property
     def shards(self) -> Any:
@@ -84,27 +114,57 @@ class EntryProcessorStrategy(Strategy):
     def _now_or_member_clock(self) -> int:
         return MEMBER_CLOCK if self.clock is None else self.clock()
 
-    def _lane(self, quota: Quota) -> Hashable:
+    def _pinned(self, shard: str) -> PinnedKey:
+        key = self._shard_keys.get(shard)
+        if key is None:
+            key = self._shard_keys[shard] = PinnedKey(shard)
+        return key
+
+    def _shard_entry(self, quota: Quota) -> str:
         if self.shard_count == 1:
             return ONE_SHARD
-        return shard_entry_of(processor_key(quota.client_id), self.shard_count)
+        return _client_shard_entry(quota.client_id, self.shard_count)
+
+    def _lane(self, quota: Quota) -> Hashable:
+        return EVERY_SHARD if self.fan_out else self._shard_entry(quota)
 
     async def _decide_lane(
         self, lane: Hashable, batches: Sequence[tuple[Quota, Sequence[int]]], deadline: float
     ) -> list[list[PolicyDecision]]:
-        key = self._shard_keys.get(lane)
-        if key is None:
-            key = self._shard_keys[lane] = PinnedKey(str(lane))
+        if lane != EVERY_SHARD:
+            return await self._shard_call(str(lane), batches)
+        by_shard: dict[str, list[int]] = {}
+        for at, (quota, _) in enumerate(batches):
+            by_shard.setdefault(self._shard_entry(quota), []).append(at)
+        if len(by_shard) == 1:
+            return await self._shard_call(next(iter(by_shard)), batches)
+        shards: list[ShardBatches] = [
+            (shard, [batches[at] for at in ats]) for shard, ats in by_shard.items()
+        ]
+        processor = fan_out_call_data(self._now_or_member_clock(), self.expiry_grace_ms, shards)
+        entries = await self.shards.execute_on_keys(
+            [self._pinned(shard) for shard in by_shard], processor
+        )
+        answers: list[list[PolicyDecision]] = [[] for _ in batches]
+        order = (at for ats in by_shard.values() for at in ats)
+        for at, decisions in zip(order, split_fan_out_result(entries, shards), strict=True):
+            answers[at] = decisions
+        return answers
+
+    async def _shard_call(
+        self, shard: str, batches: Sequence[tuple[Quota, Sequence[int]]]
+    ) -> list[list[PolicyDecision]]:
+        """One ``execute_on_key`` on one shard entry, carrying every batch given."""
         processor = shard_call_data(self._now_or_member_clock(), self.expiry_grace_ms, batches)
-        result = await self.shards.execute_on_key(key, processor)
+        result = await self.shards.execute_on_key(self._pinned(shard), processor)
         return split_result(result, batches)
 
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[PolicyDecision]:
         """One client's batch alone: a shard call carrying only it (the lanes call
-        :meth:`_decide_lane` with every client of the shard instead)."""
-        return (await self._decide_lane(self._lane(quota), [(quota, costs)], deadline))[0]
+        :meth:`_decide_lane` with every client of the lane instead)."""
+        return (await self._shard_call(self._shard_entry(quota), [(quota, costs)]))[0]
 
     async def _refund(
         self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
@@ -148,8 +208,16 @@ def shard_of(key: str, shard_count: int) -> int:
     return zlib.crc32(key.encode()) % shard_count
 
 
-#: The entry of every window when there is one shard (the default).
+#: The entry of every window when there is one shard (``RATELIMIT_COUNTER_SHARDS=1``).
 ONE_SHARD = "shard-0-of-1"
+#: A worker's one lane when its calls fan out over the shards (``RATELIMIT_SHARD_CALLS``).
+EVERY_SHARD = "every-shard"
+
+
+@functools.lru_cache(maxsize=65536)
+def _client_shard_entry(client_id: str, shard_count: int) -> str:
+    """:func:`shard_entry_of` a client, worked out once per client (every batch asks)."""
+    return shard_entry_of(processor_key(client_id), shard_count)
 
 
 def shard_entry_of(key: str, shard_count: int) -> str:

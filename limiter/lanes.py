@@ -1,8 +1,11 @@
 """The lane scheduler: one cluster operation in flight per lane, queued requests decided
 together, and every request answered by its deadline.
 
-A lane is what one cluster operation can decide at once: one quota for lock and cas, one
-shard entry holding many quotas' windows for the entry processor. The strategy owns one
+A lane is what one cluster operation can decide at once: one quota for lock and cas; for
+the entry processor, the whole worker when its calls fan out over the shard entries (one
+``execute_on_keys`` reaches every entry a batch touches, so one call in flight per worker
+is the fewest calls and the fullest; the replicas' CPU goes per call), or one shard entry
+when they do not (``RATELIMIT_SHARD_CALLS=per_shard``). The strategy owns one
 :class:`Lanes` and gives it the two things that depend on the layout: which lane a quota
 is in, and a callable that decides one lane's batch. How one request goes, in a worker
 (one event loop)::

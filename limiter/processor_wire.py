@@ -33,13 +33,17 @@ __all__ = [
     "PROCESSOR_FACTORY_ID",
     "RESULT_STRIDE_PER_LIMIT",
     "PinnedKey",
+    "ShardBatches",
+    "ShardFanOutProcessor",
     "ShardProcessor",
     "ShardRefundProcessor",
     "ShardWindowReader",
+    "fan_out_call_data",
     "parse_result",
     "parse_states_read",
     "processor_key",
     "shard_call_data",
+    "split_fan_out_result",
     "split_result",
 ]
 
@@ -48,6 +52,7 @@ PROCESSOR_FACTORY_ID = 7301
 SHARD_PROCESSOR_ID = 7
 SHARD_WINDOW_READER_ID = 10
 SHARD_REFUND_PROCESSOR_ID = 11
+SHARD_FAN_OUT_PROCESSOR_ID = 12
 #: Sent instead of a time: let the member's clock pick the window.
 MEMBER_CLOCK = -1
 #: The answer holds, per window, per request, per limit: allowed (1 or 0), remaining,
@@ -65,6 +70,8 @@ STRING_TYPE_ID = -11
 #: :func:`limiter.cluster.connect` keeps): for a :class:`ShardProcessor`, "identified",
 #: factory and class id, then its own fields up to the count of windows.
 _SHARD_CALL_HEAD = struct.Struct(">iibiiqqi")
+#: The same head for a :class:`ShardFanOutProcessor`, up to the count of shard entries.
+_FAN_OUT_CALL_HEAD = _SHARD_CALL_HEAD
 _STRING_HEAD = struct.Struct(">iii")
 #: One limit of a window: slot, algorithm, limit, window, alignment, burst, shadow.
 _LIMIT = struct.Struct(">qiqqiqi")
@@ -144,6 +151,43 @@ class ShardProcessor(IdentifiedDataSerializable):
 
     def get_class_id(self) -> int:
         return SHARD_PROCESSOR_ID
+
+
+#: One shard entry's part of a fan-out call: the entry's key and its clients' batches.
+ShardBatches = tuple[str, Sequence[tuple[Quota, Sequence[int]]]]
+
+
+class ShardFanOutProcessor(IdentifiedDataSerializable):
+    """The Python half of ``ratelimit.processor.ShardFanOutProcessor``: a batch over several
+    shard entries, sent with ``execute_on_keys`` on their keys, each entry's part laid out as
+    a :class:`ShardProcessor` lays out its windows. As for that class, the strategy sends
+    the bytes of :func:`fan_out_call_data`, checked against this form."""
+
+    def __init__(self, now_ms: int, expiry_grace_ms: int, shards: Sequence[ShardBatches]) -> None:
+        self.now_ms = now_ms
+        self.expiry_grace_ms = expiry_grace_ms
+        self.shards = shards
+
+    def write_data(self, output: ObjectDataOutput) -> None:
+        output.write_long(self.now_ms)
+        output.write_long(self.expiry_grace_ms)
+        output.write_int(len(self.shards))
+        for shard_key, windows in self.shards:
+            output.write_string(shard_key)
+            output.write_int(len(windows))
+            for quota, costs in windows:
+                output.write_string(processor_key(quota.client_id))
+                _write_limits(output, quota.policy)
+                output.write_long_array(costs)
+
+    def read_data(self, inp: ObjectDataInput) -> None:
+        raise NotImplementedError("only ever sent to a member")
+
+    def get_factory_id(self) -> int:
+        return PROCESSOR_FACTORY_ID
+
+    def get_class_id(self) -> int:
+        return SHARD_FAN_OUT_PROCESSOR_ID
 
 
 class ShardWindowReader(IdentifiedDataSerializable):
@@ -230,11 +274,41 @@ def shard_call_data(
             len(windows),
         )
     ]
+    parts.extend(_windows_bytes(windows))
+    return Data(b"".join(parts))  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+def _windows_bytes(windows: Sequence[tuple[Quota, Sequence[int]]]) -> list[bytes]:
+    """Windows as :class:`ShardProcessor` carries them after their count."""
+    parts = []
     for quota, costs in windows:
         key = processor_key(quota.client_id).encode()
         parts.append(struct.pack(f">i{len(key)}s", len(key), key))
         parts.append(_policy_bytes(quota.policy))
         parts.append(struct.pack(f">i{len(costs)}q", len(costs), *costs))
+    return parts
+
+
+def fan_out_call_data(now_ms: int, expiry_grace_ms: int, shards: Sequence[ShardBatches]) -> Data:
+    """``ShardFanOutProcessor(now_ms, expiry_grace_ms, shards)`` serialised, byte for byte
+    as the client's serializer writes it (tests/unit/test_shards.py compares the two), the
+    way :func:`shard_call_data` builds a one-shard call."""
+    parts = [
+        _FAN_OUT_CALL_HEAD.pack(
+            0,
+            IDENTIFIED_TYPE_ID,
+            1,
+            PROCESSOR_FACTORY_ID,
+            SHARD_FAN_OUT_PROCESSOR_ID,
+            now_ms,
+            expiry_grace_ms,
+            len(shards),
+        )
+    ]
+    for shard_key, windows in shards:
+        key = shard_key.encode()
+        parts.append(struct.pack(f">i{len(key)}si", len(key), key, len(windows)))
+        parts.extend(_windows_bytes(windows))
     return Data(b"".join(parts))  # type: ignore[no-untyped-call]  # untyped upstream
 
 
@@ -310,6 +384,21 @@ def split_result(
         at += RESULT_STRIDE_PER_LIMIT * len(quota.policy.limits) * len(costs)
     if at != len(result):
         raise ValueError(f"processor answered {len(result)} values, expected {at}")
+    return answers
+
+
+def split_fan_out_result(
+    entries: Sequence[tuple[str, Sequence[int]]], shards: Sequence[ShardBatches]
+) -> list[list[PolicyDecision]]:
+    """A fan-out call's answer (``execute_on_keys``: each shard entry's key with its
+    ``long[]``, in no particular order), one list of decisions per batch, shard by shard in
+    the call's order and batch by batch within each."""
+    by_key = dict(entries)
+    if len(by_key) != len(shards):
+        raise ValueError(f"fan-out call answered {len(by_key)} shard entries of {len(shards)}")
+    answers: list[list[PolicyDecision]] = []
+    for shard_key, windows in shards:
+        answers.extend(split_result(by_key[shard_key], windows))
     return answers
 
 

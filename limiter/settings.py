@@ -23,6 +23,7 @@ __all__ = [
     "CasConfig",
     "LimiterSettings",
     "LockConfig",
+    "ShardCalls",
     "StrategyConfig",
     "StrategyName",
     "choices",
@@ -30,6 +31,8 @@ __all__ = [
 
 StrategyName = Literal["lock", "cas", "entry_processor"]
 STRATEGY_NAMES: tuple[StrategyName, ...] = get_args(StrategyName)
+#: How the entry processor calls the cluster over several shard entries (limiter.entry_processor).
+ShardCalls = Literal["fan_out", "per_shard"]
 PREFIX = "RATELIMIT_"
 
 
@@ -50,7 +53,8 @@ class StrategyConfig:
     expiry_grace_seconds: float
     max_queued_per_key: int
     deny_cache_size: int
-    counter_shards: int = 1
+    counter_shards: int = 271
+    shard_calls: ShardCalls = "fan_out"
     batch_window_seconds: float = 0.0
     batch_limit: int = 1
 
@@ -120,10 +124,22 @@ class LimiterSettings:
     counters_map: str = "ratelimit.counters"
     #: entry_processor: the windows of all clients live in this many shard entries (at
     #: least one) of the map ``{counters_map}.shards``, and a worker decides everything it
-    #: has queued for one shard with one cluster call (see :mod:`limiter.entry_processor`).
+    #: has queued with one cluster call (``shard_calls``, :mod:`limiter.entry_processor`).
     #: Every replica must use the same value, as it must use the same strategy: the shard
-    #: entries of another count are other entries.
-    counter_shards: int = 1
+    #: entries of another count are other entries. 271, Hazelcast's default partition
+    #: count: the shards spread over every member's partition threads as the partitions
+    #: do, and a member joining or leaving moves a few small entries, not all windows
+    #: (docs/design.md, "Shards over every member").
+    counter_shards: int = 271
+    #: entry_processor with more than one shard: ``fan_out``, one ``execute_on_keys`` call
+    #: per batch over every shard entry it touches (the member asked fans it out to the
+    #: owners; their backups are asynchronous), or ``per_shard``, one ``execute_on_key``
+    #: call per shard entry (each answered after its synchronous backup). A batch that
+    #: touches one shard entry is always one ``execute_on_key``. See docs/design.md, "One
+    #: call per batch".
+    shard_calls: ShardCalls = dataclasses.field(
+        default="fan_out", metadata=choices(*get_args(ShardCalls))
+    )
 
     def __post_init__(self) -> None:
         if self.counter_shards < 1:
@@ -173,6 +189,7 @@ class LimiterSettings:
             max_queued_per_key=self.max_queued_per_key,
             deny_cache_size=self.deny_cache_size,
             counter_shards=self.counter_shards,
+            shard_calls=self.shard_calls,
             batch_window_seconds=self.batch_window_seconds,
             batch_limit=self.batch_limit,
         )

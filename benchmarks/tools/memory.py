@@ -75,6 +75,11 @@ def heap_after_collection(stack: Stack) -> float:
     return total
 
 
+def client_id(run_id: str, i: int) -> str:
+    """Client ``i`` of the run ``run_id`` (8 hex digits), as a UUID4 like the registry's."""
+    return str(uuid.UUID(int=(int(run_id, 16) << 64) | i, version=4))
+
+
 async def open_windows(
     settings: Settings,
     strategy: StrategyName,
@@ -84,7 +89,11 @@ async def open_windows(
     first: int = 0,
     run_id: str = "",
 ) -> None:
-    """Opens the windows of clients ``first`` to ``clients - 1`` of the run ``run_id``."""
+    """Opens the windows of clients ``first`` to ``clients - 1`` of the run ``run_id``.
+
+    Each client id has the form of the registry's (a random UUID, :func:`client_id`): the
+    shard layout keeps such a key in 16 bytes, and any other key as a string, so ids of
+    another form would measure a window the service never stores."""
     link = await connect(settings)
     try:
         counters = await link.get_map(map_name)
@@ -94,7 +103,7 @@ async def open_windows(
 
         async def worker() -> None:
             for i in pending:
-                decision = await limiter.decide(f"{run_id}-{i}", 100, 3600)
+                decision = await limiter.decide(client_id(run_id, i), 100, 3600)
                 if not decision.allowed:
                     raise RuntimeError(f"client {i} was denied its first request: {decision}")
 

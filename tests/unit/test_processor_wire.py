@@ -14,6 +14,7 @@ from limiter import processor_wire
 from limiter.gcra import GcraState
 from limiter.policy import Algorithm, Limit, Policy
 from limiter.processor_wire import (
+    ShardFanOutProcessor,
     ShardProcessor,
     ShardRefundProcessor,
     ShardWindowReader,
@@ -35,6 +36,7 @@ PYTHON_SIDE = {
     "shard_processor": processor_wire.SHARD_PROCESSOR_ID,
     "shard_window_reader": processor_wire.SHARD_WINDOW_READER_ID,
     "shard_refund_processor": processor_wire.SHARD_REFUND_PROCESSOR_ID,
+    "shard_fan_out_processor": processor_wire.SHARD_FAN_OUT_PROCESSOR_ID,
     "member_clock": processor_wire.MEMBER_CLOCK,
     "result_stride_per_limit": processor_wire.RESULT_STRIDE_PER_LIMIT,
     "no_retry": processor_wire.NO_RETRY,
@@ -55,6 +57,8 @@ CLASS_IDS = (
     "window_shard",
     "shard_window_reader",
     "shard_refund_processor",
+    "shard_fan_out_processor",
+    "shard_fan_out_backup_processor",
 )
 
 
@@ -81,6 +85,9 @@ def test_the_serialisables_carry_the_contracts_ids() -> None:
     assert shard_call.get_class_id() == wire["shard_processor"].value
     assert reader.get_class_id() == wire["shard_window_reader"].value
     assert refund.get_class_id() == wire["shard_refund_processor"].value
+    fan_out = ShardFanOutProcessor(0, 0, [("shard-0-of-2", [(Quota.single("c", 1, 60), [1])])])
+    assert fan_out.get_factory_id() == wire["factory_id"].value
+    assert fan_out.get_class_id() == wire["shard_fan_out_processor"].value
 
 
 def test_ids_are_distinct_and_retired_ones_unused() -> None:
@@ -102,6 +109,7 @@ def test_ids_are_distinct_and_retired_ones_unused() -> None:
         processor_wire.SHARD_PROCESSOR_ID,
         processor_wire.SHARD_WINDOW_READER_ID,
         processor_wire.SHARD_REFUND_PROCESSOR_ID,
+        processor_wire.SHARD_FAN_OUT_PROCESSOR_ID,
     }.isdisjoint(retired)
 
 

@@ -15,10 +15,24 @@ from hazelcast.serialization.service import SerializationServiceV1
 from hypothesis import strategies as st
 
 from limiter import EntryProcessorStrategy, LimiterSettings
-from limiter.entry_processor import ONE_SHARD, counter_entry, shard_entry_of, shard_of
+from limiter.entry_processor import (
+    EVERY_SHARD,
+    ONE_SHARD,
+    counter_entry,
+    shard_entry_of,
+    shard_of,
+)
 from limiter.policy import Algorithm, Limit, Policy
 from limiter.policy_rule import combine
-from limiter.processor_wire import PinnedKey, ShardProcessor, shard_call_data, split_result
+from limiter.processor_wire import (
+    RESULT_STRIDE_PER_LIMIT,
+    PinnedKey,
+    ShardFanOutProcessor,
+    ShardProcessor,
+    fan_out_call_data,
+    shard_call_data,
+    split_result,
+)
 from limiter.quota import Quota
 from limiter.rule import Alignment, Decision, Reason
 
@@ -146,6 +160,108 @@ def test_a_shard_call_is_serialised_as_the_clients_serializer_does() -> None:
         assert bytes(shard_call_data(now_ms, grace_ms, batches).buffer) == bytes(expected.buffer)
 
     same_bytes()
+
+
+def test_a_fan_out_call_is_serialised_as_the_clients_serializer_does() -> None:
+    """The hand-packed fan-out call has the very bytes the client writes for a
+    ShardFanOutProcessor, for any shard keys, clients, policies, costs and clocks."""
+    serializer = SerializationServiceV1(Config())
+
+    @hypothesis.given(
+        now_ms=st.integers(-1, 2**62),
+        grace_ms=st.integers(0, 10**9),
+        shards=st.lists(
+            st.tuples(
+                st.text(min_size=1, max_size=20),
+                st.lists(
+                    st.tuples(
+                        st.text(min_size=1, max_size=40),
+                        POLICIES,
+                        st.lists(st.integers(1, 10**6), min_size=1, max_size=3),
+                    ),
+                    min_size=1,
+                    max_size=3,
+                ),
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+    )
+    def same_bytes(now_ms: int, grace_ms: int, shards: list[Any]) -> None:
+        call = [
+            (key, [(Quota(client, policy), costs) for client, policy, costs in windows])
+            for key, windows in shards
+        ]
+        expected = serializer.to_data(ShardFanOutProcessor(now_ms, grace_ms, call))
+        assert bytes(fan_out_call_data(now_ms, grace_ms, call).buffer) == bytes(expected.buffer)
+
+    same_bytes()
+
+
+class CallCountingShards:
+    """A shards map that records each call's keys and answers every decision admitted
+    with ``remaining`` = the position of its client in the call (to check the routing)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+        self.answers: dict[str, list[int]] = {}
+
+    async def execute_on_key(self, key: Any, processor: Any) -> list[int]:
+        self.calls.append(("one", [str(key.buffer[12:], "utf-8")]))
+        return self._answer(processor)
+
+    async def execute_on_keys(self, keys: Any, processor: Any) -> list[tuple[str, list[int]]]:
+        names = [str(key.buffer[12:], "utf-8") for key in keys]
+        self.calls.append(("many", names))
+        return [(name, self.answers[name]) for name in reversed(names)]
+
+    def _answer(self, processor: Any) -> list[int]:
+        return self.answers["single"]
+
+
+def test_a_batch_over_several_shards_is_one_call_and_its_answers_go_back_in_order() -> None:
+    """With calls fanned out, a worker has one lane; a batch touching three shard entries
+    is one execute_on_keys call, and each client gets its own entry's answer, in the
+    batch's order whatever order the entries come back in; a batch in one entry is one
+    execute_on_key."""
+    settings = LimiterSettings(counter_shards=64)
+    strategy = EntryProcessorStrategy(None, settings.strategy_config)
+    shards = strategy._shards = CallCountingShards()
+    assert strategy.fan_out
+    clients = [f"client-{i}" for i in range(40)]
+    by_entry: dict[str, list[str]] = {}
+    for client in clients:
+        by_entry.setdefault(shard_entry_of(f"{client}:p", 64), []).append(client)
+    entries = [entry for entry, members in by_entry.items() if len(members) == 1][:3]
+    chosen = [by_entry[entry][0] for entry in entries]
+    batches = [(Quota.single(client, 10, 60), [1]) for client in chosen]
+    assert {strategy._lane(quota) for quota, _ in batches} == {EVERY_SHARD}
+
+    def answer(remaining: int) -> list[int]:
+        return [1, remaining, 60_000, -1, 0]
+
+    shards.answers = {entry: answer(at) for at, entry in enumerate(entries)}
+    decided = asyncio.run(strategy._decide_lane(EVERY_SHARD, batches, 0.0))
+    assert shards.calls == [("many", entries)]
+    assert [d[0].decisions[0].remaining for d in decided] == [0, 1, 2]
+    assert len(answer(0)) == RESULT_STRIDE_PER_LIMIT
+
+    shards.answers = {"single": answer(7)}
+    alone = asyncio.run(strategy._decide_lane(EVERY_SHARD, batches[:1], 0.0))
+    assert shards.calls[-1] == ("one", [entries[0]])
+    assert alone[0][0].decisions[0].remaining == 7
+
+
+def test_per_shard_calls_keep_a_lane_per_shard() -> None:
+    """RATELIMIT_SHARD_CALLS=per_shard: each shard entry is a lane of its own, as before."""
+    strategy = EntryProcessorStrategy(
+        None, LimiterSettings(counter_shards=64, shard_calls="per_shard").strategy_config
+    )
+    assert not strategy.fan_out
+    quota = Quota.single("c", 10, 60)
+    assert strategy._lane(quota) == shard_entry_of("c:p", 64)
+    one = EntryProcessorStrategy(None, LimiterSettings(counter_shards=1).strategy_config)
+    assert not one.fan_out and one._lane(quota) == ONE_SHARD
 
 
 @pytest.mark.parametrize("name", ["shard-0-of-1", "shard-15-of-16", "schlüssel-ü"])

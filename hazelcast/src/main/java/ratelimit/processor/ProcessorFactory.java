@@ -20,6 +20,8 @@ public class ProcessorFactory implements DataSerializableFactory {
     public static final int WINDOW_SHARD = 9;
     public static final int SHARD_WINDOW_READER = 10;
     public static final int SHARD_REFUND_PROCESSOR = 11;
+    public static final int SHARD_FAN_OUT_PROCESSOR = 12;
+    public static final int SHARD_FAN_OUT_BACKUP_PROCESSOR = 13;
 
     @Override
     public IdentifiedDataSerializable create(int typeId) {
@@ -29,6 +31,8 @@ public class ProcessorFactory implements DataSerializableFactory {
             case WINDOW_SHARD -> new WindowShard();
             case SHARD_WINDOW_READER -> new ShardWindowReader();
             case SHARD_REFUND_PROCESSOR -> new ShardRefundProcessor();
+            case SHARD_FAN_OUT_PROCESSOR -> new ShardFanOutProcessor();
+            case SHARD_FAN_OUT_BACKUP_PROCESSOR -> new ShardFanOutBackupProcessor();
             default -> null;
         };
     }

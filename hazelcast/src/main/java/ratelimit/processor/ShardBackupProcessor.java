@@ -11,7 +11,8 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Applies to a backup replica's shard what the primary's {@link ShardProcessor} changed:
- * the sweep at the primary's instant, then the keys it wrote, as values. It decides
+ * the sweep step at the primary's instant (the same step on the same keys, see
+ * {@link WindowShard#sweepStep}), then the keys it wrote, as values. It decides
  * nothing again (another member's clock could pick another window), and it carries only
  * the keys that changed, each with its stored array ({@code [expiresAtMs, slot, a, b, c,
  * ...]}, see {@link WindowShard}), not the shard, and the entry's TTL the primary gave it.
@@ -47,7 +48,7 @@ public class ShardBackupProcessor
     public long[] process(Map.Entry<Object, Object> entry) {
         WindowShard shard = entry.getValue() instanceof WindowShard stored ? stored : new WindowShard();
         if (sweptAtMs != NO_SWEEP) {
-            shard.sweep(sweptAtMs);
+            shard.sweepStep(sweptAtMs);
         }
         for (int i = 0; i < changes; i++) {
             shard.put(keys[i], states[i]);

@@ -104,10 +104,28 @@ public class ShardProcessor
     public long[] process(Map.Entry<Object, Object> entry) {
         validate();
         long now = nowMs > MEMBER_CLOCK ? nowMs : System.currentTimeMillis();
+        Decided decided = decide(entry, windows, now, expiryGraceMs);
+        backup = decided.backup();
+        return decided.result();
+    }
+
+    /** One shard's answer and what its backup replica must apply (null: nothing changed). */
+    record Decided(long[] result, ShardBackupProcessor backup) {
+    }
+
+    /**
+     * Decides {@code windows} against the shard stored in {@code entry} at {@code now}, and
+     * writes the shard back if anything changed: the rule of this class for one shard entry,
+     * shared with {@link ShardFanOutProcessor}, which runs it once per shard entry of its call.
+     * Touches nothing but {@code entry}, so partition threads may run it at once on their own
+     * entries.
+     */
+    static Decided decide(Map.Entry<Object, Object> entry, Window[] windows, long now, long expiryGraceMs) {
         WindowShard shard = entry.getValue() instanceof WindowShard stored ? stored : new WindowShard();
         long sweptAt = ShardBackupProcessor.NO_SWEEP;
         if (shard.sweepDue(now)) {
-            shard.sweep(now);
+            // One bounded step of the incremental sweep (WindowShard), never a whole walk.
+            shard.sweepStep(now);
             sweptAt = now;
         }
         int n = windows.length;
@@ -143,6 +161,7 @@ public class ShardProcessor
                 changes++;
             }
         }
+        ShardBackupProcessor backup = null;
         if (changes > 0 || sweptAt != ShardBackupProcessor.NO_SWEEP) {
             // The same object, set again: that marks the entry changed and sends the backup.
             // It lives until its last key expires (at least 1 ms: 0 would mean forever).
@@ -150,7 +169,7 @@ public class ShardProcessor
             ((ExtendedMapEntry<Object, Object>) entry).setValue(shard, ttlMs, TimeUnit.MILLISECONDS);
             backup = new ShardBackupProcessor(sweptAt, ttlMs, changes, changedKeys, changedStates);
         }
-        return result;
+        return new Decided(result, backup);
     }
 
     private static boolean anyAllowed(PolicyRule.BatchOutcome outcome) {
@@ -186,37 +205,42 @@ public class ShardProcessor
         if (malformed != null) {
             throw new IllegalArgumentException(malformed);
         }
+        validateWindows(windows, "");
+    }
+
+    /** Refuses {@code windows} if any is malformed; {@code where} prefixes the message. */
+    static void validateWindows(Window[] windows, String where) {
         if (windows == null) {
-            throw new IllegalArgumentException("no windows");
+            throw new IllegalArgumentException(where + "no windows");
         }
         for (int i = 0; i < windows.length; i++) {
             Window window = windows[i];
             if (window == null || window.key() == null || window.limits() == null || window.costs() == null
                     || window.costs().length == 0) {
-                throw new IllegalArgumentException("window " + i + " is malformed");
+                throw new IllegalArgumentException(where + "window " + i + " is malformed");
             }
             WireLimit[] limits = window.limits();
             if (limits.length < 1 || limits.length > PolicyRule.MAX_LIMITS) {
-                throw new IllegalArgumentException("window " + i + ": a policy has 1 to " + PolicyRule.MAX_LIMITS
+                throw new IllegalArgumentException(where + "window " + i + ": a policy has 1 to " + PolicyRule.MAX_LIMITS
                         + " limits");
             }
             boolean enforced = false;
             for (int j = 0; j < limits.length; j++) {
-                checkLimit(limits[j], "window " + i + ", limit " + j);
+                checkLimit(limits[j], where + "window " + i + ", limit " + j);
                 enforced |= limits[j].shadow() == 0;
                 for (int k = 0; k < j; k++) {
                     if (limits[k].slot() == limits[j].slot()) {
-                        throw new IllegalArgumentException("window " + i + ": two limits share slot "
+                        throw new IllegalArgumentException(where + "window " + i + ": two limits share slot "
                                 + limits[j].slot());
                     }
                 }
             }
             if (!enforced) {
-                throw new IllegalArgumentException("window " + i + ": a policy needs an enforced limit");
+                throw new IllegalArgumentException(where + "window " + i + ": a policy needs an enforced limit");
             }
             for (long cost : window.costs()) {
                 if (cost < 1) {
-                    throw new IllegalArgumentException("window " + i + " has a cost below 1");
+                    throw new IllegalArgumentException(where + "window " + i + " has a cost below 1");
                 }
             }
         }
@@ -280,6 +304,11 @@ public class ShardProcessor
     public void writeData(ObjectDataOutput out) throws IOException {
         out.writeLong(nowMs);
         out.writeLong(expiryGraceMs);
+        writeWindows(out, windows);
+    }
+
+    /** The number of windows as an int, then each window as this class's wire format has it. */
+    static void writeWindows(ObjectDataOutput out, Window[] windows) throws IOException {
         out.writeInt(windows.length);
         for (Window window : windows) {
             out.writeString(window.key());

@@ -34,6 +34,8 @@ class WireContractTest {
         JAVA_SIDE.put("window_shard", (long) ProcessorFactory.WINDOW_SHARD);
         JAVA_SIDE.put("shard_window_reader", (long) ProcessorFactory.SHARD_WINDOW_READER);
         JAVA_SIDE.put("shard_refund_processor", (long) ProcessorFactory.SHARD_REFUND_PROCESSOR);
+        JAVA_SIDE.put("shard_fan_out_processor", (long) ProcessorFactory.SHARD_FAN_OUT_PROCESSOR);
+        JAVA_SIDE.put("shard_fan_out_backup_processor", (long) ProcessorFactory.SHARD_FAN_OUT_BACKUP_PROCESSOR);
         JAVA_SIDE.put("member_clock", ShardProcessor.MEMBER_CLOCK);
         JAVA_SIDE.put("result_stride_per_limit", (long) ShardProcessor.RESULT_STRIDE_PER_LIMIT);
         JAVA_SIDE.put("no_retry", PolicyRule.NO_RETRY);
@@ -97,7 +99,9 @@ class WireContractTest {
                 "shard_backup_processor", ShardBackupProcessor.class,
                 "window_shard", WindowShard.class,
                 "shard_window_reader", ShardWindowReader.class,
-                "shard_refund_processor", ShardRefundProcessor.class);
+                "shard_refund_processor", ShardRefundProcessor.class,
+                "shard_fan_out_processor", ShardFanOutProcessor.class,
+                "shard_fan_out_backup_processor", ShardFanOutBackupProcessor.class);
         for (Map.Entry<String, Class<?>> expected : classes.entrySet()) {
             int id = Integer.parseInt(rows.get(expected.getKey())[0]);
             IdentifiedDataSerializable made = factory.create(id);
