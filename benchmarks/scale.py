@@ -1,7 +1,8 @@
 """The scale section: a million active windows in the entry processor's shards.
 
-On the benchmark's members (no replicas, no registry), in process, with the default
-layout (``RATELIMIT_COUNTER_SHARDS``):
+On the benchmark's members (no replicas, no registry), in process, with the layout for
+a cluster that grows: :data:`SCALE_SHARDS` shard entries, a call per shard entry
+(``RATELIMIT_COUNTER_SHARDS`` in the environment chooses another count):
 
 1. opens ``--scale-keys`` windows (one admitted decision per client, far under its
    limit), and measures their bytes per window per copy from the members' exporters: the
@@ -27,6 +28,7 @@ the replicas; the question here is what the windows cost on the members.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import time
@@ -50,6 +52,11 @@ __all__ = ["capacity_plot", "markdown", "run"]
 LIMIT = 10**9
 WINDOW_SECONDS = 3600
 PROJECTED_MEMBERS = (3, 6, 12)
+
+#: Shard entries of the measured layout: Hazelcast's default partition count, the layout
+#: for millions of keys on a cluster that grows (the default, one entry, holds them too,
+#: on one partition thread).
+SCALE_SHARDS = 271
 
 
 def exporter_sum(stack: Stack, metric: str, labels: str = "") -> float:
@@ -150,6 +157,7 @@ async def _run(
         lock_lease_seconds=40.0,
         expiry_grace_seconds=31.0,
         counters_map=f"ratelimit.counters.scale-{uuid.uuid4().hex[:6]}",
+        counter_shards=int(os.environ.get("RATELIMIT_COUNTER_SHARDS", SCALE_SHARDS)),
     )
     keys, tasks = int(options["keys"]), int(options["tasks"])
     run_id = uuid.uuid4().hex[:8]

@@ -3,13 +3,17 @@
 The states of every limit of a client's policy live together under its key in one of
 ``counter_shards`` (``RATELIMIT_COUNTER_SHARDS``) shard entries of the map
 ``{counters_map}.shards`` (OBJECT in-memory format, so a shard is changed in place and
-never serialised per call). With several shards, the shards and their work spread over
-every member's partition threads as the partitions do, and a member joining or leaving
-moves a few small entries, not all windows.
+never serialised per call): one by default, the fastest on a small machine. With several,
+the shards and their work spread over every member's partition threads as the partitions
+do, and a member joining or leaving moves a few small entries, not all windows.
 
 How a worker calls the cluster (``RATELIMIT_SHARD_CALLS``):
 
-- ``fan_out`` (the default): the lane (:mod:`limiter.lanes`) is the worker, not the shard.
+- ``per_shard`` (the default): the lane (:mod:`limiter.lanes`) is the shard entry, one
+  ``execute_on_key`` per shard in flight per worker, each answered after its synchronous
+  backup, so a member's death loses no answered count; with many shards, more calls,
+  each carrying less.
+- ``fan_out``: the lane is the worker, not the shard.
   Everything the worker queued while its last call ran goes in ONE call,
   ``execute_on_keys(shard keys the batch touches, ShardFanOutProcessor)``: the member the
   client asks fans it out to the owners (one operation per member, one per partition, on
@@ -22,8 +26,6 @@ How a worker calls the cluster (``RATELIMIT_SHARD_CALLS``):
   its synchronous backup. A fan-out's backups are asynchronous (Hazelcast's
   ``MultipleEntryOperation``): a member killed between answering and its backup leaving
   can lose that instant's admissions (docs/design.md, "One call per batch").
-- ``per_shard``: the lane is the shard entry, one ``execute_on_key`` per shard in flight
-  per worker, each with its synchronous backup; more calls, each carrying less.
 
 ::
 

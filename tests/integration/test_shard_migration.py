@@ -7,16 +7,13 @@ What must hold: no client is admitted beyond its limit, neither a flooded one (l
 ``FLOOD_LIMIT``) nor any of the 100,000 opened before the kill at their limit of 1 (each
 is asked once more afterwards, past the deny cache: a window lost in a move would admit
 it again); and every flood decision answers within the decision
-timeout plus 1 s. Why 0: a call on one shard entry is answered after its synchronous
-backup (tests/integration/test_member_loss.py explains the same bound through nginx), so
-a promoted backup holds every count that was answered. The flood's batches span several
-entries and go as one fan-out call (``RATELIMIT_SHARD_CALLS=fan_out``, the default),
-whose backups Hazelcast sends asynchronously, before the answer but unacknowledged: only
-a kill in the instant between the two could lose a count, which this test cannot aim at
-(docs/design.md, "One call per batch").
+timeout plus 1 s. Why 0: each call goes to one shard entry (``per_shard``) and is
+answered after its synchronous backup (tests/integration/test_member_loss.py explains the
+same bound through nginx), so a promoted backup holds every count that was answered.
 
-The default layout (271 shard entries) spreads the windows over every member, so the
-kill takes about a third of the shards' owners and the new member takes a third back.
+The layout is the one for many keys, :data:`SHARDS` (271) shard entries, which spreads
+the windows over every member, so the kill takes about a third of the shards' owners and
+the new member takes a third back.
 ``RATELIMIT_TEST_MIGRATION_WINDOWS`` runs it with another count (1,000,000: about 90 s).
 """
 
@@ -50,6 +47,9 @@ FLOOD_TASKS = 64
 DECISION_TIMEOUT_SECONDS = 3.0
 WINDOW_SECONDS = 3600
 DEADLINE_SECONDS = 90.0
+#: The layout for many keys on a cluster that grows, each call answered after its
+#: synchronous backup (the bound this test asserts).
+SHARDS = 271
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +159,8 @@ def test_windows_survive_partitions_moving_under_a_flood(moving_cluster: Stack) 
         lock_wait_seconds=0.9 * DECISION_TIMEOUT_SECONDS,
         lock_lease_seconds=2 * DECISION_TIMEOUT_SECONDS,
         failure_mode="closed",
+        counter_shards=SHARDS,
+        shard_calls="per_shard",
     )
     windows = client_ids(random.getrandbits(32), WINDOWS)
     flooded = client_ids(random.getrandbits(32), FLOOD_CLIENTS)

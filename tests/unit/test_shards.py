@@ -224,7 +224,7 @@ def test_a_batch_over_several_shards_is_one_call_and_its_answers_go_back_in_orde
     is one execute_on_keys call, and each client gets its own entry's answer, in the
     batch's order whatever order the entries come back in; a batch in one entry is one
     execute_on_key."""
-    settings = LimiterSettings(counter_shards=64)
+    settings = LimiterSettings(counter_shards=64, shard_calls="fan_out")
     strategy = EntryProcessorStrategy(None, settings.strategy_config)
     shards = strategy._shards = CallCountingShards()
     assert strategy.fan_out
