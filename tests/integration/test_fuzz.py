@@ -88,6 +88,11 @@ def test_fuzzing_finds_no_server_error_and_no_answer_outside_the_schema(
         f"Authorization: {topology.admin['Authorization']}",
         "--header",
         f"X-Api-Id: {client_id}",
+        # The rate limit service's bridge routes take and answer protobuf, which
+        # schemathesis cannot generate; tests/integration/test_rls_grpc.py sends them
+        # undecodable and invalid bodies instead.
+        "--exclude-tag",
+        "envoy",
         "--report",
         "junit",
         "--report-dir",

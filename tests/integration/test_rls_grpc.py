@@ -193,7 +193,7 @@ def test_the_bridge_route_decides_as_the_grpc_method(grpc_api: GrpcReplica) -> N
 def test_the_bridge_route_refuses_what_the_grpc_method_refuses(grpc_api: GrpcReplica) -> None:
     """A body that is no RateLimitRequest, and one without a domain, are 400 with the
     reason in grpc-message; health answers SERVING for the server and the service, 404
-    for another service."""
+    for another service; both routes are in the OpenAPI document, as protobuf."""
     path = bridge.SHOULD_RATE_LIMIT_PATH
     garbage = post_protobuf(grpc_api, path, b"\xff\xff\xff")
     assert garbage.status_code == 400
@@ -210,6 +210,11 @@ def test_the_bridge_route_refuses_what_the_grpc_method_refuses(grpc_api: GrpcRep
         assert status == health_pb2.HealthCheckResponse.SERVING
     unknown = health_pb2.HealthCheckRequest(service="nope").SerializeToString()
     assert post_protobuf(grpc_api, bridge.HEALTH_PATH, unknown).status_code == 404
+    document = grpc_api.replica.get("/docs/openapi.json").json()
+    for route in (bridge.SHOULD_RATE_LIMIT_PATH, bridge.HEALTH_PATH):
+        operation = document["paths"][route]["post"]
+        assert bridge.CONTENT_TYPE in operation["requestBody"]["content"]
+        assert {"200", "400", "503"} <= set(operation["responses"])
 
 
 def test_a_reload_keeps_the_counts_of_a_changed_limit_and_rejects_invalid_files(
