@@ -105,6 +105,18 @@ def _write_limits(output: ObjectDataOutput, policy: Policy) -> None:
         output.write_int(shadow)
 
 
+def _write_windows(
+    output: ObjectDataOutput, windows: Sequence[tuple[Quota, Sequence[int]]]
+) -> None:
+    """One shard entry's windows, as both processors send them: their count, then per
+    window its key, its policy's limits and its queued costs."""
+    output.write_int(len(windows))
+    for quota, costs in windows:
+        output.write_string(processor_key(quota.client_id))
+        _write_limits(output, quota.policy)
+        output.write_long_array(costs)
+
+
 @functools.lru_cache(maxsize=4096)
 def _policy_bytes(policy: Policy) -> bytes:
     """A policy's limits as a shard call carries them (the same for every call of a
@@ -137,11 +149,7 @@ class ShardProcessor(IdentifiedDataSerializable):
     def write_data(self, output: ObjectDataOutput) -> None:
         output.write_long(self.now_ms)
         output.write_long(self.expiry_grace_ms)
-        output.write_int(len(self.windows))
-        for quota, costs in self.windows:
-            output.write_string(processor_key(quota.client_id))
-            _write_limits(output, quota.policy)
-            output.write_long_array(costs)
+        _write_windows(output, self.windows)
 
     def read_data(self, inp: ObjectDataInput) -> None:
         raise NotImplementedError("only ever sent to a member")
@@ -174,11 +182,7 @@ class ShardFanOutProcessor(IdentifiedDataSerializable):
         output.write_int(len(self.shards))
         for shard_key, windows in self.shards:
             output.write_string(shard_key)
-            output.write_int(len(windows))
-            for quota, costs in windows:
-                output.write_string(processor_key(quota.client_id))
-                _write_limits(output, quota.policy)
-                output.write_long_array(costs)
+            _write_windows(output, windows)
 
     def read_data(self, inp: ObjectDataInput) -> None:
         raise NotImplementedError("only ever sent to a member")
