@@ -23,9 +23,12 @@ reached (do not: the failure mode decides).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import secrets
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from hazelcast.errors import (
     HazelcastError,
@@ -36,7 +39,9 @@ from hazelcast.errors import (
     is_retryable_error,
 )
 
-__all__ = ["RESEND_PAUSE_SECONDS", "CallId", "CallIds", "resend_after"]
+__all__ = ["RESEND_PAUSE_SECONDS", "CallId", "CallIds", "resend_after", "send_until"]
+
+T = TypeVar("T")
 
 #: The pause before a call whose fate is unknown is sent again: long enough for the
 #: client to hear of a dead member's connection or a new partition owner, short against
@@ -87,4 +92,22 @@ def resend_after(error: BaseException) -> bool:
             HazelcastIOError,
             OperationTimeoutError,
         ),
-    ) or is_retryable_error(error)
+    ) or is_retryable_error(error)  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+async def send_until(deadline: float, send: Callable[[], Awaitable[T]]) -> T:
+    """``send()``'s answer, sending it again after each failure that leaves its fate unknown
+    (:func:`resend_after`) until ``deadline`` (event-loop time) is too near for another
+    try; then, or on any other error, the error is raised.
+
+    ``send`` must send the same call each time (the same id): only then is a call that was
+    applied before its answer was lost recognised instead of counted again.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await send()
+        except Exception as error:
+            if not resend_after(error) or loop.time() + RESEND_PAUSE_SECONDS >= deadline:
+                raise
+        await asyncio.sleep(RESEND_PAUSE_SECONDS)

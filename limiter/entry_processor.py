@@ -52,6 +52,7 @@ import zlib
 from collections.abc import Hashable, Sequence
 from typing import Any, Unpack
 
+from limiter.call_ids import CallIds, send_until
 from limiter.cluster import sibling_map
 from limiter.policy import Policy
 from limiter.policy_rule import LimitState, PolicyDecision
@@ -105,6 +106,8 @@ class EntryProcessorStrategy(Strategy):
         self.fan_out = config.shard_calls == "fan_out" and self.shard_count > 1
         self._shards: Any = None
         self._shard_keys: dict[str, PinnedKey] = {}
+        #: This worker's call ids: every call that can change a shard entry carries one.
+        self.call_ids = CallIds()
 
     @property
     def shards(self) -> Any:
@@ -134,19 +137,20 @@ class EntryProcessorStrategy(Strategy):
         self, lane: Hashable, batches: Sequence[tuple[Quota, Sequence[int]]], deadline: float
     ) -> list[list[PolicyDecision]]:
         if lane != EVERY_SHARD:
-            return await self._shard_call(str(lane), batches)
+            return await self._shard_call(str(lane), batches, deadline)
         by_shard: dict[str, list[int]] = {}
         for at, (quota, _) in enumerate(batches):
             by_shard.setdefault(self._shard_entry(quota), []).append(at)
         if len(by_shard) == 1:
-            return await self._shard_call(next(iter(by_shard)), batches)
+            return await self._shard_call(next(iter(by_shard)), batches, deadline)
         shards: list[ShardBatches] = [
             (shard, [batches[at] for at in ats]) for shard, ats in by_shard.items()
         ]
-        processor = fan_out_call_data(self._now_or_member_clock(), self.expiry_grace_ms, shards)
-        entries = await self.shards.execute_on_keys(
-            [self._pinned(shard) for shard in by_shard], processor
+        processor = fan_out_call_data(
+            self._now_or_member_clock(), self.expiry_grace_ms, self.call_ids.next(), shards
         )
+        keys = [self._pinned(shard) for shard in by_shard]
+        entries = await send_until(deadline, lambda: self.shards.execute_on_keys(keys, processor))
         answers: list[list[PolicyDecision]] = [[] for _ in batches]
         order = (at for ats in by_shard.values() for at in ats)
         for at, decisions in zip(order, split_fan_out_result(entries, shards), strict=True):
@@ -154,11 +158,17 @@ class EntryProcessorStrategy(Strategy):
         return answers
 
     async def _shard_call(
-        self, shard: str, batches: Sequence[tuple[Quota, Sequence[int]]]
+        self, shard: str, batches: Sequence[tuple[Quota, Sequence[int]]], deadline: float
     ) -> list[list[PolicyDecision]]:
-        """One ``execute_on_key`` on one shard entry, carrying every batch given."""
-        processor = shard_call_data(self._now_or_member_clock(), self.expiry_grace_ms, batches)
-        result = await self.shards.execute_on_key(self._pinned(shard), processor)
+        """One ``execute_on_key`` on one shard entry, carrying every batch given, sent again
+        (the same call, the same id) while its fate is unknown and ``deadline`` allows
+        (:func:`limiter.call_ids.send_until`): the entry answers a call it already applied
+        as it did then, so a call whose owner died before answering counts once."""
+        processor = shard_call_data(
+            self._now_or_member_clock(), self.expiry_grace_ms, self.call_ids.next(), batches
+        )
+        key = self._pinned(shard)
+        result = await send_until(deadline, lambda: self.shards.execute_on_key(key, processor))
         return split_result(result, batches)
 
     async def _decide_batch(
@@ -166,7 +176,7 @@ class EntryProcessorStrategy(Strategy):
     ) -> list[PolicyDecision]:
         """One client's batch alone: a shard call carrying only it (the lanes call
         :meth:`_decide_lane` with every client of the lane instead)."""
-        return (await self._shard_call(self._shard_entry(quota), [(quota, costs)]))[0]
+        return (await self._shard_call(self._shard_entry(quota), [(quota, costs)], deadline))[0]
 
     async def _refund(
         self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
@@ -180,10 +190,18 @@ class EntryProcessorStrategy(Strategy):
         refund's trips to the member differ by a fraction of a round trip, by which it can
         be late (see docs/design.md, Refunds)."""
         key = processor_key(quota.client_id)
-        call = ShardRefundProcessor(
-            self._now_or_member_clock(), elapsed(), key, quota.policy, cost, counted
-        )
-        await self.shards.execute_on_key(shard_entry_of(key, self.shard_count), call)
+        entry = shard_entry_of(key, self.shard_count)
+        call_id = self.call_ids.next()
+
+        def send() -> Any:
+            # Built at each send, so elapsed() counts the wait before it; the same id, so a
+            # refund already applied is answered, not applied twice.
+            call = ShardRefundProcessor(
+                self._now_or_member_clock(), elapsed(), call_id, key, quota.policy, cost, counted
+            )
+            return self.shards.execute_on_key(entry, call)
+
+        await send_until(deadline, send)
         return True
 
     async def stored_states(

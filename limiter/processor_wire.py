@@ -22,6 +22,7 @@ from hazelcast.serialization.api import (
 )
 from hazelcast.serialization.data import Data
 
+from limiter.call_ids import CallId
 from limiter.policy import Limit, Policy
 from limiter.policy_rule import LimitState, PolicyDecision, admitted, combine, state_of
 from limiter.quota import Quota
@@ -49,10 +50,10 @@ __all__ = [
 
 #: The contract's numbers (tests/vectors/processor_wire.csv).
 PROCESSOR_FACTORY_ID = 7301
-SHARD_PROCESSOR_ID = 7
+SHARD_PROCESSOR_ID = 14
 SHARD_WINDOW_READER_ID = 10
-SHARD_REFUND_PROCESSOR_ID = 11
-SHARD_FAN_OUT_PROCESSOR_ID = 12
+SHARD_REFUND_PROCESSOR_ID = 19
+SHARD_FAN_OUT_PROCESSOR_ID = 16
 #: Sent instead of a time: let the member's clock pick the window.
 MEMBER_CLOCK = -1
 #: The answer holds, per window, per request, per limit: allowed (1 or 0), remaining,
@@ -68,8 +69,9 @@ STRING_TYPE_ID = -11
 #: ``Data``: partition hash (0: hash the bytes) and serializer type id, then what the
 #: serializer writes, all big-endian (the client's default byte order, which
 #: :func:`limiter.cluster.connect` keeps): for a :class:`ShardProcessor`, "identified",
-#: factory and class id, then its own fields up to the count of windows.
-_SHARD_CALL_HEAD = struct.Struct(">iibiiqqi")
+#: factory and class id, then its own fields up to the count of windows (time, grace, the
+#: call's worker and number).
+_SHARD_CALL_HEAD = struct.Struct(">iibiiqqqqi")
 #: The same head for a :class:`ShardFanOutProcessor`, up to the count of shard entries.
 _FAN_OUT_CALL_HEAD = _SHARD_CALL_HEAD
 _STRING_HEAD = struct.Struct(">iii")
@@ -129,8 +131,9 @@ def _policy_bytes(policy: Policy) -> bytes:
 class ShardProcessor(IdentifiedDataSerializable):
     """The Python half of ``ratelimit.processor.ShardProcessor``: the batches of several
     clients of one shard, each the costs of every request queued for the client, decided
-    in order against the client's whole policy by one execution. The client only ever
-    sends it, so it needs no factory on this side.
+    in order against the client's whole policy by one execution, under the call's id
+    (:mod:`limiter.call_ids`): the shard entry answers a call it already applied as it did
+    then. The client only ever sends it, so it needs no factory on this side.
 
     The strategy sends the same bytes built faster by :func:`shard_call_data`; this class
     is the format as the client's serializer writes it, which they are checked against.
@@ -140,15 +143,19 @@ class ShardProcessor(IdentifiedDataSerializable):
         self,
         now_ms: int,
         expiry_grace_ms: int,
+        call: CallId,
         windows: Sequence[tuple[Quota, Sequence[int]]],
     ) -> None:
         self.now_ms = now_ms
         self.expiry_grace_ms = expiry_grace_ms
+        self.call = call
         self.windows = windows
 
     def write_data(self, output: ObjectDataOutput) -> None:
         output.write_long(self.now_ms)
         output.write_long(self.expiry_grace_ms)
+        output.write_long(self.call.worker)
+        output.write_long(self.call.seq)
         _write_windows(output, self.windows)
 
     def read_data(self, inp: ObjectDataInput) -> None:
@@ -171,14 +178,19 @@ class ShardFanOutProcessor(IdentifiedDataSerializable):
     a :class:`ShardProcessor` lays out its windows. As for that class, the strategy sends
     the bytes of :func:`fan_out_call_data`, checked against this form."""
 
-    def __init__(self, now_ms: int, expiry_grace_ms: int, shards: Sequence[ShardBatches]) -> None:
+    def __init__(
+        self, now_ms: int, expiry_grace_ms: int, call: CallId, shards: Sequence[ShardBatches]
+    ) -> None:
         self.now_ms = now_ms
         self.expiry_grace_ms = expiry_grace_ms
+        self.call = call
         self.shards = shards
 
     def write_data(self, output: ObjectDataOutput) -> None:
         output.write_long(self.now_ms)
         output.write_long(self.expiry_grace_ms)
+        output.write_long(self.call.worker)
+        output.write_long(self.call.seq)
         output.write_int(len(self.shards))
         for shard_key, windows in self.shards:
             output.write_string(shard_key)
@@ -219,13 +231,15 @@ class ShardRefundProcessor(IdentifiedDataSerializable):
     client (:func:`limiter.refund.refund`) on the owner of its shard, on the member's
     clock (or ``now_ms`` when not :data:`MEMBER_CLOCK`) with ``sent_ms = now -
     elapsed_ms``. Its own call, so a decision's call carries nothing more; answered
-    ``[1]`` when it changed the stored states, ``[0]`` when there was nothing to give
-    back. Rare, so written by the client's serializer."""
+    ``[1]`` when it changed the stored states (also when sent again: the call's id is
+    recognised), ``[0]`` when there was nothing to give back. Rare, so written by the
+    client's serializer."""
 
     def __init__(
         self,
         now_ms: int,
         elapsed_ms: int,
+        call: CallId,
         key: str,
         policy: Policy,
         cost: int,
@@ -233,6 +247,7 @@ class ShardRefundProcessor(IdentifiedDataSerializable):
     ) -> None:
         self.now_ms = now_ms
         self.elapsed_ms = elapsed_ms
+        self.call = call
         self.key = key
         self.policy = policy
         self.cost = cost
@@ -241,6 +256,8 @@ class ShardRefundProcessor(IdentifiedDataSerializable):
     def write_data(self, output: ObjectDataOutput) -> None:
         output.write_long(self.now_ms)
         output.write_long(self.elapsed_ms)
+        output.write_long(self.call.worker)
+        output.write_long(self.call.seq)
         output.write_string(self.key)
         _write_limits(output, self.policy)
         output.write_long(self.cost)
@@ -257,9 +274,9 @@ class ShardRefundProcessor(IdentifiedDataSerializable):
 
 
 def shard_call_data(
-    now_ms: int, expiry_grace_ms: int, windows: Sequence[tuple[Quota, Sequence[int]]]
+    now_ms: int, expiry_grace_ms: int, call: CallId, windows: Sequence[tuple[Quota, Sequence[int]]]
 ) -> Data:
-    """``ShardProcessor(now_ms, expiry_grace_ms, windows)`` serialised, byte for byte as
+    """``ShardProcessor(now_ms, expiry_grace_ms, call, windows)`` serialised, byte for byte as
     the client's serializer writes it (tests/unit/test_shards.py compares the two).
 
     The hottest serialisation of the service: the client's writer makes a dozen Python
@@ -275,6 +292,8 @@ def shard_call_data(
             SHARD_PROCESSOR_ID,
             now_ms,
             expiry_grace_ms,
+            call.worker,
+            call.seq,
             len(windows),
         )
     ]
@@ -293,8 +312,10 @@ def _windows_bytes(windows: Sequence[tuple[Quota, Sequence[int]]]) -> list[bytes
     return parts
 
 
-def fan_out_call_data(now_ms: int, expiry_grace_ms: int, shards: Sequence[ShardBatches]) -> Data:
-    """``ShardFanOutProcessor(now_ms, expiry_grace_ms, shards)`` serialised, byte for byte
+def fan_out_call_data(
+    now_ms: int, expiry_grace_ms: int, call: CallId, shards: Sequence[ShardBatches]
+) -> Data:
+    """``ShardFanOutProcessor(now_ms, expiry_grace_ms, call, shards)`` serialised, byte for byte
     as the client's serializer writes it (tests/unit/test_shards.py compares the two), the
     way :func:`shard_call_data` builds a one-shard call."""
     parts = [
@@ -306,6 +327,8 @@ def fan_out_call_data(now_ms: int, expiry_grace_ms: int, shards: Sequence[ShardB
             SHARD_FAN_OUT_PROCESSOR_ID,
             now_ms,
             expiry_grace_ms,
+            call.worker,
+            call.seq,
             len(shards),
         )
     ]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from limiter import processor_wire
+from limiter.call_ids import CallId
 from limiter.gcra import GcraState
 from limiter.policy import Algorithm, Limit, Policy
 from limiter.processor_wire import (
@@ -77,15 +78,17 @@ def test_python_constant_matches_the_contract(name: str) -> None:
 def test_the_serialisables_carry_the_contracts_ids() -> None:
     """What the client serialises names the contract's factory and class ids."""
     wire = load_wire()
-    shard_call = ShardProcessor(0, 0, [(Quota.single("c", 1, 60), [1])])
+    shard_call = ShardProcessor(0, 0, CallId(1, 1), [(Quota.single("c", 1, 60), [1])])
     reader = ShardWindowReader("c:60")
-    refund = ShardRefundProcessor(0, 0, "c:p", Policy.single(1, 60), 1, [0])
+    refund = ShardRefundProcessor(0, 0, CallId(1, 2), "c:p", Policy.single(1, 60), 1, [0])
     assert shard_call.get_factory_id() == reader.get_factory_id() == wire["factory_id"].value
     assert refund.get_factory_id() == wire["factory_id"].value
     assert shard_call.get_class_id() == wire["shard_processor"].value
     assert reader.get_class_id() == wire["shard_window_reader"].value
     assert refund.get_class_id() == wire["shard_refund_processor"].value
-    fan_out = ShardFanOutProcessor(0, 0, [("shard-0-of-2", [(Quota.single("c", 1, 60), [1])])])
+    fan_out = ShardFanOutProcessor(
+        0, 0, CallId(1, 3), [("shard-0-of-2", [(Quota.single("c", 1, 60), [1])])]
+    )
     assert fan_out.get_factory_id() == wire["factory_id"].value
     assert fan_out.get_class_id() == wire["shard_fan_out_processor"].value
 

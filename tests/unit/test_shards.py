@@ -15,6 +15,7 @@ from hazelcast.serialization.service import SerializationServiceV1
 from hypothesis import strategies as st
 
 from limiter import EntryProcessorStrategy, LimiterSettings
+from limiter.call_ids import CallId
 from limiter.entry_processor import (
     EVERY_SHARD,
     ONE_SHARD,
@@ -135,6 +136,8 @@ POLICIES = (
     .filter(lambda limits: any(not limit.shadow for limit in limits))
     .map(Policy)
 )
+#: Call ids as workers draw them (a worker number below 2**63, a counter from 1).
+CALL_IDS = st.builds(CallId, st.integers(1, 2**63 - 1), st.integers(1, 2**63 - 1))
 
 
 def test_a_shard_call_is_serialised_as_the_clients_serializer_does() -> None:
@@ -145,6 +148,7 @@ def test_a_shard_call_is_serialised_as_the_clients_serializer_does() -> None:
     @hypothesis.given(
         now_ms=st.integers(-1, 2**62),
         grace_ms=st.integers(0, 10**9),
+        call_id=CALL_IDS,
         windows=st.lists(
             st.tuples(
                 st.text(min_size=1, max_size=40),
@@ -154,10 +158,11 @@ def test_a_shard_call_is_serialised_as_the_clients_serializer_does() -> None:
             max_size=6,
         ),
     )
-    def same_bytes(now_ms: int, grace_ms: int, windows: list[Any]) -> None:
+    def same_bytes(now_ms: int, grace_ms: int, call_id: CallId, windows: list[Any]) -> None:
         batches = [(Quota(client, policy), costs) for client, policy, costs in windows]
-        expected = serializer.to_data(ShardProcessor(now_ms, grace_ms, batches))
-        assert bytes(shard_call_data(now_ms, grace_ms, batches).buffer) == bytes(expected.buffer)
+        expected = serializer.to_data(ShardProcessor(now_ms, grace_ms, call_id, batches))
+        packed = shard_call_data(now_ms, grace_ms, call_id, batches)
+        assert bytes(packed.buffer) == bytes(expected.buffer)
 
     same_bytes()
 
@@ -170,6 +175,7 @@ def test_a_fan_out_call_is_serialised_as_the_clients_serializer_does() -> None:
     @hypothesis.given(
         now_ms=st.integers(-1, 2**62),
         grace_ms=st.integers(0, 10**9),
+        call_id=CALL_IDS,
         shards=st.lists(
             st.tuples(
                 st.text(min_size=1, max_size=20),
@@ -187,13 +193,14 @@ def test_a_fan_out_call_is_serialised_as_the_clients_serializer_does() -> None:
             max_size=4,
         ),
     )
-    def same_bytes(now_ms: int, grace_ms: int, shards: list[Any]) -> None:
+    def same_bytes(now_ms: int, grace_ms: int, call_id: CallId, shards: list[Any]) -> None:
         call = [
             (key, [(Quota(client, policy), costs) for client, policy, costs in windows])
             for key, windows in shards
         ]
-        expected = serializer.to_data(ShardFanOutProcessor(now_ms, grace_ms, call))
-        assert bytes(fan_out_call_data(now_ms, grace_ms, call).buffer) == bytes(expected.buffer)
+        expected = serializer.to_data(ShardFanOutProcessor(now_ms, grace_ms, call_id, call))
+        packed = fan_out_call_data(now_ms, grace_ms, call_id, call)
+        assert bytes(packed.buffer) == bytes(expected.buffer)
 
     same_bytes()
 

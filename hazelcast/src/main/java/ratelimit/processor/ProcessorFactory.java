@@ -14,14 +14,15 @@ public class ProcessorFactory implements DataSerializableFactory {
 
     public static final int FACTORY_ID = 7301;
     // 1 and 2 were the one-entry-per-key processor and its backup; 3 to 6 the same four
-    // classes when each client had one fixed window: retired, never reused.
-    public static final int SHARD_PROCESSOR = 7;
-    public static final int SHARD_BACKUP_PROCESSOR = 8;
-    public static final int WINDOW_SHARD = 9;
+    // classes when each client had one fixed window; 7, 8, 9, 11, 12 and 13 these classes
+    // before calls carried ids: retired, never reused.
     public static final int SHARD_WINDOW_READER = 10;
-    public static final int SHARD_REFUND_PROCESSOR = 11;
-    public static final int SHARD_FAN_OUT_PROCESSOR = 12;
-    public static final int SHARD_FAN_OUT_BACKUP_PROCESSOR = 13;
+    public static final int SHARD_PROCESSOR = 14;
+    public static final int SHARD_BACKUP_PROCESSOR = 15;
+    public static final int SHARD_FAN_OUT_PROCESSOR = 16;
+    public static final int SHARD_FAN_OUT_BACKUP_PROCESSOR = 17;
+    public static final int WINDOW_SHARD = 18;
+    public static final int SHARD_REFUND_PROCESSOR = 19;
 
     @Override
     public IdentifiedDataSerializable create(int typeId) {

@@ -19,7 +19,9 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Wire format (member to member only): {@code sweptAtMs} ({@link #NO_SWEEP}: none) and
  * {@code ttlMs} as longs, the number of changed keys as an int, then per key the key as a
- * string and its stored array as a long array.
+ * string and its stored array as a long array; then whether a call is recorded (a boolean)
+ * and if so its caller, number and decision time as longs and its answer as a long array
+ * ({@link RecentCalls}), so this copy recognises the call if it is sent again.
  */
 public class ShardBackupProcessor
         implements EntryProcessor<Object, Object, long[]>, IdentifiedDataSerializable {
@@ -32,16 +34,23 @@ public class ShardBackupProcessor
     private int changes;
     private String[] keys;
     private long[][] states;
+    /** The call that made the changes, recorded on this copy too; null: none to record. */
+    private Call call;
+
+    /** A call's id, when it was decided, and its answer, as {@link RecentCalls} keeps them. */
+    record Call(long caller, long seq, long decidedAtMs, long[] answer) {
+    }
 
     public ShardBackupProcessor() {
     }
 
-    ShardBackupProcessor(long sweptAtMs, long ttlMs, int changes, String[] keys, long[][] states) {
+    ShardBackupProcessor(long sweptAtMs, long ttlMs, int changes, String[] keys, long[][] states, Call call) {
         this.sweptAtMs = sweptAtMs;
         this.ttlMs = ttlMs;
         this.changes = changes;
         this.keys = keys;
         this.states = states;
+        this.call = call;
     }
 
     @Override
@@ -52,6 +61,9 @@ public class ShardBackupProcessor
         }
         for (int i = 0; i < changes; i++) {
             shard.put(keys[i], states[i]);
+        }
+        if (call != null) {
+            shard.rememberCall(call.caller(), call.seq(), call.decidedAtMs(), call.answer());
         }
         ((ExtendedMapEntry<Object, Object>) entry).setValue(shard, ttlMs, TimeUnit.MILLISECONDS);
         return null;
@@ -81,6 +93,13 @@ public class ShardBackupProcessor
             out.writeString(keys[i]);
             out.writeLongArray(states[i]);
         }
+        out.writeBoolean(call != null);
+        if (call != null) {
+            out.writeLong(call.caller());
+            out.writeLong(call.seq());
+            out.writeLong(call.decidedAtMs());
+            out.writeLongArray(call.answer());
+        }
     }
 
     @Override
@@ -94,5 +113,6 @@ public class ShardBackupProcessor
             keys[i] = in.readString();
             states[i] = in.readLongArray();
         }
+        call = in.readBoolean() ? new Call(in.readLong(), in.readLong(), in.readLong(), in.readLongArray()) : null;
     }
 }

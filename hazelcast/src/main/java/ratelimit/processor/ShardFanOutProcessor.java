@@ -40,8 +40,11 @@ import java.util.Map;
  * is changed by a call that another shard's part would refuse. The coordinating member reads the
  * call first: its refusal is the caller's error.
  *
+ * <p>The call's id goes with each shard entry's part: an entry that already applied it answers
+ * as then and changes nothing, so the call can be sent again whole when its fate is unknown.
+ *
  * <p>Wire format, in this order: {@code nowMs} ({@link ShardProcessor#MEMBER_CLOCK}: the member's
- * clock) and {@code expiryGraceMs} as longs, the number of shard entries as an int, then per
+ * clock), {@code expiryGraceMs}, {@code caller} and {@code callSeq} as longs, the number of shard entries as an int, then per
  * shard entry its key as a string and its windows as {@link ShardProcessor} sends them (their
  * number as an int, then each window).
  */
@@ -53,6 +56,9 @@ public class ShardFanOutProcessor
 
     private long nowMs;
     private long expiryGraceMs;
+    /** The call's id, recorded by every shard entry it changes ({@link RecentCalls}). */
+    private long caller;
+    private long callSeq;
     /** Each shard entry's windows, by the entry's key: read-only once set. */
     private Map<String, ShardProcessor.Window[]> shards;
     /** The changes of the partition operation running on each thread, for its backup. */
@@ -71,8 +77,15 @@ public class ShardFanOutProcessor
     }
 
     public ShardFanOutProcessor(long nowMs, long expiryGraceMs, Map<String, ShardProcessor.Window[]> shards) {
+        this(nowMs, expiryGraceMs, RecentCalls.NO_CALLER, 0L, shards);
+    }
+
+    public ShardFanOutProcessor(long nowMs, long expiryGraceMs, long caller, long callSeq,
+            Map<String, ShardProcessor.Window[]> shards) {
         this.nowMs = nowMs;
         this.expiryGraceMs = expiryGraceMs;
+        this.caller = caller;
+        this.callSeq = callSeq;
         this.shards = new LinkedHashMap<>(shards);
     }
 
@@ -95,7 +108,7 @@ public class ShardFanOutProcessor
             return null;
         }
         long now = nowMs > ShardProcessor.MEMBER_CLOCK ? nowMs : System.currentTimeMillis();
-        ShardProcessor.Decided decided = ShardProcessor.decide(entry, windows, now, expiryGraceMs);
+        ShardProcessor.Decided decided = ShardProcessor.decide(entry, windows, now, expiryGraceMs, caller, callSeq);
         if (decided.backup() != null) {
             mine.changes.put((String) key, decided.backup());
         }
@@ -142,6 +155,8 @@ public class ShardFanOutProcessor
     public void writeData(ObjectDataOutput out) throws IOException {
         out.writeLong(nowMs);
         out.writeLong(expiryGraceMs);
+        out.writeLong(caller);
+        out.writeLong(callSeq);
         out.writeInt(shards.size());
         for (Map.Entry<String, ShardProcessor.Window[]> shard : shards.entrySet()) {
             out.writeString(shard.getKey());
@@ -153,6 +168,8 @@ public class ShardFanOutProcessor
     public void readData(ObjectDataInput in) throws IOException {
         nowMs = in.readLong();
         expiryGraceMs = in.readLong();
+        caller = in.readLong();
+        callSeq = in.readLong();
         int n = in.readInt();
         if (n < 1 || n > MAX_SHARDS) {
             throw new IllegalArgumentException("a call carries 1 to " + MAX_SHARDS + " shard entries, got " + n);

@@ -26,8 +26,12 @@ import java.util.concurrent.TimeUnit;
  * changed goes to the backup replica as values ({@link ShardBackupProcessor}), before the
  * caller is answered.
  *
- * <p>Wire format, in this order: {@code nowMs} ({@link #MEMBER_CLOCK}: the member's clock) and
- * {@code expiryGraceMs} as longs, the number of windows as an int, then per window its key
+ * <p>A call is recognised by its id ({@code caller}, {@code callSeq}): one the shard entry
+ * already applied is answered as then and changes nothing ({@link RecentCalls}).
+ *
+ * <p>Wire format, in this order: {@code nowMs} ({@link #MEMBER_CLOCK}: the member's clock),
+ * {@code expiryGraceMs}, {@code caller} ({@link RecentCalls#NO_CALLER}: none) and
+ * {@code callSeq} as longs, the number of windows as an int, then per window its key
  * as a string, its number of limits as an int, per limit {@code slot} (long),
  * {@code algorithm} (int, {@link PolicyRule#FIXED_WINDOW} ...), {@code limit} and
  * {@code windowSeconds} (longs), {@code alignment} (int, fixed window only, else 0),
@@ -85,6 +89,9 @@ public class ShardProcessor
 
     private long nowMs;
     private long expiryGraceMs;
+    /** The call's id: the replica worker that sent it and its number there ({@link RecentCalls}). */
+    private long caller;
+    private long callSeq;
     private Window[] windows;
     /** Set by readData() when the counts that frame the call are out of range: refused by process(). */
     private transient String malformed;
@@ -94,9 +101,16 @@ public class ShardProcessor
     public ShardProcessor() {
     }
 
+    /** A call without an id (tests): never recorded, so never recognised if sent again. */
     public ShardProcessor(long nowMs, long expiryGraceMs, Window[] windows) {
+        this(nowMs, expiryGraceMs, RecentCalls.NO_CALLER, 0L, windows);
+    }
+
+    public ShardProcessor(long nowMs, long expiryGraceMs, long caller, long callSeq, Window[] windows) {
         this.nowMs = nowMs;
         this.expiryGraceMs = expiryGraceMs;
+        this.caller = caller;
+        this.callSeq = callSeq;
         this.windows = windows;
     }
 
@@ -104,7 +118,7 @@ public class ShardProcessor
     public long[] process(Map.Entry<Object, Object> entry) {
         validate();
         long now = nowMs > MEMBER_CLOCK ? nowMs : System.currentTimeMillis();
-        Decided decided = decide(entry, windows, now, expiryGraceMs);
+        Decided decided = decide(entry, windows, now, expiryGraceMs, caller, callSeq);
         backup = decided.backup();
         return decided.result();
     }
@@ -119,9 +133,19 @@ public class ShardProcessor
      * shared with {@link ShardFanOutProcessor}, which runs it once per shard entry of its call.
      * Touches nothing but {@code entry}, so partition threads may run it at once on their own
      * entries.
+     *
+     * <p>A call this entry already applied (the same {@code caller} and {@code callSeq}: sent
+     * again after its owner died before answering) gets the answer it got then, and nothing
+     * changes. A call that changes the entry is recorded with its answer, in the entry and in
+     * its backup.
      */
-    static Decided decide(Map.Entry<Object, Object> entry, Window[] windows, long now, long expiryGraceMs) {
+    static Decided decide(Map.Entry<Object, Object> entry, Window[] windows, long now, long expiryGraceMs,
+            long caller, long callSeq) {
         WindowShard shard = entry.getValue() instanceof WindowShard stored ? stored : new WindowShard();
+        long[] answered = shard.answerOf(caller, callSeq);
+        if (answered != null) {
+            return new Decided(answered, null);
+        }
         long sweptAt = ShardBackupProcessor.NO_SWEEP;
         if (shard.sweepDue(now)) {
             // One bounded step of the incremental sweep (WindowShard), never a whole walk.
@@ -162,12 +186,17 @@ public class ShardProcessor
             }
         }
         ShardBackupProcessor backup = null;
+        ShardBackupProcessor.Call call = null;
+        if (changes > 0 && caller != RecentCalls.NO_CALLER) {
+            shard.rememberCall(caller, callSeq, now, result);
+            call = new ShardBackupProcessor.Call(caller, callSeq, now, result);
+        }
         if (changes > 0 || sweptAt != ShardBackupProcessor.NO_SWEEP) {
             // The same object, set again: that marks the entry changed and sends the backup.
             // It lives until its last key expires (at least 1 ms: 0 would mean forever).
             long ttlMs = Math.max(1L, shard.latestExpiryMs() - now);
             ((ExtendedMapEntry<Object, Object>) entry).setValue(shard, ttlMs, TimeUnit.MILLISECONDS);
-            backup = new ShardBackupProcessor(sweptAt, ttlMs, changes, changedKeys, changedStates);
+            backup = new ShardBackupProcessor(sweptAt, ttlMs, changes, changedKeys, changedStates, call);
         }
         return new Decided(result, backup);
     }
@@ -304,6 +333,8 @@ public class ShardProcessor
     public void writeData(ObjectDataOutput out) throws IOException {
         out.writeLong(nowMs);
         out.writeLong(expiryGraceMs);
+        out.writeLong(caller);
+        out.writeLong(callSeq);
         writeWindows(out, windows);
     }
 
@@ -330,6 +361,8 @@ public class ShardProcessor
     public void readData(ObjectDataInput in) throws IOException {
         nowMs = in.readLong();
         expiryGraceMs = in.readLong();
+        caller = in.readLong();
+        callSeq = in.readLong();
         int n = in.readInt();
         if (n < 0) {
             malformed = n + " windows";

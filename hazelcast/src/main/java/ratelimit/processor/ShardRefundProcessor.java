@@ -24,7 +24,9 @@ import java.util.concurrent.TimeUnit;
  * ({@link ShardBackupProcessor}), before the caller is answered.
  *
  * <p>Wire format, in this order: {@code nowMs} ({@link ShardProcessor#MEMBER_CLOCK}: the
- * member's clock) and {@code elapsedMs} as longs, the key as a string, the number of limits
+ * member's clock), {@code elapsedMs}, {@code caller} and {@code callSeq} (the call's id, see
+ * {@link RecentCalls}; a refund already applied is answered {@code {1}} again and changes nothing) as
+ * longs, the key as a string, the number of limits
  * as an int and each limit as {@link ShardProcessor} sends it, then {@code cost} as a long
  * and the indices of the limits that counted the admission as an int array. The answer is
  * {@code long[] {1}} when the stored states changed, {@code {0}} when there was nothing to
@@ -35,6 +37,9 @@ public class ShardRefundProcessor
 
     private long nowMs;
     private long elapsedMs;
+    /** The call's id ({@link RecentCalls}): a refund sent again is answered, not applied twice. */
+    private long caller;
+    private long callSeq;
     private String key;
     private ShardProcessor.WireLimit[] limits;
     private long cost;
@@ -49,8 +54,15 @@ public class ShardRefundProcessor
 
     public ShardRefundProcessor(long nowMs, long elapsedMs, String key, ShardProcessor.WireLimit[] limits, long cost,
             int[] counted) {
+        this(nowMs, elapsedMs, RecentCalls.NO_CALLER, 0L, key, limits, cost, counted);
+    }
+
+    public ShardRefundProcessor(long nowMs, long elapsedMs, long caller, long callSeq, String key,
+            ShardProcessor.WireLimit[] limits, long cost, int[] counted) {
         this.nowMs = nowMs;
         this.elapsedMs = elapsedMs;
+        this.caller = caller;
+        this.callSeq = callSeq;
         this.key = key;
         this.limits = limits;
         this.cost = cost;
@@ -63,6 +75,10 @@ public class ShardRefundProcessor
         long now = nowMs > ShardProcessor.MEMBER_CLOCK ? nowMs : System.currentTimeMillis();
         if (!(entry.getValue() instanceof WindowShard shard)) {
             return new long[] {0L};
+        }
+        long[] answered = shard.answerOf(caller, callSeq);
+        if (answered != null) {
+            return answered;
         }
         long[] stored = shard.live(key, now);
         if (stored == null) {
@@ -81,9 +97,15 @@ public class ShardRefundProcessor
         shard.put(key, updated);
         long ttlMs = Math.max(1L, shard.latestExpiryMs() - now);
         ((ExtendedMapEntry<Object, Object>) entry).setValue(shard, ttlMs, TimeUnit.MILLISECONDS);
+        long[] answer = {1L};
+        ShardBackupProcessor.Call call = null;
+        if (caller != RecentCalls.NO_CALLER) {
+            shard.rememberCall(caller, callSeq, now, answer);
+            call = new ShardBackupProcessor.Call(caller, callSeq, now, answer);
+        }
         backup = new ShardBackupProcessor(ShardBackupProcessor.NO_SWEEP, ttlMs, 1, new String[] {key},
-                new long[][] {updated});
-        return new long[] {1L};
+                new long[][] {updated}, call);
+        return answer;
     }
 
     /** Refuses a malformed call before the shard is touched, as {@link ShardProcessor} does. */
@@ -134,6 +156,8 @@ public class ShardRefundProcessor
     public void writeData(ObjectDataOutput out) throws IOException {
         out.writeLong(nowMs);
         out.writeLong(elapsedMs);
+        out.writeLong(caller);
+        out.writeLong(callSeq);
         out.writeString(key);
         out.writeInt(limits.length);
         for (ShardProcessor.WireLimit limit : limits) {
@@ -153,6 +177,8 @@ public class ShardRefundProcessor
     public void readData(ObjectDataInput in) throws IOException {
         nowMs = in.readLong();
         elapsedMs = in.readLong();
+        caller = in.readLong();
+        callSeq = in.readLong();
         key = in.readString();
         int n = in.readInt();
         if (n < 0 || n > PolicyRule.MAX_LIMITS) {

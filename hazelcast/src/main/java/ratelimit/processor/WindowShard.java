@@ -44,8 +44,13 @@ import java.util.concurrent.atomic.LongAdder;
  * ({@link #latestExpiryMs}), so a shard no request touches any more leaves the map once all
  * its keys are over.
  *
+ * <p>It also keeps the last call of each replica worker that changed it, with its answer
+ * ({@link RecentCalls}), so a call sent again after its owner died is answered, not counted
+ * twice, by whichever copy holds the entry then.
+ *
  * <p>Wire format (member to member only): the number of keys as an int, then per key the key
- * as a string and its {@code long[]} (an int length, then the longs).
+ * as a string and its {@code long[]} (an int length, then the longs); then the recent calls in
+ * {@link RecentCalls}'s format.
  */
 public final class WindowShard implements IdentifiedDataSerializable {
 
@@ -72,6 +77,8 @@ public final class WindowShard implements IdentifiedDataSerializable {
     static final LongAdder SWEEP_DROPPED = new LongAdder();
 
     private final WindowTable states = new WindowTable();
+    /** The last call of each worker that changed this shard, with its answer. */
+    private final RecentCalls calls = new RecentCalls();
     /** No earlier than the expiry of the key that expires last. */
     private long latestExpiryMs;
     /** Not serialised: a copy (a promoted backup, a migrated shard) sweeps on first use. */
@@ -214,6 +221,25 @@ public final class WindowShard implements IdentifiedDataSerializable {
         throw new IllegalArgumentException("unknown state " + state);
     }
 
+    /** The answer given to the call {@code seq} of {@code worker}, if it changed this shard. */
+    long[] answerOf(long worker, long seq) {
+        return calls.answerOf(worker, seq);
+    }
+
+    /** Records the answer of a call that changed this shard (see {@link RecentCalls}). */
+    void rememberCall(long worker, long seq, long nowMs, long[] answer) {
+        calls.remember(worker, seq, nowMs, answer);
+    }
+
+    /** Calls remembered, and the bytes their records hold (the members' metrics). */
+    public int recentCallCount() {
+        return calls.size();
+    }
+
+    public long recentCallBytes() {
+        return calls.bytes();
+    }
+
     /** No earlier than when the last of its keys expires: the end of the shard entry's TTL. */
     long latestExpiryMs() {
         return latestExpiryMs;
@@ -325,6 +351,7 @@ public final class WindowShard implements IdentifiedDataSerializable {
             out.writeString(states.keyAt(at));
             out.writeLongArray(states.valueAt(at));
         }
+        calls.writeTo(out);
     }
 
     @Override
@@ -336,5 +363,6 @@ public final class WindowShard implements IdentifiedDataSerializable {
             String key = in.readString();
             put(key, in.readLongArray());
         }
+        calls.readFrom(in);
     }
 }

@@ -189,6 +189,8 @@ class ShardFanOutProcessorTest {
         BufferObjectDataInput in = ss.createObjectDataInput(bytes);
         assertEquals(-1L, in.readLong(), "nowMs");
         assertEquals(GRACE_MS, in.readLong(), "expiryGraceMs");
+        assertEquals(RecentCalls.NO_CALLER, in.readLong(), "caller");
+        assertEquals(0L, in.readLong(), "callSeq");
         assertEquals(3, in.readInt(), "shard entries");
         for (Map.Entry<String, Window[]> shard : shards.entrySet()) {
             assertEquals(shard.getKey(), in.readString(), "shard key");
@@ -222,6 +224,8 @@ class ShardFanOutProcessorTest {
             BufferObjectDataOutput framed = ss.createObjectDataOutput();
             framed.writeLong(NOW);
             framed.writeLong(GRACE_MS);
+            framed.writeLong(1L);
+            framed.writeLong(1L);
             framed.writeInt(count);
             BufferObjectDataInput framedIn = ss.createObjectDataInput(framed.toByteArray());
             assertThrows(IllegalArgumentException.class, () -> new ShardFanOutProcessor().readData(framedIn));

@@ -109,6 +109,8 @@ class ShardRefundProcessorTest {
         var in = ss.createObjectDataInput(out.toByteArray());
         assertEquals(-1L, in.readLong(), "nowMs");
         assertEquals(42L, in.readLong(), "elapsedMs");
+        assertEquals(RecentCalls.NO_CALLER, in.readLong(), "caller");
+        assertEquals(0L, in.readLong(), "callSeq");
         assertEquals("c:p", in.readString(), "key");
         assertEquals(3, in.readInt(), "limits");
         ShardRefundProcessor read = new ShardRefundProcessor();

@@ -50,7 +50,7 @@ class ShardStorageTest {
     @Test
     void wireFormatIsTheDocumentedOrderAndRoundTrips() throws IOException {
         InternalSerializationService ss = serialization();
-        ShardProcessor processor = new ShardProcessor(-1L, GRACE_MS, new Window[] {
+        ShardProcessor processor = new ShardProcessor(-1L, GRACE_MS, 77L, 5L, new Window[] {
             new Window("a:p", ShardProcessorTest.wire(FIRST, TRIAL), new long[] {1, 2}),
             new Window("b:p", ShardProcessorTest.wire(ShardProcessorTest.SLIDING), new long[] {4})});
         BufferObjectDataOutput out = ss.createObjectDataOutput();
@@ -59,6 +59,8 @@ class ShardStorageTest {
         BufferObjectDataInput in = ss.createObjectDataInput(bytes);
         assertEquals(-1L, in.readLong(), "nowMs");
         assertEquals(GRACE_MS, in.readLong(), "expiryGraceMs");
+        assertEquals(77L, in.readLong(), "caller");
+        assertEquals(5L, in.readLong(), "callSeq");
         assertEquals(2, in.readInt(), "windows");
         assertEquals("a:p", in.readString());
         assertEquals(2, in.readInt(), "limits");
@@ -111,6 +113,9 @@ class ShardStorageTest {
         assertEquals(2, shardIn.readInt(), "keys");
         String key = shardIn.readString();
         assertArrayEquals(shard.live(key, 0L), shardIn.readLongArray(), "each key with its long[]");
+        shardIn.readString();
+        shardIn.readLongArray();
+        assertEquals(0, shardIn.readInt(), "then the recent calls: none");
         Object shardCopy = ss.toObject(ss.toData(shard));
         assertInstanceOf(WindowShard.class, shardCopy);
         assertEquals(shard.snapshot(), ((WindowShard) shardCopy).snapshot());
@@ -125,6 +130,8 @@ class ShardStorageTest {
             BufferObjectDataOutput out = ss.createObjectDataOutput();
             out.writeLong(1_000L);
             out.writeLong(GRACE_MS);
+            out.writeLong(1L);
+            out.writeLong(1L);
             out.writeInt(counts[0]);
             out.writeString("a:p");
             out.writeInt(counts[1]);

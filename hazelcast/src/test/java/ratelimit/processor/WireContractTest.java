@@ -111,7 +111,7 @@ class WireContractTest {
             assertEquals(Integer.parseInt(rows.get("factory_id")[0]), made.getFactoryId(), expected.getKey() + ": factory id");
         }
         long retired = rows.values().stream().filter(r -> r[1].equals("retired")).count();
-        assertEquals(6, retired, "retired ids");
+        assertEquals(12, retired, "retired ids");
         for (Map.Entry<String, String[]> row : rows.entrySet()) {
             if (row.getValue()[1].equals("retired")) {
                 assertNull(factory.create(Integer.parseInt(row.getValue()[0])), row.getKey() + " is retired");
