@@ -20,8 +20,11 @@ from limiter.settings import LimiterSettings
 __all__ = ["HEARTBEAT_KEY", "ClusterLink", "connect", "sibling_map"]
 
 #: The key the heartbeat reads (never written: a read of an absent key is the cheapest
-#: answer a member can give).
+#: answer a member can give), with a number after it: one key per member is read.
 HEARTBEAT_KEY = "ratelimit:heartbeat"
+#: Keys the heartbeat chooses from, so that every member owns the partition of one (with
+#: 271 partitions spread over 12 members, all 256 miss a member with odds below 1e-9).
+HEARTBEAT_CANDIDATES = 256
 
 
 class ClusterLink:
@@ -47,6 +50,8 @@ class ClusterLink:
         self._members_known = False
         self.liveness = Liveness(connected=lambda: self.connected)
         self._heartbeat: asyncio.Task[None] | None = None
+        #: The heartbeat's candidate keys with their partitions, worked out once.
+        self._heartbeat_partitions: list[tuple[str, int]] | None = None
         self._at_risk_callbacks: list[Callable[[], None]] = []
         self._maps: dict[str, Any] = {}
         self._recreating: asyncio.Task[None] | None = None
@@ -148,14 +153,53 @@ class ClusterLink:
             return
 
     def start_heartbeat(self, probe_map: Any, interval_seconds: float, ping_seconds: float) -> None:
-        """Pings with a ``get`` on ``probe_map`` whenever nothing answered for the interval."""
+        """Pings whenever nothing answered for the interval (:meth:`ping_every_member`)."""
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(
                 self.liveness.heartbeat(
-                    lambda: probe_map.get(HEARTBEAT_KEY), interval_seconds, ping_seconds
+                    lambda: self.ping_every_member(probe_map), interval_seconds, ping_seconds
                 ),
                 name="ratelimit-heartbeat",
             )
+
+    async def ping_every_member(self, probe_map: Any) -> None:
+        """Returns once any member answered a ``get`` on ``probe_map``; raises when none did.
+
+        One key per member the partition table names as an owner, read at once: a ping of
+        one key would go to one member, and while that member dies (its partitions not yet
+        promoted) the whole cluster would seem silent and every waiting request would get
+        the failure mode. With a key per member, the survivors' answers say "reachable",
+        and a request stuck on the dead owner is a contended denial (limiter.liveness).
+        """
+        keys = await self._heartbeat_keys()
+        pings = [asyncio.ensure_future(probe_map.get(key)) for key in keys]
+        try:
+            for ping in asyncio.as_completed(pings):
+                with contextlib.suppress(HazelcastError):
+                    await ping
+                    return
+            raise BackendUnavailable("no member answered the heartbeat")
+        finally:
+            for ping in pings:
+                ping.cancel()
+            # The cancelled reads' errors are not anybody's to report.
+            await asyncio.gather(*pings, return_exceptions=True)
+
+    async def _heartbeat_keys(self) -> list[str]:
+        """A heartbeat key in a partition of each member that owns any, per the client's
+        partition table now (the first key when the table names none yet)."""
+        if self._heartbeat_partitions is None:
+            service = self.client.partition_service
+            self._heartbeat_partitions = [
+                (f"{HEARTBEAT_KEY}:{n}", await service.get_partition_id(f"{HEARTBEAT_KEY}:{n}"))
+                for n in range(HEARTBEAT_CANDIDATES)
+            ]
+        by_owner: dict[object, str] = {}
+        for key, partition in self._heartbeat_partitions:
+            owner = self.client.partition_service.get_partition_owner(partition)
+            if owner is not None:
+                by_owner.setdefault(owner, key)
+        return list(by_owner.values()) or [self._heartbeat_partitions[0][0]]
 
     async def close(self) -> None:
         if self._heartbeat is not None:

@@ -16,7 +16,9 @@ is in, and a callable that decides one lane's batch. How one request goes, in a 
          queued, groups it by quota in arrival order, and decides it with ONE call of
          ``decide``, then takes what queued meanwhile, until the queue is empty
 
-    no answer by the request's deadline (one timer per busy lane, not per request):
+    no answer by the request's deadline (one timer per busy lane, not per request), or
+    the call's fate still unknown when it could not be sent again before the deadline (its
+    owner died: limiter.call_ids):
       ├─ cluster answered meanwhile (limiter.liveness) → denied, reason CONTENDED
       └─ cluster silent or disconnected                → BackendTimeout (failure mode)
 
@@ -39,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Protocol
 
+from limiter.call_ids import resend_after
 from limiter.contention import ContendedCause, contended_policy
 from limiter.errors import BackendTimeout, as_backend_error
 from limiter.liveness import Liveness
@@ -260,6 +263,13 @@ class Lanes:
                 deadline,
             )
         except Exception as error:
+            if resend_after(error):
+                # Maybe applied, maybe not, and no time left to send it again: a dying
+                # member, not an unreachable cluster, unless nothing else answered either.
+                for waiter in batch:
+                    if not waiter.answer.done():
+                        self._answer_late(waiter)
+                return
             failure = as_backend_error(error)
             for waiter in batch:
                 if not waiter.answer.done():

@@ -10,7 +10,7 @@ from collections.abc import Hashable
 from typing import Any
 
 import pytest
-from hazelcast.errors import TargetDisconnectedError
+from hazelcast.errors import ClientOfflineError, TargetDisconnectedError
 
 from limiter import (
     BackendTimeout,
@@ -193,16 +193,43 @@ def test_a_request_that_timed_out_in_the_queue_is_never_counted() -> None:
     assert lanes.store["c"][0].count == 1  # type: ignore[union-attr]
 
 
-def test_cluster_errors_reach_every_waiter_as_unavailable() -> None:
-    """A HazelcastError from the batch's call is BackendUnavailable for each request."""
+def test_a_refused_call_reaches_every_waiter_as_unavailable() -> None:
+    """A call the cluster refused outright (no connection at all) is BackendUnavailable for
+    each request: the failure mode decides."""
     lanes = DictLanes()
-    lanes.failure = TargetDisconnectedError("member left")
+    lanes.failure = ClientOfflineError()
 
     async def scenario() -> list[BaseException | Decision]:
         return await asyncio.gather(*(lanes.ask("c") for _ in range(5)), return_exceptions=True)
 
     results = asyncio.run(scenario())
     assert all(isinstance(r, BackendUnavailable) for r in results), results
+
+
+@pytest.mark.parametrize("answered", [True, False])
+def test_a_call_of_unknown_fate_is_contended_while_the_cluster_answers(answered: bool) -> None:
+    """A call lost with its member (fate unknown, no time to send it again) is a contended
+    denial when the cluster answered something since the request came, and a
+    BackendTimeout (the failure mode) when nothing answered: never a BackendUnavailable."""
+    now = [1000.0]
+    liveness = Liveness(clock=lambda: now[0])
+    now[0] += 1.0  # the last answer came a second before the requests
+    lanes = DictLanes(liveness=liveness)
+    lanes.failure = TargetDisconnectedError("member left")
+
+    async def scenario() -> list[BaseException | Decision]:
+        asked = [asyncio.ensure_future(lanes.ask("c")) for _ in range(5)]
+        await lanes.sending.wait()
+        now[0] += 0.5
+        if answered:
+            liveness.answered()
+        return await asyncio.gather(*asked, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    if answered:
+        assert all(isinstance(r, Decision) and r.reason == Reason.CONTENDED for r in results)
+    else:
+        assert all(isinstance(r, BackendTimeout) for r in results), results
 
 
 def test_a_lane_of_many_quotas_decides_them_together_and_exactly() -> None:
