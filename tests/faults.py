@@ -21,6 +21,7 @@ import aiohttp
 from hazelcast.client import HazelcastClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.headers import DEGRADED
 from stack import Stack
 
 #: Longest one request through nginx may take before it counts as an error (nginx's own
@@ -31,7 +32,8 @@ REQUEST_TIMEOUT_SECONDS = 15.0
 class Kind(enum.Enum):
     """What one answer of the guarded route was."""
 
-    ADMITTED = "admitted"  # 200
+    ADMITTED = "admitted"  # 200, decided
+    FAIL_OPEN = "fail_open"  # 200 marked X-RateLimit-Degraded: no decision, admitted
     OVER_LIMIT = "over_limit"  # 429, the client's limit
     CONTENDED = "contended"  # 429, the key too busy to decide in time: no decision
     FAIL_CLOSED = "fail_closed"  # 503 from the API: no decision from the cluster
@@ -41,9 +43,9 @@ class Kind(enum.Enum):
 DECIDED = frozenset({Kind.ADMITTED, Kind.OVER_LIMIT})
 
 
-def classify(status: int, body: bytes) -> Kind:
+def classify(status: int, body: bytes, degraded: bool = False) -> Kind:
     if status == 200:
-        return Kind.ADMITTED
+        return Kind.FAIL_OPEN if degraded else Kind.ADMITTED
     if status == 429:
         return Kind.CONTENDED if b"too busy" in body else Kind.OVER_LIMIT
     if status == 503 and b"no rate-limit decision" in body:
@@ -84,9 +86,10 @@ async def shoot(http: aiohttp.ClientSession, url: str, client_id: str) -> Shot:
         async with http.get(f"{url}/example", headers={"X-Api-Id": client_id}) as response:
             body = await response.read()
             status = response.status
+            degraded = DEGRADED in response.headers
     except (aiohttp.ClientError, TimeoutError):
         return Shot(client_id, sent, time.monotonic(), 0, Kind.ERROR)
-    return Shot(client_id, sent, time.monotonic(), status, classify(status, body))
+    return Shot(client_id, sent, time.monotonic(), status, classify(status, body, degraded))
 
 
 async def spend(http: aiohttp.ClientSession, url: str, client_id: str, count: int) -> list[Shot]:

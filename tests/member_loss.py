@@ -100,6 +100,14 @@ class Rig:
             return key
         return policy_key(client_id)
 
+    def victim(self, index: int, client_ids: Sequence[str]) -> Victim:
+        """Member ``index`` as a victim: its address, its uuid now, and how many of the
+        clients' counters it owns."""
+        address = self.member_address(index)
+        member_uuid = next(u for u, a in self.view.members().items() if a == address)
+        keys = sum(self.view.owner_of(self.counter_key(c)) == address for c in client_ids)
+        return Victim(index, address, member_uuid, keys)
+
     def owner_of_most(self, client_ids: Sequence[str]) -> Victim:
         """The member owning most of the clients' counters (at least a third of them)."""
         owners = collections.Counter(self.view.owner_of(self.counter_key(c)) for c in client_ids)
