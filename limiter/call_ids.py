@@ -71,6 +71,14 @@ class CallIds:
     def next(self) -> CallId:
         return CallId(self.worker, next(self._seq))
 
+    @staticmethod
+    def apart() -> CallId:
+        """An id under a worker number of its own, for a call that may be in flight beside
+        this worker's others on the same entry (a refund runs outside the lanes): a shard
+        entry keeps one call per worker number, so sharing this worker's number would let
+        one call's record replace another's still to be recognised."""
+        return CallId(secrets.randbits(63) or 1, 1)
+
 
 def resend_after(error: BaseException) -> bool:
     """Whether a call that failed with ``error`` may have reached a member that is going

@@ -191,7 +191,7 @@ class EntryProcessorStrategy(Strategy):
         be late (see docs/design.md, Refunds)."""
         key = processor_key(quota.client_id)
         entry = shard_entry_of(key, self.shard_count)
-        call_id = self.call_ids.next()
+        call_id = CallIds.apart()  # refunds run beside the lanes' calls, and each other
 
         def send() -> Any:
             # Built at each send, so elapsed() counts the wait before it; the same id, so a

@@ -12,7 +12,8 @@ import java.io.IOException;
  *
  * <p>Why the last call per worker is enough: a worker has at most one call in flight per shard
  * entry (its lane), and sends a call again only until its deadline, never once it moved on to
- * the next. A record is dropped when the same worker's next call changes the entry, or
+ * the next. A call that runs beside the lanes (a refund) comes under a worker number of its
+ * own. A record is dropped when the same worker's next call changes the entry, or
  * {@link #KEEP_MS} after the call (a worker that stopped), or, past {@link #MAX_CALLS}
  * workers, the oldest first.
  *
