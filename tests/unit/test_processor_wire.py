@@ -5,10 +5,13 @@ the contract is written (WireContractTest.java checks the Java side against it).
 
 from __future__ import annotations
 
+import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from hazelcast.config import Config
+from hazelcast.serialization.service import SerializationServiceV1
 
 from limiter import processor_wire
 from limiter.call_ids import CallId
@@ -24,6 +27,7 @@ from limiter.processor_wire import (
 from limiter.quota import Quota
 from limiter.rule import Alignment, Reason, WindowState
 from limiter.sliding_window import SlidingWindowState
+from tests import stall
 from tests.vectors.load import load_wire
 
 pytestmark = pytest.mark.unit
@@ -49,6 +53,12 @@ PYTHON_SIDE = {
     "algorithm_fixed_window": Algorithm.FIXED_WINDOW.wire_id,
     "algorithm_sliding_window": Algorithm.SLIDING_WINDOW.wire_id,
     "algorithm_gcra": Algorithm.GCRA.wire_id,
+    "fault_stall_processor": stall.FAULT_STALL_PROCESSOR_ID,
+    "fault_action_stall": stall.ACTION_STALL,
+    "fault_action_ask": stall.ACTION_ASK,
+    "fault_stall_unknown": stall.STALL_UNKNOWN,
+    "fault_stall_sleeping": stall.STALL_SLEEPING,
+    "fault_stall_done": stall.STALL_DONE,
 }
 
 #: The class ids in use, on either side.
@@ -60,6 +70,8 @@ CLASS_IDS = (
     "shard_refund_processor",
     "shard_fan_out_processor",
     "shard_fan_out_backup_processor",
+    "fault_stall_processor",
+    "fault_stall_backup_processor",
 )
 
 
@@ -91,6 +103,28 @@ def test_the_serialisables_carry_the_contracts_ids() -> None:
     )
     assert fan_out.get_factory_id() == wire["factory_id"].value
     assert fan_out.get_class_id() == wire["shard_fan_out_processor"].value
+    fault = stall.FaultStallProcessor(stall.ACTION_STALL, 1, 10)
+    assert fault.get_factory_id() == wire["factory_id"].value
+    assert fault.get_class_id() == wire["fault_stall_processor"].value
+
+
+def test_the_fault_stall_carries_action_id_and_sleep_in_the_javas_field_order() -> None:
+    """FaultStallProcessor serialises as the Java side reads it: the contract's factory and
+    class ids, then its action (int), stall id and sleep in ms (longs), big-endian."""
+    data = SerializationServiceV1(Config()).to_data(
+        stall.FaultStallProcessor(stall.ACTION_ASK, 0x0102030405060708, 3000)
+    )
+    assert bytes(data.buffer) == struct.pack(
+        ">iibiiiqq",
+        0,
+        processor_wire.IDENTIFIED_TYPE_ID,
+        1,
+        load_wire()["factory_id"].value,
+        load_wire()["fault_stall_processor"].value,
+        stall.ACTION_ASK,
+        0x0102030405060708,
+        3000,
+    )
 
 
 def test_ids_are_distinct_and_retired_ones_unused() -> None:

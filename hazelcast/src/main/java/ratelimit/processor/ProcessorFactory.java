@@ -2,6 +2,8 @@ package ratelimit.processor;
 
 import com.hazelcast.nio.serialization.DataSerializableFactory;
 import com.hazelcast.nio.serialization.IdentifiedDataSerializable;
+import ratelimit.fault.FaultStallBackupProcessor;
+import ratelimit.fault.FaultStallProcessor;
 
 /**
  * Registered in {@code hazelcast/hazelcast.xml}. The ids are the contract's of
@@ -23,6 +25,10 @@ public class ProcessorFactory implements DataSerializableFactory {
     public static final int SHARD_FAN_OUT_BACKUP_PROCESSOR = 17;
     public static final int WINDOW_SHARD = 18;
     public static final int SHARD_REFUND_PROCESSOR = 19;
+    // A test's fault-injection hook (ratelimit.fault), refused unless the member runs with
+    // -Dratelimit.faults=on.
+    public static final int FAULT_STALL_PROCESSOR = 20;
+    public static final int FAULT_STALL_BACKUP_PROCESSOR = 21;
 
     @Override
     public IdentifiedDataSerializable create(int typeId) {
@@ -34,6 +40,8 @@ public class ProcessorFactory implements DataSerializableFactory {
             case SHARD_REFUND_PROCESSOR -> new ShardRefundProcessor();
             case SHARD_FAN_OUT_PROCESSOR -> new ShardFanOutProcessor();
             case SHARD_FAN_OUT_BACKUP_PROCESSOR -> new ShardFanOutBackupProcessor();
+            case FAULT_STALL_PROCESSOR -> new FaultStallProcessor();
+            case FAULT_STALL_BACKUP_PROCESSOR -> new FaultStallBackupProcessor();
             default -> null;
         };
     }

@@ -15,6 +15,9 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
+import ratelimit.fault.FaultStallBackupProcessor;
+import ratelimit.fault.FaultStallProcessor;
+import ratelimit.fault.Faults;
 
 /**
  * The entry processor's wire contract, Java side: the constants of this package against
@@ -36,6 +39,13 @@ class WireContractTest {
         JAVA_SIDE.put("shard_refund_processor", (long) ProcessorFactory.SHARD_REFUND_PROCESSOR);
         JAVA_SIDE.put("shard_fan_out_processor", (long) ProcessorFactory.SHARD_FAN_OUT_PROCESSOR);
         JAVA_SIDE.put("shard_fan_out_backup_processor", (long) ProcessorFactory.SHARD_FAN_OUT_BACKUP_PROCESSOR);
+        JAVA_SIDE.put("fault_stall_processor", (long) ProcessorFactory.FAULT_STALL_PROCESSOR);
+        JAVA_SIDE.put("fault_stall_backup_processor", (long) ProcessorFactory.FAULT_STALL_BACKUP_PROCESSOR);
+        JAVA_SIDE.put("fault_action_stall", (long) FaultStallProcessor.STALL);
+        JAVA_SIDE.put("fault_action_ask", (long) FaultStallProcessor.ASK);
+        JAVA_SIDE.put("fault_stall_unknown", Faults.STALL_UNKNOWN);
+        JAVA_SIDE.put("fault_stall_sleeping", Faults.STALL_SLEEPING);
+        JAVA_SIDE.put("fault_stall_done", Faults.STALL_DONE);
         JAVA_SIDE.put("member_clock", ShardProcessor.MEMBER_CLOCK);
         JAVA_SIDE.put("result_stride_per_limit", (long) ShardProcessor.RESULT_STRIDE_PER_LIMIT);
         JAVA_SIDE.put("no_retry", PolicyRule.NO_RETRY);
@@ -101,7 +111,9 @@ class WireContractTest {
                 "shard_window_reader", ShardWindowReader.class,
                 "shard_refund_processor", ShardRefundProcessor.class,
                 "shard_fan_out_processor", ShardFanOutProcessor.class,
-                "shard_fan_out_backup_processor", ShardFanOutBackupProcessor.class);
+                "shard_fan_out_backup_processor", ShardFanOutBackupProcessor.class,
+                "fault_stall_processor", FaultStallProcessor.class,
+                "fault_stall_backup_processor", FaultStallBackupProcessor.class);
         for (Map.Entry<String, Class<?>> expected : classes.entrySet()) {
             int id = Integer.parseInt(rows.get(expected.getKey())[0]);
             IdentifiedDataSerializable made = factory.create(id);
