@@ -130,9 +130,22 @@ public final class WindowMetrics implements WindowMetricsMBean, LifecycleListene
         return WindowShard.sweepDropped();
     }
 
-    /** {owned windows, backup windows, owned shard entries} on this member now. */
+    @Override
+    public long getRecentCallBytes() {
+        return recentCount()[3];
+    }
+
+    @Override
+    public long getRecentCalls() {
+        return recentCount()[4];
+    }
+
+    /**
+     * {owned windows, backup windows, owned shard entries, bytes and count of the recent calls
+     * kept in every shard entry held (owned and backup)} on this member now.
+     */
     long[] count() {
-        long[] counts = new long[3];
+        long[] counts = new long[5];
         NodeEngineImpl nodeEngine = engine;
         if (nodeEngine == null) {
             return counts;
@@ -151,6 +164,8 @@ public final class WindowMetrics implements WindowMetricsMBean, LifecycleListene
                     if (records.next().getValue().getValue() instanceof WindowShard shard) {
                         counts[owned ? 0 : 1] += shard.windowCount();
                         counts[2] += owned ? 1 : 0;
+                        counts[3] += shard.recentCallBytes();
+                        counts[4] += shard.recentCallCount();
                     }
                 }
             }

@@ -19,4 +19,10 @@ public interface WindowMetricsMBean {
     long getSweepExamined();
 
     long getSweepDropped();
+
+    /** Bytes of the recent calls kept in the shard entries this member holds (owned and backup). */
+    long getRecentCallBytes();
+
+    /** Recent calls kept in those shard entries (a worker's last changing call each). */
+    long getRecentCalls();
 }
