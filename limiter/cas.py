@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Self, Unpack
 
 from limiter.contention import ContendedCause, contended_policy
-from limiter.kv_window import KvWindowStrategy, decode_states, encode_states, policy_key
+from limiter.kv_window import KvWindowStrategy, decode_states, encode_value, policy_key
 from limiter.policy_rule import PolicyDecision, decide_batch
 from limiter.quota import Quota
 from limiter.settings import CasConfig, LimiterSettings, StrategyConfig
@@ -31,7 +31,7 @@ class CasStrategy(KvWindowStrategy):
     path (why: :meth:`limiter.kv_window.KvWindowStrategy._restore_ttl`).
     Clock: this replica's (or the injected one), read at each attempt.
     Storage: :func:`limiter.kv_window.policy_key`, holding
-    :func:`limiter.kv_window.encode_states`.
+    :func:`limiter.kv_window.encode_value`.
     """
 
     name = "cas"
@@ -65,8 +65,9 @@ class CasStrategy(KvWindowStrategy):
             if not any(decision.allowed for decision in decisions):
                 self.observer.cas_attempts(attempt)
                 return decisions  # nothing admitted: nothing to write
+            value = encode_value(str(self.decision_ids.next()), read, quota.policy, new_states)
             written, known = await self._write_if_unchanged(
-                key, read, encode_states(quota.policy, new_states), self.ttl_ms(decisions[-1])
+                key, read, value, self.ttl_ms(decisions[-1])
             )
             if written:
                 self.observer.cas_attempts(attempt)
@@ -89,7 +90,9 @@ class CasStrategy(KvWindowStrategy):
         known: Any = None
         for attempt in range(1, self.max_attempts + 1):
             read = known if known is not None else await self.counters.get(key)
-            value, ttl_ms = self.refunded_value(read, quota.policy, cost, counted, elapsed)
+            value, ttl_ms = self.refunded_value(
+                read, quota.policy, cost, counted, elapsed, str(self.refund_ids.next())
+            )
             if value is None:
                 return True
             written, known = await self._write_if_unchanged(key, read, value, ttl_ms)

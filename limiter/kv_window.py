@@ -5,22 +5,44 @@ in the counters map, both write it only if the key still holds what they read (t
 processor keeps its states inside the member and shares none of this), and both give a
 key its TTL back after each replace (:meth:`KvWindowStrategy._restore_ttl` says why;
 docs/design.md, "Storage and expiry", says it for users).
+
+The value also names the writes that made it (:func:`encode_value`), so that a write
+whose answer was lost (the key's owner died after applying it and its backup, before
+answering) can be recognised when the key is read again (:func:`landed_write`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Unpack
 
 from limiter import policy_rule
+from limiter.call_ids import CallIds
 from limiter.policy import Policy
 from limiter.policy_rule import LimitState, PolicyDecision, state_numbers, state_of
 from limiter.refund import refund
 from limiter.settings import StrategyConfig
 from limiter.strategy import Elapsed, Strategy, Wiring
 
-__all__ = ["KvWindowStrategy", "decode_states", "encode_states", "policy_key"]
+__all__ = [
+    "IDS_END",
+    "KEPT_WRITERS",
+    "KvWindowStrategy",
+    "decode_states",
+    "encode_states",
+    "encode_value",
+    "landed_write",
+    "policy_key",
+    "write_ids",
+]
+
+#: Ends the write ids at the head of a stored value (no id or state holds it).
+IDS_END = "#"
+#: How many writers' ids a stored value keeps: the newest write of each of the last
+#: writers, so that a write that landed and was then overwritten by other writers (at
+#: most ``KEPT_WRITERS - 1`` of them) is still recognised.
+KEPT_WRITERS = 3
 
 
 def policy_key(client_id: str) -> str:
@@ -49,10 +71,60 @@ def encode_states(policy: Policy, states: Sequence[LimitState | None]) -> str:
     )
 
 
+def encode_value(
+    write_id: str, read: object, policy: Policy, states: Sequence[LimitState | None]
+) -> str:
+    """The value a write stores: ``"{id},{id},{id}#{states}"``, the ids of the writes that
+    made it, newest first, then :func:`encode_states`.
+
+    ``write_id`` is this write's (``"{worker:x}.{seq:x}"``, :class:`limiter.call_ids.CallId`);
+    it comes first, followed by the ids of ``read`` (the value it replaces) written by
+    other writers, so that the value keeps the latest write of each of the last
+    :data:`KEPT_WRITERS` writers.
+
+    Bytes added per key: each id is its writer's 63-bit number in hex (at most 16
+    characters, 15 or 16 in practice), a dot and its counter in hex (6 characters for a
+    worker's first 16 million writes, 8 up to 4 billion), so about 23 bytes; with the
+    commas and the ``#``, about 24 bytes after a first write and 72 once three writers
+    wrote the key, at most 3 x 33 + 3 = 102.
+    """
+    mine = write_id[: write_id.index(".") + 1]
+    kept = [write_id]
+    for other in write_ids(read):
+        if not other.startswith(mine):
+            kept.append(other)
+            if len(kept) == KEPT_WRITERS:
+                break
+    return f"{','.join(kept)}{IDS_END}{encode_states(policy, states)}"
+
+
+def write_ids(stored: object) -> list[str]:
+    """The ids of the writes a stored value names, newest first (:func:`encode_value`);
+    none in a value without ids (written before them) or that this layout did not write."""
+    if not isinstance(stored, str):
+        return []
+    ids, found, _ = stored.partition(IDS_END)
+    return ids.split(",") if found and ids else []
+
+
+def landed_write(read: object, unknown: Mapping[str, object]) -> str | None:
+    """The first id of ``unknown`` (writes whose answer was lost) that ``read`` names: that
+    write was applied; None when it names none of them."""
+    for write_id in write_ids(read):
+        if write_id in unknown:
+            return write_id
+    return None
+
+
 def decode_states(stored: object, policy: Policy) -> tuple[LimitState | None, ...]:
     """The state of each limit of ``policy`` in a stored value (None for a limit it does
-    not hold, and for every limit when the key holds nothing this layout wrote)."""
-    if not isinstance(stored, str) or not stored:
+    not hold, and for every limit when the key holds nothing this layout wrote). The
+    writers' ids (:func:`encode_value`) are skipped, and a value without them (written
+    before them) reads the same."""
+    if not isinstance(stored, str):
+        return (None,) * len(policy.limits)
+    stored = stored.rpartition(IDS_END)[2]
+    if not stored:
         return (None,) * len(policy.limits)
     by_slot: dict[int, tuple[int, int, int]] = {}
     try:
@@ -70,11 +142,16 @@ def decode_states(stored: object, policy: Policy) -> tuple[LimitState | None, ..
 
 class KvWindowStrategy(Strategy):
     """A strategy whose clients are :func:`policy_key` entries holding
-    :func:`encode_states`, written only if unchanged since read."""
+    :func:`encode_value`, written only if unchanged since read."""
 
     def __init__(self, counters: Any, config: StrategyConfig, **wiring: Unpack[Wiring]) -> None:
         super().__init__(counters, config, **wiring)
         self._ttl_restores: set[asyncio.Task[None]] = set()
+        #: The ids of this worker's writes of decisions, and of its refunds: two writers
+        #: in a value's ids, since a refund runs beside the quota's lane and would
+        #: otherwise drop the id of a decision's write.
+        self.decision_ids = CallIds()
+        self.refund_ids = CallIds()
 
     async def stored_states(
         self, client_id: str, policy: Policy
@@ -94,12 +171,18 @@ class KvWindowStrategy(Strategy):
         return max(d.reset_after_ms for d in decision.decisions) + self.expiry_grace_ms
 
     def refunded_value(
-        self, read: Any, policy: Policy, cost: int, counted: Sequence[int], elapsed: Elapsed
+        self,
+        read: Any,
+        policy: Policy,
+        cost: int,
+        counted: Sequence[int],
+        elapsed: Elapsed,
+        write_id: str,
     ) -> tuple[str | None, int]:
         """What to write in place of ``read`` once a request is given back
         (:func:`limiter.refund.refund` at :meth:`now_ms`, ``sent_ms`` that less
-        ``elapsed()``), with its TTL; None when the rule changes nothing (nothing stored,
-        or no counted window still holds it).
+        ``elapsed()``) by the write ``write_id``, with its TTL; None when the rule changes
+        nothing (nothing stored, or no counted window still holds it).
 
         The TTL is what a decision sets, from the states left: when every limit is back
         to empty, plus the grace. A refund only lowers states, so it is never later than
@@ -110,7 +193,7 @@ class KvWindowStrategy(Strategy):
         new_states = refund(states, now, policy, cost, counted, now - elapsed())
         if new_states == states:
             return None, 0
-        return encode_states(policy, new_states), self.ttl_ms(
+        return encode_value(write_id, read, policy, new_states), self.ttl_ms(
             policy_rule.peek(new_states, now, policy)
         )
 

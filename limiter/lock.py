@@ -11,7 +11,7 @@ from typing import Any, Self, Unpack
 from hazelcast.errors import HazelcastError
 
 from limiter.contention import ContendedCause, contended_policy
-from limiter.kv_window import KvWindowStrategy, decode_states, encode_states, policy_key
+from limiter.kv_window import KvWindowStrategy, decode_states, encode_value, policy_key
 from limiter.policy import Policy
 from limiter.policy_rule import LimitState, PolicyDecision, decide_batch
 from limiter.quota import Quota
@@ -40,7 +40,7 @@ class LockStrategy(KvWindowStrategy):
     Clock: this replica's (or the injected one), read once the lock is held, so that a
     wait for the lock never decides with a stale time.
     Storage: :func:`limiter.kv_window.policy_key`, holding
-    :func:`limiter.kv_window.encode_states`.
+    :func:`limiter.kv_window.encode_value`.
     """
 
     name = "lock"
@@ -98,7 +98,9 @@ class LockStrategy(KvWindowStrategy):
             return False
         try:
             read = await self.counters.get(key)
-            value, ttl_ms = self.refunded_value(read, quota.policy, cost, counted, elapsed)
+            value, ttl_ms = self.refunded_value(
+                read, quota.policy, cost, counted, elapsed, str(self.refund_ids.next())
+            )
             if value is None:
                 return True
             written, _ = await self._write_if_unchanged(key, read, value, ttl_ms)
@@ -118,8 +120,9 @@ class LockStrategy(KvWindowStrategy):
         """Stores ``state`` only if the key still holds what was read under the lock (a
         fencing write): a holder that stalled past its lease, while another replica took
         the lock and counted on, can never overwrite the newer count."""
+        write_id = str(self.decision_ids.next())
         written, _ = await self._write_if_unchanged(
-            key, read, encode_states(policy, states), ttl_ms
+            key, read, encode_value(write_id, read, policy, states), ttl_ms
         )
         return written
 
