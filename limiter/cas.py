@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from typing import Any, Self, Unpack
 
 from limiter.contention import ContendedCause, contended_policy
-from limiter.kv_window import KvWindowStrategy, decode_states, encode_value, policy_key
+from limiter.kv_window import (
+    KvWindowStrategy,
+    Written,
+    decode_states,
+    encode_value,
+    policy_key,
+)
 from limiter.policy_rule import PolicyDecision, decide_batch
 from limiter.quota import Quota
 from limiter.settings import CasConfig, LimiterSettings, StrategyConfig
@@ -26,6 +32,12 @@ class CasStrategy(KvWindowStrategy):
     ``put_if_absent`` returns the winner's value, so the next attempt skips the ``get``.
     A batch that runs out of attempts, or of time, is denied as contended: contention is
     never an admission.
+
+    A write whose answer was lost (the key's owner died after applying it) costs a pause
+    of :data:`limiter.call_ids.RESEND_PAUSE_SECONDS` and a read: the key names the write
+    if it was applied, and the batch then gets the decisions that write stored, instead
+    of being counted twice or failing open; otherwise the batch is decided again from
+    the value read, within the same attempts and deadline.
 
     Expiry: after each successful replace the key's TTL is restored off the critical
     path (why: :meth:`limiter.kv_window.KvWindowStrategy._restore_ttl`).
@@ -52,29 +64,56 @@ class CasStrategy(KvWindowStrategy):
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[PolicyDecision]:
+        """Read, decide, write if unchanged, until a write goes through, the attempts or
+        ``deadline`` run out (contended), or a key read again names a write whose answer
+        was lost: that write was applied, and the batch gets the decisions it wrote, with
+        nothing written again (:meth:`KvWindowStrategy._write_if_unchanged` says why a
+        write the key does not name will never be)."""
         loop = asyncio.get_running_loop()
         key = policy_key(quota.client_id)
         # The value a lost put_if_absent returned: the next attempt starts from it.
         known: Any = None
-        for attempt in range(1, self.max_attempts + 1):
+        # Each write whose answer was lost, by id: the decisions it wrote, and its TTL.
+        unknown: dict[str, tuple[list[PolicyDecision], int]] = {}
+        attempt = 0
+        may_write = True
+        while True:
             now = self.now_ms()
             read = known if known is not None else await self.counters.get(key)
             known = None
+            if unknown:
+                landed = self._landed(key, read, unknown)
+                if landed is not None:
+                    self.observer.cas_attempts(attempt)
+                    return landed
+            if not may_write:
+                break
+            attempt += 1
             states = decode_states(read, quota.policy)
             new_states, decisions = decide_batch(states, now, costs, quota.policy)
             if not any(decision.allowed for decision in decisions):
                 self.observer.cas_attempts(attempt)
                 return decisions  # nothing admitted: nothing to write
-            value = encode_value(str(self.decision_ids.next()), read, quota.policy, new_states)
+            write_id = str(self.decision_ids.next())
+            ttl_ms = self.ttl_ms(decisions[-1])
             written, known = await self._write_if_unchanged(
-                key, read, value, self.ttl_ms(decisions[-1])
+                key, read, encode_value(write_id, read, quota.policy, new_states), ttl_ms
             )
-            if written:
+            if written is Written.YES:
                 self.observer.cas_attempts(attempt)
                 return decisions
+            if written is Written.UNKNOWN:
+                # Read the key again (the client sends a get again itself) to learn.
+                unknown[write_id] = (decisions, ttl_ms)
+                paused = await self._pause_to_read_again(deadline)
+                may_write = paused and attempt < self.max_attempts
+                continue
             pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
-            if loop.time() + pause >= deadline:
-                break
+            if attempt == self.max_attempts or loop.time() + pause >= deadline:
+                if not unknown:
+                    break
+                may_write = False
+                continue  # a last read: a write whose answer was lost may have landed
             await asyncio.sleep(pause)
         self.observer.cas_attempts(attempt)
         self.observer.contended(ContendedCause.CAS_EXHAUSTED)
@@ -84,22 +123,41 @@ class CasStrategy(KvWindowStrategy):
         self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
     ) -> bool:
         """Read, give back, write if unchanged, retried with the decisions' backoff until
-        the attempts or ``deadline`` run out (then False: nothing written)."""
+        the attempts or ``deadline`` run out (then False: nothing written). A write whose
+        answer was lost is looked for in the key read again, as a decision's is: if the
+        key names it, the refund was applied (True), and nothing is written again."""
         loop = asyncio.get_running_loop()
         key = policy_key(quota.client_id)
         known: Any = None
-        for attempt in range(1, self.max_attempts + 1):
+        unknown: dict[str, tuple[bool, int]] = {}
+        attempt = 0
+        may_write = True
+        while True:
             read = known if known is not None else await self.counters.get(key)
+            known = None
+            if unknown and self._landed(key, read, unknown) is not None:
+                return True
+            if not may_write:
+                return False
+            attempt += 1
+            write_id = str(self.refund_ids.next())
             value, ttl_ms = self.refunded_value(
-                read, quota.policy, cost, counted, elapsed, str(self.refund_ids.next())
+                read, quota.policy, cost, counted, elapsed, write_id
             )
             if value is None:
                 return True
             written, known = await self._write_if_unchanged(key, read, value, ttl_ms)
-            if written:
+            if written is Written.YES:
                 return True
+            if written is Written.UNKNOWN:
+                unknown[write_id] = (True, ttl_ms)
+                paused = await self._pause_to_read_again(deadline)
+                may_write = paused and attempt < self.max_attempts
+                continue
             pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
-            if loop.time() + pause >= deadline:
-                break
+            if attempt == self.max_attempts or loop.time() + pause >= deadline:
+                if not unknown:
+                    return False
+                may_write = False
+                continue
             await asyncio.sleep(pause)
-        return False

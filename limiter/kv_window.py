@@ -8,17 +8,19 @@ docs/design.md, "Storage and expiry", says it for users).
 
 The value also names the writes that made it (:func:`encode_value`), so that a write
 whose answer was lost (the key's owner died after applying it and its backup, before
-answering) can be recognised when the key is read again (:func:`landed_write`).
+answering) is recognised when the key is read again, instead of counted a second time
+or failed open (:meth:`KvWindowStrategy._write_if_unchanged`, :func:`landed_write`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Mapping, Sequence
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 from limiter import policy_rule
-from limiter.call_ids import CallIds
+from limiter.call_ids import RESEND_PAUSE_SECONDS, CallIds, resend_after
 from limiter.policy import Policy
 from limiter.policy_rule import LimitState, PolicyDecision, state_numbers, state_of
 from limiter.refund import refund
@@ -29,6 +31,7 @@ __all__ = [
     "IDS_END",
     "KEPT_WRITERS",
     "KvWindowStrategy",
+    "Written",
     "decode_states",
     "encode_states",
     "encode_value",
@@ -43,6 +46,8 @@ IDS_END = "#"
 #: writers, so that a write that landed and was then overwritten by other writers (at
 #: most ``KEPT_WRITERS - 1`` of them) is still recognised.
 KEPT_WRITERS = 3
+
+_Result = TypeVar("_Result")
 
 
 def policy_key(client_id: str) -> str:
@@ -140,6 +145,18 @@ def decode_states(stored: object, policy: Policy) -> tuple[LimitState | None, ..
         return (None,) * len(policy.limits)
 
 
+class Written(enum.Enum):
+    """What a conditional write came to."""
+
+    #: Stored.
+    YES = "yes"
+    #: Not stored: the key no longer held what was read.
+    NO = "no"
+    #: Its answer was lost (:func:`limiter.call_ids.resend_after`): it may have been
+    #: stored; the key, read again, names the write if it was (:func:`landed_write`).
+    UNKNOWN = "unknown"
+
+
 class KvWindowStrategy(Strategy):
     """A strategy whose clients are :func:`policy_key` entries holding
     :func:`encode_value`, written only if unchanged since read."""
@@ -149,7 +166,7 @@ class KvWindowStrategy(Strategy):
         self._ttl_restores: set[asyncio.Task[None]] = set()
         #: The ids of this worker's writes of decisions, and of its refunds: two writers
         #: in a value's ids, since a refund runs beside the quota's lane and would
-        #: otherwise drop the id of a decision's write.
+        #: otherwise drop the id of a decision's write still to be recognised.
         self.decision_ids = CallIds()
         self.refund_ids = CallIds()
 
@@ -199,20 +216,67 @@ class KvWindowStrategy(Strategy):
 
     async def _write_if_unchanged(
         self, key: str, read: Any, value: str, ttl_ms: int
-    ) -> tuple[bool, Any]:
+    ) -> tuple[Written, Any]:
         """Stores ``value`` only if ``key`` still holds ``read`` (absent when None; any
         value, even one this layout cannot decode, is compared as it was read).
 
-        Returns whether it was written and, when an absent key turned out to be there,
+        Returns what the write came to and, when an absent key turned out to be there,
         the value found (saving the next attempt a ``get``).
+
+        The client does not send these writes again after a lost connection
+        (docs/failover.md): an error after which the cluster may still answer
+        (:func:`limiter.call_ids.resend_after`) is :attr:`Written.UNKNOWN`, for the caller
+        to read the key again and look for the write's id (:meth:`_landed`); any other
+        error propagates (the failure mode decides). Read again, a key that does not name
+        the write means it was not applied, and it can never be applied later over a
+        changed value: it was conditional on ``read``, and every value names the write
+        that made it, so a changed value never equals ``read`` again (nor does a key
+        written since it was read absent turn absent again before its TTL). Over an
+        unchanged value it could still land (were it held up on a member that still
+        runs), but then only one of it and the caller's next write, conditional on the
+        same value, can land, and the caller keeps looking for both ids at each read.
         """
-        if read is None:
-            found = await self.counters.put_if_absent(key, value, ttl=ttl_ms / 1000)
-            return found is None, found
-        if await self.counters.replace_if_same(key, read, value):
+        try:
+            if read is None:
+                found = await self.counters.put_if_absent(key, value, ttl=ttl_ms / 1000)
+                return (Written.YES if found is None else Written.NO), found
+            if await self.counters.replace_if_same(key, read, value):
+                self._restore_ttl(key, ttl_ms)
+                return Written.YES, None
+            return Written.NO, None
+        except Exception as error:
+            if not resend_after(error):
+                raise
+            return Written.UNKNOWN, None
+
+    def _landed(
+        self, key: str, read: Any, unknown: Mapping[str, tuple[_Result, int]]
+    ) -> _Result | None:
+        """The result kept for the write of ``unknown`` (its id → its result and TTL) that
+        ``read`` names: that write was applied. None when ``read`` names none of them.
+
+        When the key still holds that write's value (its id first), the key gets its TTL
+        back, as after any replace (needless after a ``put_if_absent``, and harmless: the
+        TTL only ends a little later).
+        """
+        landed = landed_write(read, unknown)
+        if landed is None:
+            return None
+        result, ttl_ms = unknown[landed]
+        if write_ids(read)[0] == landed:
             self._restore_ttl(key, ttl_ms)
-            return True, None
-        return False, None
+        return result
+
+    async def _pause_to_read_again(self, deadline: float) -> bool:
+        """Waits :data:`limiter.call_ids.RESEND_PAUSE_SECONDS` before a write's key is read
+        again after its answer was lost (time for the client to hear of a dead member
+        and of its partitions' new owners), if ``deadline`` leaves time for it. Returns
+        whether it did: if not, the caller reads once more, to recognise the write, and
+        decides nothing more."""
+        if asyncio.get_running_loop().time() + RESEND_PAUSE_SECONDS >= deadline:
+            return False
+        await asyncio.sleep(RESEND_PAUSE_SECONDS)
+        return True
 
     def _restore_ttl(self, key: str, ttl_ms: int) -> None:
         """Gives ``key`` its window's TTL again, off the decision's critical path.

@@ -11,9 +11,14 @@ from typing import Any, Self, Unpack
 from hazelcast.errors import HazelcastError
 
 from limiter.contention import ContendedCause, contended_policy
-from limiter.kv_window import KvWindowStrategy, decode_states, encode_value, policy_key
-from limiter.policy import Policy
-from limiter.policy_rule import LimitState, PolicyDecision, decide_batch
+from limiter.kv_window import (
+    KvWindowStrategy,
+    Written,
+    decode_states,
+    encode_value,
+    policy_key,
+)
+from limiter.policy_rule import PolicyDecision, decide_batch
 from limiter.quota import Quota
 from limiter.settings import LimiterSettings, LockConfig, StrategyConfig
 from limiter.strategy import Elapsed, Wiring
@@ -39,6 +44,9 @@ class LockStrategy(KvWindowStrategy):
     a change) exclude each other like two processes do.
     Clock: this replica's (or the injected one), read once the lock is held, so that a
     wait for the lock never decides with a stale time.
+    A fenced write whose answer was lost (the key's owner died after applying it) is
+    looked for in the key read again under the lock, and recognised by its id
+    (:meth:`_decide_locked`): never counted twice, and not failed open.
     Storage: :func:`limiter.kv_window.policy_key`, holding
     :func:`limiter.kv_window.encode_value`.
     """
@@ -70,60 +78,103 @@ class LockStrategy(KvWindowStrategy):
             self.observer.contended(ContendedCause.LOCK_BUSY)
             return [contended_policy(quota.policy)] * len(costs)
         try:
-            now = self.now_ms()
-            read = await self.counters.get(key)
-            states = decode_states(read, quota.policy)
-            new_states, decisions = decide_batch(states, now, costs, quota.policy)
-            if not any(decision.allowed for decision in decisions):
-                return decisions  # nothing admitted: nothing to write
-            if await self._write(key, read, quota.policy, new_states, self.ttl_ms(decisions[-1])):
-                return decisions
-            # The key changed under "our" lock: this holder stalled past its lease and
-            # another took the lock. Nothing was written, so nothing is admitted.
-            self.observer.contended(ContendedCause.LOCK_LOST)
-            return [contended_policy(quota.policy)] * len(costs)
+            return await self._decide_locked(key, quota, costs, deadline)
         finally:
             with contextlib.suppress(HazelcastError):
                 # Fails when the lease ran out meanwhile: the lock is no longer ours.
                 await self._unlock(key)
 
+    async def _decide_locked(
+        self, key: str, quota: Quota, costs: Sequence[int], deadline: float
+    ) -> list[PolicyDecision]:
+        """Under the lock: read, decide, fenced write.
+
+        A write whose answer was lost is looked for in the key read again (still under
+        the lock): if the key names it, it was applied and the batch gets the decisions
+        it stored, with nothing written again; if the key still holds what the write was
+        conditional on, the batch is decided again and written, until ``deadline``
+        (then contended); if another holder changed it, the lock was lost, as when a
+        fenced write fails.
+        """
+        # Each write whose answer was lost, by id: the decisions it wrote, and its TTL.
+        unknown: dict[str, tuple[list[PolicyDecision], int]] = {}
+        # What the last of them was conditional on.
+        before: Any = None
+        may_write = True
+        while True:
+            now = self.now_ms()
+            read = await self.counters.get(key)
+            if unknown:
+                landed = self._landed(key, read, unknown)
+                if landed is not None:
+                    return landed
+                if read != before:
+                    break  # another holder wrote: the lock is no longer ours
+                if not may_write:
+                    self.observer.contended(ContendedCause.DEADLINE)
+                    return [contended_policy(quota.policy)] * len(costs)
+            states = decode_states(read, quota.policy)
+            new_states, decisions = decide_batch(states, now, costs, quota.policy)
+            if not any(decision.allowed for decision in decisions):
+                return decisions  # nothing admitted: nothing to write
+            write_id = str(self.decision_ids.next())
+            ttl_ms = self.ttl_ms(decisions[-1])
+            value = encode_value(write_id, read, quota.policy, new_states)
+            written = await self._write(key, read, value, ttl_ms)
+            if written is Written.YES:
+                return decisions
+            if written is Written.NO:
+                break
+            unknown[write_id] = (decisions, ttl_ms)
+            before = read
+            may_write = await self._pause_to_read_again(deadline)
+        # The key changed under "our" lock: this holder stalled past its lease and
+        # another took the lock. Nothing was written, so nothing is admitted.
+        self.observer.contended(ContendedCause.LOCK_LOST)
+        return [contended_policy(quota.policy)] * len(costs)
+
     async def _refund(
         self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
     ) -> bool:
-        """Under the lock, as a decision: read, give back, fenced write. False when the
-        lock is not free by ``deadline`` or was lost meanwhile (nothing written)."""
+        """Under the lock, as a decision: read, give back, fenced write, and a write whose
+        answer was lost looked for as a decision's is (True if the key names it). False
+        when the lock is not free by ``deadline`` or was lost meanwhile (nothing written)."""
         key = policy_key(quota.client_id)
         wait = min(self.lock_wait_seconds, deadline - asyncio.get_running_loop().time())
         if not (wait > 0 and await self._lock(key, wait)):
             return False
         try:
-            read = await self.counters.get(key)
-            value, ttl_ms = self.refunded_value(
-                read, quota.policy, cost, counted, elapsed, str(self.refund_ids.next())
-            )
-            if value is None:
-                return True
-            written, _ = await self._write_if_unchanged(key, read, value, ttl_ms)
-            return written
+            unknown: dict[str, tuple[bool, int]] = {}
+            before: Any = None
+            may_write = True
+            while True:
+                read = await self.counters.get(key)
+                if unknown:
+                    if self._landed(key, read, unknown):
+                        return True
+                    if read != before or not may_write:
+                        return False
+                write_id = str(self.refund_ids.next())
+                value, ttl_ms = self.refunded_value(
+                    read, quota.policy, cost, counted, elapsed, write_id
+                )
+                if value is None:
+                    return True
+                written = await self._write(key, read, value, ttl_ms)
+                if written is not Written.UNKNOWN:
+                    return written is Written.YES
+                unknown[write_id] = (True, ttl_ms)
+                before = read
+                may_write = await self._pause_to_read_again(deadline)
         finally:
             with contextlib.suppress(HazelcastError):
                 await self._unlock(key)
 
-    async def _write(
-        self,
-        key: str,
-        read: Any,
-        policy: Policy,
-        states: tuple[LimitState | None, ...],
-        ttl_ms: int,
-    ) -> bool:
-        """Stores ``state`` only if the key still holds what was read under the lock (a
+    async def _write(self, key: str, read: Any, value: str, ttl_ms: int) -> Written:
+        """Stores ``value`` only if the key still holds what was read under the lock (a
         fencing write): a holder that stalled past its lease, while another replica took
         the lock and counted on, can never overwrite the newer count."""
-        write_id = str(self.decision_ids.next())
-        written, _ = await self._write_if_unchanged(
-            key, read, encode_value(write_id, read, policy, states), ttl_ms
-        )
+        written, _ = await self._write_if_unchanged(key, read, value, ttl_ms)
         return written
 
     async def _lock(self, key: str, wait: float) -> bool:

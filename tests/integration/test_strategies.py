@@ -32,7 +32,7 @@ from limiter import (
     window_start,
 )
 from limiter.entry_processor import counter_entry
-from limiter.kv_window import decode_states, policy_key
+from limiter.kv_window import Written, decode_states, policy_key
 from tests.loop import LoopThread
 
 NOW_MS = 1_800_000_000_000
@@ -368,12 +368,10 @@ class StallingLockStrategy(LockStrategy):
         super().__init__(*args, **kwargs)
         self.stalling = asyncio.Event()
 
-    async def _write(
-        self, key: str, read: Any, policy: Policy, states: tuple[Any, ...], ttl_ms: int
-    ) -> bool:
+    async def _write(self, key: str, read: Any, value: str, ttl_ms: int) -> Written:
         self.stalling.set()
         await asyncio.sleep(self.stall_seconds)
-        return await super()._write(key, read, policy, states, ttl_ms)
+        return await super()._write(key, read, value, ttl_ms)
 
 
 def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_a_newer_count(

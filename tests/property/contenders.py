@@ -16,14 +16,13 @@ from api.settings import Settings
 from limiter import (
     STRATEGY_NAMES,
     Clock,
-    LimitState,
     LockStrategy,
     Policy,
     PolicyDecision,
     Strategy,
     create_strategy,
 )
-from limiter.kv_window import encode_states
+from limiter.kv_window import Written
 from limiter.quota import Quota
 
 BROKEN = "broken"
@@ -52,16 +51,9 @@ class GetThenSetStrategy(LockStrategy):
     async def _unlock(self, key: str) -> None:
         pass
 
-    async def _write(
-        self,
-        key: str,
-        read: Any,
-        policy: Policy,
-        states: tuple[LimitState | None, ...],
-        ttl_ms: int,
-    ) -> bool:
-        await self.counters.set(key, encode_states(policy, states), ttl=ttl_ms / 1000)
-        return True
+    async def _write(self, key: str, read: Any, value: str, ttl_ms: int) -> Written:
+        await self.counters.set(key, value, ttl=ttl_ms / 1000)
+        return Written.YES
 
 
 def build(name: str, settings: Settings, counters: Any, clock: Clock | None) -> Strategy:

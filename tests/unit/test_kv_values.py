@@ -1,13 +1,23 @@
 """The lock and cas strategies' stored value: its writers' ids and its states (the ids
-bounded, values written before ids read as before)."""
+bounded, values written before ids read as before), and what the strategies do with a
+write whose answer was lost, over a map in memory (the real cluster:
+tests/integration/test_write_ids.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
+from hazelcast.errors import ClientOfflineError, TargetDisconnectedError
 
 from limiter import (
     Algorithm,
+    BackendUnavailable,
+    CasStrategy,
     Limit,
+    LimiterSettings,
+    LockStrategy,
     Policy,
     WindowState,
     window_start,
@@ -15,12 +25,15 @@ from limiter import (
 from limiter.kv_window import (
     IDS_END,
     KEPT_WRITERS,
+    KvWindowStrategy,
     decode_states,
     encode_states,
     encode_value,
     landed_write,
+    policy_key,
     write_ids,
 )
+from limiter.policy_rule import decide_batch
 from limiter.sliding_window import SlidingWindowState
 
 NOW_MS = 1_800_000_000_000
@@ -91,3 +104,146 @@ def test_a_write_overwritten_by_other_writers_is_still_recognised() -> None:
     assert landed_write(encode_value("d.1", third, POLICY, states_of(4)), {"a.7": 0}) is None
     assert landed_write(ours, {"a.8": 0}) is None
     assert landed_write(None, {"a.7": 0}) is None
+
+
+class MemoryMap:
+    """The counter map's calls the lock and cas strategies make, over a dict: the
+    ``fail``-th conditional write applied (or not, ``applied``) and then answered with
+    ``error``, as when the key's owner dies around it."""
+
+    def __init__(self, fail: int = 0, applied: bool = True, error: Exception | None = None):
+        self.values: dict[str, Any] = {}
+        self.fail = fail
+        self.applied = applied
+        self.error = error or TargetDisconnectedError("the member left")
+        self.writes = 0
+
+    async def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    async def put_if_absent(self, key: str, value: Any, ttl: float) -> Any:
+        found = self.values.get(key)
+        return None if self._written(key, None, value) else found
+
+    async def replace_if_same(self, key: str, old: Any, value: Any) -> bool:
+        return self._written(key, old, value)
+
+    def _written(self, key: str, old: Any, value: Any) -> bool:
+        self.writes += 1
+        lost = self.writes == self.fail
+        unchanged = self.values.get(key) == old
+        if unchanged and (self.applied or not lost):
+            self.values[key] = value
+        if lost:
+            raise self.error
+        return unchanged
+
+    async def set_ttl(self, key: str, ttl: float) -> None:
+        pass
+
+    async def try_lock(self, key: str, **waits: float) -> bool:
+        return True
+
+    async def unlock(self, key: str) -> None:
+        pass
+
+
+def strategy(kind: str, counters: MemoryMap) -> KvWindowStrategy:
+    settings = LimiterSettings()
+    if kind == "cas":
+        return CasStrategy(counters, settings.strategy_config, settings.cas_config, clock=clock)
+    return LockStrategy(counters, settings.strategy_config, settings.lock_config, clock=clock)
+
+
+def clock() -> int:
+    return NOW_MS
+
+
+def count(counters: MemoryMap, client_id: str = "c") -> int:
+    (state, _) = decode_states(counters.values[policy_key(client_id)], POLICY)
+    assert isinstance(state, WindowState)
+    return state.count
+
+
+async def decide_three(limiter: KvWindowStrategy) -> list[Any]:
+    """One batch of three requests of the client "c"."""
+    deadline = asyncio.get_running_loop().time() + 1.0
+    batch = await limiter.decide_policies([("c", POLICY, 1)] * 3, deadline=deadline)
+    await limiter.close()
+    return batch
+
+
+def first_decisions(before: tuple[Any, ...]) -> list[Any]:
+    """The decisions of a batch of three decided over the states ``before``."""
+    return decide_batch(before, NOW_MS, [1, 1, 1], POLICY)[1]
+
+
+@pytest.mark.parametrize("kind", ["cas", "lock"])
+@pytest.mark.parametrize("fail", [1, 2], ids=["put_if_absent", "replace_if_same"])
+def test_a_lost_answer_to_an_applied_write_is_recognised(kind: str, fail: int) -> None:
+    """A write applied whose answer is lost gets the decisions it wrote, counted once,
+    and nothing is written again."""
+    counters = MemoryMap(fail=fail)
+    limiter = strategy(kind, counters)
+
+    async def scenario() -> tuple[tuple[Any, ...], list[Any]]:
+        if fail == 2:
+            assert (await limiter.decide_policy("c", POLICY)).allowed
+        before = decode_states(counters.values.get(policy_key("c")), POLICY)
+        return before, await decide_three(limiter)
+
+    before, batch = asyncio.run(scenario())
+    assert batch == first_decisions(before)
+    assert count(counters) == 3 + fail - 1
+    assert counters.writes == fail
+
+
+@pytest.mark.parametrize("kind", ["cas", "lock"])
+def test_a_lost_answer_to_a_write_not_applied_decides_again(kind: str) -> None:
+    """A write not applied whose answer is lost is decided and written again: the batch
+    admitted and counted once."""
+    counters = MemoryMap(fail=1, applied=False)
+    batch = asyncio.run(decide_three(strategy(kind, counters)))
+    assert batch == first_decisions((None, None))
+    assert count(counters) == 3
+    assert counters.writes == 2
+
+
+@pytest.mark.parametrize("kind", ["cas", "lock"])
+def test_an_error_after_which_the_cluster_cannot_answer_is_the_failure_mode(kind: str) -> None:
+    """A write that fails because the client has no connection is not looked for: the
+    batch gets BackendUnavailable, as before."""
+    counters = MemoryMap(fail=1, applied=False, error=ClientOfflineError())
+    batch = asyncio.run(decide_three(strategy(kind, counters)))
+    assert all(isinstance(answer, BackendUnavailable) for answer in batch), batch
+    assert counters.writes == 1
+
+
+@pytest.mark.parametrize("kind", ["cas", "lock"])
+def test_a_refund_whose_answer_is_lost_is_applied_once(kind: str) -> None:
+    """A refund applied whose answer is lost is reported applied, and given back once."""
+    counters = MemoryMap(fail=4)
+    limiter = strategy(kind, counters)
+
+    async def scenario() -> bool:
+        for _ in range(3):
+            assert (await limiter.decide_policy("c", POLICY)).allowed
+        applied = await limiter.refund_policy("c", POLICY, 1, (0,), elapsed_ms=0)
+        await limiter.close()
+        return applied
+
+    assert asyncio.run(scenario())
+    assert count(counters) == 2
+    assert counters.writes == 4
+
+
+def test_a_cas_write_lost_on_the_last_attempt_is_still_looked_for() -> None:
+    """With one attempt, a lost answer still gets its read: the write applied is
+    recognised, not denied as contended."""
+    counters = MemoryMap(fail=1)
+    settings = LimiterSettings()
+    config = type(settings.cas_config)(max_attempts=1, backoff_max_ms=1.0)
+    limiter = CasStrategy(counters, settings.strategy_config, config, clock=clock)
+    batch = asyncio.run(decide_three(limiter))
+    assert batch == first_decisions((None, None))
+    assert count(counters) == 3
