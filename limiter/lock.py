@@ -124,7 +124,10 @@ class LockStrategy(KvWindowStrategy):
             if written is Written.YES:
                 return decisions
             if written is Written.NO:
-                break
+                if not unknown:
+                    break
+                may_write = False  # a last read: the lost write may have landed meanwhile
+                continue
             unknown[write_id] = (decisions, ttl_ms)
             before = read
             may_write = await self._pause_to_read_again(deadline)
@@ -150,7 +153,7 @@ class LockStrategy(KvWindowStrategy):
             while True:
                 read = await self.counters.get(key)
                 if unknown:
-                    if self._landed(key, read, unknown):
+                    if self._landed(key, read, unknown) is not None:
                         return True
                     if read != before or not may_write:
                         return False
@@ -161,8 +164,13 @@ class LockStrategy(KvWindowStrategy):
                 if value is None:
                     return True
                 written = await self._write(key, read, value, ttl_ms)
-                if written is not Written.UNKNOWN:
-                    return written is Written.YES
+                if written is Written.YES:
+                    return True
+                if written is Written.NO:
+                    if not unknown:
+                        return False
+                    may_write = False  # a last read: the lost write may have landed
+                    continue
                 unknown[write_id] = (True, ttl_ms)
                 before = read
                 may_write = await self._pause_to_read_again(deadline)

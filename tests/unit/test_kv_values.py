@@ -108,29 +108,50 @@ def test_a_write_overwritten_by_other_writers_is_still_recognised() -> None:
 
 class MemoryMap:
     """The counter map's calls the lock and cas strategies make, over a dict: the
-    ``fail``-th conditional write applied (or not, ``applied``) and then answered with
-    ``error``, as when the key's owner dies around it."""
+    ``fail``-th conditional write applied (or not, ``applied``; or ``late``, just before
+    the next write) and then answered with ``error``, as when the key's owner dies
+    around it."""
 
-    def __init__(self, fail: int = 0, applied: bool = True, error: Exception | None = None):
+    def __init__(
+        self,
+        fail: int = 0,
+        applied: bool = True,
+        error: Exception | None = None,
+        late: bool = False,
+    ):
         self.values: dict[str, Any] = {}
         self.fail = fail
-        self.applied = applied
+        self.applied = applied and not late
         self.error = error or TargetDisconnectedError("the member left")
         self.writes = 0
+        #: The lost write held up, to be applied before the next write.
+        self.held: tuple[str, Any, Any] | None = None
+        self.late = late
 
     async def get(self, key: str) -> Any:
         return self.values.get(key)
 
     async def put_if_absent(self, key: str, value: Any, ttl: float) -> Any:
+        self._apply_held()
         found = self.values.get(key)
         return None if self._written(key, None, value) else found
 
     async def replace_if_same(self, key: str, old: Any, value: Any) -> bool:
+        self._apply_held()
         return self._written(key, old, value)
+
+    def _apply_held(self) -> None:
+        if self.held is not None:
+            key, old, value = self.held
+            if self.values.get(key) == old:
+                self.values[key] = value
+            self.held = None
 
     def _written(self, key: str, old: Any, value: Any) -> bool:
         self.writes += 1
         lost = self.writes == self.fail
+        if lost and self.late:
+            self.held = (key, old, value)
         unchanged = self.values.get(key) == old
         if unchanged and (self.applied or not lost):
             self.values[key] = value
@@ -203,6 +224,18 @@ def test_a_lost_answer_to_a_write_not_applied_decides_again(kind: str) -> None:
     """A write not applied whose answer is lost is decided and written again: the batch
     admitted and counted once."""
     counters = MemoryMap(fail=1, applied=False)
+    batch = asyncio.run(decide_three(strategy(kind, counters)))
+    assert batch == first_decisions((None, None))
+    assert count(counters) == 3
+    assert counters.writes == 2
+
+
+@pytest.mark.parametrize("kind", ["cas", "lock"])
+def test_a_lost_write_that_lands_after_the_key_was_read_again_is_recognised(kind: str) -> None:
+    """A lost write held up on its member, applied only after the key was read again
+    unchanged, makes the next write fail; the read after that recognises it: the batch
+    gets its decisions, counted once."""
+    counters = MemoryMap(fail=1, late=True)
     batch = asyncio.run(decide_three(strategy(kind, counters)))
     assert batch == first_decisions((None, None))
     assert count(counters) == 3
