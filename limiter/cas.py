@@ -94,7 +94,7 @@ class CasStrategy(KvWindowStrategy):
             if not any(decision.allowed for decision in decisions):
                 self.observer.cas_attempts(attempt)
                 return decisions  # nothing admitted: nothing to write
-            write_id = str(self.decision_ids.next())
+            write_id = self.decision_ids.next()
             ttl_ms = self.ttl_ms(decisions[-1])
             written, known = await self._write_if_unchanged(
                 key, read, encode_value(write_id, read, quota.policy, new_states), ttl_ms
@@ -140,7 +140,7 @@ class CasStrategy(KvWindowStrategy):
             if not may_write:
                 return False
             attempt += 1
-            write_id = str(self.refund_ids.next())
+            write_id = self.refund_ids.next()
             value, ttl_ms = self.refunded_value(
                 read, quota.policy, cost, counted, elapsed, write_id
             )

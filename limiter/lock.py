@@ -117,7 +117,7 @@ class LockStrategy(KvWindowStrategy):
             new_states, decisions = decide_batch(states, now, costs, quota.policy)
             if not any(decision.allowed for decision in decisions):
                 return decisions  # nothing admitted: nothing to write
-            write_id = str(self.decision_ids.next())
+            write_id = self.decision_ids.next()
             ttl_ms = self.ttl_ms(decisions[-1])
             value = encode_value(write_id, read, quota.policy, new_states)
             written = await self._write(key, read, value, ttl_ms)
@@ -157,7 +157,7 @@ class LockStrategy(KvWindowStrategy):
                         return True
                     if read != before or not may_write:
                         return False
-                write_id = str(self.refund_ids.next())
+                write_id = self.refund_ids.next()
                 value, ttl_ms = self.refunded_value(
                     read, quota.policy, cost, counted, elapsed, write_id
                 )

@@ -154,7 +154,7 @@ def run_batch(
 
 def worker(strategy: KvWindowStrategy) -> str:
     """How the ids of a strategy's decisions begin."""
-    return f"{strategy.decision_ids.worker:x}."
+    return strategy.decision_ids.prefix
 
 
 def first_attempt(before: tuple[Any, ...]) -> list[PolicyDecision]:

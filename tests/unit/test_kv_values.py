@@ -22,10 +22,12 @@ from limiter import (
     WindowState,
     window_start,
 )
+from limiter.call_ids import CallIds
 from limiter.kv_window import (
     IDS_END,
     KEPT_WRITERS,
     KvWindowStrategy,
+    WriteIds,
     decode_states,
     encode_states,
     encode_value,
@@ -57,6 +59,14 @@ def test_a_value_round_trips_with_its_write_id() -> None:
         assert value == "7fa3.1c" + IDS_END + encode_states(POLICY, states)
         assert decode_states(value, POLICY) == states
         assert write_ids(value) == ["7fa3.1c"]
+
+
+def test_a_writers_ids_are_its_call_ids_text() -> None:
+    """WriteIds spells a writer's ids as its CallIds' ids are spelled, one number each."""
+    ids, calls = WriteIds(CallIds(worker=0x5EED)), CallIds(worker=0x5EED)
+    assert [ids.next() for _ in range(17)] == [str(calls.next()) for _ in range(17)]
+    assert ids.prefix == "5eed."
+    assert WriteIds().worker != WriteIds().worker
 
 
 def test_a_value_written_before_ids_reads_as_before() -> None:
