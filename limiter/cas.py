@@ -65,24 +65,28 @@ class CasStrategy(KvWindowStrategy):
         self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[PolicyDecision]:
         """Read, decide, write if unchanged, until a write goes through, the attempts or
-        ``deadline`` run out (contended), or a key read again names a write whose answer
-        was lost: that write was applied, and the batch gets the decisions it wrote, with
-        nothing written again (:meth:`KvWindowStrategy._write_if_unchanged` says why a
-        write the key does not name will never be)."""
+        ``deadline`` run out (contended), or a value read names a write of this batch not
+        answered as written (its answer lost, or a copy the client sent again answered
+        "not written"): that write was applied, and the batch gets the decisions it
+        wrote, with nothing written again (:meth:`KvWindowStrategy._write_if_unchanged`
+        says why a write the key does not name will never be)."""
         loop = asyncio.get_running_loop()
         key = policy_key(quota.client_id)
         # The value a lost put_if_absent returned: the next attempt starts from it.
         known: Any = None
-        # Each write whose answer was lost, by id: the decisions it wrote, and its TTL.
-        unknown: dict[str, tuple[list[PolicyDecision], int]] = {}
+        # Each write sent and not answered as written, by id: the decisions it wrote, and
+        # its TTL (KvWindowStrategy._landed says why a read may show it was).
+        sent: dict[str, tuple[list[PolicyDecision], int]] = {}
+        # Whether an answer was lost: then a last read always follows.
+        lost = False
         attempt = 0
         may_write = True
         while True:
             now = self.now_ms()
             read = known if known is not None else await self.counters.get(key)
             known = None
-            if unknown:
-                landed = self._landed(key, read, unknown)
+            if sent:
+                landed = self._landed(key, read, sent)
                 if landed is not None:
                     self.observer.cas_attempts(attempt)
                     return landed
@@ -102,18 +106,19 @@ class CasStrategy(KvWindowStrategy):
             if written is Written.YES:
                 self.observer.cas_attempts(attempt)
                 return decisions
+            sent[write_id] = (decisions, ttl_ms)
             if written is Written.UNKNOWN:
                 # Read the key again (the client sends a get again itself) to learn.
-                unknown[write_id] = (decisions, ttl_ms)
+                lost = True
                 paused = await self._pause_to_read_again(deadline)
                 may_write = paused and attempt < self.max_attempts
                 continue
             pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
             if attempt == self.max_attempts or loop.time() + pause >= deadline:
-                if not unknown:
+                if not lost and known is None:
                     break
                 may_write = False
-                continue  # a last read: a write whose answer was lost may have landed
+                continue  # a last look: a write not answered as written may have been
             await asyncio.sleep(pause)
         self.observer.cas_attempts(attempt)
         self.observer.contended(ContendedCause.CAS_EXHAUSTED)
@@ -129,13 +134,14 @@ class CasStrategy(KvWindowStrategy):
         loop = asyncio.get_running_loop()
         key = policy_key(quota.client_id)
         known: Any = None
-        unknown: dict[str, tuple[bool, int]] = {}
+        sent: dict[str, tuple[bool, int]] = {}
+        lost = False
         attempt = 0
         may_write = True
         while True:
             read = known if known is not None else await self.counters.get(key)
             known = None
-            if unknown and self._landed(key, read, unknown) is not None:
+            if sent and self._landed(key, read, sent) is not None:
                 return True
             if not may_write:
                 return False
@@ -149,14 +155,15 @@ class CasStrategy(KvWindowStrategy):
             written, known = await self._write_if_unchanged(key, read, value, ttl_ms)
             if written is Written.YES:
                 return True
+            sent[write_id] = (True, ttl_ms)
             if written is Written.UNKNOWN:
-                unknown[write_id] = (True, ttl_ms)
+                lost = True
                 paused = await self._pause_to_read_again(deadline)
                 may_write = paused and attempt < self.max_attempts
                 continue
             pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
             if attempt == self.max_attempts or loop.time() + pause >= deadline:
-                if not unknown:
+                if not lost and known is None:
                     return False
                 may_write = False
                 continue

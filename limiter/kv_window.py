@@ -276,6 +276,12 @@ class KvWindowStrategy(Strategy):
         """The result kept for the write of ``unknown`` (its id → its result and TTL) that
         ``read`` names: that write was applied. None when ``read`` names none of them.
 
+        ``unknown`` holds the writes a batch sent and was not told were written: those
+        whose answer was lost, and those answered "not written", which may also have
+        been applied: the client sends a write again by itself after a member's
+        retryable error (docs/failover.md, row 5), and the copy sent again finds the
+        first one's value and answers so.
+
         When the key still holds that write's value (its id first), the key gets its TTL
         back, as after any replace (needless after a ``put_if_absent``, and harmless: the
         TTL only ends a little later).

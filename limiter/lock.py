@@ -93,19 +93,22 @@ class LockStrategy(KvWindowStrategy):
         the lock): if the key names it, it was applied and the batch gets the decisions
         it stored, with nothing written again; if the key still holds what the write was
         conditional on, the batch is decided again and written, until ``deadline``
-        (then contended); if another holder changed it, the lock was lost, as when a
-        fenced write fails.
+        (then contended); if another holder changed it, the lock was lost. A fenced
+        write answered "not written" gets a last read too (a copy the client sent again
+        after a member's error is answered so once its first copy was applied): named,
+        its decisions; not, the lock was lost (contended).
         """
-        # Each write whose answer was lost, by id: the decisions it wrote, and its TTL.
-        unknown: dict[str, tuple[list[PolicyDecision], int]] = {}
+        # Each write sent and not answered as written, by id: the decisions it wrote, and
+        # its TTL (KvWindowStrategy._landed says why a read may show it was).
+        sent: dict[str, tuple[list[PolicyDecision], int]] = {}
         # What the last of them was conditional on.
         before: Any = None
         may_write = True
         while True:
             now = self.now_ms()
             read = await self.counters.get(key)
-            if unknown:
-                landed = self._landed(key, read, unknown)
+            if sent:
+                landed = self._landed(key, read, sent)
                 if landed is not None:
                     return landed
                 if read != before:
@@ -123,13 +126,11 @@ class LockStrategy(KvWindowStrategy):
             written = await self._write(key, read, value, ttl_ms)
             if written is Written.YES:
                 return decisions
-            if written is Written.NO:
-                if not unknown:
-                    break
-                may_write = False  # a last read: the lost write may have landed meanwhile
-                continue
-            unknown[write_id] = (decisions, ttl_ms)
+            sent[write_id] = (decisions, ttl_ms)
             before = read
+            if written is Written.NO:
+                may_write = False  # a last read: a write of this batch may have landed
+                continue
             may_write = await self._pause_to_read_again(deadline)
         # The key changed under "our" lock: this holder stalled past its lease and
         # another took the lock. Nothing was written, so nothing is admitted.
@@ -147,13 +148,13 @@ class LockStrategy(KvWindowStrategy):
         if not (wait > 0 and await self._lock(key, wait)):
             return False
         try:
-            unknown: dict[str, tuple[bool, int]] = {}
+            sent: dict[str, tuple[bool, int]] = {}
             before: Any = None
             may_write = True
             while True:
                 read = await self.counters.get(key)
-                if unknown:
-                    if self._landed(key, read, unknown) is not None:
+                if sent:
+                    if self._landed(key, read, sent) is not None:
                         return True
                     if read != before or not may_write:
                         return False
@@ -166,13 +167,11 @@ class LockStrategy(KvWindowStrategy):
                 written = await self._write(key, read, value, ttl_ms)
                 if written is Written.YES:
                     return True
-                if written is Written.NO:
-                    if not unknown:
-                        return False
-                    may_write = False  # a last read: the lost write may have landed
-                    continue
-                unknown[write_id] = (True, ttl_ms)
+                sent[write_id] = (True, ttl_ms)
                 before = read
+                if written is Written.NO:
+                    may_write = False  # a last read: a write of this refund may have landed
+                    continue
                 may_write = await self._pause_to_read_again(deadline)
         finally:
             with contextlib.suppress(HazelcastError):

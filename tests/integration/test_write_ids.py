@@ -1,8 +1,9 @@
 """The lock and cas strategies on the real cluster when a conditional write is applied
 and its answer lost, as when the key's owner dies after applying it (and its backup) and
 before answering: the map proxy sends the write to the cluster and then raises
-``TargetDisconnectedError`` to the strategy. The key, read again, names the write, so the
-batch gets the decisions that write stored and is counted once."""
+``TargetDisconnectedError`` to the strategy (or sends it again, as the client does after
+a member's retryable error, and answers as that copy is). The key, read again, names the
+write, so the batch gets the decisions that write stored and is counted once."""
 
 from __future__ import annotations
 
@@ -44,17 +45,21 @@ WRITES = {"put_if_absent": 1, "replace_if_same": 2}
 class LostAnswer:
     """The counters map proxy, but for its ``nth`` conditional write: sent to the cluster,
     which applies it, and then answered with ``TargetDisconnectedError``, after
-    ``meanwhile`` (another writer) has run."""
+    ``meanwhile`` (another writer) has run; or, with ``resend``, sent to the cluster a
+    second time and answered as that copy is, as the client does by itself after a
+    member's retryable error."""
 
     def __init__(
         self,
         proxy: Any,
         nth: int,
         meanwhile: Callable[[], Awaitable[object]] | None = None,
+        resend: bool = False,
     ) -> None:
         self.proxy = proxy
         self.nth = nth
         self.meanwhile = meanwhile
+        self.resend = resend
         self.writes = 0
         #: Whether the write whose answer was lost was applied by the cluster.
         self.lost_applied: bool | None = None
@@ -64,21 +69,26 @@ class LostAnswer:
 
     async def put_if_absent(self, key: str, value: Any, **kwargs: Any) -> Any:
         found = await self.proxy.put_if_absent(key, value, **kwargs)
-        await self._answer(found is None)
+        if await self._answer_lost(found is None):
+            return await self.proxy.put_if_absent(key, value, **kwargs)
         return found
 
     async def replace_if_same(self, key: str, old: Any, value: Any) -> bool:
         replaced = bool(await self.proxy.replace_if_same(key, old, value))
-        await self._answer(replaced)
+        if await self._answer_lost(replaced):
+            return bool(await self.proxy.replace_if_same(key, old, value))
         return replaced
 
-    async def _answer(self, applied: bool) -> None:
+    async def _answer_lost(self, applied: bool) -> bool:
+        """Whether this write's answer is lost (and the write is to be sent again)."""
         self.writes += 1
         if self.writes != self.nth:
-            return
+            return False
         self.lost_applied = applied
         if self.meanwhile is not None:
             await self.meanwhile()
+        if self.resend:
+            return True
         raise TargetDisconnectedError("the member holding the key left (injected)")
 
 
@@ -116,6 +126,7 @@ def run_batch(
     loop: LoopThread,
     settings: Settings,
     other_writer: bool,
+    resend: bool = False,
 ) -> tuple[Outcome, LostAnswer]:
     """One request (for a later write), then a batch of three whose ``nth`` write's answer
     is lost; with ``other_writer``, another replica's strategy (another worker's ids)
@@ -129,7 +140,7 @@ def run_batch(
         assert other is not None
         others.append(await other.decide_policy("c", POLICY))
 
-    proxy = LostAnswer(counters, nth, meanwhile if other_writer else None)
+    proxy = LostAnswer(counters, nth, meanwhile if other_writer else None, resend)
     strategy = build(kind, proxy, settings, lease)
 
     async def scenario() -> Outcome:
@@ -198,6 +209,23 @@ def test_a_lost_answer_is_recognised_after_another_writer_changed_the_key(
     assert all(isinstance(d, PolicyDecision) and d.allowed for d in outcome.batch)
     assert proxy.writes == nth
     assert minute_count(outcome.stored) == nth - 1 + 3 + 1
+
+
+@pytest.mark.parametrize("write", WRITES)
+@pytest.mark.parametrize("kind", ["cas", "lock"])
+def test_a_write_the_client_sent_again_after_it_was_applied_is_answered_once(
+    kind: str, write: str, counters: Any, loop: LoopThread, base_settings: Settings
+) -> None:
+    """A batch whose write the cluster applied, and whose copy sent again was answered
+    "not written", gets that first attempt's decisions, and the stored count is exactly
+    what was admitted."""
+    nth = WRITES[write]
+    outcome, proxy = run_batch(kind, nth, counters, loop, base_settings, False, resend=True)
+    assert proxy.lost_applied is True
+    assert outcome.batch == first_attempt(outcome.before)
+    assert all(isinstance(d, PolicyDecision) and d.allowed for d in outcome.batch)
+    assert proxy.writes == nth
+    assert minute_count(outcome.stored) == nth - 1 + 3
 
 
 @pytest.mark.parametrize("kind", ["cas", "lock"])

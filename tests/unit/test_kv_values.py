@@ -120,7 +120,8 @@ class MemoryMap:
     """The counter map's calls the lock and cas strategies make, over a dict: the
     ``fail``-th conditional write applied (or not, ``applied``; or ``late``, just before
     the next write) and then answered with ``error``, as when the key's owner dies
-    around it."""
+    around it; or, ``resent``, applied and answered as the client's copy sent again
+    after a member's error would be ("not written")."""
 
     def __init__(
         self,
@@ -128,6 +129,7 @@ class MemoryMap:
         applied: bool = True,
         error: Exception | None = None,
         late: bool = False,
+        resent: bool = False,
     ):
         self.values: dict[str, Any] = {}
         self.fail = fail
@@ -137,14 +139,15 @@ class MemoryMap:
         #: The lost write held up, to be applied before the next write.
         self.held: tuple[str, Any, Any] | None = None
         self.late = late
+        self.resent = resent
 
     async def get(self, key: str) -> Any:
         return self.values.get(key)
 
     async def put_if_absent(self, key: str, value: Any, ttl: float) -> Any:
         self._apply_held()
-        found = self.values.get(key)
-        return None if self._written(key, None, value) else found
+        # What a copy sent again finds, and what a refused one was refused for.
+        return None if self._written(key, None, value) else self.values.get(key)
 
     async def replace_if_same(self, key: str, old: Any, value: Any) -> bool:
         self._apply_held()
@@ -165,6 +168,8 @@ class MemoryMap:
         unchanged = self.values.get(key) == old
         if unchanged and (self.applied or not lost):
             self.values[key] = value
+        if lost and self.resent:
+            return False
         if lost:
             raise self.error
         return unchanged
@@ -250,6 +255,26 @@ def test_a_lost_write_that_lands_after_the_key_was_read_again_is_recognised(kind
     assert batch == first_decisions((None, None))
     assert count(counters) == 3
     assert counters.writes == 2
+
+
+@pytest.mark.parametrize("kind", ["cas", "lock"])
+@pytest.mark.parametrize("fail", [1, 2], ids=["put_if_absent", "replace_if_same"])
+def test_a_write_sent_again_after_it_was_applied_is_recognised(kind: str, fail: int) -> None:
+    """A write applied whose copy sent again by the client is answered "not written"
+    gets the decisions it wrote, counted once, and nothing is written again."""
+    counters = MemoryMap(fail=fail, resent=True)
+    limiter = strategy(kind, counters)
+
+    async def scenario() -> tuple[tuple[Any, ...], list[Any]]:
+        if fail == 2:
+            assert (await limiter.decide_policy("c", POLICY)).allowed
+        before = decode_states(counters.values.get(policy_key("c")), POLICY)
+        return before, await decide_three(limiter)
+
+    before, batch = asyncio.run(scenario())
+    assert batch == first_decisions(before)
+    assert count(counters) == 3 + fail - 1
+    assert counters.writes == fail
 
 
 @pytest.mark.parametrize("kind", ["cas", "lock"])
