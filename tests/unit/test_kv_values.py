@@ -1,7 +1,7 @@
 """The lock and cas strategies' stored value: its writers' ids and its states (the ids
 bounded, values written before ids read as before), and what the strategies do with a
 write whose answer was lost, over a map in memory (the real cluster:
-tests/integration/test_write_ids.py)."""
+tests/integration/test_kv_lost_write.py)."""
 
 from __future__ import annotations
 
