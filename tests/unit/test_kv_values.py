@@ -216,10 +216,12 @@ def first_decisions(before: tuple[Any, ...]) -> list[Any]:
 
 @pytest.mark.parametrize("kind", ["cas", "lock"])
 @pytest.mark.parametrize("fail", [1, 2], ids=["put_if_absent", "replace_if_same"])
-def test_a_lost_answer_to_an_applied_write_is_recognised(kind: str, fail: int) -> None:
-    """A write applied whose answer is lost gets the decisions it wrote, counted once,
-    and nothing is written again."""
-    counters = MemoryMap(fail=fail)
+@pytest.mark.parametrize("resent", [False, True], ids=["answer_lost", "sent_again"])
+def test_an_applied_write_is_recognised(kind: str, fail: int, resent: bool) -> None:
+    """A write applied whose answer is lost, or whose copy sent again by the client is
+    answered "not written", gets the decisions it wrote, counted once, and nothing is
+    written again."""
+    counters = MemoryMap(fail=fail, resent=resent)
     limiter = strategy(kind, counters)
 
     async def scenario() -> tuple[tuple[Any, ...], list[Any]]:
@@ -255,26 +257,6 @@ def test_a_lost_write_that_lands_after_the_key_was_read_again_is_recognised(kind
     assert batch == first_decisions((None, None))
     assert count(counters) == 3
     assert counters.writes == 2
-
-
-@pytest.mark.parametrize("kind", ["cas", "lock"])
-@pytest.mark.parametrize("fail", [1, 2], ids=["put_if_absent", "replace_if_same"])
-def test_a_write_sent_again_after_it_was_applied_is_recognised(kind: str, fail: int) -> None:
-    """A write applied whose copy sent again by the client is answered "not written"
-    gets the decisions it wrote, counted once, and nothing is written again."""
-    counters = MemoryMap(fail=fail, resent=True)
-    limiter = strategy(kind, counters)
-
-    async def scenario() -> tuple[tuple[Any, ...], list[Any]]:
-        if fail == 2:
-            assert (await limiter.decide_policy("c", POLICY)).allowed
-        before = decode_states(counters.values.get(policy_key("c")), POLICY)
-        return before, await decide_three(limiter)
-
-    before, batch = asyncio.run(scenario())
-    assert batch == first_decisions(before)
-    assert count(counters) == 3 + fail - 1
-    assert counters.writes == fail
 
 
 @pytest.mark.parametrize("kind", ["cas", "lock"])
