@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from api.settings import Settings
@@ -25,6 +27,19 @@ def test_stack() -> Stack:
     """The suite's stack; its HTTP ports sit 15000 above the members' (20801, 20811, ...),
     and its PostgreSQL (the registry's durable copy, data under its run folder) 15040."""
     return Stack(Layout.at(BASE_PORT), RUN_DIR, CLUSTER_NAME, MemberSettings(count=MEMBERS))
+
+
+@contextlib.contextmanager
+def own_members(session: Stack, name: str, offset: int) -> Iterator[Stack]:
+    """Three members of a test module's own, ``offset`` ports above the session's, on the
+    session's database; stopped at the end whatever happened."""
+    layout = session.layout.shifted(offset, database_port=session.layout.database_port)
+    own = session.beside(name, layout)
+    own.start_members(MEMBERS)
+    try:
+        yield own
+    finally:
+        own.stop()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

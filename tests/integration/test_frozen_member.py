@@ -29,7 +29,7 @@ from limiter.kv_window import policy_key
 from limiter.processor_wire import processor_key
 from limiter.rule import Reason
 from stack import Stack
-from tests.cluster import MEMBERS
+from tests.cluster import MEMBERS, own_members
 from tests.cluster import test_settings as suite_settings
 from tests.faults import PartitionView
 from tests.loop import LoopThread
@@ -42,13 +42,8 @@ DEADLINE_SECONDS = 60.0
 @pytest.fixture(scope="module")
 def frozen_cluster(cluster: Stack) -> Iterator[Stack]:
     """Three members of the module's own, on the session's database; stopped at the end."""
-    layout = cluster.layout.shifted(PORT_OFFSET, database_port=cluster.layout.database_port)
-    own = cluster.beside("frozen-member", layout)
-    own.start_members(MEMBERS)
-    try:
+    with own_members(cluster, "frozen-member", PORT_OFFSET) as own:
         yield own
-    finally:
-        own.stop()
 
 
 @pytest.mark.parametrize("strategy_name", ["entry_processor", "cas", "lock"])

@@ -40,7 +40,7 @@ from limiter import BackendError, connect, create_strategy
 from limiter.quota import Quota
 from limiter.rule import Reason
 from stack import Stack
-from tests.cluster import MEMBERS
+from tests.cluster import MEMBERS, own_members
 from tests.cluster import test_settings as suite_settings
 from tests.faults import PartitionView
 from tests.loop import LoopThread
@@ -62,13 +62,8 @@ SHARDS = int(os.environ.get("RATELIMIT_TEST_MIGRATION_SHARDS", "271"))
 @pytest.fixture(scope="module")
 def moving_cluster(cluster: Stack) -> Iterator[Stack]:
     """Three members of the module's own, on the session's database; stopped at the end."""
-    layout = cluster.layout.shifted(PORT_OFFSET, database_port=cluster.layout.database_port)
-    own = cluster.beside("shard-migration", layout)
-    own.start_members(MEMBERS)
-    try:
+    with own_members(cluster, "shard-migration", PORT_OFFSET) as own:
         yield own
-    finally:
-        own.stop()
 
 
 def client_ids(prefix: int, count: int) -> list[str]:
