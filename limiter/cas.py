@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
-from typing import Any, Self, Unpack
+from collections.abc import Callable, Sequence
+from typing import Any, Self, TypeVar, Unpack
 
 from limiter.contention import ContendedCause, contended_policy
 from limiter.kv_window import (
     KvWindowStrategy,
+    WriteIds,
     Written,
     decode_states,
     encode_value,
@@ -21,6 +22,8 @@ from limiter.settings import CasConfig, LimiterSettings, StrategyConfig
 from limiter.strategy import Elapsed, Wiring
 
 __all__ = ["CasStrategy"]
+
+_Result = TypeVar("_Result")
 
 
 class CasStrategy(KvWindowStrategy):
@@ -64,49 +67,88 @@ class CasStrategy(KvWindowStrategy):
     async def _decide_batch(
         self, quota: Quota, costs: Sequence[int], deadline: float
     ) -> list[PolicyDecision]:
-        """Read, decide, write if unchanged, until a write goes through, the attempts or
-        ``deadline`` run out (contended), or a value read names a write of this batch not
-        answered as written (its answer lost, or a copy the client sent again answered
-        "not written"): that write was applied, and the batch gets the decisions it
-        wrote, with nothing written again (:meth:`KvWindowStrategy._write_if_unchanged`
-        says why a write the key does not name will never be)."""
-        loop = asyncio.get_running_loop()
+        """:meth:`_update` of the quota's key with the batch's decisions; contended when the
+        attempts or ``deadline`` run out."""
+
+        def step(read: Any, write_id: str) -> tuple[str | None, int, list[PolicyDecision]]:
+            states = decode_states(read, quota.policy)
+            new_states, decisions = decide_batch(states, self.now_ms(), costs, quota.policy)
+            if not any(decision.allowed for decision in decisions):
+                return None, 0, decisions  # nothing admitted: nothing to write
+            value = encode_value(write_id, read, quota.policy, new_states)
+            return value, self.ttl_ms(decisions[-1]), decisions
+
         key = policy_key(quota.client_id)
+        decided, attempts = await self._update(key, deadline, self.decision_ids, step)
+        self.observer.cas_attempts(attempts)
+        if decided is not None:
+            return decided
+        self.observer.contended(ContendedCause.CAS_EXHAUSTED)
+        return [contended_policy(quota.policy)] * len(costs)
+
+    async def _refund(
+        self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
+    ) -> bool:
+        """:meth:`_update` of the quota's key with the request given back; False when the
+        attempts or ``deadline`` run out (nothing written), True when it was written, the
+        key names it, or the rule had nothing to give back."""
+
+        def step(read: Any, write_id: str) -> tuple[str | None, int, bool]:
+            value, ttl_ms = self.refunded_value(
+                read, quota.policy, cost, counted, elapsed, write_id
+            )
+            return value, ttl_ms, True
+
+        applied, _ = await self._update(
+            policy_key(quota.client_id), deadline, self.refund_ids, step
+        )
+        return applied is not None
+
+    async def _update(
+        self,
+        key: str,
+        deadline: float,
+        ids: WriteIds,
+        step: Callable[[Any, str], tuple[str | None, int, _Result]],
+    ) -> tuple[_Result | None, int]:
+        """Read, ``step``, write if unchanged, until a write goes through, the attempts or
+        ``deadline`` run out (None), or a value read names a write sent and not answered
+        as written (its answer lost, or a copy the client sent again answered "not
+        written"): that write was applied, and its result is the answer, with nothing
+        written again (:meth:`KvWindowStrategy._write_if_unchanged` says why a write the
+        key does not name will never be). Returns the result and the attempts made.
+
+        ``step(read, write_id)`` gives the value to write with its TTL, and the result the
+        write stands for; no value: nothing to write, the result is the answer.
+        """
+        loop = asyncio.get_running_loop()
         # The value a lost put_if_absent returned: the next attempt starts from it.
         known: Any = None
-        # Each write sent and not answered as written, by id: the decisions it wrote, and
-        # its TTL (KvWindowStrategy._landed says why a read may show it was).
-        sent: dict[str, tuple[list[PolicyDecision], int]] = {}
+        # Each write sent and not answered as written, by id: its result and TTL
+        # (KvWindowStrategy._landed says why a read may show it was applied).
+        sent: dict[str, tuple[_Result, int]] = {}
         # Whether an answer was lost: then a last read always follows.
         lost = False
         attempt = 0
         may_write = True
         while True:
-            now = self.now_ms()
             read = known if known is not None else await self.counters.get(key)
             known = None
             if sent:
                 landed = self._landed(key, read, sent)
                 if landed is not None:
-                    self.observer.cas_attempts(attempt)
-                    return landed
+                    return landed, attempt
             if not may_write:
-                break
+                return None, attempt
             attempt += 1
-            states = decode_states(read, quota.policy)
-            new_states, decisions = decide_batch(states, now, costs, quota.policy)
-            if not any(decision.allowed for decision in decisions):
-                self.observer.cas_attempts(attempt)
-                return decisions  # nothing admitted: nothing to write
-            write_id = self.decision_ids.next()
-            ttl_ms = self.ttl_ms(decisions[-1])
-            written, known = await self._write_if_unchanged(
-                key, read, encode_value(write_id, read, quota.policy, new_states), ttl_ms
-            )
+            write_id = ids.next()
+            value, ttl_ms, result = step(read, write_id)
+            if value is None:
+                return result, attempt
+            written, known = await self._write_if_unchanged(key, read, value, ttl_ms)
             if written is Written.YES:
-                self.observer.cas_attempts(attempt)
-                return decisions
-            sent[write_id] = (decisions, ttl_ms)
+                return result, attempt
+            sent[write_id] = (result, ttl_ms)
             if written is Written.UNKNOWN:
                 # Read the key again (the client sends a get again itself) to learn.
                 lost = True
@@ -116,55 +158,7 @@ class CasStrategy(KvWindowStrategy):
             pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
             if attempt == self.max_attempts or loop.time() + pause >= deadline:
                 if not lost and known is None:
-                    break
+                    return None, attempt
                 may_write = False
                 continue  # a last look: a write not answered as written may have been
-            await asyncio.sleep(pause)
-        self.observer.cas_attempts(attempt)
-        self.observer.contended(ContendedCause.CAS_EXHAUSTED)
-        return [contended_policy(quota.policy)] * len(costs)
-
-    async def _refund(
-        self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
-    ) -> bool:
-        """Read, give back, write if unchanged, retried with the decisions' backoff until
-        the attempts or ``deadline`` run out (then False: nothing written). A write whose
-        answer was lost is looked for in the key read again, as a decision's is: if the
-        key names it, the refund was applied (True), and nothing is written again."""
-        loop = asyncio.get_running_loop()
-        key = policy_key(quota.client_id)
-        known: Any = None
-        sent: dict[str, tuple[bool, int]] = {}
-        lost = False
-        attempt = 0
-        may_write = True
-        while True:
-            read = known if known is not None else await self.counters.get(key)
-            known = None
-            if sent and self._landed(key, read, sent) is not None:
-                return True
-            if not may_write:
-                return False
-            attempt += 1
-            write_id = self.refund_ids.next()
-            value, ttl_ms = self.refunded_value(
-                read, quota.policy, cost, counted, elapsed, write_id
-            )
-            if value is None:
-                return True
-            written, known = await self._write_if_unchanged(key, read, value, ttl_ms)
-            if written is Written.YES:
-                return True
-            sent[write_id] = (True, ttl_ms)
-            if written is Written.UNKNOWN:
-                lost = True
-                paused = await self._pause_to_read_again(deadline)
-                may_write = paused and attempt < self.max_attempts
-                continue
-            pause = random.uniform(0, min(self.backoff_max_ms, 2.0 ** (attempt - 1))) / 1000
-            if attempt == self.max_attempts or loop.time() + pause >= deadline:
-                if not lost and known is None:
-                    return False
-                may_write = False
-                continue
             await asyncio.sleep(pause)
