@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
-from typing import Any, Self, Unpack
+from collections.abc import Callable, Sequence
+from typing import Any, Self, TypeVar, Unpack
 
 from hazelcast.errors import HazelcastError
 
 from limiter.contention import ContendedCause, contended_policy
 from limiter.kv_window import (
     KvWindowStrategy,
+    WriteIds,
     Written,
     decode_states,
     encode_value,
@@ -24,6 +25,8 @@ from limiter.settings import LimiterSettings, LockConfig, StrategyConfig
 from limiter.strategy import Elapsed, Wiring
 
 __all__ = ["LockStrategy"]
+
+_Result = TypeVar("_Result")
 
 
 class LockStrategy(KvWindowStrategy):
@@ -98,44 +101,22 @@ class LockStrategy(KvWindowStrategy):
         after a member's error is answered so once its first copy was applied): named,
         its decisions; not, the lock was lost (contended).
         """
-        # Each write sent and not answered as written, by id: the decisions it wrote, and
-        # its TTL (KvWindowStrategy._landed says why a read may show it was).
-        sent: dict[str, tuple[list[PolicyDecision], int]] = {}
-        # What the last of them was conditional on.
-        before: Any = None
-        may_write = True
-        while True:
-            now = self.now_ms()
-            read = await self.counters.get(key)
-            if sent:
-                landed = self._landed(key, read, sent)
-                if landed is not None:
-                    return landed
-                if read != before:
-                    break  # another holder wrote: the lock is no longer ours
-                if not may_write:
-                    self.observer.contended(ContendedCause.DEADLINE)
-                    return [contended_policy(quota.policy)] * len(costs)
+
+        def step(read: Any, write_id: str) -> tuple[str | None, int, list[PolicyDecision]]:
             states = decode_states(read, quota.policy)
-            new_states, decisions = decide_batch(states, now, costs, quota.policy)
+            new_states, decisions = decide_batch(states, self.now_ms(), costs, quota.policy)
             if not any(decision.allowed for decision in decisions):
-                return decisions  # nothing admitted: nothing to write
-            write_id = self.decision_ids.next()
-            ttl_ms = self.ttl_ms(decisions[-1])
+                return None, 0, decisions  # nothing admitted: nothing to write
             value = encode_value(write_id, read, quota.policy, new_states)
-            written = await self._write(key, read, value, ttl_ms)
-            if written is Written.YES:
-                return decisions
-            sent[write_id] = (decisions, ttl_ms)
-            before = read
-            if written is Written.NO:
-                may_write = False  # a last read: a write of this batch may have landed
-                continue
-            may_write = await self._pause_to_read_again(deadline)
-        # The key changed under "our" lock: this holder stalled past its lease and
-        # another took the lock. Nothing was written, so nothing is admitted.
-        self.observer.contended(ContendedCause.LOCK_LOST)
-        return [contended_policy(quota.policy)] * len(costs)
+            return value, self.ttl_ms(decisions[-1]), decisions
+
+        decided = await self._fenced_update(key, deadline, self.decision_ids, step)
+        if isinstance(decided, ContendedCause):
+            # LOCK_LOST: the key changed under "our" lock: this holder stalled past its
+            # lease and another took the lock. Nothing was written, so nothing admitted.
+            self.observer.contended(decided)
+            return [contended_policy(quota.policy)] * len(costs)
+        return decided
 
     async def _refund(
         self, quota: Quota, cost: int, counted: tuple[int, ...], elapsed: Elapsed, deadline: float
@@ -147,35 +128,61 @@ class LockStrategy(KvWindowStrategy):
         wait = min(self.lock_wait_seconds, deadline - asyncio.get_running_loop().time())
         if not (wait > 0 and await self._lock(key, wait)):
             return False
+
+        def step(read: Any, write_id: str) -> tuple[str | None, int, bool]:
+            value, ttl_ms = self.refunded_value(
+                read, quota.policy, cost, counted, elapsed, write_id
+            )
+            return value, ttl_ms, True
+
         try:
-            sent: dict[str, tuple[bool, int]] = {}
-            before: Any = None
-            may_write = True
-            while True:
-                read = await self.counters.get(key)
-                if sent:
-                    if self._landed(key, read, sent) is not None:
-                        return True
-                    if read != before or not may_write:
-                        return False
-                write_id = self.refund_ids.next()
-                value, ttl_ms = self.refunded_value(
-                    read, quota.policy, cost, counted, elapsed, write_id
-                )
-                if value is None:
-                    return True
-                written = await self._write(key, read, value, ttl_ms)
-                if written is Written.YES:
-                    return True
-                sent[write_id] = (True, ttl_ms)
-                before = read
-                if written is Written.NO:
-                    may_write = False  # a last read: a write of this refund may have landed
-                    continue
-                may_write = await self._pause_to_read_again(deadline)
+            applied = await self._fenced_update(key, deadline, self.refund_ids, step)
+            return applied is True
         finally:
             with contextlib.suppress(HazelcastError):
                 await self._unlock(key)
+
+    async def _fenced_update(
+        self,
+        key: str,
+        deadline: float,
+        ids: WriteIds,
+        step: Callable[[Any, str], tuple[str | None, int, _Result]],
+    ) -> _Result | ContendedCause:
+        """Under the lock: read, ``step``, fenced write, as :meth:`_decide_locked` says;
+        the result of the write that went through or that the key names, or why none did
+        (the lock lost, or the deadline). ``step(read, write_id)`` gives the value to write
+        with its TTL and the result it stands for; no value: nothing to write, the result
+        is the answer."""
+        # Each write sent and not answered as written, by id: its result and TTL
+        # (KvWindowStrategy._landed says why a read may show it was applied).
+        sent: dict[str, tuple[_Result, int]] = {}
+        # What the last of them was conditional on.
+        before: Any = None
+        may_write = True
+        while True:
+            read = await self.counters.get(key)
+            if sent:
+                landed = self._landed(key, read, sent)
+                if landed is not None:
+                    return landed
+                if read != before:
+                    return ContendedCause.LOCK_LOST  # another holder wrote
+                if not may_write:
+                    return ContendedCause.DEADLINE
+            write_id = ids.next()
+            value, ttl_ms, result = step(read, write_id)
+            if value is None:
+                return result
+            written = await self._write(key, read, value, ttl_ms)
+            if written is Written.YES:
+                return result
+            sent[write_id] = (result, ttl_ms)
+            before = read
+            if written is Written.NO:
+                may_write = False  # a last read: a write sent may have landed
+                continue
+            may_write = await self._pause_to_read_again(deadline)
 
     async def _write(self, key: str, read: Any, value: str, ttl_ms: int) -> Written:
         """Stores ``value`` only if the key still holds what was read under the lock (a
