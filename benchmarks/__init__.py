@@ -7,6 +7,8 @@ and writes ``docs/benchmarks/report.*``:
 - ``--only inprocess`` (:mod:`benchmarks.inprocess`): what does a strategy cost the
   cluster and the client library, without HTTP? The floors (``IMap.get``,
   ``IMap.set(ttl)``) and each strategy, by concurrency and key spread, in one process;
+- ``--only scale`` (:mod:`benchmarks.scale`): what does a window cost the members at a
+  million keys, and how would the partition threads' capacity grow with the cluster?
 - ``--only endtoend`` (:mod:`benchmarks.endtoend.rounds`): what does a request cost
   through nginx and 3 replicas, against ``/health``? wrk, closed loop;
 - ``--only k6`` (:mod:`benchmarks.rate_steps`): what arrival rate does each strategy
@@ -18,7 +20,10 @@ and writes ``docs/benchmarks/report.*``:
 - ``--only rls`` (:mod:`benchmarks.rls`): what does the gRPC rate limit service decide
   per replica, what does Envoy's rate limit filter cost on it, and how does it compare
   with envoyproxy/ratelimit behind the same Envoy? Also alone: ``python -m
-  benchmarks.rls`` (``make bench-rls``).
+  benchmarks.rls`` (``make bench-rls``);
+- ``--only failover`` (:mod:`benchmarks.failover`), last: with a million windows, does a
+  member killed and a new one started under a flood through nginx lose, double or fail
+  open any answer, and how long until every partition has a live owner again?
 
 Its report: :mod:`benchmarks.results` (the shape), :mod:`benchmarks.report` (JSON and
 Markdown), :mod:`benchmarks.plots` (PNGs). Shared by all: :mod:`benchmarks.stack` (the

@@ -1,8 +1,9 @@
 """Every strategy side by side, in one run on one stack, into one report.
 
-    python -m benchmarks [--smoke] [--out DIR] [--only inprocess scale endtoend k6 policies rls]
+    python -m benchmarks [--smoke] [--out DIR] [--only SECTION ...]
 
-``--out`` defaults to ``docs/benchmarks/`` (``.run/bench-smoke/`` with ``--smoke``).
+``--only`` picks sections (all by default): inprocess, scale, endtoend, k6, policies, rls,
+failover. ``--out`` defaults to ``docs/benchmarks/`` (``.run/bench-smoke/`` with ``--smoke``).
 
 Starts the benchmark stack (3 Hazelcast members, then nginx and 3 replicas per strategy;
 ports from RATELIMIT_BENCH_BASE_PORT, see :func:`benchmarks.stack.bench_stack`),
@@ -27,7 +28,11 @@ measures, stops everything it started (also on failure or Ctrl-C) and writes
    without it, and the peer, envoyproxy/ratelimit, behind the same Envoy with the same
    rules (throughput, and a flood's admissions against its exact limit), on replicas
    restarted with the service's rules after the other parts; ``python -m benchmarks.rls``
-   runs it alone.
+   runs it alone;
+6. failover (:mod:`benchmarks.failover`), last because it kills a member: a flood through
+   nginx while the owner of most shard entries is SIGKILLed and a new member started, with
+   a million windows opened before; whether any count was lost or doubled, the slowest
+   answer, and how long the cluster took to be whole again.
 
 A run that starts on a busy machine (1-minute load average above the core count) is
 measured all the same but marked BUSY MACHINE on stdout and on top of the report: its
@@ -53,6 +58,7 @@ from typing import Any, cast
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from benchmarks import failover as failover_part
 from benchmarks import rate_steps
 from benchmarks import scale as scale_part
 from benchmarks.clients import create_client
@@ -132,6 +138,8 @@ class Run:
                 tasks["policies"] = progress.add_task("policies", total=runs)
             if "rls" in args.only:
                 tasks["rls"] = progress.add_task("rls", total=None)
+            if "failover" in args.only:
+                tasks["failover"] = progress.add_task("failover", total=3)
             try:
                 progress.update(tasks[args.only[0]], description="members…")
                 self.stack.start_cluster(3)
@@ -146,6 +154,9 @@ class Run:
                     self.over_http(progress, tasks)
                 if "rls" in args.only:
                     self.rls(progress, tasks["rls"])
+                # Last: it kills a member (and starts a new one in its place).
+                if "failover" in args.only:
+                    self.failover(progress, tasks["failover"])
             finally:
                 self.stack.stop()
         finished = time.time()
@@ -163,6 +174,7 @@ class Run:
             "policies": "policies",
             "scale": "scale",
             "rls": "rls",
+            "failover": "failover",
         }[section]
 
     def runs_original(self) -> bool:
@@ -221,6 +233,23 @@ class Run:
             progress.advance(task)
 
         self.report["rls"] = run_rls(self.stack, self.args, step, self.replicas)
+
+    def failover(self, progress: Progress, task: Any) -> None:
+        """A member killed and a new one started under a flood (:mod:`benchmarks.failover`)."""
+        args = self.args
+
+        def step(line: str) -> None:
+            self.log(line)
+            progress.advance(task)
+
+        options = {
+            "windows": args.failover_windows,
+            "clients": args.failover_clients,
+            "connections": args.failover_connections,
+            "calm_seconds": args.failover_calm_seconds,
+        }
+        self.report["failover"] = failover_part.run(self.stack, options, step)
+        self.replicas = None
 
     def over_http(self, progress: Progress, tasks: dict[str, Any]) -> None:
         """Per strategy: replicas restarted with it, then wrk's rounds, then k6's steps

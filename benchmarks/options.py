@@ -13,7 +13,7 @@ from stack import ROOT
 
 __all__ = ["HTTP_SECTIONS", "ORIGINAL_ON", "SECTIONS", "SMOKE", "parse"]
 
-SECTIONS = ("inprocess", "scale", "endtoend", "k6", "policies", "rls")
+SECTIONS = ("inprocess", "scale", "endtoend", "k6", "policies", "rls", "failover")
 #: The sections that need nginx and the replicas.
 HTTP_SECTIONS = ("endtoend", "k6", "policies")
 #: The strategy the original scenario runs on: the service's default.
@@ -52,6 +52,10 @@ SMOKE = {
     "rls_floods": 1,
     "rls_ips": 1000,
     "peer": False,
+    "failover_windows": 2000,
+    "failover_clients": 20,
+    "failover_connections": 8,
+    "failover_calm_seconds": 0.5,
 }
 
 
@@ -137,6 +141,20 @@ def parse(
         dest="peer",
         action="store_false",
         help="skip envoyproxy/ratelimit (built with go install, on Redis)",
+    )
+    group = parser.add_argument_group(
+        "failover (a member killed and a new one started under a flood, benchmarks.failover)"
+    )
+    group.add_argument(
+        "--failover-windows", type=int, default=1_000_000, help="windows opened before"
+    )
+    group.add_argument("--failover-clients", type=int, default=200, help="flooded clients")
+    group.add_argument("--failover-connections", type=int, default=64)
+    group.add_argument(
+        "--failover-calm-seconds",
+        type=float,
+        default=3.0,
+        help="flood before the kill, after the cluster is whole again, after the join",
     )
     args = parser.parse_args(argv)
     args.prog = prog

@@ -18,6 +18,8 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+from benchmarks.failover import markdown as failover_markdown
+from benchmarks.failover import problems as failover_problems
 from benchmarks.policies.tables import policy_problems, policy_section
 from benchmarks.results import Machine, Report
 from benchmarks.rls.tables import rls_problems, rls_section
@@ -123,7 +125,12 @@ def failed(report: Report) -> list[str]:
     original = report.get("k6_original")
     if original and original.get("exit_code") != 0:
         found.append(f"k6 original scenario: k6 exited {original['exit_code']}")
-    return found + policy_problems(report.get("policies")) + rls_problems(report.get("rls"))
+    return (
+        found
+        + policy_problems(report.get("policies"))
+        + rls_problems(report.get("rls"))
+        + failover_problems(report.get("failover"))
+    )
 
 
 def _fmt(value: float) -> str:
@@ -365,6 +372,7 @@ def _markdown(report: Report, plots: list[str]) -> str:
         *rls_section(report.get("rls")),
         *_k6_steps_section(report),
         *_k6_original_section(report),
+        *failover_markdown(report.get("failover")),
     ]
     if plots:
         out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]

@@ -321,6 +321,10 @@ class Options(TypedDict):
     rls_ips: int
     rls_floods: int
     peer: bool
+    failover_windows: int
+    failover_clients: int
+    failover_connections: int
+    failover_calm_seconds: float
 
 
 class Report(TypedDict):
@@ -341,4 +345,6 @@ class Report(TypedDict):
     #: benchmarks.scale: a million windows (its keys are described there).
     scale: NotRequired[dict[str, Any]]
     rls: NotRequired[RlsPart]
+    #: benchmarks.failover: a member killed and a new one started under a flood.
+    failover: NotRequired[dict[str, Any]]
     failed: NotRequired[list[str]]

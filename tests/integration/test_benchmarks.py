@@ -67,8 +67,12 @@ def test_smoke_run_writes_an_exact_report(tmp_path: Path, monkeypatch: pytest.Mo
     assert "ours_one_vs_off" in rls["ratios"]
     assert all(flood["limit"] == 100 for flood in rls["floods"]["ours"])
     assert rls["envoy"]["ours_one"]["envoy"]["ok"] > 0
+    failover = report["failover"]
+    assert failover["kinds"].get("admitted", 0) > 0 and failover["windows"] == 2000
+    assert failover["admitted_again"] == 0 and "failed_open" not in failover["kinds"]
     markdown = (tmp_path / "report.md").read_text()
     assert "## Headline" in markdown and "**Exact**" in markdown
     assert "## Rate limit service" in markdown
+    assert "## Failover" in markdown
     for plot in PLOTS:
         assert (tmp_path / plot).stat().st_size > 0, plot

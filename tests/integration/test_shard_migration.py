@@ -38,7 +38,7 @@ import pytest
 
 from limiter import BackendError, connect, create_strategy
 from limiter.quota import Quota
-from limiter.rule import Reason
+from limiter.rule import Alignment, Reason
 from stack import Stack
 from tests.cluster import MEMBERS, own_members
 from tests.cluster import test_settings as suite_settings
@@ -53,6 +53,9 @@ FLOOD_LIMIT = 20
 FLOOD_TASKS = 64
 DECISION_TIMEOUT_SECONDS = 3.0
 WINDOW_SECONDS = 3600
+#: Windows that open with their first request: a clock-aligned hour could end during the
+#: test, and every window asked again afterwards would then admit.
+ALIGNMENT = Alignment.FIRST_REQUEST
 DEADLINE_SECONDS = 90.0
 #: The layout for many keys on a cluster that grows, each call answered after its
 #: synchronous backup (the bound this test asserts).
@@ -82,7 +85,7 @@ async def decide_all(strategy: Any, ids: list[str]) -> dict[str, bool]:
     was admitted. No deny cache."""
     by_lane: dict[Any, list[tuple[Quota, list[int]]]] = collections.defaultdict(list)
     for client_id in ids:
-        quota = Quota.single(client_id, 1, WINDOW_SECONDS)
+        quota = Quota.single(client_id, 1, WINDOW_SECONDS, ALIGNMENT)
         by_lane[strategy._lane(quota)].append((quota, [1]))
     calls = [
         (lane, chunk)
@@ -103,7 +106,9 @@ async def decide_all(strategy: Any, ids: list[str]) -> dict[str, bool]:
 
 async def used_by(strategy: Any, ids: list[str]) -> dict[str, int]:
     """Each flood client's stored count, read by a peek (cost 0: counts nothing)."""
-    peeks = await asyncio.gather(*(strategy.peek(c, FLOOD_LIMIT, WINDOW_SECONDS) for c in ids))
+    peeks = await asyncio.gather(
+        *(strategy.peek(c, FLOOD_LIMIT, WINDOW_SECONDS, alignment=ALIGNMENT) for c in ids)
+    )
     return {c: FLOOD_LIMIT - peek.remaining for c, peek in zip(ids, peeks, strict=True)}
 
 
@@ -134,7 +139,9 @@ class Flood:
                 client_id = draw.choice(self.ids)
                 started = time.monotonic()
                 try:
-                    decision = await self.strategy.decide(client_id, FLOOD_LIMIT, WINDOW_SECONDS)
+                    decision = await self.strategy.decide(
+                        client_id, FLOOD_LIMIT, WINDOW_SECONDS, alignment=ALIGNMENT
+                    )
                 except BackendError:
                     decision = None
                     self.failed[client_id] += 1
