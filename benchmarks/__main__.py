@@ -71,7 +71,7 @@ from benchmarks.options import HTTP_SECTIONS, ORIGINAL_ON, parse
 from benchmarks.policies import suite as policies_part
 from benchmarks.report import busy_note, failed, headline, load_average, machine, write_report
 from benchmarks.results import EndToEndRow, K6Steps, Options, Report
-from benchmarks.rls.suite import replica_env as rls_replica_env
+from benchmarks.rls.rules import replica_env as rls_replica_env
 from benchmarks.rls.suite import run_rls
 from benchmarks.stack import ADMIN, ADMIN_TOKEN, REPLICAS, bench_stack
 
@@ -271,7 +271,7 @@ class Run:
                     "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
                     "RATELIMIT_COUNTERS_MAP": counters_map,
                     "RATELIMIT_DEFAULT_WINDOW_ALIGNMENT": "first_request",
-                    **(rls_replica_env(stack) if "rls" in args.only else {}),
+                    **(rls_replica_env(stack, args.rls_config) if "rls" in args.only else {}),
                 },
             )
             self.replicas = (strategy, counters_map)

@@ -8,6 +8,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.rls import CONFIG_FILE as RLS_CONFIG_FILE
 from limiter import STRATEGY_NAMES
 from stack import ROOT
 
@@ -136,6 +137,15 @@ def parse(
         "--rls-ips", type=int, default=10_000, help="distinct client IPs of the many-IP loads"
     )
     group.add_argument("--rls-floods", type=int, default=3, help="floods per service")
+    group.add_argument(
+        "--rls-config",
+        type=Path,
+        default=RLS_CONFIG_FILE,
+        help="the rules both services read (domain storefront); with another file than "
+        "the default the floods, which need its flood rule, are skipped "
+        "(benchmarks/rls/unlimited/storefront.yaml: every limit lifted, what a call "
+        "costs before any decision)",
+    )
     group.add_argument(
         "--no-peer",
         dest="peer",

@@ -320,6 +320,7 @@ class Options(TypedDict):
     rls_connections: int
     rls_ips: int
     rls_floods: int
+    rls_config: str
     peer: bool
     failover_windows: int
     failover_clients: int

@@ -28,6 +28,12 @@ Exactness: every throughput load must be answered 200/204 or OK (nothing there c
 near a limit), and our service must never answer OK to more than the flood's limit; a
 miss marks the report FAILED. The peer's figures are figures, never findings.
 ``--smoke`` runs one short round without the peer (half a minute at most).
+
+``--rls-config benchmarks/rls/unlimited/storefront.yaml`` runs the same loads on rules
+with every limit lifted (``unlimited: true``): both services answer OK without deciding
+or storing anything, so the filter's cost through Envoy is then that of a call alone,
+the ceiling of any decision behind it (the floods are skipped: they need the default
+rules' flood limit).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -39,12 +38,13 @@ from benchmarks.rls.probes import (
     should_rate_limit,
     wrk_problems,
 )
+from benchmarks.rls.rules import config_dir, replica_env, shown
 from benchmarks.stack import ADMIN_TOKEN, REPLICAS
 from benchmarks.stats import load_now
 from benchmarks.tools.cpu import tree_cpu_seconds
 from stack import LOOPBACK, Stack, StackError
 
-__all__ = ["config_dir", "replica_env", "run_rls"]
+__all__ = ["run_rls"]
 
 COUNTERS_MAP = "ratelimit.counters.bench-rls"
 #: The replica loaded directly (gRPC and ``/decide``): the first one.
@@ -95,7 +95,8 @@ class RlsRun:
         self.peer: RlsPeer = {"ran": False, "reason": ""}
         self.peer_ports = PeerPorts.of(stack)
         self.protoset = write_protoset(stack.run_dir / "rls" / "rls.protoset")
-        self.config_dir = config_dir(stack)
+        #: Replicas already running reload the rules from here within a second.
+        self.config_dir = config_dir(stack, args.rls_config)
 
     # ---- start -------------------------------------------------------------------------
 
@@ -120,7 +121,7 @@ class RlsRun:
                     "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
                     "RATELIMIT_COUNTERS_MAP": COUNTERS_MAP,
                     "RATELIMIT_DEFAULT_WINDOW_ALIGNMENT": "first_request",
-                    **replica_env(stack),
+                    **replica_env(stack, self.args.rls_config),
                 },
             )
         for index in range(REPLICAS):
@@ -322,12 +323,19 @@ class RlsRun:
 
     # ---- 3b. the flood -------------------------------------------------------------------
 
+    def floods_apply(self) -> bool:
+        """Whether the rules are the default ones, whose flood rule the floods count on."""
+        return bool(Path(self.args.rls_config).resolve() == CONFIG_FILE.resolve())
+
     def floods(self, envoys: dict[str, EnvoyInstance]) -> dict[str, list[RlsFlood]]:
         """``--rls-floods`` floods per service and Envoy timeout (the default 20 ms and
         1 s), alternating, each on a fresh key."""
         kinds = ("ours", "ours_bridge", "peer", "ours_1s", "peer_1s")
         found: dict[str, list[RlsFlood]] = {kind: [] for kind in kinds if kind in envoys}
         index = 0
+        if not self.floods_apply():
+            self.step(f"rls: floods skipped: {self.args.rls_config} is not the default rules")
+            return {}
         for round_ in range(self.args.rls_floods):
             roles = list(found) if round_ % 2 == 0 else list(reversed(found))
             for role in roles:
@@ -457,21 +465,6 @@ class RlsRun:
         return found
 
 
-def config_dir(stack: Stack) -> Path:
-    """The folder of the rules the replicas read (a copy of ``storefront.yaml``)."""
-    folder = stack.run_dir / "rls" / "config"
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(CONFIG_FILE, folder / CONFIG_FILE.name)
-    return folder
-
-
-def replica_env(stack: Stack) -> dict[str, str]:
-    """What a replica needs to serve this part's rules over gRPC (its gRPC port comes
-    from the stack's layout): the suite gives it to the HTTP parts' replicas too, so
-    that this part can run on them."""
-    return {"RATELIMIT_RLS_CONFIG_DIR": str(config_dir(stack))}
-
-
 def run_rls(
     stack: Stack,
     args: argparse.Namespace,
@@ -535,7 +528,7 @@ def run_rls(
         "connections": args.rls_connections,
         "ips": args.rls_ips,
         "generator": generator,
-        "config": str(CONFIG_FILE.relative_to(CONFIG_FILE.parents[2])),
+        "config": shown(Path(args.rls_config)),
         "peer": run.peer,
         "decisions": {k: v for k, v in rows.items() if k not in envoy_rows},
         "envoy": envoy_rows,

@@ -3,8 +3,9 @@ that the noise of a shared machine falls on both alike.
 
 On this 2-core machine two runs of :mod:`benchmarks.endtoend` minutes apart differ by
 up to a third in ``/health`` alone, more than most changes worth measuring. Here each
-checkout gets its own benchmark stack (3 members, 3 replicas with ``entry_processor``,
-nginx; ports moved apart with ``RATELIMIT_BENCH_BASE_PORT``) and its own 1,000 clients,
+checkout gets its own benchmark stack (3 members, 3 replicas with ``--strategy``, by
+default ``entry_processor``, nginx; ports moved apart with ``RATELIMIT_BENCH_BASE_PORT``)
+and its own 1,000 clients,
 both stay up, and each round runs ``/health`` on one, on the other, then the load spread
 over the clients on one, on the other (the order flips every round). Each run reports
 its rate, latency and the CPU per request of the replicas and members (``/proc``).
@@ -46,11 +47,13 @@ SIDE_ENTRY = (
     "import importlib.util, sys; "
     "spec = importlib.util.spec_from_file_location('paired_side', sys.argv[1]); "
     "side = importlib.util.module_from_spec(spec); spec.loader.exec_module(side); "
-    "side.serve_side(*map(int, sys.argv[2:]))"
+    "side.serve_side(*map(int, sys.argv[2:5]), *sys.argv[5:])"
 )
 
 
-def serve_side(clients: int, seconds: int, connections: int) -> None:
+def serve_side(
+    clients: int, seconds: int, connections: int, strategy: str = "entry_processor"
+) -> None:
     """One checkout's side (run in a process whose path starts with the checkout): starts
     its stack, prints ``ready``, then runs one scenario per line read from stdin and
     prints its figures as one JSON line, until stdin closes."""
@@ -76,7 +79,7 @@ def serve_side(clients: int, seconds: int, connections: int) -> None:
         stack.start_replicas(
             REPLICAS,
             {
-                "RATELIMIT_STRATEGY": "entry_processor",
+                "RATELIMIT_STRATEGY": strategy,
                 "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
                 "RATELIMIT_COUNTERS_MAP": "ratelimit.counters.paired",
             },
@@ -137,6 +140,7 @@ class Side:
                 str(args.clients),
                 str(args.seconds),
                 str(args.connections),
+                args.strategy,
             ],
             cwd=checkout,
             env=environment,
@@ -216,6 +220,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--strategy", choices=("entry_processor", "cas", "lock"), default="entry_processor"
+    )
     args = parser.parse_args()
     if len(args.checkouts) != 2:
         parser.error("give two checkouts: before and after")
@@ -247,7 +254,7 @@ def main() -> int:
     text = (
         f"Paired: {args.checkouts[0]} (before) and {args.checkouts[1]} (after), "
         f"{args.rounds} rounds, wrk {args.connections} connections, {args.seconds} s per run, "
-        f"spread over {args.clients} clients\n\n" + report(labels, runs)
+        f"spread over {args.clients} clients, {args.strategy}\n\n" + report(labels, runs)
     )
     # Imported here, not at the top: a side process loads this file inside a checkout
     # that may predate benchmarks.stack.
