@@ -51,7 +51,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -104,6 +104,15 @@ class Run:
 
     def log(self, line: str) -> None:
         self.console.log(line, highlight=False)
+
+    def stepper(self, progress: Progress, task: Any) -> Callable[[str], None]:
+        """What a section calls after each step: the line logged, its task advanced."""
+
+        def step(line: str) -> None:
+            self.log(line)
+            progress.advance(task)
+
+        return step
 
     def main(self) -> Report:
         args = self.args
@@ -191,21 +200,13 @@ class Run:
             seconds=args.seconds,
             rounds=args.rounds,
         )
-
-        def step(line: str) -> None:
-            self.log(line)
-            progress.advance(task)
-
+        step = self.stepper(progress, task)
         self.report["inprocess"] = asyncio.run(run_grid(options, step))
 
     def scale(self, progress: Progress, task: Any) -> None:
         """A million windows in process (:mod:`benchmarks.scale`)."""
         args = self.args
-
-        def step(line: str) -> None:
-            self.log(line)
-            progress.advance(task)
-
+        step = self.stepper(progress, task)
         options = {
             "keys": args.scale_keys,
             "small_keys": args.scale_small_keys,
@@ -217,31 +218,19 @@ class Run:
 
     def policies_inprocess(self, progress: Progress, task: Any) -> None:
         """The policies part in process; its end-to-end rounds run in :meth:`over_http`."""
-
-        def step(line: str) -> None:
-            self.log(line)
-            progress.advance(task)
-
+        step = self.stepper(progress, task)
         self.report["policies"] = policies_part.inprocess(self.stack, self.args, step)
 
     def rls(self, progress: Progress, task: Any) -> None:
         """The rate limit part: on the HTTP parts' replicas when they run the default
         strategy (a smoke run's do), else on replicas restarted for it; Envoy, the peer."""
-
-        def step(line: str) -> None:
-            self.log(line)
-            progress.advance(task)
-
+        step = self.stepper(progress, task)
         self.report["rls"] = run_rls(self.stack, self.args, step, self.replicas)
 
     def failover(self, progress: Progress, task: Any) -> None:
         """A member killed and a new one started under a flood (:mod:`benchmarks.failover`)."""
         args = self.args
-
-        def step(line: str) -> None:
-            self.log(line)
-            progress.advance(task)
-
+        step = self.stepper(progress, task)
         options = {
             "windows": args.failover_windows,
             "clients": args.failover_clients,
@@ -327,11 +316,7 @@ class Run:
                     self.original()
                     progress.advance(tasks["k6"])
             if "policies" in args.only:
-
-                def policy_step(line: str) -> None:
-                    self.log(line)
-                    progress.advance(tasks["policies"])
-
+                policy_step = self.stepper(progress, tasks["policies"])
                 policies_part.endtoend(
                     self.stack, self.args, self.report, (strategy, counters_map), policy_step
                 )
