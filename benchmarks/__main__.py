@@ -237,7 +237,7 @@ class Run:
             "connections": args.failover_connections,
             "calm_seconds": args.failover_calm_seconds,
         }
-        self.report["failover"] = failover_part.run(self.stack, options, step)
+        self.report["failover"] = failover_part.run(self.stack, options, step, self.replicas)
         self.replicas = None
 
     def over_http(self, progress: Progress, tasks: dict[str, Any]) -> None:

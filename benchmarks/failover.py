@@ -171,24 +171,34 @@ async def _wait(what: str, check: Callable[[], bool]) -> float:
 
 
 def run(
-    stack: Stack, options: Mapping[str, Any], progress: Callable[[str], None]
+    stack: Stack,
+    options: Mapping[str, Any],
+    progress: Callable[[str], None],
+    running: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The section on a started cluster of ``stack`` (its nginx and replicas are started
-    here); ``options``: ``windows``, ``clients``, ``connections``, ``calm_seconds``."""
+    """The section on a started cluster of ``stack``; ``options``: ``windows``,
+    ``clients``, ``connections``, ``calm_seconds``. ``running``: the strategy and counters
+    map of replicas already up (the suite's HTTP parts'), used as they are when they run
+    ``entry_processor`` (their settings are the same environment's); otherwise the
+    replicas (and nginx) are started here."""
     shards = int(os.environ.get("RATELIMIT_COUNTER_SHARDS", "1"))
-    counters_map = f"ratelimit.counters.failover-{uuid.uuid4().hex[:6]}"
     if "nginx" not in stack.running():
         stack.start_parts([stack.demo_app_part(), stack.nginx_part(REPLICAS)])
-    stack.stop([stack.replica_name(i) for i in range(REPLICAS)])
-    stack.start_replicas(
-        REPLICAS,
-        {
-            "RATELIMIT_STRATEGY": "entry_processor",
-            "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
-            "RATELIMIT_COUNTERS_MAP": counters_map,
-            "RATELIMIT_COUNTER_SHARDS": str(shards),
-        },
-    )
+    replicas = [stack.replica_name(i) for i in range(REPLICAS)]
+    if running and running[0] == "entry_processor" and all(map(stack.pid_of, replicas)):
+        counters_map = running[1]
+    else:
+        counters_map = f"ratelimit.counters.failover-{uuid.uuid4().hex[:6]}"
+        stack.stop(replicas)
+        stack.start_replicas(
+            REPLICAS,
+            {
+                "RATELIMIT_STRATEGY": "entry_processor",
+                "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN,
+                "RATELIMIT_COUNTERS_MAP": counters_map,
+                "RATELIMIT_COUNTER_SHARDS": str(shards),
+            },
+        )
     return asyncio.run(_run(stack, options, progress, shards, counters_map))
 
 

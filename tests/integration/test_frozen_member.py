@@ -1,6 +1,6 @@
 """One member frozen (SIGSTOP: its connections stay open and answer nothing, as a hung
-JVM or a host cut off without a reset) while two answer, on a cluster of this module's own
-(members 190 ports above the session's), decided in process.
+JVM or a host cut off without a reset) while two answer, on the session's spare members
+(120 ports above its own, tests/conftest.py), decided in process.
 
 A decision stuck on the frozen owner must be a contended denial, never the failure mode:
 the failure mode is for a cluster that does not answer at all. The worker tells them
@@ -17,7 +17,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,21 +28,19 @@ from limiter.kv_window import policy_key
 from limiter.processor_wire import processor_key
 from limiter.rule import Reason
 from stack import Stack
-from tests.cluster import MEMBERS, own_members
+from tests.cluster import MEMBERS
 from tests.cluster import test_settings as suite_settings
 from tests.faults import PartitionView
 from tests.loop import LoopThread
 
-PORT_OFFSET = 190
 DECISION_TIMEOUT_SECONDS = 1.0
 DEADLINE_SECONDS = 60.0
 
 
-@pytest.fixture(scope="module")
-def frozen_cluster(cluster: Stack) -> Iterator[Stack]:
-    """Three members of the module's own, on the session's database; stopped at the end."""
-    with own_members(cluster, "frozen-member", PORT_OFFSET) as own:
-        yield own
+@pytest.fixture
+def frozen_cluster(all_spare_members: Stack) -> Stack:
+    """The session's spare members (tests/conftest.py): each case thaws what it froze."""
+    return all_spare_members
 
 
 @pytest.mark.parametrize("strategy_name", ["entry_processor", "cas", "lock"])

@@ -21,7 +21,7 @@ What one run does, per strategy:
 1. 12 clients (half with a limit of 30, which they reach during the first failover, half
    100) spend 5 requests each.
 2. For each member in turn, the one owning most of their counters first: every client
-   sends 4 requests a second (open loop), and after 2 s the member is SIGKILLed; the load
+   sends 4 requests a second (open loop), and after 1 s the member is SIGKILLed; the load
    goes on until the cluster has dropped it and every client has had only decided answers
    for 2 s. Then, under light load (every client once a second), the member restarts and
    the partitions are rebalanced onto it; no request may fail meanwhile.
@@ -105,9 +105,11 @@ BEFORE = 5
 #: Requests per second of each client during the failover, and during the rejoin.
 RATE = 4.0
 LIGHT_RATE = 1.0
-#: Steady load before the kill; decided-only answers that count as "settled".
-STEADY_SECONDS = 2.0
+#: Steady load before the kill (4 requests of every client in flight or answered);
+#: decided-only answers that count as "settled"; load on the rebalanced cluster.
+STEADY_SECONDS = 1.0
 SETTLE_SECONDS = 2.0
+REBALANCED_SECONDS = 1.0
 #: From the kill until the cluster dropped the member and every client is decided again.
 RECOVERY_DEADLINE_SECONDS = 45.0
 #: The member's start, its joining, and the partitions moving onto it.
@@ -236,7 +238,7 @@ async def _member_rejoin(
             lambda: f" (owners: {dict(rig.view.owned())})",
         )
         rebalanced_after = time.monotonic() - started
-        await asyncio.sleep(SETTLE_SECONDS)  # pacing: load on the rebalanced cluster
+        await asyncio.sleep(REBALANCED_SECONDS)  # pacing: load on the rebalanced cluster
         owned = rig.view.owned()[address]
     figures = Figures.of(load.shots)
     causes = await undecided_causes(http, rig.replica_ports) - causes

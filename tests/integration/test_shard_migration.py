@@ -1,6 +1,6 @@
 """Partitions moving under load with 100,000 windows in the entry processor's shards: a
-member SIGKILLed during a flood, then a new one started during the same flood, on a
-cluster of this module's own (members 120 ports above the session's), decided in process
+member SIGKILLed during a flood, then a new one started during the same flood, on the
+session's spare members (120 ports above its own, tests/conftest.py), decided in process
 (no replicas: the windows and their moves are the members').
 
 What must hold: no client is admitted beyond its limit, neither a flooded one (limit
@@ -40,13 +40,11 @@ from limiter import BackendError, connect, create_strategy
 from limiter.quota import Quota
 from limiter.rule import Alignment, Reason
 from stack import Stack
-from tests.cluster import MEMBERS, own_members
+from tests.cluster import MEMBERS
 from tests.cluster import test_settings as suite_settings
 from tests.faults import PartitionView
 from tests.loop import LoopThread
 
-#: This module's cluster sits this far above the session's ports.
-PORT_OFFSET = 120
 WINDOWS = int(os.environ.get("RATELIMIT_TEST_MIGRATION_WINDOWS", "100000"))
 FLOOD_CLIENTS = 200
 FLOOD_LIMIT = 20
@@ -62,11 +60,10 @@ DEADLINE_SECONDS = 90.0
 SHARDS = int(os.environ.get("RATELIMIT_TEST_MIGRATION_SHARDS", "271"))
 
 
-@pytest.fixture(scope="module")
-def moving_cluster(cluster: Stack) -> Iterator[Stack]:
-    """Three members of the module's own, on the session's database; stopped at the end."""
-    with own_members(cluster, "shard-migration", PORT_OFFSET) as own:
-        yield own
+@pytest.fixture
+def moving_cluster(all_spare_members: Stack) -> Stack:
+    """The session's spare members (tests/conftest.py): the test restarts what it kills."""
+    return all_spare_members
 
 
 def client_ids(prefix: int, count: int) -> list[str]:
