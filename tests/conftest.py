@@ -27,15 +27,9 @@ from hypothesis import HealthCheck, Verbosity, settings
 from api.settings import Settings
 from limiter import ClusterLink, connect
 from stack import Stack
-from tests.cluster import (
-    DEFAULT_STRATEGY,
-    MEMBERS,
-    own_members,
-    settings_env,
-    test_settings,
-    test_stack,
-)
+from tests.cluster import DEFAULT_STRATEGY, MEMBERS, settings_env, test_settings, test_stack
 from tests.loop import LoopThread
+from tests.stall import restore_members, stall_cluster, thaw_all
 
 settings.register_profile(
     "ci",
@@ -96,27 +90,23 @@ def cluster(registry_database: Stack) -> Iterator[Stack]:
             stack.stop()
 
 
-#: The spare members sit this far above the session's ports.
-SPARE_PORT_OFFSET = 120
-
-
 @pytest.fixture(scope="session")
 def spare_members(cluster: Stack) -> Iterator[Stack]:
-    """Three members beside the session's (on its database), for the tests that freeze or
-    kill members (test_frozen_member, test_shard_migration): started once for all of them
-    (a start of three members is about 10 s), each test leaving all three up and using
-    maps of its own; stopped at the end of the session."""
-    with own_members(cluster, "spare", SPARE_PORT_OFFSET) as spare:
+    """Three members beside the session's, with the fault hook on and no registry
+    (tests/stall.py), for the tests that stall, freeze or kill members
+    (test_frozen_member, test_retried_call, test_shard_migration): started once for all
+    of them (a start of three members is about 10 s), each test using maps of its own;
+    stopped at the end of the session."""
+    with stall_cluster() as spare:
         yield spare
 
 
 @pytest.fixture
 def all_spare_members(spare_members: Stack) -> Stack:
-    """The spare members, all three answering (an earlier test's failure may have left
-    one down)."""
-    for index in range(MEMBERS):
-        if spare_members.pid_of(spare_members.member_name(index)) is None:
-            spare_members.start_member(index, MEMBERS)
+    """The spare members, all three answering: one an earlier test killed is started
+    again, one it froze is thawed."""
+    thaw_all(spare_members)
+    restore_members(spare_members)
     spare_members.wait_for_members(MEMBERS, 60)
     return spare_members
 

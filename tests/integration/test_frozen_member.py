@@ -1,6 +1,6 @@
 """One member frozen (SIGSTOP: its connections stay open and answer nothing, as a hung
 JVM or a host cut off without a reset) while two answer, on the session's spare members
-(120 ports above its own, tests/conftest.py), decided in process.
+(tests/conftest.py), decided in process.
 
 A decision stuck on the frozen owner must be a contended denial, never the failure mode:
 the failure mode is for a cluster that does not answer at all. The worker tells them

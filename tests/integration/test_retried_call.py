@@ -1,8 +1,8 @@
 """A decision whose call its owner applied and backed up but never answered, for each
 strategy, every time: the owner SIGKILLed with the call's write held by its backup.
 
-Three members of this module's own with the fault hook on (tests/stall.py, 230 ports
-above the session's), the strategy built in process on a fresh counters map. One
+The session's spare members, with the fault hook on (tests/stall.py, 230 ports above
+the session's; tests/conftest.py), the strategy built in process on a fresh counters map. One
 decision of cost :data:`COST` for a fresh client, with a stall of :data:`STALL_SECONDS`
 in place on the partition of the client's key: the owner applies the decision's write
 and sends its backup, which waits behind the stall on the backup member, so the owner
@@ -45,7 +45,7 @@ from stack import Stack
 from tests.cluster import MEMBERS, quiet_window
 from tests.cluster import test_settings as suite_settings
 from tests.loop import LoopThread
-from tests.stall import Failover, Stall, Stalls, restore_members, stall_cluster
+from tests.stall import Failover, Stall, Stalls, restore_members
 
 #: How long the stall holds the call: far below Hazelcast's backup timeout (5 s), after
 #: which the owner would answer without its backup's ack.
@@ -60,11 +60,10 @@ CASE_TIMEOUT_SECONDS = 60.0
 READ_DEADLINE_SECONDS = 15.0
 
 
-@pytest.fixture(scope="module")
-def stall_members() -> Iterator[Stack]:
-    """The module's three members with the fault hook on; stopped at its end."""
-    with stall_cluster() as stack:
-        yield stack
+@pytest.fixture
+def stall_members(spare_members: Stack) -> Stack:
+    """The session's spare members (tests/conftest.py): the fault hook is on."""
+    return spare_members
 
 
 @dataclasses.dataclass

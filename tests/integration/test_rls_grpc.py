@@ -27,15 +27,18 @@ from tests.cluster import DEFAULT_STRATEGY
 from tests.integration.conftest import RUN_ID, Replica, Replicas
 
 Response = rls_pb2.RateLimitResponse
+#: Hour-long windows: upstream's units are clock-aligned, and a test's calls that
+#: straddled a window's edge would legitimately count afresh (with minutes, a reload test
+#: crossing a minute's edge once saw its earlier hits gone).
 CONFIG = """
 domain: grpc
 descriptors:
   - key: ip
-    rate_limit: {name: per_ip, unit: minute, requests_per_unit: 10}
+    rate_limit: {name: per_ip, unit: hour, requests_per_unit: 10}
   - key: slow
-    rate_limit: {name: slow, unit: minute, requests_per_unit: 1, x_algorithm: gcra}
+    rate_limit: {name: slow, unit: hour, requests_per_unit: 1, x_algorithm: gcra}
   - key: user
-    rate_limit: {name: per_user, unit: minute, requests_per_unit: 2}
+    rate_limit: {name: per_user, unit: hour, requests_per_unit: 2}
 """
 
 
@@ -111,7 +114,7 @@ def ask(*descriptors: tuple[tuple[str, str], ...], hits: int = 0) -> rls_pb2.Rat
 
 
 def test_a_flood_on_one_key_admits_exactly_its_limit(grpc_api: GrpcReplica) -> None:
-    """60 concurrent calls on a key limited to 10 per minute: exactly 10 OK."""
+    """60 concurrent calls on a key limited to 10 per hour: exactly 10 OK."""
     ip = grpc_api.key("flood")
     answers = grpc_api.call(*(ask((("ip", ip),)) for _ in range(60)))
     codes = [a.overall_code for a in answers]
@@ -240,7 +243,7 @@ def test_a_reload_keeps_the_counts_of_a_changed_limit_and_rejects_invalid_files(
     assert after[0].statuses[0].current_limit.requests_per_unit == 4
 
     rejected = grpc_api.metric("ratelimit_rls_config_loads_total", outcome="rejected")
-    path.write_text(textwrap.dedent(CONFIG).replace("unit: minute", "unit: fortnight"))
+    path.write_text(textwrap.dedent(CONFIG).replace("unit: hour", "unit: fortnight"))
     grpc_api.replica.wait_for(
         lambda: grpc_api.metric("ratelimit_rls_config_loads_total", outcome="rejected") > rejected,
         10,

@@ -1,6 +1,6 @@
 """Partitions moving under load with 100,000 windows in the entry processor's shards: a
 member SIGKILLed during a flood, then a new one started during the same flood, on the
-session's spare members (120 ports above its own, tests/conftest.py), decided in process
+session's spare members (tests/conftest.py), decided in process
 (no replicas: the windows and their moves are the members').
 
 What must hold: no client is admitted beyond its limit, neither a flooded one (limit
